@@ -1,0 +1,43 @@
+"""Training throughput of the book's step (batch 128, summed loss) by micro-batch and precision.
+
+    python benchmarks/speed.py [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
+
+Trains one epoch from scratch (throughput does not depend on the starting weights) on the first
+`--per-class` photos of each class and prints examples/sec as the book measures it: training compute only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+
+import torch
+
+from ftcore.data import find_data
+from ftcore.training import fit, recipe
+
+SETTINGS = [(128, "fp32"), (32, "fp32"), (16, "fp32"), (16, "bf16"), (32, "bf16")]  # (micro-batch, precision)
+
+
+def main() -> None:
+    """Print one row per architecture and setting."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--arch", nargs="+", default=["resnet18", "mobilenet_v2"])
+    parser.add_argument("--per-class", type=int, default=128)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    data = args.data or str(find_data())
+    cpu = platform.processor() or platform.machine()
+    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"{'arch':13s} {'micro-batch':>11s} {'precision':>9s} {'examples/sec':>12s}")
+    for arch in args.arch:
+        for micro, precision in SETTINGS:
+            config = recipe("scratch", arch, data=data, epochs=1, limit=args.per_class, micro_batch=micro,
+                            precision=precision, device=args.device)
+            speed = fit(config).history.examples_per_sec
+            print(f"{arch:13s} {micro:11d} {precision:>9s} {speed:12.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""Data: the book's transforms, ImageFolder trees, the hot-dog download, and dataset summaries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import statistics
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import datasets, transforms
+
+from .errors import FtcoreError
+from .paths import cache_dir, shared_dir, store_bytes
+
+# The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# d2l's data hub entry for the hot-dog set: 1000+1000 train, 400+400 test photos.
+HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
+HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
+
+SPLITS = ("train", "test")
+# torchvision's ImageFolder extensions: what counts as an image in a class folder.
+IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
+# An uploaded or downloaded archive may not unpack to more than this (a guard against zip bombs).
+MAX_EXTRACTED_BYTES = 4 * 1024**3
+
+
+# --------------------------------------------------------------------------------------------------
+# Transforms: the book's train_augs and test_augs, with the 224/256 sizes scaled by image_size.
+
+
+def resize_size_for(image_size: int) -> int:
+    """The test-time resize that goes with a crop of `image_size` (the book's 256 for 224)."""
+    return round(image_size * 256 / 224)
+
+
+class TrainPreset:
+    """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
+
+    def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.transforms = transforms.Compose([
+            transforms.RandomResizedCrop(image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.transforms(image)
+
+
+class EvalPreset:
+    """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize."""
+
+    def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        self.image_size = image_size
+        self.resize_size = resize_size or resize_size_for(image_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.transforms = transforms.Compose([
+            transforms.Resize([self.resize_size, self.resize_size]),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(self.mean, self.std),
+        ])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.transforms(image)
+
+    def to_dict(self) -> dict:
+        """Plain description, stored in checkpoints so prediction preprocesses exactly as evaluation did."""
+        return {"image_size": self.image_size, "resize_size": self.resize_size,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalPreset:
+        """Rebuild the preset that `to_dict` described."""
+        return cls(int(d["image_size"]), int(d["resize_size"]), d["mean"], d["std"])
+
+
+def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Undo Normalize and ToTensor: a CxHxW float tensor back to an HxWxC uint8 array for display."""
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    return (tensor * std_t + mean_t).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) -> tuple[list[np.ndarray], np.ndarray]:
+    """One photo through the train transform `n` times (each a new random crop/flip) and the test transform once."""
+    image = load_rgb(str(path))
+    train = TrainPreset(image_size)
+    return [to_uint8_image(train(image)) for _ in range(n)], to_uint8_image(EvalPreset(image_size)(image))
+
+
+# --------------------------------------------------------------------------------------------------
+# ImageFolder trees: ROOT/train/<class>/*, ROOT/test/<class>/*.
+
+
+def load_rgb(path: str) -> Image.Image:
+    """ImageFolder's loader, but a broken file raises an error that names it."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise FtcoreError(f"cannot read image {path} ({e}); remove or replace that file") from None
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not Path(path).name.startswith(".")
+
+
+def check_image_folder(root: str | Path) -> list[str]:
+    """Check that `root` is an ImageFolder tree with the same classes in train/ and test/; return them."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FtcoreError(f"data folder {root} does not exist; pass a folder holding train/<class>/ and "
+                          "test/<class>/, or fetch the hot-dog set with `python -m ftcore data --download`")
+    if not root.is_dir():
+        raise FtcoreError(f"data path {root} is a file, not a folder; pass a folder holding train/ and test/")
+    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    if missing:
+        raise FtcoreError(f"data folder {root} is not an ImageFolder tree: it has no {' or '.join(missing)}/ "
+                          "subfolder; lay it out as train/<class>/*.jpg and test/<class>/*.jpg")
+    classes = {s: _class_dirs(root / s) for s in SPLITS}
+    for split, names in classes.items():
+        if len(names) < 2:
+            raise FtcoreError(f"{root / split} has {len(names)} class folder(s); it needs at least two "
+                              "(one subfolder of images per class)")
+    if classes["train"] != classes["test"]:
+        raise FtcoreError(f"train/ and test/ in {root} have different class folders "
+                          f"({classes['train']} vs {classes['test']}); give both the same ones")
+    for split in SPLITS:
+        for name in classes[split]:
+            if not any(_is_image(f.name) for f in (root / split / name).iterdir()):
+                raise FtcoreError(f"class folder {root / split / name} holds no images "
+                                  f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
+    return classes["train"]
+
+
+def limit_per_class(dataset: datasets.ImageFolder, limit: int | None) -> datasets.ImageFolder:
+    """Keep the first `limit` images of each class (in ImageFolder's sorted order), in place."""
+    if limit is None:
+        return dataset
+    if limit < 1:
+        raise FtcoreError(f"--limit must be at least 1 (got {limit})")
+    seen: Counter = Counter()
+    kept = []
+    for path, target in dataset.samples:
+        if seen[target] < limit:
+            kept.append((path, target))
+            seen[target] += 1
+    dataset.samples = dataset.imgs = kept
+    dataset.targets = [t for _, t in kept]
+    return dataset
+
+
+def open_split(root: str | Path, split: str, transform=None, limit: int | None = None) -> datasets.ImageFolder:
+    """The ImageFolder of one split (`train` or `test`), optionally cut to `limit` images per class."""
+    dataset = datasets.ImageFolder(str(Path(root).expanduser() / split), transform=transform,
+                                   loader=load_rgb, is_valid_file=_is_image)
+    return limit_per_class(dataset, limit)
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary for the explorer page and `python -m ftcore data`.
+
+
+@dataclass
+class ImageRecord:
+    """One photo of the tree: where it is, and its size in pixels."""
+
+    split: str
+    label: str
+    path: str
+    width: int
+    height: int
+
+
+@dataclass
+class DatasetSummary:
+    """Classes, counts per split and class, and every image's size."""
+
+    root: str
+    classes: list[str]
+    counts: dict[str, dict[str, int]]  # split -> class -> number of images
+    images: list[ImageRecord] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # files with an image extension PIL cannot open
+
+    def total(self, split: str) -> int:
+        """Number of images in one split."""
+        return sum(self.counts[split].values())
+
+    def book_grid(self, n: int = 8) -> list[ImageRecord]:
+        """The book's preview: train_imgs[i] for the first n (first class), then train_imgs[-i - 1] (last class)."""
+        train = [r for r in self.images if r.split == "train"]  # ImageFolder's order: class, then file name
+        return train[:n] + [train[-i - 1] for i in range(min(n, len(train)))]
+
+    def size_stats(self) -> dict[str, float]:
+        """Min / median / max of width, height and aspect ratio (width / height) over all images."""
+        if not self.images:
+            return {}
+        widths = [r.width for r in self.images]
+        heights = [r.height for r in self.images]
+        ratios = [r.width / r.height for r in self.images]
+        stats = {}
+        for name, values in (("width", widths), ("height", heights), ("aspect", ratios)):
+            stats[f"{name}_min"] = min(values)
+            stats[f"{name}_median"] = statistics.median(values)
+            stats[f"{name}_max"] = max(values)
+        return stats
+
+
+def summarize(root: str | Path) -> DatasetSummary:
+    """Scan an ImageFolder tree: classes, counts, and each image's size (read from headers only)."""
+    classes = check_image_folder(root)
+    root = Path(root).expanduser().resolve()
+    counts: dict[str, dict[str, int]] = {}
+    images, unreadable = [], []
+    for split in SPLITS:
+        counts[split] = {}
+        for name in classes:
+            files = sorted(f for f in (root / split / name).iterdir() if _is_image(f.name))
+            counts[split][name] = len(files)
+            for f in files:
+                try:
+                    with Image.open(f) as image:
+                        width, height = image.size
+                except (OSError, ValueError, Image.DecompressionBombError):
+                    unreadable.append(str(f))
+                    continue
+                images.append(ImageRecord(split, name, str(f), width, height))
+    return DatasetSummary(str(root), classes, counts, images, unreadable)
+
+
+def format_summary(summary: DatasetSummary) -> str:
+    """Plain-text summary, as `python -m ftcore data` prints it."""
+    lines = [f"data: {summary.root}", f"classes: {', '.join(summary.classes)}"]
+    for split in SPLITS:
+        per_class = ", ".join(f"{c} {n}" for c, n in summary.counts[split].items())
+        lines.append(f"{split}: {summary.total(split)} images ({per_class})")
+    s = summary.size_stats()
+    if s:
+        lines.append(f"width: {s['width_min']}-{s['width_max']} px (median {s['width_median']:g}); "
+                     f"height: {s['height_min']}-{s['height_max']} px (median {s['height_median']:g}); "
+                     f"aspect ratio {s['aspect_min']:.2f}-{s['aspect_max']:.2f}")
+    if summary.unreadable:
+        lines.append(f"unreadable: {len(summary.unreadable)} file(s), e.g. {summary.unreadable[0]}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding and fetching data.
+
+
+def default_hotdog_dir() -> Path:
+    """Where `download_hotdog` puts the set: <cache>/data/hotdog."""
+    return cache_dir() / "data" / "hotdog"
+
+
+def is_image_folder(root: str | Path) -> bool:
+    """True when `root` passes `check_image_folder`."""
+    try:
+        check_image_folder(root)
+    except FtcoreError:
+        return False
+    return True
+
+
+def data_candidates() -> list[tuple[str, Path]]:
+    """Places the hot-dog data may already be, in the order they are tried, with a label each."""
+    candidates = []
+    if os.environ.get("FTCORE_DATA"):
+        candidates.append(("$FTCORE_DATA", Path(os.environ["FTCORE_DATA"]).expanduser()))
+    candidates.append(("download cache", default_hotdog_dir()))
+    shared = shared_dir()
+    if shared is not None:
+        candidates.append(("shared folder beside the checkout", shared / "data" / "hotdog"))
+    return candidates
+
+
+def find_data() -> Path | None:
+    """The first candidate folder that is a usable ImageFolder tree, or None."""
+    for _, path in data_candidates():
+        if is_image_folder(path):
+            return path
+    return None
+
+
+def sha1_of(path: str | Path) -> str:
+    """Hex sha1 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None,
+          timeout: float = 30.0) -> Path:
+    """Download `url` to `dest` (via a temporary file), calling progress(bytes_done, bytes_total)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            done = 0
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        reason = getattr(e, "reason", e)
+        raise FtcoreError(f"could not download {url} ({reason}); check the internet connection, or fetch "
+                          "the file by hand and pass its unpacked folder with --data") from None
+    tmp.replace(dest)
+    return dest
+
+
+def safe_extract(archive: str | Path, dest: str | Path) -> Path:
+    """Unpack a zip into `dest`, refusing absolute paths, `..`, links and archives that unpack too large."""
+    dest = Path(dest)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise FtcoreError(f"{Path(str(archive)).name} is not a readable zip archive ({e}); "
+                          "upload or download it again") from None
+    with zf:
+        total = 0
+        for info in zf.infolist():
+            name = PurePosixPath(info.filename.replace("\\", "/"))
+            is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+            if name.is_absolute() or ".." in name.parts or ":" in info.filename or is_link:
+                raise FtcoreError(f"the archive holds an unsafe entry {info.filename!r} (absolute path, '..' "
+                                  "or link); nothing was extracted, so rebuild the zip from the folder itself")
+            total += info.file_size
+        if total > MAX_EXTRACTED_BYTES:
+            raise FtcoreError(f"the archive would unpack to {total / 1024**3:.1f} GiB, more than the "
+                              f"{MAX_EXTRACTED_BYTES / 1024**3:.0f} GiB allowed; use a local folder instead")
+        dest.mkdir(parents=True, exist_ok=True)
+        zf.extractall(dest)
+    return dest
+
+
+def find_image_folder_root(folder: str | Path, max_depth: int = 3) -> Path:
+    """The folder at or below `folder` (a few levels at most) that holds train/ and test/."""
+    folder = Path(folder)
+    frontier = [folder]
+    for _ in range(max_depth + 1):
+        for candidate in frontier:
+            if all((candidate / s).is_dir() for s in SPLITS):
+                check_image_folder(candidate)
+                return candidate
+        frontier = [d for f in frontier for d in sorted(f.iterdir())
+                    if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
+    raise FtcoreError(f"no folder with train/ and test/ subfolders found in {folder.name}; "
+                      "zip a folder laid out as train/<class>/*.jpg and test/<class>/*.jpg")
+
+
+def extract_image_folder_zip(archive: str | Path, dest: str | Path) -> Path:
+    """Safely unpack a zipped ImageFolder tree into `dest` and return the folder holding train/ and test/."""
+    return find_image_folder_root(safe_extract(archive, dest))
+
+
+def unpack_uploaded_zip(data: bytes) -> Path:
+    """Keep an uploaded zip of an ImageFolder tree under the cache (once per content) and return its root."""
+    archive = store_bytes(data, "uploads", ".zip")
+    dest = archive.with_suffix("")
+    if not dest.exists():
+        with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".extract-") as tmp:
+            safe_extract(archive, tmp)
+            Path(tmp).rename(dest)
+            Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name it made
+    return find_image_folder_root(dest)
+
+
+def thumbnail_bytes(path: str | Path, size: int = 160) -> bytes:
+    """A JPEG thumbnail (longest side `size`) of one dataset photo."""
+    image = load_rgb(str(path))
+    image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def download_hotdog(root: str | Path | None = None, url: str = HOTDOG_URL, sha1: str = HOTDOG_SHA1,
+                    progress: Callable[[int, int | None], None] | None = None) -> Path:
+    """Fetch d2l's hotdog.zip (sha1-checked), unpack it safely, and return the folder with train/ and test/."""
+    root = Path(root).expanduser() if root else default_hotdog_dir()
+    if is_image_folder(root):
+        return root
+    archive = cache_dir() / "downloads" / "hotdog.zip"
+    if not archive.exists() or sha1_of(archive) != sha1:
+        fetch(url, archive, progress)
+        actual = sha1_of(archive)
+        if actual != sha1:
+            archive.unlink()
+            raise FtcoreError(f"downloaded hotdog.zip has sha1 {actual}, expected {sha1}; "
+                              "the download was damaged, so run it again")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=".extract-") as tmp:
+        found = extract_image_folder_zip(archive, tmp)
+        if root.exists():
+            shutil.rmtree(root)
+        shutil.move(str(found), str(root))
+    return root

@@ -1,0 +1,219 @@
+"""Models: the supported architectures, their output layers, and where their ImageNet weights come from."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from .errors import FtcoreError
+from .paths import shared_dir
+
+IMAGENET_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One torchvision architecture: how to build it, where its output layer sits, its default rates."""
+
+    name: str
+    build: Callable[..., nn.Module]  # torchvision constructor, called with weights=None
+    weights_url: str  # torchvision's ImageNet weights (the file its download puts in the hub cache)
+    head: str  # dotted name of the output layer that fine-tuning replaces
+    feature_dim: int  # in_features of that layer
+    finetune_lr: float  # default lr of the copied layers with the summed loss
+    scratch_lr: float  # default lr from random init with the summed loss
+    lr_source: str  # where those defaults come from, shown in --help and the UI
+
+
+# resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
+# the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
+# measured on the hot-dog set with its shared ImageNet weights (README, "Choosing the defaults").
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
+                 "fc", 512, 5e-5, 5e-4, "the book's (d2l 13.2)"),
+        ArchSpec("resnet34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
+                 "fc", 512, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+        ArchSpec("resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url,
+                 "fc", 2048, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+        ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
+                 torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
+                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog with mobilenet_v2"),
+    )
+}
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The spec of a supported architecture, or a clear error listing the supported ones."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise FtcoreError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+
+
+def output_layer(net: nn.Module, arch: str) -> nn.Linear:
+    """The output layer ("fc" of a ResNet, "classifier.1" of MobileNetV2)."""
+    return net.get_submodule(get_arch(arch).head)
+
+
+def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bool = True) -> nn.Linear:
+    """Put a fresh Linear(in_features, num_classes) where the output layer was; Xavier-init its weight."""
+    parent_name, _, child = get_arch(arch).head.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    new = nn.Linear(output_layer(net, arch).in_features, num_classes)
+    if xavier:  # the book: nn.init.xavier_uniform_(finetune_net.fc.weight); the bias keeps Linear's init
+        nn.init.xavier_uniform_(new.weight)
+    setattr(parent, child, new)  # also right for Sequential, whose children are named "0", "1", ...
+    return new
+
+
+def describe_output_layers(arch: str, num_classes: int) -> tuple[str, str]:
+    """The source model's output layer and the target model's, as PyTorch prints them."""
+    d = get_arch(arch).feature_dim
+    return (f"Linear(in_features={d}, out_features={IMAGENET_CLASSES}, bias=True)",
+            f"Linear(in_features={d}, out_features={num_classes}, bias=True)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the ImageNet weights come from, in order: an explicit file (argument, then $FTCORE_WEIGHTS),
+# torchvision's own hub cache ($TORCH_HOME), a development copy in shared/weights beside the checkout,
+# and last torchvision's download (which fills that same hub cache).
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's starting weights came from."""
+
+    kind: str  # "file", "torch cache", "shared", "download" or "random"
+    path: str | None = None
+
+    def describe(self) -> str:
+        """One phrase for logs and the UI."""
+        if self.kind == "random":
+            return "random initialisation"
+        return f"ImageNet weights from {self.kind}: {self.path}"
+
+
+def torch_cache_path(arch: str) -> Path:
+    """The file torchvision's download writes and reads: $TORCH_HOME/hub/checkpoints/<name>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(get_arch(arch).weights_url)
+
+
+def shared_weights_files(arch: str) -> list[Path]:
+    """Development copies of ImageNet weights for `arch` in shared/weights beside the checkout."""
+    shared = shared_dir()
+    if shared is None or not (shared / "weights").is_dir():
+        return []
+    return sorted(p for p in (shared / "weights").iterdir()
+                  if p.suffix in (".pth", ".pt") and p.name.startswith((f"{arch}_", f"{arch}-")))
+
+
+def locate_weights(arch: str, weights_file: str | None = None) -> WeightsSource | None:
+    """The first weights on disk for `arch` (explicit file, $FTCORE_WEIGHTS, hub cache, shared), or None."""
+    explicit = weights_file or os.environ.get("FTCORE_WEIGHTS")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            origin = "weights file" if weights_file else "$FTCORE_WEIGHTS file"
+            raise FtcoreError(f"{origin} {path} does not exist; pass an existing .pth file or leave it unset "
+                              "to use torchvision's cache and download")
+        return WeightsSource("file", str(path))
+    cached = torch_cache_path(arch)
+    if cached.is_file():
+        return WeightsSource("torch cache", str(cached))
+    shared = shared_weights_files(arch)
+    if shared:
+        return WeightsSource("shared", str(shared[0]))
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file or an ftcore checkpoint, loaded with weights_only=True."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip, EOF and runtime errors for files that are not its own
+        raise FtcoreError(f"weights file {path} is not a PyTorch state dict ({type(e).__name__}); "
+                          "pass a .pth file saved with torch.save(model.state_dict())") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # an ftcore checkpoint, or a trainer's
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise FtcoreError(f"weights file {path} holds no state dict of tensors; "
+                          "pass a .pth file saved with torch.save(model.state_dict())")
+    return {k.removeprefix("module."): v for k, v in obj.items()}  # nn.DataParallel prefixes "module."
+
+
+def download_weights(arch: str, progress: bool = False) -> WeightsSource:
+    """torchvision's own download into its hub cache; an offline machine gets one clear error."""
+    url = get_arch(arch).weights_url
+    target = torch_cache_path(arch)
+    match = torch.hub.HASH_REGEX.search(target.name)  # torchvision names files <arch>-<sha256 prefix>.pth
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1) if match else None,
+                                       progress=progress)
+    except Exception as e:  # URLError, HTTPError, timeouts, disk errors: all mean "no weights"
+        reason = getattr(e, "reason", None) or e
+        raise FtcoreError(f"could not download ImageNet weights for {arch} from {url} ({reason}); put "
+                          f"{target.name} in {target.parent}/ or pass --weights FILE") from None
+    return WeightsSource("download", str(target))
+
+
+def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load every weight but the output layer's into `net`; refuse a file that does not fit `arch`."""
+    head = get_arch(arch).head + "."
+    state = {k: v for k, v in state.items() if not k.startswith(head)}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), "shapes differ")
+        raise FtcoreError(f"{origin} does not fit {arch} ({detail}); pass weights saved from "
+                          f"torchvision's {arch}") from None
+    missing = [k for k in missing if not k.startswith(head)]
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise FtcoreError(f"{origin} does not fit {arch} ({len(missing)} missing and {len(unexpected)} "
+                          f"unexpected tensors, e.g. {example}); pass weights saved from torchvision's {arch}")
+
+
+def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str | None = None,
+                download: bool = True) -> tuple[nn.Module, WeightsSource]:
+    """The target model: `arch` with ImageNet weights (pretrained) or random ones, and a new output layer.
+
+    As in the book, a fine-tuned model's new layer gets Xavier-uniform weights while the scratch model
+    keeps nn.Linear's default init. Without weights on disk and no way to download them this raises;
+    it never falls back to random weights silently.
+    """
+    spec = get_arch(arch)
+    net = spec.build(weights=None)
+    source = WeightsSource("random")
+    if pretrained:
+        source = locate_weights(arch, weights_file)
+        if source is None:
+            if not download:
+                target = torch_cache_path(arch)
+                raise FtcoreError(f"no ImageNet weights for {arch} on this machine; put {target.name} in "
+                                  f"{target.parent}/ or pass --weights FILE")
+            source = download_weights(arch)
+        load_backbone(net, arch, read_state_dict(source.path), f"weights file {source.path}")
+    replace_output_layer(net, arch, num_classes, xavier=pretrained)
+    return net, source
+
+
+def weights_status(arch: str) -> tuple[str, str]:
+    """(state, sentence) for the home page: state is "found", "downloadable" or "error"."""
+    try:
+        source = locate_weights(arch)
+    except FtcoreError as e:
+        return "error", str(e)
+    if source is not None:
+        return "found", source.describe()
+    target = torch_cache_path(arch)
+    return "downloadable", (f"not on disk; torchvision downloads {target.name} into {target.parent}/ on first "
+                            "use (needs internet; offline, put the file there or pass a weights file)")

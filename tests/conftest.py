@@ -1,0 +1,84 @@
+"""Shared fixtures: an isolated cache, a tiny generated ImageFolder, and the shared data when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SHARED_HOTDOG = SHARED / "data" / "hotdog"
+SHARED_MOBILENET = SHARED / "weights" / "mobilenet_v2_imagenet_features.pth"
+
+# Tiny data: red-ish photos are "red", blue-ish are "blue"; sizes vary like real photos.
+TINY_CLASSES = ("blue", "red")
+TINY_COUNTS = {"train": 16, "test": 8}
+
+
+def make_photo(label: str, index: int, rng: np.random.Generator) -> Image.Image:
+    """A noisy photo whose dominant colour gives its class; width and height differ per index."""
+    width, height = 40 + 4 * (index % 5), 36 + 6 * (index % 3)
+    pixels = rng.integers(0, 90, size=(height, width, 3))
+    pixels[..., 0 if label == "red" else 2] += 150
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def write_tiny_imagefolder(root: Path, counts: dict[str, int] = TINY_COUNTS, seed: int = 0) -> Path:
+    """root/{train,test}/{blue,red}/NNN.png, deterministic."""
+    rng = np.random.default_rng(seed)
+    for split, n in counts.items():
+        for label in TINY_CLASSES:
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                make_photo(label, i, rng).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory, monkeypatch):
+    """Every test gets its own cache and torch hub folder, and no user-level overrides."""
+    base = tmp_path_factory.mktemp("env")
+    monkeypatch.setenv("FTCORE_CACHE", str(base / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(base / "torch"))
+    monkeypatch.delenv("FTCORE_WEIGHTS", raising=False)
+    monkeypatch.delenv("FTCORE_DATA", raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A small two-class ImageFolder tree (16 + 16 train, 8 + 8 test PNGs), shared read-only by tests."""
+    return write_tiny_imagefolder(tmp_path_factory.mktemp("tiny") / "colours")
+
+
+@pytest.fixture(scope="session")
+def random_resnet18_file(tmp_path_factory) -> Path:
+    """A state dict of a randomly initialised torchvision resnet18 (stands in for ImageNet weights offline)."""
+    import torchvision
+
+    torch.manual_seed(123)
+    path = tmp_path_factory.mktemp("weights") / "resnet18-random.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def shared_hotdog() -> Path:
+    """The shared hot-dog photos; skipped only where ../shared is absent (CI always has it)."""
+    if not SHARED_HOTDOG.is_dir():
+        pytest.skip("../shared/data/hotdog is not on this machine")
+    return SHARED_HOTDOG
+
+
+@pytest.fixture
+def shared_mobilenet() -> Path:
+    """The shared ImageNet weights of mobilenet_v2; skipped only where ../shared is absent."""
+    if not SHARED_MOBILENET.is_file():
+        pytest.skip("../shared/weights/mobilenet_v2_imagenet_features.pth is not on this machine")
+    return SHARED_MOBILENET
+

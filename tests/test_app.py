@@ -1,0 +1,244 @@
+"""The dashboard under streamlit.testing's AppTest: every page with no data, with data, and with a run."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from ftcore import checkpoints, jobs
+from ftcore.training import fit, recipe
+
+HOME = REPO / "streamlit_app.py"
+EXPLORE, TRAIN, PREDICT = (f"pages/{name}.py" for name in ("explore", "train", "predict"))
+
+
+def app(page: str | None = None, **state) -> AppTest:
+    """The app (absolute path: AppTest resolves relative ones against this file's folder), on one page."""
+    at = AppTest.from_file(str(HOME), default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    if page is not None:
+        at.switch_page(page)
+    return at.run()
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    """The Plotly figures on the page, as the JSON the browser gets."""
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+def no_exception(at: AppTest) -> AppTest:
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def png_bytes(color=(220, 40, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), color, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data) -> jobs.Run:
+    """A finished run, as the Train page keeps it in session state."""
+    result = fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=2, batch_size=8, image_size=32))
+    return jobs.Run("run0000001", jobs.run_label(result.config), result.config, result.history, result)
+
+
+@pytest.fixture
+def no_data_anywhere(monkeypatch, tmp_path):
+    monkeypatch.setattr("ftcore.data.shared_dir", lambda: None)
+    monkeypatch.setattr("ftcore.models.shared_dir", lambda: None)
+
+
+# --------------------------------------------------------------------------------------------------
+# Home
+
+
+def test_home_with_data_shows_the_book_and_what_was_found(tiny_data, monkeypatch):
+    monkeypatch.setenv("FTCORE_DATA", str(tiny_data))
+    at = no_exception(app())
+    assert at.title[0].value == "Fine-tuning lab"
+    table = at.dataframe[0].value
+    assert list(table["test acc"]) == [0.939, 0.843] and list(table["train loss"]) == [0.220, 0.374]
+    assert any("$FTCORE_DATA" in s.value and "found" in s.value for s in at.success)
+    assert any("resnet18" in w.value and "downloads resnet18-f37072fd.pth" in w.value for w in at.warning)
+    assert at.session_state["data_root"] == str(tiny_data)
+
+
+def test_home_with_no_data_says_what_is_missing(no_data_anywhere):
+    at = no_exception(app())
+    assert not any("found at" in s.value for s in at.success)
+    assert any("download cache" in i.value and "nothing at" in i.value for i in at.info)
+    assert at.session_state["data_root"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Dataset explorer
+
+
+def test_explorer_without_data_asks_for_some():
+    at = no_exception(app(EXPLORE, data_root=None))
+    assert any("No data chosen" in e.value for e in at.error)
+
+
+def test_explorer_with_data_shows_counts_sizes_grid_and_augmentations(tiny_data):
+    at = no_exception(app(EXPLORE, data_root=str(tiny_data)))
+    assert [m.value for m in at.metric][:3] == ["2", "32", "16"]
+    counts, sizes = plotly_specs(at)
+    assert counts["data"][0]["y"] == [16, 16] and counts["data"][1]["y"] == [8, 8]
+    assert sum(len(trace["x"]) for trace in sizes["data"]) == 48
+    assert len(at.get("image")) == 16 + 7  # the book's 2 x 8 grid, 6 train views and 1 test view
+
+
+def test_explorer_refuses_a_folder_that_is_not_a_tree(tmp_path, tiny_data):
+    at = app(EXPLORE, data_root=str(tiny_data))
+    at.radio[0].set_value("Local folder").run()
+    at.text_input[0].set_value(str(tmp_path)).run()
+    at.button[0].click().run()
+    no_exception(at)
+    assert any("not an ImageFolder tree" in e.value for e in at.error)
+    assert at.session_state["data_root"] == str(tiny_data)
+
+
+def test_explorer_takes_an_uploaded_zip(tiny_data):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for f in sorted(tiny_data.rglob("*.png")):
+            zf.write(f, f"colours/{f.relative_to(tiny_data).as_posix()}")
+    at = app(EXPLORE, data_root=None)
+    at.radio[0].set_value("Upload a .zip").run()
+    at.file_uploader[0].upload("colours.zip", buffer.getvalue(), "application/zip").run()
+    no_exception(at)
+    assert Path(at.session_state["data_root"]).name == "colours"
+    assert [m.value for m in at.metric][:3] == ["2", "32", "16"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Train
+
+
+def test_train_widgets_have_the_books_defaults(tiny_data):
+    at = no_exception(app(TRAIN, data_root=str(tiny_data)))
+    assert at.radio(key="mode").value == "finetune" and at.selectbox(key="arch").value == "resnet18"
+    assert at.select_slider(key="lr-finetune-resnet18").value == 5e-5
+    assert at.toggle(key="groups-finetune").value is True
+    assert (at.number_input(key="epochs").value, at.selectbox(key="batch").value) == (5, 128)
+    assert (at.select_slider(key="size").value, at.selectbox(key="device").value, at.number_input(key="seed").value) \
+        == (224, "auto", 0)
+    assert [c.value for c in at.code][:2] == ["Linear(in_features=512, out_features=1000, bias=True)",
+                                              "Linear(in_features=512, out_features=2, bias=True)"]
+    at.radio(key="mode").set_value("scratch").run()
+    assert at.select_slider(key="lr-scratch-resnet18").value == 5e-4
+    assert at.toggle(key="groups-scratch").value is False
+    at.selectbox(key="arch").set_value("resnet50").run()
+    assert at.code[1].value == "Linear(in_features=2048, out_features=2, bias=True)"
+
+
+def test_train_without_data_cannot_start():
+    at = no_exception(app(TRAIN, data_root=None))
+    assert any("No data chosen" in e.value for e in at.error)
+    assert at.button[0].disabled
+
+
+def test_start_then_polling_shows_a_growing_history(tiny_data):
+    at = app(TRAIN, data_root=str(tiny_data))
+    at.radio(key="mode").set_value("scratch").run()
+    at.number_input(key="epochs").set_value(3).run()
+    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="size").set_value(64).run()
+    at.button[0].click().run()  # Start
+    no_exception(at)
+    seen = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        at.run()
+        no_exception(at)
+        snap = at.session_state["job"].snapshot()
+        batch_chart = plotly_specs(at)[1]
+        seen.append(len(batch_chart["data"][0]["x"]))
+        if snap.done:
+            break
+    assert snap.status == "finished" and len(snap.batches) == 12
+    assert seen == sorted(seen) and len(set(seen)) >= 2 and seen[-1] == 12  # the chart grew while it ran
+    runs = at.session_state["runs"]
+    assert len(runs) == 1 and runs[0].history.final().epoch == 3
+    assert at.dataframe[0].value["run"][0] == "scratch resnet18 lr 5e-04"
+
+
+def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
+    at = app(TRAIN, data_root=str(tiny_data))
+    at.radio(key="mode").set_value("scratch").run()
+    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="size").set_value(64).run()
+    at.number_input(key="epochs").set_value(50).run()
+    at.button[0].click().run()
+    job = at.session_state["job"]
+    at.select_slider(key="lr-scratch-resnet18").set_value(1e-2).run()
+    at.radio(key="mode").set_value("finetune").run()
+    assert at.session_state["job"] is job and not job.snapshot().done
+    at.button[1].click().run()  # Stop
+    assert job.join(timeout=60) and job.snapshot().status == "stopped"
+    assert job.config.lr == 5e-4 and job.config.mode == "scratch"  # the run kept its own settings
+    at.run()
+    assert at.session_state["runs"][0].history.stopped
+
+
+def test_train_with_a_finished_run_compares_it(tiny_data, finished_run):
+    at = no_exception(app(TRAIN, data_root=str(tiny_data), runs=[finished_run]))
+    assert at.dataframe[0].value["run"][0] == finished_run.label
+    compare = plotly_specs(at)[-1]
+    assert compare["data"][0]["y"] == [e.test_acc for e in finished_run.history.epochs]
+    assert len(at.get("download_button")) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Predict
+
+
+def test_predict_with_no_runs_offers_a_checkpoint_upload():
+    at = no_exception(app(PREDICT))
+    assert at.selectbox[0].value == "A checkpoint file (.pt)" and len(at.file_uploader) == 2
+
+
+def test_predict_an_uploaded_png_with_a_run(finished_run):
+    at = app(PREDICT, runs=[finished_run])
+    at.file_uploader[0].upload("red.png", png_bytes(), "image/png").run()
+    no_exception(at)
+    (spec,) = plotly_specs(at)
+    probabilities = spec["data"][0]["x"]
+    assert sorted(spec["data"][0]["y"]) == ["blue", "red"] and sum(probabilities) == pytest.approx(1)
+    assert any("%" in m.value and ("red" in m.value or "blue" in m.value) for m in at.markdown)
+
+
+def test_predict_a_bad_upload_is_one_error_line(finished_run):
+    at = app(PREDICT, runs=[finished_run])
+    at.file_uploader[0].upload("holiday.png", b"this is not a picture", "image/png").run()
+    no_exception(at)
+    assert [e.value for e in at.error] == ["holiday.png is not an image (UnidentifiedImageError); use a JPEG, PNG "
+                                           "or WebP photo"]
+
+
+def test_predict_with_an_uploaded_checkpoint(finished_run):
+    at = app(PREDICT)
+    at.file_uploader[0].upload("run.pt", checkpoints.checkpoint_bytes(finished_run.result)).run()
+    at.file_uploader[1].upload("blue.png", png_bytes((30, 30, 220)), "image/png").run()
+    no_exception(at)
+    assert len(plotly_specs(at)) == 1
+
+
+def test_predict_with_a_broken_checkpoint_says_so():
+    at = app(PREDICT)
+    at.file_uploader[0].upload("run.pt", b"not a checkpoint").run()
+    no_exception(at)
+    assert any("cannot be read" in e.value for e in at.error)

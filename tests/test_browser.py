@@ -1,0 +1,170 @@
+"""End to end in a real browser: `streamlit run streamlit_app.py` driven by Playwright in Debian's Chromium.
+
+Opens every page, fine-tunes mobilenet_v2 for one epoch on a small subset of the shared hot-dog photos at a
+small image size, watches the chart grow, then classifies an uploaded photo. Screenshots go to a temporary
+folder, or to $FTCORE_SCREENSHOT_DIR (the README's come from `FTCORE_SCREENSHOT_DIR=docs pytest -k browser`).
+Without Chromium or Playwright it skips locally; in CI (CI=true) that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.slow
+
+
+def browser_or_skip():
+    """Playwright's sync API, or a skip (locally) / failure (CI) naming what is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package (pip install -r requirements.txt)"
+    else:
+        if Path(CHROMIUM).is_file():
+            return sync_playwright
+        missing = "Chromium at /usr/bin/chromium (apt-get install chromium)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser test needs {missing}")
+    pytest.skip(f"browser test needs {missing}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, shared_hotdog, shared_mobilenet):
+    """The app on a loopback port, with its own cache folder; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "FTCORE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+                             "--server.address", "127.0.0.1", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{proc.stdout.read()}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def screenshots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FTCORE_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+CHART_POINTS = """() => Object.fromEntries([...document.querySelectorAll('.js-plotly-plot')]
+    .map(g => [((g.layout.title && g.layout.title.text) || '').replace(/<[^>]*>/g, ''),
+               g.data.length ? (g.data[0].x || []).length : 0]))"""
+
+
+def shot(page, path: Path, height: int) -> None:
+    """Screenshot at a height that fits the page (Streamlit scrolls inside its own container)."""
+    page.set_viewport_size({"width": 1400, "height": height})
+    page.wait_for_timeout(500)
+    page.screenshot(path=path)
+
+
+def open_page(page, name: str, heading: str) -> None:
+    page.get_by_test_id("stSidebarNavLink").filter(has_text=name).click()
+    page.get_by_role("heading", name=heading).wait_for(timeout=60_000)
+
+
+def no_exception(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_explore_train_watch_and_predict_in_chromium(server, tmp_path, shared_hotdog):
+    sync_playwright = browser_or_skip()
+    shots = screenshots_dir(tmp_path)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        page.goto(server)
+        page.get_by_role("heading", name="Fine-tuning lab").wait_for(timeout=60_000)
+        page.get_by_text("found at").first.wait_for(timeout=30_000)
+        no_exception(page)
+        shot(page, shots / "home.png", 1300)
+
+        open_page(page, "Dataset explorer", "Dataset explorer")
+        page.get_by_role("heading", name="Augmentation preview").wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 2", timeout=60_000)
+        page.wait_for_function("() => [...document.images].filter(i => i.complete && i.naturalWidth).length >= 23",
+                               timeout=60_000)
+        no_exception(page)
+        shot(page, shots / "explore.png", 2100)
+
+        open_page(page, "Train", "Train")
+        choose(page, "Architecture", "mobilenet_v2")
+        page.get_by_label("Epochs").fill("1")
+        page.get_by_label("Epochs").press("Enter")
+        choose(page, "Batch size", "8")
+        page.get_by_test_id("stSlider").filter(has_text="Image size").get_by_role("slider").press("Home")
+        page.get_by_text("More settings").click()
+        page.get_by_label("Images per class and split (0 = all)").fill("16")
+        page.get_by_label("Images per class and split (0 = all)").press("Enter")
+        page.get_by_text("mobilenet_v2 ImageNet weights").wait_for(timeout=30_000)
+        page.get_by_role("button", name="Start").click()
+        page.wait_for_function(f"() => ({CHART_POINTS})()['Per batch'] >= 1", timeout=120_000)
+        early = page.evaluate(CHART_POINTS)["Per batch"]
+        page.get_by_text("finished: epoch 1/1").wait_for(timeout=300_000)
+        page.get_by_role("heading", name="Runs in this tab").wait_for(timeout=60_000)
+        points = page.evaluate(CHART_POINTS)
+        assert points["Per batch"] == 4 and points["Per batch"] >= early  # 32 photos / batch 8
+        assert points["Per epoch"] >= 1
+        no_exception(page)
+        shot(page, shots / "train.png", 2000)
+
+        open_page(page, "Predict", "Predict")
+        photo = shared_hotdog / "test" / "hotdog" / "0000.jpg"
+        page.locator("input[type=file]").last.set_input_files(str(photo))
+        page.get_by_text("0000.jpg").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 1", timeout=60_000)
+        bars = page.evaluate("() => document.querySelector('.js-plotly-plot').data[0].x")
+        assert len(bars) == 2 and abs(sum(bars) - 1) < 1e-3
+        verdict = page.get_by_text("%)").first.inner_text()
+        label, percent = re.fullmatch(r"(hotdog|not-hotdog) \((\d+\.\d)%\)", verdict.strip()).groups()
+        assert float(percent) == pytest.approx(100 * max(bars), abs=0.06)
+        no_exception(page)
+        shot(page, shots / "predict.png", 900)
+
+        # A second tab is a second session: it sees none of the first one's runs.
+        other = browser.new_context().new_page()
+        other.goto(server)
+        open_page(other, "Train", "Train")
+        time.sleep(1)
+        assert other.get_by_role("heading", name="Runs in this tab").count() == 0
+        browser.close()

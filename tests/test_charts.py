@@ -1,0 +1,61 @@
+"""Charts: each figure carries exactly the numbers it is built from."""
+
+from __future__ import annotations
+
+import pytest
+
+from ftcore import charts
+from ftcore.data import summarize
+from ftcore.training import BOOK_RESULTS, BatchRecord, EpochRecord, History
+
+
+def epochs(*accs) -> list[EpochRecord]:
+    return [EpochRecord(i + 1, 1.0 / (i + 1), 0.5 + i / 10, acc, 32, 1.0) for i, acc in enumerate(accs)]
+
+
+def test_class_counts(tiny_data):
+    fig = charts.class_counts_figure(summarize(tiny_data))
+    assert [t.name for t in fig.data] == ["train", "test"]
+    assert list(fig.data[0].x) == ["blue", "red"] and list(fig.data[0].y) == [16, 16] and list(fig.data[1].y) == [8, 8]
+
+
+def test_image_sizes_has_one_point_per_image(tiny_data):
+    summary = summarize(tiny_data)
+    fig = charts.image_sizes_figure(summary)
+    assert [t.name for t in fig.data] == ["blue", "red"]
+    assert sum(len(t.x) for t in fig.data) == len(summary.images) == 48
+    assert sorted(zip(fig.data[1].x, fig.data[1].y, strict=True)) == \
+        sorted((r.width, r.height) for r in summary.images if r.label == "red")
+
+
+def test_epoch_curves_skip_missing_test_accuracy_and_show_the_book():
+    fig = charts.epoch_curves_figure(epochs(0.7, None), 5, mode="finetune")
+    loss, train_acc, test_acc, book = fig.data
+    assert list(loss.x) == [1, 2] and list(loss.y) == [1.0, 0.5]
+    assert list(test_acc.x) == [1] and list(test_acc.y) == [0.7]
+    b = BOOK_RESULTS["finetune"]
+    assert list(book.y) == [b["train_loss"], b["train_acc"], b["test_acc"]] and list(book.x) == [5, 5, 5]
+    assert len(charts.epoch_curves_figure(epochs(0.7), 5).data) == 3  # no book markers without a mode
+
+
+def test_batch_loss():
+    fig = charts.batch_loss_figure([BatchRecord(0.5, 0.9, 0.5), BatchRecord(1.0, 0.4, 0.75)])
+    assert list(fig.data[0].x) == [0.5, 1.0] and list(fig.data[0].y) == [0.9, 0.4]
+    assert list(fig.data[1].y) == [0.5, 0.75]
+
+
+def test_compare_runs_overlays_each_run_and_the_books_finals():
+    runs = [("fine", History(epochs=epochs(0.8, 0.9))), ("scratch", History(epochs=epochs(0.6)))]
+    fig = charts.compare_runs_figure(runs)
+    assert [t.name for t in fig.data] == ["fine", "fine", "scratch", "scratch"]
+    assert list(fig.data[0].y) == [0.8, 0.9] and list(fig.data[1].y) == [1.0, 0.5]
+    lines = sorted(shape.y0 for shape in fig.layout.shapes)
+    expected = sorted(BOOK_RESULTS[m][k] for m in BOOK_RESULTS for k in ("test_acc", "train_loss"))
+    assert lines == pytest.approx(expected)
+
+
+def test_probabilities_most_likely_on_top():
+    fig = charts.probabilities_figure([("hotdog", 0.9), ("not-hotdog", 0.1)])
+    bar = fig.data[0]
+    assert list(bar.y) == ["not-hotdog", "hotdog"] and list(bar.x) == [0.1, 0.9]
+    assert tuple(fig.layout.xaxis.range) == (0, 1)

@@ -1,0 +1,87 @@
+"""Checkpoints: a run saved and loaded back predicts exactly as before; bad files are one clear error."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from ftcore import checkpoints
+from ftcore.errors import FtcoreError
+from ftcore.predict import Predictor, open_image
+from ftcore.training import fit, recipe
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data):
+    return fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
+
+
+def test_round_trip_predicts_the_same(trained, tiny_data, tmp_path):
+    checkpoint_path, metrics_path = checkpoints.save_run(trained, tmp_path / "run")
+    loaded = checkpoints.load_checkpoint(checkpoint_path)
+    assert loaded.arch == "resnet18" and loaded.classes == ["blue", "red"]
+    assert loaded.config == trained.config and loaded.history == trained.history
+    assert loaded.eval_transform.to_dict() == trained.eval_transform.to_dict() and not loaded.model.training
+    photos = [open_image(tiny_data / "test" / c / "001.png") for c in ("blue", "red")]
+    before = Predictor.from_result(trained).probabilities(photos)
+    after = Predictor.from_checkpoint(checkpoint_path).probabilities(photos)
+    torch.testing.assert_close(after, before)
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["classes"] == ["blue", "red"] and metrics["config"]["mode"] == "scratch"
+    assert len(metrics["history"]["epochs"]) == 1 and metrics["history"]["epochs"][0]["test_acc"] is not None
+
+
+def test_checkpoints_load_with_weights_only(trained, tmp_path, monkeypatch):
+    path, _ = checkpoints.save_run(trained, tmp_path)
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    checkpoints.load_checkpoint(path)
+    assert calls and all(k.get("weights_only") is True for k in calls)
+
+
+def test_checkpoint_bytes_is_the_same_checkpoint(trained, tmp_path):
+    path = tmp_path / "downloaded.pt"
+    path.write_bytes(checkpoints.checkpoint_bytes(trained))
+    assert checkpoints.load_checkpoint(path).classes == ["blue", "red"]
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"", "cannot be read"),
+    (b"just text", "cannot be read"),
+    (pickle.dumps(Evil()), "cannot be read"),
+])
+def test_unreadable_checkpoints_are_refused(tmp_path, content, words):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    with pytest.raises(FtcoreError, match=words):
+        checkpoints.load_checkpoint(bad)
+
+
+def test_a_plain_state_dict_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "state.pt"
+    torch.save({"w": torch.zeros(1)}, path)
+    with pytest.raises(FtcoreError, match="not an ftcore checkpoint"):
+        checkpoints.load_checkpoint(path)
+
+
+def test_a_damaged_checkpoint_is_refused(trained, tmp_path):
+    d = checkpoints.checkpoint_dict(trained)
+    d["classes"] = ["a", "b", "c"]  # the output layer has 2 outputs
+    path = tmp_path / "damaged.pt"
+    torch.save(d, path)
+    with pytest.raises(FtcoreError, match="damaged or from another version"):
+        checkpoints.load_checkpoint(path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(FtcoreError, match="does not exist"):
+        checkpoints.load_checkpoint(tmp_path / "nope.pt")

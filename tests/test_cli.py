@@ -1,0 +1,142 @@
+"""Command line: the book's output format, the files it writes, and `error: ...` + exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.error
+
+import pytest
+import torch
+
+from conftest import REPO
+from ftcore.cli import main
+
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): loss \d+\.\d{3}, train acc [01]\.\d{3}, test acc [01]\.\d{3}$")
+QUICK = ["--epochs", "1", "--batch-size", "8", "--image-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory):
+    """One CLI training run on the tiny data, in a subprocess as a user would run it."""
+    out = tmp_path_factory.mktemp("cli-run")
+    proc = subprocess.run([sys.executable, "-m", "ftcore", "train", "--data", str(tiny_data), "--mode", "scratch",
+                           "--epochs", "2", "--batch-size", "8", "--image-size", "32", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    return proc, out
+
+
+def test_train_prints_the_books_lines_and_writes_the_run(trained_run):
+    proc, out = trained_run
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [EPOCH_LINE.match(line).groups() for line in lines[:2]] == [("1", "2"), ("2", "2")]
+    assert lines[2] == lines[1].split(": ", 1)[1]  # `loss ..., train acc ..., test acc ...` of the last epoch
+    assert re.fullmatch(r"\d+\.\d examples/sec on \[device\(type='cpu'\)\]", lines[3])
+    assert len(lines) == 4 and "Traceback" not in proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["lr"] == 5e-4 and metrics["config"]["param_groups"] is False
+    assert metrics["classes"] == ["blue", "red"] and len(metrics["history"]["epochs"]) == 2
+    assert (out / "checkpoint.pt").is_file()
+
+
+def test_predict_lines_and_json(trained_run, tiny_data, capsys):
+    _, out = trained_run
+    photos = [str(tiny_data / "test" / "red" / "000.png"), str(tiny_data / "test" / "blue" / "000.png")]
+    assert main(["predict", "--checkpoint", str(out / "checkpoint.pt"), *photos]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for photo, line in zip(photos, lines, strict=True):
+        m = re.fullmatch(rf"{re.escape(photo)}: (\w+) ([01]\.\d{{3}}), (\w+) ([01]\.\d{{3}})", line)
+        assert m and {m[1], m[3]} == {"blue", "red"} and float(m[2]) >= float(m[4])
+        assert float(m[2]) + float(m[4]) == pytest.approx(1, abs=0.002)
+    assert main(["predict", "--checkpoint", str(out / "checkpoint.pt"), "--json", *photos]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["image"] for r in records] == photos
+    assert all(sum(r["probabilities"].values()) == pytest.approx(1) for r in records)
+
+
+def test_data_prints_the_summary(tiny_data, capsys):
+    assert main(["data", "--root", str(tiny_data)]) == 0
+    out = capsys.readouterr().out
+    assert "classes: blue, red" in out and "train: 32 images (blue 16, red 16)" in out
+
+
+def test_compare_prints_both_runs_beside_the_book(tiny_data, random_resnet18_file, tmp_path, capsys):
+    code = main(["compare", "--data", str(tiny_data), "--weights", str(random_resnet18_file), "--limit", "4",
+                 "--out", str(tmp_path), *QUICK])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert re.search(r"^finetune \(resnet18, here\) +\d\.\d{3} +[01]\.\d{3} +[01]\.\d{3}", out, re.M)
+    assert re.search(r"^scratch \(resnet18, here\) ", out, re.M)
+    assert re.search(r"^finetune \(book\) +0\.220 +0\.915 +0\.939 +999\.1$", out, re.M)
+    assert re.search(r"^scratch \(book\) +0\.374 +0\.839 +0\.843 +1623\.8$", out, re.M)
+    assert (tmp_path / "finetune" / "checkpoint.pt").is_file() and (tmp_path / "scratch" / "metrics.json").is_file()
+
+
+def test_help_says_which_defaults_are_the_books(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "resnet18      5e-05 / 0.0005  (the book's (d2l 13.2))" in out and "book: 128" in out
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: exit 2, one line starting `error:`, no traceback.
+
+
+def offline(monkeypatch):
+    def fail(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
+    monkeypatch.setattr("urllib.request.urlopen", fail)
+
+
+def bad_inputs(tiny_data, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "a.jpg").write_bytes(b"x")
+    bad_checkpoint = tmp_path / "bad.pt"
+    bad_checkpoint.write_bytes(b"garbage")
+    return {
+        "missing folder": (["train", "--data", str(tmp_path / "missing")], "does not exist"),
+        "not an ImageFolder tree": (["train", "--data", str(flat)], "not an ImageFolder tree"),
+        "unreadable checkpoint": (["predict", "--checkpoint", str(bad_checkpoint), str(text)], "cannot be read"),
+        "not an image": (["predict", "--checkpoint", "CHECKPOINT", str(text)], "is not an image"),
+        "offline download": (["data", "--download", "--root", str(tmp_path / "dl")], "could not download"),
+        "offline weights": (["train", "--data", str(tiny_data), *QUICK], "could not download ImageNet weights"),
+        "missing weights file": (["train", "--data", str(tiny_data), "--weights", str(tmp_path / "w.pth")],
+                                 "does not exist"),
+        "unknown arch": (["train", "--arch", "vgg11"], "invalid choice"),
+        "bad number": (["train", "--lr", "fast"], "invalid float value"),
+        "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must be at least 1"),
+        "bad device": (["train", "--data", str(tiny_data), "--device", "tpu"], "unknown device"),
+        "no command": ([], "required"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing folder", "not an ImageFolder tree", "unreadable checkpoint",
+                                  "not an image", "offline download", "offline weights", "missing weights file",
+                                  "unknown arch", "bad number", "bad epochs", "bad device", "no command"])
+def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):
+    offline(monkeypatch)
+    argv, words = bad_inputs(tiny_data, tmp_path)[case]
+    argv = [str(trained_run[1] / "checkpoint.pt") if a == "CHECKPOINT" else a for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors exit from inside parse_args
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and words in err, err
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ftcore", "train", "--data", str(tmp_path / "nope")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: data folder") and len(proc.stderr.splitlines()) == 1

@@ -1,0 +1,65 @@
+"""Jobs: training in a background thread, observed through snapshots, stoppable."""
+
+from __future__ import annotations
+
+import time
+
+from ftcore.jobs import TrainingJob, run_label
+from ftcore.training import recipe
+
+
+def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every)
+
+
+def test_job_runs_in_the_background_and_its_history_grows(tiny_data):
+    config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=2, batch_size=4, image_size=32)
+    job = TrainingJob(config).start()
+    sizes = []
+    while not job.snapshot().done:
+        sizes.append(len(job.snapshot().batches))
+        time.sleep(0.02)
+    snap = job.snapshot()
+    assert snap.status == "finished" and snap.error is None and snap.progress == 1.0
+    assert len(snap.batches) == 16 and len(snap.epochs) == 2 and snap.steps_per_epoch == 8
+    assert sizes == sorted(sizes) and len(set(sizes)) > 2  # seen growing while it ran
+    assert snap.devices == ["cpu"] and snap.classes == ["blue", "red"] and snap.train_size == 32
+    run = job.to_run()
+    assert run.id == job.id and run.history.final().epoch == 2 and run.result.model is snap.result.model
+    assert run.label == "scratch resnet18 lr 5e-04"
+
+
+def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data):
+    config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=50, batch_size=4, image_size=32)
+    job = TrainingJob(config).start()
+    wait_until(lambda: len(job.snapshot().batches) >= 2)
+    job.stop()
+    stopped_at = len(job.snapshot().batches)
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.result is not None
+    assert stopped_at <= len(snap.batches) <= stopped_at + 1
+    assert job.to_run().history.stopped
+
+
+def test_a_user_error_fails_the_job_with_one_readable_line(tmp_path):
+    job = TrainingJob(recipe("scratch", data=str(tmp_path / "nowhere"))).start()
+    assert job.join(timeout=30)
+    snap = job.snapshot()
+    assert snap.status == "failed" and snap.result is None
+    assert snap.error.startswith("data folder") and "\n" not in snap.error
+
+
+def test_snapshots_are_copies(tiny_data):
+    job = TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+    first = job.snapshot()
+    job.join(timeout=120)
+    assert first.batches is not job.snapshot().batches and len(job.snapshot().batches) == 4
+
+
+def test_run_label_names_mode_arch_lr_and_groups():
+    assert run_label(recipe("finetune", "resnet18", data="d")) == "fine-tune resnet18 lr 5e-05, head 10x"
+    assert run_label(recipe("scratch", "mobilenet_v2", data="d", lr=1e-3)) == "scratch mobilenet_v2 lr 1e-03"

@@ -1,0 +1,189 @@
+"""Training: the book's recipe, parameter groups, the summed loss, and the loop (learns, stops, reproduces)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+from ftcore import models
+from ftcore.errors import FtcoreError
+from ftcore.training import (
+    BOOK_RESULTS,
+    BatchEnded,
+    EpochEnded,
+    RunStarted,
+    TrainConfig,
+    fit,
+    loss_fn,
+    make_optimizer,
+    make_param_groups,
+    micro_batch_size,
+    recipe,
+    train_step,
+)
+
+
+def test_book_recipes():
+    fine = recipe("finetune", "resnet18", data="d")
+    assert (fine.lr, fine.param_groups, fine.head_lr_mult, fine.batch_size, fine.epochs) == (5e-5, True, 10, 128, 5)
+    assert (fine.weight_decay, fine.loss_reduction, fine.image_size) == (1e-3, "sum", 224)
+    scratch = recipe("scratch", "resnet18", data="d")
+    assert (scratch.lr, scratch.param_groups) == (5e-4, False)
+    assert recipe("scratch", "resnet18", data="d", lr=None, epochs=2).epochs == 2  # None keeps the default
+    assert BOOK_RESULTS["finetune"]["test_acc"] == 0.939 and BOOK_RESULTS["scratch"]["test_acc"] == 0.843
+
+
+@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+def test_param_groups_cover_every_parameter_once_with_the_head_at_10x(arch):
+    net, _ = models.build_model(arch, 2, pretrained=False)
+    config = recipe("finetune", arch, data="d", lr=3e-4)
+    optimizer = make_optimizer(net, config)
+    ids = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert sorted(ids) == sorted(id(p) for p in net.parameters()) and len(ids) == len(set(ids))
+    body, head = optimizer.param_groups
+    assert body["lr"] == 3e-4 and head["lr"] == pytest.approx(3e-3)
+    assert {id(p) for p in head["params"]} == {id(p) for p in models.output_layer(net, arch).parameters()}
+    assert all(g["weight_decay"] == 1e-3 and g["momentum"] == 0 for g in optimizer.param_groups)
+
+
+def test_without_param_groups_every_parameter_shares_one_lr():
+    net, _ = models.build_model("resnet18", 2, pretrained=False)
+    groups = make_param_groups(net, "resnet18", 5e-4, 10.0, enabled=False)
+    assert len(groups) == 1 and groups[0]["lr"] == 5e-4
+    assert len(groups[0]["params"]) == len(list(net.parameters()))
+
+
+def test_loss_is_per_example_cross_entropy():
+    losses = loss_fn(torch.tensor([[2.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]))
+    assert losses.tolist() == pytest.approx([math.log(1 + math.exp(-2)), math.log(2)])
+
+
+def tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(12, 3))  # no BatchNorm: micro-batches change nothing
+
+
+def book_step(net: nn.Module, X, y, lr: float, wd: float, reduction: str) -> dict[str, torch.Tensor]:
+    """The book's update by hand: p - lr * (grad of l.sum() + wd * p)."""
+    net.zero_grad()
+    losses = nn.CrossEntropyLoss(reduction="none")(net(X), y)
+    (losses.sum() if reduction == "sum" else losses.mean()).backward()
+    return {n: (p - lr * (p.grad + wd * p)).detach() for n, p in net.named_parameters()}
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("micro_batch", [0, 3])
+def test_train_step_is_the_books_sgd_step(reduction, micro_batch):
+    X, y = torch.randn(8, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    expected = book_step(tiny_net(), X, y, lr=0.1, wd=1e-3, reduction=reduction)
+    net = tiny_net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=1e-3)
+    loss_sum, correct = train_step(net, optimizer, X, y, reduction, micro_batch)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[name])
+    assert loss_sum == pytest.approx(loss_fn(tiny_net()(X), y).sum().item(), rel=1e-5)
+    assert correct == int((tiny_net()(X).argmax(1) == y).sum())
+
+
+def test_summed_gradient_is_batch_size_times_the_mean():
+    X, y = torch.randn(8, 3, 2, 2), torch.randint(0, 3, (8,))
+    grads = {}
+    for reduction in ("sum", "mean"):
+        net = tiny_net()
+        losses = loss_fn(net(X), y)
+        (losses.sum() if reduction == "sum" else losses.mean()).backward()
+        grads[reduction] = net[1].weight.grad
+    torch.testing.assert_close(grads["sum"], 8 * grads["mean"])
+
+
+def test_micro_batch_is_16_on_cpu_unless_set():
+    config = TrainConfig(data="d")
+    assert micro_batch_size(config, torch.device("cpu")) == 16
+    assert micro_batch_size(TrainConfig(data="d", micro_batch=40), torch.device("cpu")) == 40
+    assert micro_batch_size(TrainConfig(data="d", batch_size=8), torch.device("cpu")) == 8
+    assert micro_batch_size(config, torch.device("cuda", 0)) == 128
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("lr", 0.0, "learning rate"), ("epochs", 0, "epochs"), ("batch_size", 0, "batch size"),
+    ("mode", "frozen", "mode"), ("loss_reduction", "max", "loss reduction"), ("image_size", 8, "image size"),
+    ("arch", "vgg", "unknown architecture"), ("precision", "fp8", "precision"), ("limit", 0, "limit"),
+])
+def test_config_validation_names_the_field(field, value, words):
+    config = TrainConfig(data="d", **{field: value})
+    with pytest.raises(FtcoreError, match=words):
+        config.validate()
+
+
+def test_config_round_trips_through_a_dict():
+    config = recipe("scratch", "mobilenet_v2", data="d", limit=4)
+    assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop on a tiny generated ImageFolder (red vs blue photos).
+
+
+def tiny_config(tiny_data, **overrides) -> TrainConfig:
+    settings = {"data": str(tiny_data), "epochs": 1, "batch_size": 4, "image_size": 32, "lr": 2e-3}
+    return recipe("scratch", "resnet18", **{**settings, **overrides})
+
+
+def test_one_epoch_learns_and_reports_the_right_shape(tiny_data):
+    events = []
+    result = fit(tiny_config(tiny_data), events.append)
+    history = result.history
+    assert len(history.epochs) == 1 and len(history.batches) == 8  # 32 train photos / batch 4
+    assert [b.epoch for b in history.batches] == pytest.approx([i / 8 for i in range(1, 9)])
+    first, last = history.batches[:3], history.batches[-3:]
+    assert sum(b.loss for b in last) < sum(b.loss for b in first)  # it learns
+    epoch = history.final()
+    assert epoch.epoch == 1.0 and epoch.examples == 32 and 0 <= epoch.test_acc <= 1
+    assert epoch.train_loss == pytest.approx(sum(b.loss for b in history.batches) / 8)
+    assert history.examples_per_sec > 0 and history.devices == ["cpu"] and not history.stopped
+    assert isinstance(events[0], RunStarted) and events[0].train_size == 32 and events[0].test_size == 16
+    assert sum(isinstance(e, BatchEnded) for e in events) == 8 and isinstance(events[-1], EpochEnded)
+    assert result.classes == ["blue", "red"] and not result.model.training
+
+
+def test_stop_mid_epoch_keeps_what_was_learned(tiny_data):
+    stop = threading.Event()
+
+    def callback(event):
+        if isinstance(event, BatchEnded) and event.step == 3:
+            stop.set()
+
+    result = fit(tiny_config(tiny_data, epochs=3), callback, stop)
+    history = result.history
+    assert history.stopped and len(history.batches) == 3
+    assert len(history.epochs) == 1 and history.final().epoch == pytest.approx(3 / 8)
+    assert history.final().test_acc is None and history.final().examples == 12
+    torch.manual_seed(tiny_config(tiny_data).seed)
+    untrained, _ = models.build_model("resnet18", 2, pretrained=False)
+    assert not torch.equal(untrained.conv1.weight, result.model.conv1.weight.cpu())
+
+
+def test_seeded_runs_are_reproducible_on_cpu(tiny_data):
+    a = fit(tiny_config(tiny_data)).history
+    b = fit(tiny_config(tiny_data)).history
+    c = fit(tiny_config(tiny_data, seed=1)).history
+    assert [x.loss for x in a.batches] == [x.loss for x in b.batches]
+    assert a.final().test_acc == b.final().test_acc
+    assert [x.loss for x in a.batches] != [x.loss for x in c.batches]
+
+
+def test_finetune_uses_the_given_weights_and_groups(tiny_data, random_resnet18_file):
+    events = []
+    result = fit(recipe("finetune", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
+                        weights=str(random_resnet18_file)), events.append)
+    assert events[0].weights == f"ImageNet weights from file: {random_resnet18_file}"
+    assert result.weights.kind == "file" and len(result.history.batches) == 4
+
+
+def test_bad_data_folder_is_a_user_error(tmp_path):
+    with pytest.raises(FtcoreError, match="does not exist"):
+        fit(recipe("scratch", data=str(tmp_path / "missing")))
