@@ -1,6 +1,6 @@
 """Training throughput of the book's step (batch 128, summed loss) by micro-batch and precision.
 
-    python benchmarks/speed.py [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
+    python -m benchmarks.speed [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
 
 Trains one epoch from scratch (throughput does not depend on the starting weights) on the first
 `--per-class` photos of each class and prints examples/sec as the book measures it: training compute only.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+from pathlib import Path
 
 import torch
 
@@ -29,6 +30,9 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data or str(find_data())
     cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
     print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'arch':13s} {'micro-batch':>11s} {'precision':>9s} {'examples/sec':>12s}")
     for arch in args.arch:

@@ -60,18 +60,28 @@ def metrics_dict(result: TrainResult) -> dict:
             "weights": result.weights.describe(), "history": result.history.to_dict()}
 
 
-def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create a run folder (before training, so that an unwritable one fails at once)."""
     out_dir = Path(out_dir).expanduser()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FtcoreError(f"cannot create the output folder {out_dir} ({e.strerror or e}); choose a writable "
+                          "one (--out)") from None
+    return out_dir
+
+
+def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
+    out_dir = prepare_out_dir(out_dir)
+    try:
         checkpoint = out_dir / "checkpoint.pt"
         torch.save(checkpoint_dict(result), checkpoint)
         metrics = out_dir / "metrics.json"
         metrics.write_text(json.dumps(metrics_dict(result), indent=2) + "\n")
     except OSError as e:
-        raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); pass a writable --out folder") \
-            from None
+        raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); choose a writable output "
+                          "folder (--out)") from None
     return checkpoint, metrics
 
 

@@ -8,14 +8,13 @@ import signal
 import sys
 import threading
 import time
-from pathlib import Path
 
 import torch
 
-from .checkpoints import save_run
+from .checkpoints import prepare_out_dir, save_run
 from .data import download_hotdog, find_data, format_summary, summarize
 from .devices import PRECISIONS
-from .errors import FtcoreError
+from .errors import FtcoreError, user_message
 from .models import ARCHITECTURES, locate_weights
 from .predict import Predictor, format_prediction, open_image
 from .training import (
@@ -189,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args, args.mode, args.lr, args.param_groups)
     config.validate()
     check_weights_early(config)
-    out = Path(args.out or f"runs/{config.arch}-{config.mode}")
+    out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
     result = run_with_ctrl_c(config)
     last = result.history.final()
     if last is not None:
@@ -203,11 +202,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """`compare`: the fine-tune recipe, then the scratch recipe, side by side with the book."""
-    out = Path(args.out or f"runs/{args.arch}-compare")
     configs = {mode: config_from_args(args, mode) for mode in MODES}
     for config in configs.values():
         config.validate()
     check_weights_early(configs["finetune"])
+    out = prepare_out_dir(args.out or f"runs/{args.arch}-compare")
     rows = []
     for mode, config in configs.items():
         print(f"[{mode}] lr {config.lr:g}, param groups {'on' if config.param_groups else 'off'}", file=sys.stderr)
@@ -273,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except FtcoreError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
     except torch.OutOfMemoryError:
         print("error: out of memory on the device; lower --batch-size or --micro-batch", file=sys.stderr)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
+import http.client
 import os
-import shutil
 import statistics
 import tempfile
 import urllib.error
@@ -22,6 +21,7 @@ from PIL import Image
 from torchvision import datasets, transforms
 
 from .errors import FtcoreError
+from .images import jpeg_thumbnail, open_image
 from .paths import cache_dir, shared_dir, store_bytes
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
@@ -109,12 +109,8 @@ def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) ->
 
 
 def load_rgb(path: str) -> Image.Image:
-    """ImageFolder's loader, but a broken file raises an error that names it."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise FtcoreError(f"cannot read image {path} ({e}); remove or replace that file") from None
+    """ImageFolder's loader, through the same decoder as uploads; a broken file raises an error naming it."""
+    return open_image(path, advice="remove or replace that file")
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -129,8 +125,8 @@ def check_image_folder(root: str | Path) -> list[str]:
     """Check that `root` is an ImageFolder tree with the same classes in train/ and test/; return them."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise FtcoreError(f"data folder {root} does not exist; pass a folder holding train/<class>/ and "
-                          "test/<class>/, or fetch the hot-dog set with `python -m ftcore data --download`")
+        raise FtcoreError(f"data folder {root} does not exist; choose a folder holding train/<class>/ and "
+                          "test/<class>/, or download the hot-dog set")
     if not root.is_dir():
         raise FtcoreError(f"data path {root} is a file, not a folder; pass a folder holding train/ and test/")
     missing = [s for s in SPLITS if not (root / s).is_dir()]
@@ -313,11 +309,12 @@ def sha1_of(path: str | Path) -> str:
 
 def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None,
           timeout: float = 30.0) -> Path:
-    """Download `url` to `dest` (via a temporary file), calling progress(bytes_done, bytes_total)."""
+    """Download `url` to `dest` through a temporary file of its own, calling progress(bytes_done, bytes_total)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
+    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
+    tmp = Path(tmp_name)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(handle, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             done = 0
             for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -325,11 +322,13 @@ def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | No
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+        if total is not None and done != total:
+            raise OSError(f"connection closed after {done} of {total} bytes")
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         tmp.unlink(missing_ok=True)
         reason = getattr(e, "reason", e)
         raise FtcoreError(f"could not download {url} ({reason}); check the internet connection, or fetch "
-                          "the file by hand and pass its unpacked folder with --data") from None
+                          "the file by hand and use its unpacked folder as the data") from None
     tmp.replace(dest)
     return dest
 
@@ -393,31 +392,35 @@ def unpack_uploaded_zip(data: bytes) -> Path:
 
 def thumbnail_bytes(path: str | Path, size: int = 160) -> bytes:
     """A JPEG thumbnail (longest side `size`) of one dataset photo."""
-    image = load_rgb(str(path))
-    image.thumbnail((size, size))
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+    return jpeg_thumbnail(load_rgb(str(path)), size)
 
 
 def download_hotdog(root: str | Path | None = None, url: str = HOTDOG_URL, sha1: str = HOTDOG_SHA1,
                     progress: Callable[[int, int | None], None] | None = None) -> Path:
-    """Fetch d2l's hotdog.zip (sha1-checked), unpack it safely, and return the folder with train/ and test/."""
+    """Fetch d2l's hotdog.zip (sha1-checked), unpack it safely into `root`, and return `root`."""
     root = Path(root).expanduser() if root else default_hotdog_dir()
     if is_image_folder(root):
         return root
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):  # never overwrite what the user has
+        raise FtcoreError(f"{root} already exists and is not an ImageFolder tree; download into a new or "
+                          "empty folder")
     archive = cache_dir() / "downloads" / "hotdog.zip"
     if not archive.exists() or sha1_of(archive) != sha1:
         fetch(url, archive, progress)
         actual = sha1_of(archive)
         if actual != sha1:
-            archive.unlink()
+            archive.unlink(missing_ok=True)
             raise FtcoreError(f"downloaded hotdog.zip has sha1 {actual}, expected {sha1}; "
                               "the download was damaged, so run it again")
     root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".extract-") as tmp:
         found = extract_image_folder_zip(archive, tmp)
-        if root.exists():
-            shutil.rmtree(root)
-        shutil.move(str(found), str(root))
+        try:
+            if root.is_dir():
+                root.rmdir()  # empty, checked above
+            found.rename(root)
+        except OSError:
+            if not is_image_folder(root):  # not another download that finished first
+                raise FtcoreError(f"could not move the unpacked photos into {root}; check that it is "
+                                  "writable") from None
     return root

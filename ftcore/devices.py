@@ -8,7 +8,6 @@ import torch
 
 from .errors import FtcoreError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import FtcoreError
+from .errors import FtcoreError, user_message
 from .training import (
     BatchEnded,
     BatchRecord,
@@ -30,9 +30,6 @@ from .training import (
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("starting", "running", "finished", "stopped", "failed")
-
-
 def run_label(config: TrainConfig) -> str:
     """A short name for a run: mode, architecture, lr and whether the output layer gets 10x."""
     mode = "fine-tune" if config.mode == "finetune" else "scratch"
@@ -47,7 +44,7 @@ class JobSnapshot:
     id: str
     label: str
     config: TrainConfig
-    status: str  # one of STATUSES
+    status: str  # starting, running, finished, stopped or failed
     epochs: list[EpochRecord]
     batches: list[BatchRecord]
     examples_per_sec: float
@@ -82,7 +79,7 @@ class Run:
     label: str
     config: TrainConfig
     history: History
-    result: TrainResult | None = field(default=None, repr=False)  # None when only the metrics were kept
+    result: TrainResult = field(repr=False)
 
 
 class TrainingJob:
@@ -153,7 +150,7 @@ class TrainingJob:
         try:
             result = fit(self.config, self._on_event, self._stop)
         except FtcoreError as e:
-            error = str(e)
+            error = user_message(e)
         except torch.OutOfMemoryError:
             error = "out of memory on the device; lower the batch size or the micro-batch and start again"
         except Exception as e:  # a bug in ftcore, not the user's doing: keep the traceback in the server log

@@ -33,7 +33,7 @@ class ArchSpec:
 
 # resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
 # the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
-# measured on the hot-dog set with its shared ImageNet weights (README, "Choosing the defaults").
+# measured on the hot-dog set with its shared ImageNet weights (README, "Measured on this machine").
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
@@ -161,7 +161,7 @@ def download_weights(arch: str, progress: bool = False) -> WeightsSource:
     except Exception as e:  # URLError, HTTPError, timeouts, disk errors: all mean "no weights"
         reason = getattr(e, "reason", None) or e
         raise FtcoreError(f"could not download ImageNet weights for {arch} from {url} ({reason}); put "
-                          f"{target.name} in {target.parent}/ or pass --weights FILE") from None
+                          f"{target.name} in {target.parent}/ or give a weights file (--weights)") from None
     return WeightsSource("download", str(target))
 
 
@@ -199,7 +199,7 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
             if not download:
                 target = torch_cache_path(arch)
                 raise FtcoreError(f"no ImageNet weights for {arch} on this machine; put {target.name} in "
-                                  f"{target.parent}/ or pass --weights FILE")
+                                  f"{target.parent}/ or give a weights file (--weights)")
             source = download_weights(arch)
         load_backbone(net, arch, read_state_dict(source.path), f"weights file {source.path}")
     replace_output_layer(net, arch, num_classes, xavier=pretrained)

@@ -8,6 +8,7 @@ checks a `threading.Event` between batches so a UI (or Ctrl-C) can stop it and k
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -129,6 +130,25 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
 loss_fn = nn.CrossEntropyLoss(reduction="none")
 
 
+def chunk_sizes(n: int, micro_batch: int) -> list[int]:
+    """Split n images into micro-batches, folding a lone last image into the one before it
+    (BatchNorm cannot normalise one image whose feature maps have shrunk to 1x1)."""
+    sizes = [micro_batch] * (n // micro_batch) + ([n % micro_batch] if n % micro_batch else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
+def scale_batchnorm_momentum(model: nn.Module, updates_per_step: int) -> None:
+    """With k micro-batches per step BatchNorm updates its running statistics k times per step; scale its
+    momentum so they still average over as many images as one update per step (0.1 -> 1 - 0.9 ** (1 / k))."""
+    if updates_per_step <= 1:
+        return
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is not None:
+            module.momentum = 1 - (1 - module.momentum) ** (1 / updates_per_step)
+
+
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
                reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32") -> tuple[float, int]:
     """One optimiser step on a batch; returns (summed loss, correct predictions).
@@ -141,8 +161,8 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor
     divisor = len(y) if reduction == "mean" else 1
     loss_sum = torch.zeros((), device=y.device)
     correct = torch.zeros((), dtype=torch.long, device=y.device)
-    chunk = micro_batch or len(y)
-    for Xc, yc in zip(X.split(chunk), y.split(chunk), strict=True):
+    sizes = chunk_sizes(len(y), micro_batch or len(y))
+    for Xc, yc in zip(X.split(sizes), y.split(sizes), strict=True):
         with autocast(y.device, precision):
             logits = net(Xc)
         losses = loss_fn(logits.float(), yc)
@@ -326,8 +346,9 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     test_set = open_split(config.data, "test", eval_transform, config.limit)
     loader_args = {"batch_size": config.batch_size, "num_workers": config.num_workers,
                    "pin_memory": device.type == "cuda", "persistent_workers": config.num_workers > 0}
+    # A last batch of one image is dropped, as BatchNorm cannot train on it at small image sizes.
     train_iter = DataLoader(train_set, shuffle=True, generator=torch.Generator().manual_seed(config.seed),
-                            **loader_args)
+                            drop_last=len(train_set) % config.batch_size == 1, **loader_args)
     test_iter = DataLoader(test_set, **loader_args)
 
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch).
@@ -335,6 +356,8 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
                                  weights_file=config.weights)
     model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
     optimizer = make_optimizer(model, config)
+    micro = micro_batch_size(config, device)
+    scale_batchnorm_momentum(model, math.ceil(config.batch_size / micro))
     net = nn.DataParallel(model, device_ids=devices) if len(devices) > 1 else model  # the book's multi-GPU
 
     history = History(devices=[str(d) for d in devices])
@@ -354,8 +377,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         if record.examples == 0:
             break
         if not stop.is_set():
-            record.test_acc = evaluate(net, test_iter, device, config.precision,
-                                       micro_batch_size(config, device), stop)
+            record.test_acc = evaluate(net, test_iter, device, config.precision, micro, stop)
         history.epochs.append(record)
         history.examples_per_sec = (sum(e.examples for e in history.epochs)
                                     / max(sum(e.seconds for e in history.epochs), 1e-9))

@@ -20,7 +20,7 @@ from .paths import store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
 from .training import TrainConfig
 
-DATA_KEY, JOB_KEY, RUNS_KEY = "data_root", "job", "runs"
+DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY = "data_root", "job", "runs", "unpacked_uploads"
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
 
 
@@ -42,8 +42,14 @@ def set_data_root(root: str | Path) -> None:
 
 
 def runs() -> list[Run]:
-    """Runs this session finished or stopped, oldest first."""
-    return st.session_state.setdefault(RUNS_KEY, [])
+    """Runs this session finished or stopped, oldest first; a job that has just ended joins them here."""
+    kept = st.session_state.setdefault(RUNS_KEY, [])
+    job = current_job()
+    if job is not None and all(run.id != job.id for run in kept):
+        snap = job.snapshot()
+        if snap.done and snap.result is not None:
+            kept.append(job.to_run())
+    return kept
 
 
 def current_job() -> TrainingJob | None:
@@ -68,14 +74,10 @@ def start_job(config: TrainConfig) -> TrainingJob:
 
 
 def collect_job() -> JobSnapshot | None:
-    """Snapshot of this session's job; a job that has just ended is added to the runs (once)."""
+    """Snapshot of this session's job (if any), after adding it to the runs if it has just ended."""
+    runs()
     job = current_job()
-    if job is None:
-        return None
-    snap = job.snapshot()
-    if snap.done and snap.result is not None and all(r.id != snap.id for r in runs()):
-        runs().append(job.to_run())
-    return snap
+    return job.snapshot() if job is not None else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,10 +113,13 @@ def augmentation_preview(path: str, image_size: int, n: int, draw: int) -> tuple
     return data.augmentation_preview(path, image_size, n)
 
 
-@st.cache_data(show_spinner="Unpacking the archive...", max_entries=8)
-def unpack_zip(payload: bytes) -> str:
-    """data.unpack_uploaded_zip, cached by content."""
-    return str(data.unpack_uploaded_zip(payload))
+def unpacked_upload(upload) -> str:
+    """data.unpack_uploaded_zip for an uploaded file, once per upload (not re-read on every rerun)."""
+    unpacked = st.session_state.setdefault(UNPACKED_KEY, {})
+    if upload.file_id not in unpacked:
+        with st.spinner("Unpacking the archive..."):
+            unpacked[upload.file_id] = str(data.unpack_uploaded_zip(upload.getvalue()))
+    return unpacked[upload.file_id]
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -37,7 +37,7 @@ def folder_ui() -> str | None:
 def upload_ui() -> str | None:
     """A zipped ImageFolder tree, unpacked safely once per content."""
     upload = st.file_uploader("Zip of a folder with train/<class>/ and test/<class>/", type=["zip"])
-    return ui.unpack_zip(upload.getvalue()) if upload is not None else None
+    return ui.unpacked_upload(upload) if upload is not None else None
 
 
 def choose_data_ui() -> None:

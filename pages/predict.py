@@ -11,7 +11,7 @@ CHECKPOINT = "A checkpoint file (.pt)"
 
 def model_ui() -> tuple[str, Predictor] | None:
     """Choose the model: one of this tab's runs, or an uploaded checkpoint; returns (cache key, predictor)."""
-    runs = [run for run in ui.runs() if run.result is not None]
+    runs = ui.runs()
     options = list(range(len(runs))) + [CHECKPOINT]
     choice = st.selectbox("Model", options, index=max(len(runs) - 1, 0),
                           format_func=lambda o: o if o == CHECKPOINT else f"#{o + 1} {runs[o].label}")

@@ -57,8 +57,9 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
     left.markdown("**Source model output layer** (ImageNet, 1000 classes)" if config.mode == "finetune"
                   else "**Source model output layer** (unused: every weight starts random)")
     left.code(source, language=None)
-    right.markdown(f"**Target model output layer** ({', '.join(classes) or 'your classes'}; "
-                   f"Xavier init, lr {head_lr:.0e})")
+    init = "Xavier init" if config.mode == "finetune" else "default init"
+    right.markdown(f"**Target model output layer** ({', '.join(classes) or 'your classes'}; {init}, "
+                   f"lr {head_lr:.0e})")
     right.code(target, language=None)
     if config.mode == "finetune":
         state, sentence = weights_status(config.arch)
@@ -69,7 +70,7 @@ def status_line(snap: JobSnapshot) -> str:
     """Epoch, batch, speed and devices of a job, in one line."""
     steps = snap.steps_per_epoch or 1
     done = len(snap.batches)
-    epoch, step = min(done // steps + 1, snap.config.epochs), done % steps or (steps if done else 0)
+    epoch, step = (done - 1) // steps + 1 if done else 1, (done - 1) % steps + 1 if done else 0
     speed = f"{snap.examples_per_sec:.1f} examples/sec on {', '.join(snap.devices)}" if snap.devices else "starting"
     return f"{snap.status}: epoch {epoch}/{snap.config.epochs}, batch {step}/{steps}; {speed}; {snap.elapsed:.0f} s"
 
@@ -118,10 +119,9 @@ def runs_ui() -> None:
                     key="compare")
     columns = st.columns(min(len(runs), 4))
     for i, run in enumerate(runs):
-        if run.result is not None:
-            columns[i % len(columns)].download_button(
-                f"Checkpoint #{i + 1}", data=lambda run=run: checkpoint_bytes(run.result), file_name=f"{run.id}.pt",
-                mime="application/octet-stream", on_click="ignore", key=f"download-{run.id}")
+        columns[i % len(columns)].download_button(
+            f"Checkpoint #{i + 1}", data=lambda run=run: checkpoint_bytes(run.result), file_name=f"{run.id}.pt",
+            mime="application/octet-stream", on_click="ignore", key=f"download-{run.id}")
 
 
 st.title("Train")
@@ -137,6 +137,15 @@ else:
         ui.show_error(e)
 st.page_link("pages/explore.py", label="Change the data", icon=":material/photo_library:")
 
+with st.expander("Experiments to try"):
+    st.markdown(
+        "- **Fine-tune vs scratch**: run both with their book defaults and compare: the copied ImageNet layers "
+        "start out knowing edges, textures and shapes, so the fine-tuned model is ahead from the first epoch.\n"
+        "- **Learning rate 5e-5 vs 5e-3** when fine-tuning: a large rate overwrites what the copied layers "
+        "knew.\n"
+        "- **Output layer at 10x off**: the new, random layer then learns as slowly as the copied ones.\n"
+        "- **Loss: mean** (More settings) at the same lr: the gradient shrinks by the batch size, so training "
+        "barely moves; the book's 5e-5 with the sum equals 6.4e-3 with the mean at batch 128.")
 config = settings_ui(summary.root if summary else None)
 output_layers_ui(config, summary.classes if summary else [])
 

@@ -82,3 +82,19 @@ def shared_mobilenet() -> Path:
         pytest.skip("../shared/weights/mobilenet_v2_imagenet_features.pth is not on this machine")
     return SHARED_MOBILENET
 
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each optimiser step takes at least 50 ms more, so a poller sees a run grow on any machine."""
+    import time
+
+    from ftcore import training
+
+    real_step = training.train_step
+
+    def slow_step(*args, **kwargs):
+        time.sleep(0.05)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", slow_step)

@@ -100,6 +100,20 @@ def test_explorer_with_data_shows_counts_sizes_grid_and_augmentations(tiny_data)
     assert len(at.get("image")) == 16 + 7  # the book's 2 x 8 grid, 6 train views and 1 test view
 
 
+def test_home_and_explorer_with_a_finished_run(tiny_data, finished_run):
+    no_exception(app(runs=[finished_run], data_root=str(tiny_data)))
+    at = no_exception(app(EXPLORE, runs=[finished_run], data_root=str(tiny_data)))
+    assert [m.value for m in at.metric][:3] == ["2", "32", "16"] and at.session_state["runs"] == [finished_run]
+
+
+def test_a_run_that_ends_on_another_page_joins_the_runs(tiny_data):
+    job = jobs.TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+    assert job.join(timeout=120)
+    at = no_exception(app(PREDICT, job=job))
+    assert [r.id for r in at.session_state["runs"]] == [job.id]
+    assert at.selectbox[0].value == 0  # the new run is offered for prediction
+
+
 def test_explorer_refuses_a_folder_that_is_not_a_tree(tmp_path, tiny_data):
     at = app(EXPLORE, data_root=str(tiny_data))
     at.radio[0].set_value("Local folder").run()
@@ -150,7 +164,7 @@ def test_train_without_data_cannot_start():
     assert at.button[0].disabled
 
 
-def test_start_then_polling_shows_a_growing_history(tiny_data):
+def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
     at = app(TRAIN, data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
     at.number_input(key="epochs").set_value(3).run()
@@ -160,15 +174,14 @@ def test_start_then_polling_shows_a_growing_history(tiny_data):
     no_exception(at)
     seen = []
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
+    while not at.session_state["job"].snapshot().done and time.monotonic() < deadline:
         time.sleep(0.1)
         at.run()
         no_exception(at)
-        snap = at.session_state["job"].snapshot()
-        batch_chart = plotly_specs(at)[1]
-        seen.append(len(batch_chart["data"][0]["x"]))
-        if snap.done:
-            break
+        seen.append(len(plotly_specs(at)[1]["data"][0]["x"]))  # the per-batch chart as drawn
+    at.run()  # the run that notices the end
+    seen.append(len(plotly_specs(at)[1]["data"][0]["x"]))
+    snap = at.session_state["job"].snapshot()
     assert snap.status == "finished" and len(snap.batches) == 12
     assert seen == sorted(seen) and len(set(seen)) >= 2 and seen[-1] == 12  # the chart grew while it ran
     runs = at.session_state["runs"]

@@ -10,7 +10,8 @@ import torch
 
 from ftcore import checkpoints
 from ftcore.errors import FtcoreError
-from ftcore.predict import Predictor, open_image
+from ftcore.images import open_image
+from ftcore.predict import Predictor
 from ftcore.training import fit, recipe
 
 

@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, write_tiny_imagefolder
 from ftcore.cli import main
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): loss \d+\.\d{3}, train acc [01]\.\d{3}, test acc [01]\.\d{3}$")
@@ -111,6 +111,10 @@ def bad_inputs(tiny_data, tmp_path):
         "offline weights": (["train", "--data", str(tiny_data), *QUICK], "could not download ImageNet weights"),
         "missing weights file": (["train", "--data", str(tiny_data), "--weights", str(tmp_path / "w.pth")],
                                  "does not exist"),
+        "unwritable out": (["train", "--data", str(tiny_data), "--mode", "scratch", "--out", str(text / "run")],
+                           "cannot create the output folder"),
+        "broken photo from a worker": (["train", "--data", "BROKEN", "--mode", "scratch", "--workers", "1", *QUICK],
+                                       "remove or replace that file"),
         "unknown arch": (["train", "--arch", "vgg11"], "invalid choice"),
         "bad number": (["train", "--lr", "fast"], "invalid float value"),
         "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must be at least 1"),
@@ -121,18 +125,25 @@ def bad_inputs(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("case", ["missing folder", "not an ImageFolder tree", "unreadable checkpoint",
                                   "not an image", "offline download", "offline weights", "missing weights file",
+                                  "unwritable out", "broken photo from a worker",
                                   "unknown arch", "bad number", "bad epochs", "bad device", "no command"])
 def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):
     offline(monkeypatch)
     argv, words = bad_inputs(tiny_data, tmp_path)[case]
-    argv = [str(trained_run[1] / "checkpoint.pt") if a == "CHECKPOINT" else a for a in argv]
+    if "BROKEN" in argv:
+        broken = write_tiny_imagefolder(tmp_path / "broken", {"train": 2, "test": 1})
+        (broken / "train" / "red" / "001.png").write_bytes(b"not a png")
+    substitutes = {"CHECKPOINT": str(trained_run[1] / "checkpoint.pt"), "BROKEN": str(tmp_path / "broken")}
+    argv = [substitutes.get(a, a) for a in argv]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors exit from inside parse_args
         code = e.code
     err = capsys.readouterr().err.strip()
+    lines = err.splitlines()  # a run that got going may have said what it loaded first
     assert code == 2
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and words in err, err
+    assert lines[-1].startswith("error: ") and words in lines[-1], err
+    assert [line for line in lines if "error" in line.lower()] == lines[-1:] and "Traceback" not in err
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):

@@ -210,6 +210,39 @@ def test_download_offline_is_one_clear_error(monkeypatch, tmp_path):
         data.download_hotdog(tmp_path / "hotdog")
 
 
+@pytest.mark.parametrize("existing", ["file", "folder"])
+def test_download_never_overwrites_what_is_there(tmp_path, existing, monkeypatch):
+    monkeypatch.setattr(data, "fetch", lambda *a, **k: pytest.fail("nothing should be downloaded"))
+    root = tmp_path / "mine"
+    if existing == "file":
+        root.write_text("keep me")
+    else:
+        root.mkdir()
+        (root / "holiday.jpg").write_bytes(b"keep me")
+    with pytest.raises(FtcoreError, match="already exists and is not an ImageFolder tree"):
+        data.download_hotdog(root)
+    assert (root.read_text() if existing == "file" else (root / "holiday.jpg").read_bytes().decode()) == "keep me"
+
+
+def test_download_cut_short_is_an_error(tmp_path):
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 100)  # then the connection closes
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    with pytest.raises(FtcoreError, match="could not download"):
+        data.fetch(f"http://127.0.0.1:{server.server_address[1]}/hotdog.zip", tmp_path / "hotdog.zip")
+    server.server_close()
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary part is left
+
+
 @pytest.mark.parametrize("name", ["../evil.txt", "/etc/evil", "a/../../evil", "C:/evil"])
 def test_safe_extract_refuses_escaping_entries(tmp_path, name):
     archive = tmp_path / "a.zip"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from conftest import write_tiny_imagefolder
 from ftcore.jobs import TrainingJob, run_label
 from ftcore.training import recipe
 
@@ -15,7 +16,7 @@ def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
         time.sleep(every)
 
 
-def test_job_runs_in_the_background_and_its_history_grows(tiny_data):
+def test_job_runs_in_the_background_and_its_history_grows(tiny_data, slow_steps):
     config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=2, batch_size=4, image_size=32)
     job = TrainingJob(config).start()
     sizes = []
@@ -45,6 +46,16 @@ def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data):
     assert job.to_run().history.stopped
 
 
+def test_a_broken_photo_fails_the_job_with_one_line_even_from_a_worker_process(tmp_path):
+    root = write_tiny_imagefolder(tmp_path / "d", {"train": 4, "test": 2})
+    (root / "train" / "red" / "002.png").write_bytes(b"broken")
+    job = TrainingJob(recipe("scratch", data=str(root), batch_size=4, image_size=32, num_workers=1)).start()
+    assert job.join(timeout=120)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "\n" not in snap.error
+    assert snap.error.startswith(str(root / "train" / "red" / "002.png")) and "remove or replace" in snap.error
+
+
 def test_a_user_error_fails_the_job_with_one_readable_line(tmp_path):
     job = TrainingJob(recipe("scratch", data=str(tmp_path / "nowhere"))).start()
     assert job.join(timeout=30)
@@ -53,11 +64,13 @@ def test_a_user_error_fails_the_job_with_one_readable_line(tmp_path):
     assert snap.error.startswith("data folder") and "\n" not in snap.error
 
 
-def test_snapshots_are_copies(tiny_data):
+def test_snapshots_are_copies_that_do_not_change_later(tiny_data, slow_steps):
     job = TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+    wait_until(lambda: len(job.snapshot().batches) >= 1)
     first = job.snapshot()
+    seen = len(first.batches)
     job.join(timeout=120)
-    assert first.batches is not job.snapshot().batches and len(job.snapshot().batches) == 4
+    assert seen < 4 and len(first.batches) == seen and len(job.snapshot().batches) == 4
 
 
 def test_run_label_names_mode_arch_lr_and_groups():

@@ -17,6 +17,7 @@ from ftcore.training import (
     EpochEnded,
     RunStarted,
     TrainConfig,
+    chunk_sizes,
     fit,
     loss_fn,
     make_optimizer,
@@ -98,6 +99,38 @@ def test_summed_gradient_is_batch_size_times_the_mean():
         (losses.sum() if reduction == "sum" else losses.mean()).backward()
         grads[reduction] = net[1].weight.grad
     torch.testing.assert_close(grads["sum"], 8 * grads["mean"])
+
+
+@pytest.mark.parametrize("n, micro, sizes", [(128, 16, [16] * 8), (10, 4, [4, 4, 2]), (9, 4, [4, 5]),
+                                             (1, 16, [1]), (17, 16, [17])])
+def test_chunk_sizes_never_leave_a_lone_image(n, micro, sizes):
+    assert chunk_sizes(n, micro) == sizes and sum(sizes) == n
+
+
+def test_a_lone_last_image_does_not_break_batchnorm_at_small_sizes():
+    torch.manual_seed(0)
+    net, _ = models.build_model("resnet18", 2, pretrained=False)  # 32 px ends in 1x1 feature maps
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-4)
+    loss_sum, _ = train_step(net, optimizer, torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 0, 1, 0]), "sum", 4)
+    assert math.isfinite(loss_sum)
+
+
+def test_batchnorm_momentum_keeps_the_books_memory_with_micro_batches(tiny_data):
+    result = fit(tiny_config(tiny_data, batch_size=16, micro_batch=4))
+    momenta = {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert len(momenta) == 1
+    # Four updates at the scaled momentum forget exactly as much as one update at the book's 0.1.
+    assert (1 - momenta.pop()) ** 4 == pytest.approx(0.9)
+    whole = fit(tiny_config(tiny_data, batch_size=16, micro_batch=16))
+    assert {m.momentum for m in whole.model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
+
+
+def test_a_last_batch_of_one_image_is_dropped(tmp_path):
+    from conftest import write_tiny_imagefolder
+
+    root = write_tiny_imagefolder(tmp_path / "d", {"train": 5, "test": 1})  # 10 photos, batch 3: 3+3+3+1
+    history = fit(recipe("scratch", data=str(root), epochs=1, batch_size=3, image_size=32)).history
+    assert len(history.batches) == 3 and history.final().examples == 9
 
 
 def test_micro_batch_is_16_on_cpu_unless_set():

@@ -1,0 +1,1 @@
+"""Benchmarks: long measurements whose figures go in the README, never into tests."""
