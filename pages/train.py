@@ -28,6 +28,10 @@ def settings_ui(root: str | None) -> TrainConfig:
                             help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
     groups = right.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
                           help="The book's parameter groups: on for fine-tuning, off from scratch.")
+    how = "fine-tuning" if mode == "finetune" else "from scratch"
+    st.caption(f"Defaults for {arch} {how}: lr {book.lr:.0e}, output layer 10x "
+               f"{'on' if book.param_groups else 'off'}, batch 128, 5 epochs, summed loss: "
+               f"{get_arch(arch).lr_source}.")
     columns = st.columns(5)
     epochs = columns[0].number_input("Epochs", 1, 100, book.epochs, key="epochs")
     batch_size = columns[1].selectbox("Batch size", BATCH_SIZES, BATCH_SIZES.index(book.batch_size), key="batch")
@@ -112,7 +116,8 @@ def runs_ui() -> None:
                      "test acc": last.test_acc if last else None,
                      "examples/sec": round(run.history.examples_per_sec, 1),
                      "devices": ", ".join(run.history.devices), "stopped": run.history.stopped})
-    st.dataframe(rows, hide_index=True)
+    three = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(rows, hide_index=True, column_config={"train loss": three, "train acc": three, "test acc": three})
     chosen = st.multiselect("Compare", range(len(runs)), default=list(range(len(runs))),
                             format_func=lambda i: f"#{i + 1} {runs[i].label}")
     st.plotly_chart(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),

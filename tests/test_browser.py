@@ -93,8 +93,13 @@ CHART_POINTS = """() => Object.fromEntries([...document.querySelectorAll('.js-pl
 
 
 def shot(page, path: Path, height: int) -> None:
-    """Screenshot at a height that fits the page (Streamlit scrolls inside its own container)."""
+    """Screenshot at a height that fits the page (Streamlit scrolls inside its own container).
+
+    Photos are blurred: the development hot-dog set may be used here but not redistributed, and the
+    README shows these screenshots.
+    """
     page.set_viewport_size({"width": 1400, "height": height})
+    page.add_style_tag(content="[data-testid='stImage'] img { filter: blur(7px); }")
     page.wait_for_timeout(500)
     page.screenshot(path=path)
 
