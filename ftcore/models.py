@@ -45,7 +45,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  "fc", 2048, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
         ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
                  torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
-                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog with mobilenet_v2"),
+                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog for mobilenet_v2"),
     )
 }
 
