@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 # The repository root: ftcore/ lives directly inside it.
@@ -29,7 +30,8 @@ def store_bytes(data: bytes, folder: str, suffix: str) -> Path:
     path = cache_dir() / folder / f"{hashlib.sha1(data).hexdigest()[:20]}{suffix}"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".part")
+        with os.fdopen(handle, "wb") as out:  # a file of its own: two tabs may store the same upload at once
+            out.write(data)
+        os.replace(tmp, path)
     return path

@@ -209,7 +209,7 @@ def test_seeded_runs_are_reproducible_on_cpu(tiny_data):
     assert [x.loss for x in a.batches] != [x.loss for x in c.batches]
 
 
-def test_finetune_uses_the_given_weights_and_groups(tiny_data, random_resnet18_file):
+def test_finetune_starts_from_the_given_weights_file(tiny_data, random_resnet18_file):
     events = []
     result = fit(recipe("finetune", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
                         weights=str(random_resnet18_file)), events.append)
