@@ -12,7 +12,7 @@ import time
 import torch
 
 from .checkpoints import prepare_out_dir, save_run
-from .data import download_hotdog, find_data, format_summary, summarize
+from .data import check_image_folder, download_hotdog, find_data, format_summary, summarize
 from .devices import PRECISIONS
 from .errors import FtcoreError, user_message
 from .models import ARCHITECTURES, locate_weights
@@ -177,8 +177,10 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                   micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights)
 
 
-def check_weights_early(config: TrainConfig) -> None:
-    """Fail before loading any data when an explicit weights file is missing."""
+def preflight(config: TrainConfig) -> None:
+    """Catch the common mistakes (bad values, data folder, missing weights file) before anything is written."""
+    config.validate()
+    check_image_folder(config.data)
     if config.mode == "finetune":
         locate_weights(config.arch, config.weights)
 
@@ -186,8 +188,7 @@ def check_weights_early(config: TrainConfig) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: one run, the book's closing lines, checkpoint.pt and metrics.json."""
     config = config_from_args(args, args.mode, args.lr, args.param_groups)
-    config.validate()
-    check_weights_early(config)
+    preflight(config)
     out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
     result = run_with_ctrl_c(config)
     last = result.history.final()
@@ -204,8 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """`compare`: the fine-tune recipe, then the scratch recipe, side by side with the book."""
     configs = {mode: config_from_args(args, mode) for mode in MODES}
     for config in configs.values():
-        config.validate()
-    check_weights_early(configs["finetune"])
+        preflight(config)
     out = prepare_out_dir(args.out or f"runs/{args.arch}-compare")
     rows = []
     for mode, config in configs.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def bad_inputs(tiny_data, tmp_path):
                                   "unknown arch", "bad number", "bad epochs", "bad device", "no command"])
 def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):
     offline(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # the default runs/ folder goes here, not into the checkout
     argv, words = bad_inputs(tiny_data, tmp_path)[case]
     if "BROKEN" in argv:
         broken = write_tiny_imagefolder(tmp_path / "broken", {"train": 2, "test": 1})
@@ -148,6 +150,8 @@ def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ftcore", "train", "--data", str(tmp_path / "nope")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: data folder") and len(proc.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing written for a run that could not start
