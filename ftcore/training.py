@@ -307,10 +307,9 @@ def micro_batch_size(config: TrainConfig, device: torch.device) -> int:
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, config: TrainConfig,
-                    device: torch.device, epoch: int, stop: threading.Event,
+                    device: torch.device, micro: int, epoch: int, stop: threading.Event,
                     on_batch: Callable[[BatchRecord, int, int, float], None]) -> EpochRecord:
     """Train over `loader` once (or until `stop`); after each step call on_batch(record, step, seen, seconds)."""
-    micro = micro_batch_size(config, device)
     steps = len(loader)
     loss_sum, correct, seen, seconds, step = 0.0, 0, 0, 0.0, 0
     for step, (X, y) in enumerate(loader, start=1):
@@ -372,7 +371,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     for epoch in range(1, config.epochs + 1):
         if stop.is_set():
             break
-        record = train_one_epoch(net, train_iter, optimizer, config, device, epoch, stop,
+        record = train_one_epoch(net, train_iter, optimizer, config, device, micro, epoch, stop,
                                  functools.partial(on_batch, epoch))
         if record.examples == 0:
             break
