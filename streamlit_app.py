@@ -14,9 +14,8 @@ def book_table_ui() -> None:
              else "scratch (random weights, lr 5e-4, one lr)",
              "train loss": r["train_loss"], "train acc": r["train_acc"], "test acc": r["test_acc"],
              "examples/sec": r["examples_per_sec"]} for mode, r in BOOK_RESULTS.items()]
-    three = st.column_config.NumberColumn(format="%.3f")
     st.dataframe(rows, hide_index=True, width="content",
-                 column_config={"train loss": three, "train acc": three, "test acc": three})
+                 column_config=ui.three_decimals("train loss", "train acc", "test acc"))
     st.caption(f"d2l 13.2: {BOOK_SETUP}.")
 
 

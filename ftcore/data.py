@@ -22,7 +22,7 @@ from torchvision import datasets, transforms
 
 from .errors import FtcoreError
 from .images import jpeg_thumbnail, open_image
-from .paths import cache_dir, shared_dir, store_bytes
+from .paths import atomic_write, cache_dir, shared_dir, store_bytes
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -309,12 +309,9 @@ def sha1_of(path: str | Path) -> str:
 
 def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None,
           timeout: float = 30.0) -> Path:
-    """Download `url` to `dest` through a temporary file of its own, calling progress(bytes_done, bytes_total)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
-    tmp = Path(tmp_name)
+    """Download `url` to `dest` (atomically), calling progress(bytes_done, bytes_total)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(handle, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, atomic_write(dest) as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             done = 0
             for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -322,14 +319,12 @@ def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | No
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-        if total is not None and done != total:
-            raise OSError(f"connection closed after {done} of {total} bytes")
+            if total is not None and done != total:
+                raise OSError(f"connection closed after {done} of {total} bytes")
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
         reason = getattr(e, "reason", e)
         raise FtcoreError(f"could not download {url} ({reason}); check the internet connection, or fetch "
                           "the file by hand and use its unpacked folder as the data") from None
-    tmp.replace(dest)
     return dest
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 # The repository root: ftcore/ lives directly inside it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,13 +28,27 @@ def shared_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+@contextlib.contextmanager
+def atomic_write(dest: Path) -> Iterator[BinaryIO]:
+    """Write `dest` through a temporary file of its own beside it, renamed into place only on success.
+
+    Readers never see half a file, and two writers of the same file (two tabs) never share a temporary one.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            yield out
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def store_bytes(data: bytes, folder: str, suffix: str) -> Path:
     """Save bytes under <cache>/<folder>/<sha1><suffix> (content-addressed, written once) and return the path."""
     path = cache_dir() / folder / f"{hashlib.sha1(data).hexdigest()[:20]}{suffix}"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".part")
-        with os.fdopen(handle, "wb") as out:  # a file of its own: two tabs may store the same upload at once
+        with atomic_write(path) as out:
             out.write(data)
-        os.replace(tmp, path)
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from . import data
 from .checkpoints import Checkpoint, load_checkpoint
@@ -113,7 +114,7 @@ def augmentation_preview(path: str, image_size: int, n: int, draw: int) -> tuple
     return data.augmentation_preview(path, image_size, n)
 
 
-def unpacked_upload(upload) -> str:
+def unpacked_upload(upload: UploadedFile) -> str:
     """data.unpack_uploaded_zip for an uploaded file, once per upload (not re-read on every rerun)."""
     unpacked = st.session_state.setdefault(UNPACKED_KEY, {})
     if upload.file_id not in unpacked:
@@ -152,6 +153,11 @@ def predictor_for_checkpoint(checkpoint: Checkpoint) -> Predictor:
 def classify(model_key: str, _predictor: Predictor, photos: list[tuple[str, bytes]]) -> list[PhotoResult]:
     """predict.classify_photos, cached by model key and photo contents."""
     return classify_photos(_predictor, photos)
+
+
+def three_decimals(*columns: str) -> dict:
+    """st.dataframe column_config showing these number columns as 0.939, not 0.94."""
+    return {name: st.column_config.NumberColumn(format="%.3f") for name in columns}
 
 
 def show_error(error: Exception) -> None:

@@ -116,8 +116,7 @@ def runs_ui() -> None:
                      "test acc": last.test_acc if last else None,
                      "examples/sec": round(run.history.examples_per_sec, 1),
                      "devices": ", ".join(run.history.devices), "stopped": run.history.stopped})
-    three = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(rows, hide_index=True, column_config={"train loss": three, "train acc": three, "test acc": three})
+    st.dataframe(rows, hide_index=True, column_config=ui.three_decimals("train loss", "train acc", "test acc"))
     chosen = st.multiselect("Compare", range(len(runs)), default=list(range(len(runs))),
                             format_func=lambda i: f"#{i + 1} {runs[i].label}")
     st.plotly_chart(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),

@@ -83,7 +83,6 @@ def shared_mobilenet() -> Path:
     return SHARED_MOBILENET
 
 
-
 @pytest.fixture
 def slow_steps(monkeypatch):
     """Each optimiser step takes at least 50 ms more, so a poller sees a run grow on any machine."""
