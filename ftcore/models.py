@@ -182,17 +182,58 @@ def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], ori
                           f"unexpected tensors, e.g. {example}); pass weights saved from torchvision's {arch}")
 
 
+HEAD_INITS = ("xavier", "imagenet")
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in output-row order (row 934 is "hotdog")."""
+    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[str, torch.Tensor],
+                              arch: str, origin: str) -> list[str]:
+    """The book's exercise: start each class whose name is an ImageNet category from that category's row
+    of the pretrained output layer; every other class gets the mean of the remaining rows ("anything else").
+    Returns the ImageNet categories used, one per class ("" for the mean)."""
+    head = get_arch(arch).head
+    weight, bias = state.get(f"{head}.weight"), state.get(f"{head}.bias")
+    if weight is None or bias is None or weight.shape != (IMAGENET_CLASSES, layer.in_features):
+        raise FtcoreError(f"{origin} has no ImageNet output layer for {arch}, so the new layer cannot start "
+                          "from it; use the Xavier init or weights that include the output layer")
+    names = [c.lower().replace(" ", "").replace("-", "").replace("_", "") for c in imagenet_categories()]
+    rows = [names.index(key) if key in names else -1
+            for key in (c.lower().replace(" ", "").replace("-", "").replace("_", "") for c in classes)]
+    if all(r < 0 for r in rows):
+        raise FtcoreError(f"none of the classes {', '.join(classes)} is an ImageNet category (e.g. hotdog), "
+                          "so the new layer cannot start from ImageNet rows; use the Xavier init")
+    rest = torch.ones(IMAGENET_CLASSES, dtype=torch.bool)
+    rest[[r for r in rows if r >= 0]] = False
+    with torch.no_grad():
+        for i, r in enumerate(rows):
+            layer.weight[i] = weight[r] if r >= 0 else weight[rest].mean(0)
+            layer.bias[i] = bias[r] if r >= 0 else bias[rest].mean()
+    categories = imagenet_categories()
+    return [categories[r] if r >= 0 else "" for r in rows]
+
+
 def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str | None = None,
-                download: bool = True) -> tuple[nn.Module, WeightsSource]:
+                download: bool = True, head_init: str = "xavier",
+                classes: list[str] | None = None) -> tuple[nn.Module, WeightsSource]:
     """The target model: `arch` with ImageNet weights (pretrained) or random ones, and a new output layer.
 
     As in the book, a fine-tuned model's new layer gets Xavier-uniform weights while the scratch model
-    keeps nn.Linear's default init. Without weights on disk and no way to download them this raises;
-    it never falls back to random weights silently.
+    keeps nn.Linear's default init; head_init="imagenet" instead starts it from the ImageNet rows of the
+    classes' names (the book's hotdog exercise). Without weights on disk and no way to download them this
+    raises; it never falls back to random weights silently.
     """
+    if head_init not in HEAD_INITS:
+        raise FtcoreError(f"head init must be xavier or imagenet (got {head_init!r})")
+    if head_init == "imagenet" and not pretrained:
+        raise FtcoreError("the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch")
     spec = get_arch(arch)
     net = spec.build(weights=None)
     source = WeightsSource("random")
+    state: dict[str, torch.Tensor] = {}
     if pretrained:
         source = locate_weights(arch, weights_file)
         if source is None:
@@ -201,8 +242,11 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
                 raise FtcoreError(f"no ImageNet weights for {arch} on this machine; put {target.name} in "
                                   f"{target.parent}/ or give a weights file (--weights)")
             source = download_weights(arch)
-        load_backbone(net, arch, read_state_dict(source.path), f"weights file {source.path}")
-    replace_output_layer(net, arch, num_classes, xavier=pretrained)
+        state = read_state_dict(source.path)
+        load_backbone(net, arch, state, f"weights file {source.path}")
+    layer = replace_output_layer(net, arch, num_classes, xavier=pretrained)
+    if head_init == "imagenet":
+        init_output_from_imagenet(layer, list(classes or []), state, arch, f"weights file {source.path}")
     return net, source
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from .data import EvalPreset, TrainPreset, check_image_folder, open_split
 from .devices import PRECISIONS, autocast, resolve_devices, synchronize
 from .errors import FtcoreError
-from .models import WeightsSource, build_model, get_arch
+from .models import HEAD_INITS, WeightsSource, build_model, get_arch
 
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -60,6 +60,8 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training thread)
     seed: int = 0  # seeds model init, shuffling and augmentation: same seed, same run on CPU
     weights: str | None = None  # ImageNet weights file; None = $FTCORE_WEIGHTS, torch cache, shared, download
+    freeze_body: bool = False  # book exercise: copied layers get requires_grad=False (feature-extractor mode)
+    head_init: str = "xavier"  # "imagenet": start the new layer from ImageNet rows named like the classes
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first field a user set to something unusable."""
@@ -68,6 +70,11 @@ class TrainConfig:
             (self.mode in MODES, f"mode must be finetune or scratch (got {self.mode!r})"),
             (self.loss_reduction in LOSS_REDUCTIONS,
              f"loss reduction must be sum or mean (got {self.loss_reduction!r})"),
+            (self.head_init in HEAD_INITS, f"head init must be xavier or imagenet (got {self.head_init!r})"),
+            (not (self.head_init == "imagenet" and self.mode != "finetune"),
+             "the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch"),
+            (not (self.freeze_body and self.mode != "finetune"),
+             "freezing the copied layers needs copied layers; use it with fine-tuning, not scratch"),
             (self.precision in PRECISIONS, f"precision must be fp32 or bf16 (got {self.precision!r})"),
             (self.lr > 0, f"learning rate must be positive (got {self.lr})"),
             (self.head_lr_mult > 0, f"output-layer lr multiplier must be positive (got {self.head_lr_mult})"),
@@ -109,20 +116,29 @@ def recipe(mode: str = "finetune", arch: str = "resnet18", **overrides) -> Train
 # The optimiser and the loss, as the book builds them.
 
 
-def make_param_groups(model: nn.Module, arch: str, lr: float, head_lr_mult: float, enabled: bool) -> list[dict]:
-    """SGD groups: the output layer at head_lr_mult * lr and everything else at lr, or one group at lr."""
-    if not enabled:
-        return [{"name": "all layers", "params": list(model.parameters()), "lr": lr}]
+def make_param_groups(model: nn.Module, arch: str, lr: float, head_lr_mult: float, enabled: bool,
+                      freeze_body: bool = False) -> list[dict]:
+    """SGD groups: the output layer at head_lr_mult * lr and everything else at lr, or one group at lr.
+
+    With freeze_body the copied layers get requires_grad=False and only the output layer's group is
+    returned (at head_lr_mult * lr when groups are enabled, else at lr)."""
     head = get_arch(arch).head + "."
     body = [p for n, p in model.named_parameters() if not n.startswith(head)]
     output = [p for n, p in model.named_parameters() if n.startswith(head)]
+    if freeze_body:
+        for p in body:
+            p.requires_grad_(False)
+        return [{"name": "output layer", "params": output, "lr": lr * head_lr_mult if enabled else lr}]
+    if not enabled:
+        return [{"name": "all layers", "params": list(model.parameters()), "lr": lr}]
     return [{"name": "copied layers", "params": body, "lr": lr},
             {"name": "output layer", "params": output, "lr": lr * head_lr_mult}]
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
     """Plain SGD (no momentum) with the book's weight decay over the parameter groups."""
-    groups = make_param_groups(model, config.arch, config.lr, config.head_lr_mult, config.param_groups)
+    groups = make_param_groups(model, config.arch, config.lr, config.head_lr_mult, config.param_groups,
+                               config.freeze_body)
     return torch.optim.SGD(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -283,6 +299,16 @@ class EpochEnded:
 Event = RunStarted | BatchEnded | EpochEnded
 
 
+class TrainingDiverged(FtcoreError):
+    """The loss became NaN or infinite; `history` holds everything measured before that batch."""
+
+    def __init__(self, epoch: int, step: int, loss: float, history: History | None = None):
+        super().__init__(f"training diverged at epoch {epoch}, batch {step} (loss {loss}); "
+                         "lower the learning rate and start again")
+        self.epoch, self.step, self.loss = epoch, step, loss
+        self.history = history or History()
+
+
 @dataclass
 class TrainResult:
     """A trained model and everything needed to use and explain it."""
@@ -321,6 +347,8 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
                                                config.loss_reduction, micro, config.precision)
         synchronize(device)
         seconds += time.perf_counter() - start
+        if not math.isfinite(batch_loss):
+            raise TrainingDiverged(epoch, step, batch_loss)
         loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
         on_batch(BatchRecord(epoch - 1 + step / steps, batch_loss / len(y), batch_correct / len(y)),
                  step, seen, seconds)
@@ -352,7 +380,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
 
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch).
     model, weights = build_model(config.arch, len(classes), pretrained=config.mode == "finetune",
-                                 weights_file=config.weights)
+                                 weights_file=config.weights, head_init=config.head_init, classes=classes)
     model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
     optimizer = make_optimizer(model, config)
     micro = micro_batch_size(config, device)
@@ -371,8 +399,12 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     for epoch in range(1, config.epochs + 1):
         if stop.is_set():
             break
-        record = train_one_epoch(net, train_iter, optimizer, config, device, micro, epoch, stop,
-                                 functools.partial(on_batch, epoch))
+        try:
+            record = train_one_epoch(net, train_iter, optimizer, config, device, micro, epoch, stop,
+                                     functools.partial(on_batch, epoch))
+        except TrainingDiverged as e:
+            e.history = history  # the curves up to the last finite batch stay plottable
+            raise
         if record.examples == 0:
             break
         if not stop.is_set():
