@@ -66,14 +66,19 @@ def home() -> None:
     st.subheader("Start")
     st.page_link("pages/explore.py", label="Explore the dataset", icon=":material/photo_library:")
     st.page_link("pages/train.py", label="Fine-tune or train from scratch", icon=":material/model_training:")
+    st.page_link("pages/experiments.py", label="Fine-tune vs scratch, and an lr sweep", icon=":material/science:")
     st.page_link("pages/predict.py", label="Classify your own photos", icon=":material/image_search:")
+    st.page_link("pages/evaluate.py", label="Evaluate and explain a model", icon=":material/insights:")
 
 
 pages = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/explore.py", title="Dataset explorer", icon=":material/photo_library:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+    st.Page("pages/evaluate.py", title="Evaluate & explain", icon=":material/insights:"),
 ]
+ui.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
 ui.data_root()  # pick this session's data once, before any page needs it
 st.navigation(pages).run()

@@ -9,11 +9,10 @@ Trains one epoch from scratch (throughput does not depend on the starting weight
 from __future__ import annotations
 
 import argparse
-import platform
-from pathlib import Path
 
 import torch
 
+from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.training import fit, recipe
 
@@ -29,11 +28,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     data = args.data or str(find_data())
-    cpu = platform.processor() or platform.machine()
-    if Path("/proc/cpuinfo").is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"# {machine_description()}, {torch.get_num_threads()} threads")
     print(f"{'arch':13s} {'micro-batch':>11s} {'precision':>9s} {'examples/sec':>12s}")
     for arch in args.arch:
         for micro, precision in SETTINGS:

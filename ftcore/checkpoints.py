@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from torch import nn
 
 from .data import EvalPreset
 from .errors import FtcoreError
-from .models import get_arch, replace_output_layer
+from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer
 from .training import History, TrainConfig, TrainResult
 
 FORMAT = "ftcore-checkpoint"
@@ -30,10 +32,35 @@ class Checkpoint:
     config: TrainConfig
     history: History
     weights: str  # where the starting weights came from
+    path: str = ""  # the file it was loaded from
+
+    def to_result(self) -> TrainResult:
+        """The checkpoint as the TrainResult its run returned (for prediction, comparison, re-saving)."""
+        return TrainResult(self.model, self.config, list(self.classes), self.history,
+                           weights_source(self.weights), self.eval_transform)
+
+
+def weights_source(description: str) -> WeightsSource:
+    """Rebuild the WeightsSource whose describe() gave `description` (checkpoints store the phrase)."""
+    match = re.fullmatch(r"ImageNet weights from (.+?): (.*)", description)
+    if match:
+        return WeightsSource(match.group(1), match.group(2))
+    return WeightsSource("random")
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes: it changes when any stored weight does."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def checkpoint_dict(result: TrainResult) -> dict:
     """The plain dict that is saved: tensors, strings, numbers, lists and dicts only (weights_only-safe)."""
+    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -43,7 +70,8 @@ def checkpoint_dict(result: TrainResult) -> dict:
         "config": result.config.to_dict(),
         "history": result.history.to_dict(),
         "weights": result.weights.describe(),
-        "state_dict": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+        "state_dict": state,
+        "state_sha256": state_digest(state),  # torch.load does not notice altered tensor bytes; this does
     }
 
 
@@ -85,8 +113,32 @@ def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
     return checkpoint, metrics
 
 
+def _check_state(path: Path, arch: str, classes: list[str], model: nn.Module, state: dict) -> None:
+    """Name the first way `state` does not fit `arch` with len(classes) outputs (before load_state_dict)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise FtcoreError(f"checkpoint {path} says {arch} but holds the weights of another architecture "
+                          f"({len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. {example}); "
+                          "it was altered after training, so train again")
+    head = get_arch(arch).head + ".weight"
+    if tuple(state[head].shape) != tuple(expected[head].shape):
+        raise FtcoreError(f"checkpoint {path} lists {len(classes)} classes ({', '.join(classes)}) but its output "
+                          f"layer has {state[head].shape[0]} outputs; it was altered after training, so train again")
+    for key, tensor in expected.items():
+        if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != tuple(tensor.shape):
+            shape = tuple(state[key].shape) if isinstance(state[key], torch.Tensor) else type(state[key]).__name__
+            raise FtcoreError(f"checkpoint {path} does not fit {arch}: {key} is {shape}, {arch} needs "
+                              f"{tuple(tensor.shape)}; it was altered after training, so train again")
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint written by `save_run` (torch.load with weights_only=True) and rebuild its model."""
+    """Load a checkpoint written by `save_run` (torch.load with weights_only=True) and rebuild its model.
+
+    A file that is not one, was altered, or whose architecture, weights and class list disagree is refused
+    with a sentence naming the mismatch."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FtcoreError(f"checkpoint {path} does not exist; pass the checkpoint.pt a training run wrote")
@@ -97,17 +149,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                           "a training run wrote") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise FtcoreError(f"{path} is not an ftcore checkpoint; pass the checkpoint.pt a training run wrote")
+    if d.get("arch") not in ARCHITECTURES:
+        raise FtcoreError(f"checkpoint {path} is for the architecture {d.get('arch')!r}, which this version does "
+                          f"not know ({', '.join(ARCHITECTURES)}); use a checkpoint of one of those")
     try:
         arch = get_arch(d["arch"]).name
         classes = [str(c) for c in d["classes"]]
+        state = d["state_dict"]
+        if not isinstance(state, dict):
+            raise TypeError("state_dict is not a dict")
+        if "state_sha256" in d and state_digest(state) != d["state_sha256"]:
+            raise FtcoreError(f"checkpoint {path} was altered after it was saved (its weights do not match the "
+                              "checksum stored with them); use the original file or train again")
         model = get_arch(arch).build(weights=None)
         replace_output_layer(model, arch, len(classes))
-        model.load_state_dict(d["state_dict"])
+        _check_state(path, arch, classes, model, state)
+        model.load_state_dict(state)
         transform = EvalPreset.from_dict(d["eval_transform"])
         config = TrainConfig.from_dict(d["config"])
         history = History.from_dict(d["history"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except FtcoreError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise FtcoreError(f"checkpoint {path} is damaged or from another version ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:120]}); train again to make a new one") from None
+                          f"{str(e).splitlines()[0][:120] if str(e) else ''}); train again to make a new one") from None
     model.eval()
-    return Checkpoint(model, arch, classes, transform, config, history, str(d.get("weights", "")))
+    return Checkpoint(model, arch, classes, transform, config, history, str(d.get("weights", "")), str(path))

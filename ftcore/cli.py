@@ -1,4 +1,4 @@
-"""Command line: `python -m ftcore train|compare|predict|data`."""
+"""Command line: `python -m ftcore train|compare|predict|data|bench|evaluate|export|sweep`."""
 
 from __future__ import annotations
 
@@ -8,24 +8,34 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
-from .checkpoints import prepare_out_dir, save_run
-from .data import check_image_folder, download_hotdog, find_data, format_summary, summarize
-from .devices import PRECISIONS
+from . import distributed, export
+from .bench import run_bench, run_time_to_accuracy
+from .checkpoints import load_checkpoint, prepare_out_dir, save_run
+from .data import SPLITS, check_image_folder, download_hotdog, find_data, format_summary, summarize
+from .devices import PRECISIONS, resolve_devices
 from .errors import FtcoreError, user_message
-from .models import ARCHITECTURES, locate_weights
+from .evaluation import evaluate_model, format_evaluation
+from .experiments import head_init_status, lr_sweep_configs, parse_lrs
+from .jobs import is_out_of_memory
+from .models import ARCHITECTURES, HEAD_INITS, locate_weights
+from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
 from .training import (
     BOOK_RESULTS,
     BOOK_SETUP,
     LOSS_REDUCTIONS,
     MODES,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
     BatchEnded,
     EpochEnded,
     RunStarted,
     TrainConfig,
+    TrainingDiverged,
     TrainResult,
     fit,
     recipe,
@@ -57,7 +67,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help="ImageFolder root with train/ and test/ (default: the hot-dog "
                    "set found by `python -m ftcore data`)")
     p.add_argument("--arch", default="resnet18", choices=list(ARCHITECTURES), help="architecture (default: resnet18)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs (book: 5)")
+    p.add_argument("--preset", choices=list(PRESETS), default="book",
+                   help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items()) + " (default: book)")
+    p.add_argument("--epochs", type=int, help="epochs of every layer (book: 5; the preset's when not given)")
+    p.add_argument("--head-epochs", type=int, help="epochs of the output layer alone on features of the frozen "
+                   "copied layers, computed once per photo, before --epochs (book: 0; fine-tune only)")
+    p.add_argument("--decode-once", action=argparse.BooleanOptionalAction, default=True,
+                   help="decode each photo once per run and augment in memory (default: on; --no-decode-once "
+                   "streams from disk every epoch, as the book)")
     p.add_argument("--batch-size", type=int, default=128, help="images per SGD step (book: 128)")
     p.add_argument("--loss-reduction", choices=LOSS_REDUCTIONS, default="sum",
                    help="backprop the sum of per-example losses (book) or their mean (lrs then need ~batch-size x)")
@@ -67,8 +84,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=224, help="crop size; test resize is 256/224 of it (book: 224)")
     p.add_argument("--limit", type=int, metavar="N", help="keep at most N images per class and split")
     p.add_argument("--device", default="auto", help="auto (all GPUs, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16 autocast is ~2x faster for "
-                   "ResNets on CPUs with AVX512-BF16 (book: fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast where the device "
+                   "has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), else fp32 (book: fp32)")
     p.add_argument("--micro-batch", type=int, default=0, metavar="N", help="images per forward/backward within a "
                    "step, same summed gradient (default 0: 16 on CPU, whole batch on GPU)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
@@ -83,6 +100,7 @@ def build_parser() -> Parser:
     train = sub.add_parser("train", help="fine-tune (or train from scratch) and save the run",
                            epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(train)
+    add_exercise_arguments(train)
     train.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
     train.add_argument("--lr", type=float, help="lr of all but the output layer (default: per arch and mode, below)")
     train.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
@@ -93,6 +111,7 @@ def build_parser() -> Parser:
     compare = sub.add_parser("compare", help="run the fine-tune and the scratch recipe and compare with the book",
                              epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(compare)
+    add_exercise_arguments(compare)
     compare.add_argument("--out", metavar="DIR", help="runs go to DIR/finetune and DIR/scratch "
                          "(default: runs/<arch>-compare)")
 
@@ -100,6 +119,29 @@ def build_parser() -> Parser:
     predict.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.pt from a training run")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="photos to classify")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+
+    bench = sub.add_parser("bench", help="time the book's loop against ftcore's trainer, side by side")
+    bench.add_argument("--data", metavar="DIR", help="ImageFolder root (default: the hot-dog set)")
+    bench.add_argument("--arch", default="mobilenet_v2", choices=list(ARCHITECTURES),
+                       help="architecture (default: mobilenet_v2, whose ImageNet weights ship with the shared data)")
+    bench.add_argument("--weights", metavar="FILE", help="ImageNet weights file (default: as for train)")
+    bench.add_argument("--mode", choices=MODES, default="finetune", help="recipe to time (default: finetune); "
+                       "scratch needs no ImageNet weights and runs at the same speed")
+    bench.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
+    bench.add_argument("--limit", type=int, default=100, metavar="N", help="images per class and split "
+                       "(default 100; 0 = all)")
+    bench.add_argument("--repeats", type=int, default=2, help="alternating rounds of reference, ftcore (default 2)")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (both sides use it)")
+    bench.add_argument("--precision", choices=PRECISIONS, default=None, help="ftcore's precision (default: auto)")
+    bench.add_argument("--time-to-accuracy", action="store_true", help="instead: seconds from process start to "
+                       "--target test accuracy for the book's loop (5 epochs) and each --presets (all photos)")
+    bench.add_argument("--target", type=float, default=0.90, help="test accuracy to reach (default 0.90)")
+    bench.add_argument("--presets", default="book,quick,best", help="ftcore presets to time (default: all)")
+    bench.add_argument("--no-reference", dest="reference", action="store_false",
+                       help="skip the book's loop in --time-to-accuracy (it is the slowest run)")
+    bench.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
+
+    add_insight_commands(sub)
 
     data = sub.add_parser("data", help="locate or download the data and print its summary")
     data.add_argument("--download", action="store_true", help="download d2l's hotdog.zip (sha1-checked)")
@@ -129,6 +171,8 @@ class Reporter:
         self.live = sys.stderr.isatty()
 
     def __call__(self, event: object) -> None:
+        if not distributed.context().is_main:  # under torchrun only rank 0 speaks
+            return
         if isinstance(event, RunStarted):
             print(f"{self.prefix}{event.train_size} train / {event.test_size} test images, classes "
                   f"{', '.join(event.classes)}; {event.weights}; devices {', '.join(event.devices)}",
@@ -141,7 +185,8 @@ class Reporter:
             if self.live:
                 print("\r\033[K", end="", file=sys.stderr, flush=True)
             r = event.record
-            print(f"{self.prefix}epoch {r.epoch:g}/{self.epochs}: loss {r.train_loss:.3f}, train acc "
+            stage = " (output layer)" if r.stage == "head" else ""
+            print(f"{self.prefix}epoch {r.epoch:g}/{self.epochs}{stage}: loss {r.train_loss:.3f}, train acc "
                   f"{r.train_acc:.3f}, test acc {fmt_acc(r.test_acc)}", flush=True)
 
 
@@ -158,7 +203,7 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "") -> TrainResult:
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
     try:
-        return fit(config, Reporter(config.epochs, prefix), stop)
+        return fit(config, Reporter(config.total_epochs, prefix), stop)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -166,23 +211,41 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "") -> TrainResult:
 
 def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = None,
                      param_groups: bool | None = None) -> TrainConfig:
-    """A TrainConfig: the book's recipe for `mode`, with the flags the user gave on top."""
+    """A TrainConfig: the book's recipe for `mode`, with the flags the user gave on top. The preset and the
+    output-layer epochs apply to fine-tuning only (`compare` runs its scratch side with the book's recipe)."""
     data = args.data or find_data()
     if data is None:
         raise FtcoreError("no data given and no hot-dog set found; pass --data DIR or run "
                           "`python -m ftcore data --download`")
-    return recipe(mode, args.arch, data=str(data), lr=lr, param_groups=param_groups, epochs=args.epochs,
+    preset, head_epochs = (args.preset, args.head_epochs) if mode == "finetune" or args.command == "train" \
+        else ("book", None)
+    return recipe(mode, args.arch, preset, data=str(data), lr=lr, param_groups=param_groups,
+                  epochs=args.epochs, head_epochs=head_epochs,
+                  decode_once=args.decode_once,
                   batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
                   image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
-                  micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights)
+                  micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
+                  **exercise_overrides(args, mode))
+
+
+def refuse_under_torchrun(command: str) -> None:
+    """`compare` and `sweep` run several trainings in turn; under torchrun only `train` is supported."""
+    if distributed.launched_by_torchrun():
+        raise FtcoreError(f"`{command}` runs several trainings one after another and is not supported under "
+                          "torchrun; run it as `python -m ftcore`, or use torchrun with `train`")
 
 
 def preflight(config: TrainConfig) -> None:
     """Catch the common mistakes (bad values, data folder, missing weights file) before anything is written."""
     config.validate()
-    check_image_folder(config.data)
+    classes = check_image_folder(config.data)
     if config.mode == "finetune":
         locate_weights(config.arch, config.weights)
+    if config.head_init == "imagenet" and locate_weights(config.arch, config.weights) is not None:
+        usable, sentence = head_init_status(config.arch, config.weights, classes)
+        if not usable:
+            raise FtcoreError(f"the new output layer cannot start from ImageNet rows: {sentence}; "
+                              "use --head-init xavier")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -191,10 +254,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     preflight(config)
     out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
     result = run_with_ctrl_c(config)
+    if not distributed.context().is_main:  # under torchrun rank 0 alone prints and writes the run
+        return 0
     last = result.history.final()
     if last is not None:
         print(f"loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, test acc {fmt_acc(last.test_acc)}")
-        print(f"{result.history.examples_per_sec:.1f} examples/sec on {book_devices(result.history.devices)}")
+        what = "" if any(e.stage == "full" for e in result.history.epochs) else \
+            " through the frozen copied layers (forward only)"
+        print(f"{result.history.examples_per_sec:.1f} examples/sec{what} on {book_devices(result.history.devices)}")
     checkpoint, metrics = save_run(result, out)
     stopped = " (stopped early)" if result.history.stopped else ""
     print(f"saved {checkpoint} and {metrics}{stopped}", file=sys.stderr)
@@ -203,6 +270,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """`compare`: the fine-tune recipe, then the scratch recipe, side by side with the book."""
+    refuse_under_torchrun("compare")
     configs = {mode: config_from_args(args, mode) for mode in MODES}
     for config in configs.values():
         preflight(config)
@@ -263,7 +331,146 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "data": cmd_data}
+def cmd_bench(args: argparse.Namespace) -> int:
+    """`bench`: the side-by-side speed table, or time to accuracy."""
+    data = args.data or find_data()
+    if data is None:
+        raise FtcoreError("no data given and no hot-dog set found; pass --data DIR or run "
+                          "`python -m ftcore data --download`")
+    check_image_folder(data)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise FtcoreError(f"unknown preset {unknown[0]!r} in --presets; choose from {', '.join(PRESETS)}")
+    if args.epochs < 1 or args.repeats < 1 or args.limit < 0:
+        raise FtcoreError("--epochs and --repeats must be at least 1 and --limit 0 or more")
+    arch_mode = recipe(args.mode if not args.time_to_accuracy else "finetune", args.arch, data=str(data),
+                       weights=args.weights)
+    preflight(arch_mode)
+    if args.time_to_accuracy:
+        report = run_time_to_accuracy(str(data), args.arch, args.weights, args.target, presets, args.reference,
+                                      args.limit or None, args.device)
+    else:
+        report = run_bench(str(data), args.arch, args.weights, args.mode, args.epochs, args.limit or None,
+                           args.repeats, args.device, args.precision)
+    if args.json:
+        with atomic_write(Path(args.json)) as f:
+            f.write(json.dumps(report, indent=2).encode())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 6: the book's exercises as flags, evaluation, export and the lr sweep.
+
+
+def add_exercise_arguments(p: argparse.ArgumentParser) -> None:
+    """The book's exercises: feature-extractor mode and the ImageNet head init (fine-tune only)."""
+    p.add_argument("--freeze-body", action="store_true", default=None,
+                   help="book exercise: freeze the copied layers (requires_grad=False) and train only the new "
+                   "output layer (fine-tune only)")
+    p.add_argument("--head-init", choices=HEAD_INITS, default=None,
+                   help="how the new output layer starts: xavier (book) or imagenet, from the ImageNet output "
+                   "rows named like the classes (hotdog = row 934; needs weights with the ImageNet output layer)")
+
+
+def exercise_overrides(args: argparse.Namespace, mode: str) -> dict:
+    """--freeze-body/--head-init as recipe overrides; `compare` applies them to its fine-tune run only."""
+    if args.command == "compare" and mode != "finetune":
+        return {}
+    return {"freeze_body": getattr(args, "freeze_body", None), "head_init": getattr(args, "head_init", None)}
+
+
+def add_insight_commands(sub: argparse._SubParsersAction) -> None:
+    """`evaluate`, `export` and `sweep`."""
+    evaluate = sub.add_parser("evaluate", help="per-class metrics, confusion matrix and worst photos of a checkpoint")
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.pt from a training run")
+    evaluate.add_argument("--data", metavar="DIR", help="ImageFolder root (default: the run's own data, else the "
+                          "hot-dog set)")
+    evaluate.add_argument("--split", choices=SPLITS, default="test", help="which split to evaluate (default: test)")
+    evaluate.add_argument("--limit", type=int, metavar="N", help="at most N photos per class")
+    evaluate.add_argument("--top", type=int, default=8, metavar="K", help="worst photos to list (default 8)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    export_cmd = sub.add_parser("export", help="export a checkpoint's model as TorchScript or ONNX")
+    export_cmd.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.pt from a training run")
+    export_cmd.add_argument("--format", choices=export.FORMATS, default="torchscript",
+                        help="torchscript (default) or onnx (needs the onnx package)")
+    export_cmd.add_argument("--out", metavar="FILE", help="where to write it (default: model.pt / model.onnx beside "
+                        "the checkpoint)")
+
+    sweep = sub.add_parser("sweep", help="train once per learning rate and print each final test accuracy",
+                           epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("--lrs", required=True, metavar="LR,LR,...", help="learning rates of the copied layers, "
+                       "comma-separated (e.g. 1e-5,5e-5,5e-4,5e-3)")
+    add_run_arguments(sweep)
+    add_exercise_arguments(sweep)
+    sweep.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
+    sweep.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
+                       help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
+    sweep.add_argument("--out", metavar="DIR", help="each run goes to DIR/lr-<lr> (default: runs/<arch>-sweep)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`evaluate`: per-class table, accuracy, confusion matrix and the worst photos (or JSON)."""
+    checkpoint = load_checkpoint(args.checkpoint)
+    data = args.data or (checkpoint.config.data if Path(checkpoint.config.data).is_dir() else find_data())
+    if data is None:
+        raise FtcoreError("no data given and the run's own data folder is gone; pass --data DIR")
+    if args.top < 0:
+        raise FtcoreError(f"--top must be 0 or more (got {args.top})")
+    model = checkpoint.model.to(resolve_devices(args.device)[0])
+    evaluation = evaluate_model(model, checkpoint.classes, checkpoint.eval_transform, str(data), args.split,
+                                args.limit, checkpoint.arch)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "data": str(data), "split": args.split,
+                          **evaluation.to_dict(args.top)}, indent=2))
+    else:
+        print(format_evaluation(evaluation, args.top))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """`export`: TorchScript or ONNX, and what input it expects."""
+    checkpoint = load_checkpoint(args.checkpoint)
+    out = args.out or Path(args.checkpoint).expanduser().parent / f"model{export.SUFFIXES[args.format]}"
+    path = export.save_export(checkpoint.model, checkpoint.eval_transform, checkpoint.classes, checkpoint.arch,
+                       args.format, out)
+    print(f"wrote {path} ({args.format})")
+    print(export.input_note(checkpoint.eval_transform, checkpoint.classes))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """`sweep`: one run per learning rate, then final test accuracy against lr."""
+    refuse_under_torchrun("sweep")
+    lrs = parse_lrs(args.lrs)
+    configs = lr_sweep_configs(config_from_args(args, args.mode, lrs[0], args.param_groups), lrs)
+    preflight(configs[0])
+    out = prepare_out_dir(args.out or f"runs/{args.arch}-sweep")
+    rows = []
+    for config in configs:
+        print(f"[lr {config.lr:g}] {config.mode}, param groups {'on' if config.param_groups else 'off'}",
+              file=sys.stderr)
+        try:
+            result = run_with_ctrl_c(config, prefix=f"[lr {config.lr:g}] ")
+        except TrainingDiverged as e:
+            rows.append((config.lr, f"diverged (epoch {e.epoch}, batch {e.step})"))
+            continue
+        save_run(result, out / f"lr-{config.lr:g}")
+        last = result.history.final()
+        rows.append((config.lr, fmt_acc(last.test_acc if last else None)))
+        if result.history.stopped:
+            break
+    print(f"\n{'lr':>10s}  test acc")
+    for lr, outcome in rows:
+        print(f"{lr:10.0e}  {outcome}")
+    print(f"runs saved in {out}/", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "data": cmd_data, "bench": cmd_bench,
+            "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,9 +481,14 @@ def main(argv: list[str] | None = None) -> int:
     except FtcoreError as e:
         print(f"error: {user_message(e)}", file=sys.stderr)
         return 2
-    except torch.OutOfMemoryError:
-        print("error: out of memory on the device; lower --batch-size or --micro-batch", file=sys.stderr)
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+        if not is_out_of_memory(e):  # CPU allocators raise a plain RuntimeError when memory runs out
+            raise
+        print("error: out of memory on the device; lower --batch-size, --micro-batch or --image-size",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\naborted", file=sys.stderr)
         return 130
+    finally:
+        distributed.teardown()

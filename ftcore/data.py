@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import os
+import shutil
 import statistics
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,8 +24,8 @@ from PIL import Image
 from torchvision import datasets, transforms
 
 from .errors import FtcoreError
-from .images import jpeg_thumbnail, open_image
-from .paths import atomic_write, cache_dir, shared_dir, store_bytes
+from .images import image_size, jpeg_thumbnail, open_image
+from .paths import atomic_write, cache_dir, shared_dir
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,8 +38,12 @@ HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 SPLITS = ("train", "test")
 # torchvision's ImageFolder extensions: what counts as an image in a class folder.
 IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
-# An uploaded or downloaded archive may not unpack to more than this (a guard against zip bombs).
+# An uploaded or downloaded archive may not unpack to more than this, nor hold more entries (zip bombs).
 MAX_EXTRACTED_BYTES = 4 * 1024**3
+MAX_EXTRACTED_FILES = 100_000
+# Folders that are never classes nor photo folders: hidden ones (.ipynb_checkpoints, .git) and macOS zip debris.
+SKIPPED_FOLDERS = ("__MACOSX",)
+BROKEN_PHOTO_ADVICE = "remove or replace that file"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,15 +117,77 @@ def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) ->
 
 def load_rgb(path: str) -> Image.Image:
     """ImageFolder's loader, through the same decoder as uploads; a broken file raises an error naming it."""
-    return open_image(path, advice="remove or replace that file")
-
-
-def _class_dirs(split_dir: Path) -> list[str]:
-    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return open_image(path, advice=BROKEN_PHOTO_ADVICE)
 
 
 def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS) and not Path(path).name.startswith(".")
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(".") or name in SKIPPED_FOLDERS
+
+
+def _inside(path: str | Path, real_root: Path) -> bool:
+    """True when `path`, with every link resolved, lies within `real_root` (itself resolved)."""
+    return Path(os.path.realpath(path)).is_relative_to(real_root)
+
+
+def real_root_of(root: str | Path) -> Path:
+    """The tree's root with links and `~` resolved: what "inside the tree" is measured against."""
+    return Path(root).expanduser().resolve()
+
+
+def class_folders(root: str | Path, split: str) -> list[str]:
+    """Sorted class folder names of one split: real folders inside the tree, not hidden, no links leading out."""
+    real_root = real_root_of(root)
+    split_dir = real_root / split
+    if not split_dir.is_dir() or not _inside(split_dir, real_root):
+        return []
+    return sorted(d.name for d in split_dir.iterdir()
+                  if not _skipped(d.name) and d.is_dir() and _inside(d, real_root))
+
+
+def class_files(class_dir: str | Path, real_root: Path, ignored: list[str] | None = None) -> list[str]:
+    """Photos of one class folder and its subfolders, in ImageFolder's order (sorted folder, then name).
+
+    Hidden files and folders are skipped; links to folders are not entered; a link to a file counts only
+    when it points inside the tree; FIFOs and devices are never opened. Other files are added to `ignored`."""
+    found = []
+    for folder, dirs, names in os.walk(class_dir):  # top-down; links to folders are listed, not entered
+        dirs[:] = [d for d in dirs if not _skipped(d)]
+        found.append((folder, sorted(n for n in names if not n.startswith("."))))
+    photos = []
+    for folder, names in sorted(found):
+        for name in names:
+            path = os.path.join(folder, name)
+            if _is_image(path) and os.path.isfile(path) and _inside(path, real_root):
+                photos.append(path)
+            elif ignored is not None:
+                ignored.append(path)
+    return photos
+
+
+class TreeSplit(datasets.ImageFolder):
+    """ImageFolder over one split with ftcore's rules: the classes `class_folders` finds and the photos
+    `class_files` lists (so the checks, the explorer's counts and training agree), decoded by load_rgb."""
+
+    def __init__(self, root: str | Path, split: str, transform=None):
+        self.real_root = real_root_of(root)
+        super().__init__(str(self.real_root / split), transform=transform, loader=load_rgb, is_valid_file=_is_image)
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        """The split's class folders (hidden ones and links leading out of the tree skipped)."""
+        names = class_folders(self.real_root, Path(directory).name)
+        if not names:
+            raise FtcoreError(f"{directory} has no class folders; lay it out as <class>/*.jpg")
+        return names, {name: i for i, name in enumerate(names)}
+
+    def make_dataset(self, directory: str, class_to_idx: dict[str, int], extensions=None, is_valid_file=None,
+                     allow_empty: bool = False) -> list[tuple[str, int]]:
+        """(path, class index) for every photo `class_files` lists."""
+        return [(path, index) for name, index in sorted(class_to_idx.items())
+                for path in class_files(Path(directory) / name, self.real_root)]
 
 
 def check_image_folder(root: str | Path) -> list[str]:
@@ -129,11 +198,12 @@ def check_image_folder(root: str | Path) -> list[str]:
                           "test/<class>/, or download the hot-dog set")
     if not root.is_dir():
         raise FtcoreError(f"data path {root} is a file, not a folder; pass a folder holding train/ and test/")
-    missing = [s for s in SPLITS if not (root / s).is_dir()]
+    real_root = real_root_of(root)
+    missing = [s for s in SPLITS if not ((real_root / s).is_dir() and _inside(real_root / s, real_root))]
     if missing:
         raise FtcoreError(f"data folder {root} is not an ImageFolder tree: it has no {' or '.join(missing)}/ "
                           "subfolder; lay it out as train/<class>/*.jpg and test/<class>/*.jpg")
-    classes = {s: _class_dirs(root / s) for s in SPLITS}
+    classes = {s: class_folders(real_root, s) for s in SPLITS}
     for split, names in classes.items():
         if len(names) < 2:
             raise FtcoreError(f"{root / split} has {len(names)} class folder(s); it needs at least two "
@@ -143,7 +213,7 @@ def check_image_folder(root: str | Path) -> list[str]:
                           f"({classes['train']} vs {classes['test']}); give both the same ones")
     for split in SPLITS:
         for name in classes[split]:
-            if not any(_is_image(f.name) for f in (root / split / name).iterdir()):
+            if not class_files(real_root / split / name, real_root):
                 raise FtcoreError(f"class folder {root / split / name} holds no images "
                                   f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
     return classes["train"]
@@ -166,11 +236,9 @@ def limit_per_class(dataset: datasets.ImageFolder, limit: int | None) -> dataset
     return dataset
 
 
-def open_split(root: str | Path, split: str, transform=None, limit: int | None = None) -> datasets.ImageFolder:
+def open_split(root: str | Path, split: str, transform=None, limit: int | None = None) -> TreeSplit:
     """The ImageFolder of one split (`train` or `test`), optionally cut to `limit` images per class."""
-    dataset = datasets.ImageFolder(str(Path(root).expanduser() / split), transform=transform,
-                                   loader=load_rgb, is_valid_file=_is_image)
-    return limit_per_class(dataset, limit)
+    return limit_per_class(TreeSplit(root, split, transform), limit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,11 +264,21 @@ class DatasetSummary:
     classes: list[str]
     counts: dict[str, dict[str, int]]  # split -> class -> number of images
     images: list[ImageRecord] = field(default_factory=list)
-    unreadable: list[str] = field(default_factory=list)  # files with an image extension PIL cannot open
+    unreadable: list[str] = field(default_factory=list)  # photos the decoder refuses: training would stop at them
+    reasons: dict[str, str] = field(default_factory=dict)  # unreadable path -> the decoder's sentence
+    ignored: list[str] = field(default_factory=list)  # other files beside the photos (notes, links leading out)
 
     def total(self, split: str) -> int:
         """Number of images in one split."""
         return sum(self.counts[split].values())
+
+    def unreadable_message(self) -> str | None:
+        """One sentence counting the broken photos and naming one with its problem; None when there are none."""
+        if not self.unreadable:
+            return None
+        first = self.unreadable[0]
+        return (f"{len(self.unreadable)} photo(s) cannot be read and would stop training, e.g. "
+                f"{self.reasons.get(first, first)}")
 
     def book_grid(self, n: int = 8) -> list[ImageRecord]:
         """The book's preview: train_imgs[i] for the first n (first class), then train_imgs[-i - 1] (last class)."""
@@ -223,25 +301,28 @@ class DatasetSummary:
 
 
 def summarize(root: str | Path) -> DatasetSummary:
-    """Scan an ImageFolder tree: classes, counts, and each image's size (read from headers only)."""
+    """Scan an ImageFolder tree: classes, counts, each photo's size, and every photo training would stop at.
+
+    Every photo is decoded (JPEGs at 1/8 scale, cheap) by the decoder training uses, so a broken one is
+    found here, named, before a run meets it."""
     classes = check_image_folder(root)
-    root = Path(root).expanduser().resolve()
+    root = real_root_of(root)
     counts: dict[str, dict[str, int]] = {}
-    images, unreadable = [], []
+    images, unreadable, reasons, ignored = [], [], {}, []
     for split in SPLITS:
         counts[split] = {}
         for name in classes:
-            files = sorted(f for f in (root / split / name).iterdir() if _is_image(f.name))
+            files = class_files(root / split / name, root, ignored)
             counts[split][name] = len(files)
             for f in files:
                 try:
-                    with Image.open(f) as image:
-                        width, height = image.size
-                except (OSError, ValueError, Image.DecompressionBombError):
-                    unreadable.append(str(f))
+                    width, height = image_size(f, advice=BROKEN_PHOTO_ADVICE)
+                except FtcoreError as e:
+                    unreadable.append(f)
+                    reasons[f] = str(e)
                     continue
-                images.append(ImageRecord(split, name, str(f), width, height))
-    return DatasetSummary(str(root), classes, counts, images, unreadable)
+                images.append(ImageRecord(split, name, f, width, height))
+    return DatasetSummary(str(root), classes, counts, images, unreadable, reasons, ignored)
 
 
 def format_summary(summary: DatasetSummary) -> str:
@@ -255,8 +336,10 @@ def format_summary(summary: DatasetSummary) -> str:
         lines.append(f"width: {s['width_min']}-{s['width_max']} px (median {s['width_median']:g}); "
                      f"height: {s['height_min']}-{s['height_max']} px (median {s['height_median']:g}); "
                      f"aspect ratio {s['aspect_min']:.2f}-{s['aspect_max']:.2f}")
+    if summary.ignored:
+        lines.append(f"ignored: {len(summary.ignored)} file(s) that are not photos, e.g. {summary.ignored[0]}")
     if summary.unreadable:
-        lines.append(f"unreadable: {len(summary.unreadable)} file(s), e.g. {summary.unreadable[0]}")
+        lines.append(f"unreadable: {summary.unreadable_message()}")
     return "\n".join(lines)
 
 
@@ -328,28 +411,46 @@ def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | No
     return dest
 
 
-def safe_extract(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack a zip into `dest`, refusing absolute paths, `..`, links and archives that unpack too large."""
+def binary_size(n: int) -> str:
+    """A byte count as people read it: 3.0 MiB, 4.0 GiB."""
+    return f"{n / 1024**3:.1f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
+
+
+def safe_extract(archive: str | Path | io.BytesIO, dest: str | Path, name: str | None = None) -> Path:
+    """Unpack a zip into `dest`, refusing absolute paths, `..`, links, too many entries and archives that
+    unpack too large; when unpacking fails half-way, whatever it wrote into a new `dest` is removed."""
     dest = Path(dest)
+    name = name or Path(str(archive)).name
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise FtcoreError(f"{Path(str(archive)).name} is not a readable zip archive ({e}); "
-                          "upload or download it again") from None
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise FtcoreError(f"{name} is not a readable zip archive ({e}); upload or download it again") from None
     with zf:
+        entries = zf.infolist()
+        if len(entries) > MAX_EXTRACTED_FILES:
+            raise FtcoreError(f"{name} holds {len(entries)} entries, more than the {MAX_EXTRACTED_FILES} allowed; "
+                              "use a local folder instead")
         total = 0
-        for info in zf.infolist():
-            name = PurePosixPath(info.filename.replace("\\", "/"))
+        for info in entries:
+            entry = PurePosixPath(info.filename.replace("\\", "/"))
             is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-            if name.is_absolute() or ".." in name.parts or ":" in info.filename or is_link:
+            if entry.is_absolute() or ".." in entry.parts or ":" in info.filename or is_link:
                 raise FtcoreError(f"the archive holds an unsafe entry {info.filename!r} (absolute path, '..' "
                                   "or link); nothing was extracted, so rebuild the zip from the folder itself")
-            total += info.file_size
+            total += info.file_size  # zipfile stops each entry at its declared size, so the sum is a real cap
         if total > MAX_EXTRACTED_BYTES:
-            raise FtcoreError(f"the archive would unpack to {total / 1024**3:.1f} GiB, more than the "
-                              f"{MAX_EXTRACTED_BYTES / 1024**3:.0f} GiB allowed; use a local folder instead")
-        dest.mkdir(parents=True, exist_ok=True)
-        zf.extractall(dest)
+            raise FtcoreError(f"the archive would unpack to {binary_size(total)}, more than the "
+                              f"{binary_size(MAX_EXTRACTED_BYTES)} allowed; use a local folder instead")
+        created = not dest.exists()
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            zf.extractall(dest)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, ValueError,
+                zlib.error) as e:  # damaged entries, encryption, unknown compression, a full disk
+            if created:
+                shutil.rmtree(dest, ignore_errors=True)
+            raise FtcoreError(f"{name} could not be unpacked ({type(e).__name__}: {str(e)[:100]}); nothing was "
+                              "kept, so check the archive (and the free disk space) and try again") from None
     return dest
 
 
@@ -374,15 +475,46 @@ def extract_image_folder_zip(archive: str | Path, dest: str | Path) -> Path:
 
 
 def unpack_uploaded_zip(data: bytes) -> Path:
-    """Keep an uploaded zip of an ImageFolder tree under the cache (once per content) and return its root."""
-    archive = store_bytes(data, "uploads", ".zip")
-    dest = archive.with_suffix("")
+    """Unpack an uploaded zip of an ImageFolder tree under the cache (once per content) and return its root.
+
+    The archive is read from memory; only its checked contents reach the disk, through a temporary folder
+    that becomes <cache>/uploads/<sha1> once complete, so a refused or broken upload leaves nothing behind."""
+    uploads = cache_dir() / "uploads"
+    dest = uploads / hashlib.sha1(data).hexdigest()[:20]
     if not dest.exists():
-        with tempfile.TemporaryDirectory(dir=archive.parent, prefix=".extract-") as tmp:
-            safe_extract(archive, tmp)
-            Path(tmp).rename(dest)
-            Path(tmp).mkdir()  # TemporaryDirectory cleans up the (now empty) name it made
-    return find_image_folder_root(dest)
+        uploads.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=uploads, prefix=".extract-") as tmp:
+            safe_extract(io.BytesIO(data), Path(tmp) / "tree", name="the uploaded zip")
+            try:
+                (Path(tmp) / "tree").rename(dest)
+            except OSError:
+                if not dest.is_dir():  # not another tab that unpacked the same upload first
+                    raise FtcoreError(f"could not store the unpacked upload in {uploads}; check that it is "
+                                      "writable") from None
+    try:
+        return find_image_folder_root(dest)
+    except FtcoreError:
+        shutil.rmtree(dest, ignore_errors=True)  # not a dataset: keep no copy of it
+        raise
+
+
+def resolve_user_path(text: str, allowed_root: Path | None = None) -> Path:
+    """The file or folder a user typed; with `allowed_root` (a server's data root) only paths inside it.
+
+    Relative paths are taken from `allowed_root`; `..`, `~` and any path that (links resolved) leads
+    outside it are refused with a sentence naming it."""
+    text = text.strip()
+    if allowed_root is None:
+        return Path(text).expanduser()
+    root = Path(allowed_root).expanduser().resolve()
+    given = PurePosixPath(text.replace("\\", "/"))
+    if ".." in given.parts or text.startswith("~"):
+        raise FtcoreError(f"{text} uses '..' or '~'; give a path inside {root}, the folder this server reads from")
+    path = (root / given).resolve()
+    if not path.is_relative_to(root):
+        raise FtcoreError(f"{text} is outside {root}, the only folder this server reads from; give a path "
+                          "inside it")
+    return path
 
 
 def thumbnail_bytes(path: str | Path, size: int = 160) -> bytes:

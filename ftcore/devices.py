@@ -8,7 +8,9 @@ import torch
 
 from .errors import FtcoreError
 
-PRECISIONS = ("fp32", "bf16")
+# "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
+# else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def available_devices() -> list[str]:
@@ -49,10 +51,27 @@ def resolve_devices(spec: str = "auto") -> list[torch.device]:
     raise FtcoreError(f"unknown device {spec!r}; use one of auto, cpu, cuda, cuda:N, mps")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """True when `device` computes in bf16 natively (so autocast to bf16 is faster, not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" becomes bf16 where `device` has native bf16 and fp32 elsewhere; fp32 and bf16 stay."""
+    if precision not in PRECISIONS:
+        raise FtcoreError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast context for `precision` on `device` (a no-op for fp32)."""
-    if precision not in PRECISIONS:
-        raise FtcoreError(f"unknown precision {precision!r}; use fp32 or bf16")
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.fx.experimental.optimization
 import torchvision
 from torch import nn
 
@@ -29,6 +30,11 @@ class ArchSpec:
     finetune_lr: float  # default lr of the copied layers with the summed loss
     scratch_lr: float  # default lr from random init with the summed loss
     lr_source: str  # where those defaults come from, shown in --help and the UI
+    # Whether precision "auto" trains it in bf16 on hardware with native bf16. Measured on the 2-core test CPU:
+    # ResNet-18 trains 1.9x faster in bf16 with gradients close to fp32's (cosine 0.93); MobileNetV2 gains under
+    # 10% and its pretrained BatchNorm gradients drift far (cosine 0.67), so it trains in fp32. Inference
+    # during training (evaluation, cached features) uses bf16 for every architecture.
+    bf16_training: bool = True
 
 
 # resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
@@ -45,7 +51,8 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  "fc", 2048, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
         ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
                  torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
-                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog for mobilenet_v2"),
+                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog for mobilenet_v2",
+                 bf16_training=False),
     )
 }
 
@@ -248,6 +255,20 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
     if head_init == "imagenet":
         init_output_from_imagenet(layer, list(classes or []), state, arch, f"weights file {source.path}")
     return net, source
+
+
+def fused_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm folded into the convolution before it: the same outputs
+    (to float rounding), fewer passes over memory. On the 2-core test CPU MobileNetV2 inference in bf16 went
+    from 108 to 205 images/sec. A model torch.fx cannot trace is returned as it is, in eval mode."""
+    model.eval()
+    try:
+        fused = torch.fx.experimental.optimization.fuse(model)  # traces and works on a deep copy
+    except Exception:  # an architecture fx cannot trace: plain eval mode is still correct
+        return model
+    first = next(model.parameters())
+    channels_last = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+    return fused.to(memory_format=torch.channels_last) if channels_last else fused
 
 
 def weights_status(arch: str) -> tuple[str, str]:

@@ -28,6 +28,9 @@ def shared_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+FILE_MODE = 0o644  # what open() gives a new file under the common umask 022
+
+
 @contextlib.contextmanager
 def atomic_write(dest: Path) -> Iterator[BinaryIO]:
     """Write `dest` through a temporary file of its own beside it, renamed into place only on success.
@@ -39,6 +42,7 @@ def atomic_write(dest: Path) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(handle, "wb") as out:
             yield out
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes owner-only files; a result file gets the usual permissions
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,26 +3,113 @@
 It holds what every page needs and nothing a page draws: the cached wrappers around ftcore's functions
 (`st.cache_data` for summaries and pictures, `st.cache_resource` for models) and this session's state
 (the chosen data, the training job, the kept runs). Pages call these and lay out the results.
+
+A browser refresh starts a new Streamlit session. So that it finds its run again, each tab carries a
+random id in its URL (`?tab=...`), and a process-wide registry maps that id to the tab's data choice,
+job and runs; a new session whose URL names a known id takes them over.
 """
 
 from __future__ import annotations
 
+import collections
+import os
+import re
+import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
+from torch import nn
 
-from . import data
+from . import data, experiments, explain, export
 from .checkpoints import Checkpoint, load_checkpoint
 from .errors import FtcoreError
-from .jobs import JobSnapshot, Run, TrainingJob
-from .paths import store_bytes
+from .evaluation import Evaluation, TrainedModel, evaluate_model
+from .experiments import Experiment
+from .images import jpeg_thumbnail, open_image
+from .jobs import JobSnapshot, Run, TrainingJob, list_saved_runs
+from .models import locate_weights
+from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
 from .training import TrainConfig
 
-DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY = "data_root", "job", "runs", "unpacked_uploads"
+DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
+TAB_PARAM = "tab"  # the URL query parameter that carries the tab's id
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
+MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when it cut the rest
+MAX_TABS = 256  # tabs the registry remembers for a refresh (their runs are on disk anyway)
+DATA_ROOT_ENV = "FTCORE_DATA_ROOT"  # set when serving on a network: the only folder users may pick from
+LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
+
+
+# --------------------------------------------------------------------------------------------------
+# This tab's id, kept in the URL so that a refresh finds the tab's job and runs again.
+
+
+def restored_keys() -> tuple[str, ...]:
+    """The session-state keys a refreshed tab gets back: its data choice, job, runs and series of runs."""
+    return (DATA_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY)
+
+
+class TabRegistry:
+    """Tab id -> that tab's restorable session state, for the whole process; the most recently used
+    MAX_TABS tabs are kept (their runs are on disk anyway); thread-safe."""
+
+    def __init__(self, capacity: int = MAX_TABS):
+        self.capacity = capacity
+        self._tabs: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tab: str) -> dict | None:
+        """The state remembered for `tab`, if any."""
+        with self._lock:
+            return self._tabs.get(tab)
+
+    def put(self, tab: str, state: dict) -> None:
+        """Remember `state` for `tab`, forgetting the least recently used tab past capacity."""
+        with self._lock:
+            self._tabs[tab] = state
+            self._tabs.move_to_end(tab)
+            while len(self._tabs) > self.capacity:
+                self._tabs.popitem(last=False)
+
+
+@st.cache_resource
+def tab_registry() -> TabRegistry:
+    """The one registry of this server process (shared by every session)."""
+    return TabRegistry()
+
+
+def attach_tab() -> str:
+    """Give this session its tab id (from the URL when the registry knows it, restoring that tab's state;
+    else a new one) and keep it in the URL; call first on every run of the app."""
+    tab = st.session_state.get(TAB_KEY)
+    if tab is None:
+        asked = st.query_params.get(TAB_PARAM)
+        state = tab_registry().get(asked) if isinstance(asked, str) and re.fullmatch(r"[0-9a-f]{32}", asked) \
+            else None
+        if state is not None:
+            tab = asked
+            for key, value in state.items():
+                if key not in st.session_state:
+                    st.session_state[key] = list(value) if isinstance(value, list) else value
+        else:
+            tab = uuid.uuid4().hex
+        st.session_state[TAB_KEY] = tab
+    if st.query_params.get(TAB_PARAM) != tab:
+        st.query_params[TAB_PARAM] = tab  # navigation clears query parameters; put it back
+    _remember()
+    return tab
+
+
+def _remember() -> None:
+    """Copy this session's data choice, job, runs and series of runs into the registry under its tab id."""
+    tab = st.session_state.get(TAB_KEY)
+    if tab is not None:
+        state = {key: st.session_state[key] for key in restored_keys() if key in st.session_state}
+        tab_registry().put(tab, {key: list(v) if isinstance(v, list) else v for key, v in state.items()})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -34,12 +121,14 @@ def data_root() -> str | None:
     if DATA_KEY not in st.session_state:
         found = data.find_data()
         st.session_state[DATA_KEY] = str(found) if found else None
+        _remember()
     return st.session_state[DATA_KEY]
 
 
 def set_data_root(root: str | Path) -> None:
     """Use `root` (already checked) from now on in this session."""
     st.session_state[DATA_KEY] = str(root)
+    _remember()
 
 
 def runs() -> list[Run]:
@@ -50,6 +139,9 @@ def runs() -> list[Run]:
         snap = job.snapshot()
         if snap.done and snap.result is not None:
             kept.append(job.to_run())
+            _remember()
+    if _collect_experiment_runs(kept):  # runs of an lr sweep or fine-tune vs scratch join as they end
+        _remember()
     return kept
 
 
@@ -64,13 +156,21 @@ def job_running() -> bool:
     return job is not None and not job.snapshot().done
 
 
+def runs_dir() -> Path:
+    """Where finished runs are saved (one folder each) and listed from after a restart: <cache>/runs."""
+    return cache_dir() / "runs"
+
+
 def start_job(config: TrainConfig) -> TrainingJob:
     """Start training `config` in a background thread for this session (one job at a time)."""
-    if job_running():
+    if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     config.validate()
-    job = TrainingJob(config).start()
+    if config.weights:
+        config.weights = str(user_path(config.weights))
+    job = TrainingJob(config, runs_dir=runs_dir()).start()
     st.session_state[JOB_KEY] = job
+    _remember()
     return job
 
 
@@ -79,6 +179,60 @@ def collect_job() -> JobSnapshot | None:
     runs()
     job = current_job()
     return job.snapshot() if job is not None else None
+
+
+def saved_runs() -> tuple[list[Run], list[str]]:
+    """Runs saved on this machine (by any tab, before any restart) that are not among this tab's runs,
+    oldest first, and a sentence for each run folder that could not be read."""
+    folder = runs_dir()
+    stamp = folder.stat().st_mtime_ns if folder.is_dir() else 0
+    found, problems = _saved_runs(str(folder), stamp)
+    mine = {run.id for run in st.session_state.get(RUNS_KEY, [])}
+    return [run for run in found if run.id not in mine], problems
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _saved_runs(folder: str, stamp: int) -> tuple[list[Run], list[str]]:
+    return list_saved_runs(folder)
+
+
+def add_saved_runs(chosen: list[Run]) -> None:
+    """Bring saved runs into this tab's runs (their models load from disk when first used)."""
+    kept = runs()
+    have = {run.id for run in kept}
+    kept.extend(run for run in chosen if run.id not in have)
+    _remember()
+
+
+# --------------------------------------------------------------------------------------------------
+# Paths typed by a user: anywhere on a local app; only inside $FTCORE_DATA_ROOT on a served one.
+
+
+def allowed_data_root() -> Path | None:
+    """$FTCORE_DATA_ROOT: when set, the only folder whose contents users may pick (for serving)."""
+    value = os.environ.get(DATA_ROOT_ENV, "").strip()
+    return Path(value).expanduser().resolve() if value else None
+
+
+def served_on_network() -> bool:
+    """True unless the server listens on this machine only (server.address localhost, as config.toml sets)."""
+    return str(st.get_option("server.address") or "") not in LOCAL_ADDRESSES
+
+
+def folder_picking_refusal() -> str | None:
+    """Why typed paths are refused here (served on a network without a data root), else None."""
+    if served_on_network() and allowed_data_root() is None:
+        return (f"this app is served on a network, so it reads no folder typed in here; set {DATA_ROOT_ENV} to "
+                "the folder holding the datasets and restart it (README, \"Serving on a network\")")
+    return None
+
+
+def user_path(text: str) -> Path:
+    """A file or folder a user typed, refused when it lies outside what this server may read."""
+    refusal = folder_picking_refusal()
+    if refusal:
+        raise FtcoreError(refusal)
+    return data.resolve_user_path(text, allowed_data_root())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,19 +277,14 @@ def unpacked_upload(upload: UploadedFile) -> str:
     return unpacked[upload.file_id]
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _run_predictor(run_id: str, _run: Run) -> Predictor:
-    return Predictor.from_result(_run.result)
-
-
-@st.cache_resource(max_entries=8, show_spinner="Loading the checkpoint...")
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint...")
 def _checkpoint(path: str, mtime: float) -> Checkpoint:
     return load_checkpoint(path)
 
 
 def predictor_for_run(run: Run) -> Predictor:
-    """A shared, read-only predictor for one of this session's runs (cached by run id)."""
-    return _run_predictor(run.id, run)
+    """A read-only predictor for a run (its model from memory, or reloaded from its folder)."""
+    return Predictor.from_result(run.result)
 
 
 def checkpoint_from_upload(payload: bytes) -> Checkpoint:
@@ -149,7 +298,7 @@ def predictor_for_checkpoint(checkpoint: Checkpoint) -> Predictor:
     return Predictor(checkpoint.model, checkpoint.classes, checkpoint.eval_transform)
 
 
-@st.cache_data(show_spinner="Classifying...", max_entries=64)
+@st.cache_data(show_spinner="Classifying...", max_entries=16)
 def classify(model_key: str, _predictor: Predictor, photos: list[tuple[str, bytes]]) -> list[PhotoResult]:
     """predict.classify_photos, cached by model key and photo contents."""
     return classify_photos(_predictor, photos)
@@ -163,3 +312,123 @@ def three_decimals(*columns: str) -> dict:
 def show_error(error: Exception) -> None:
     """One readable line for a user-fixable error."""
     st.error(str(error), icon=":material/error:")
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluate & explain, experiments (issue 6): this session's experiment, and cached evaluations,
+# explanations and exports keyed by the model's key (a run id, or a checkpoint upload's id).
+
+EXPERIMENT_KEY = "experiment"
+
+
+def current_experiment() -> Experiment | None:
+    """This session's latest experiment (an lr sweep or fine-tune vs scratch), running or done."""
+    return st.session_state.get(EXPERIMENT_KEY)
+
+
+def experiment_running() -> bool:
+    """True while this session's experiment has not ended."""
+    experiment = current_experiment()
+    return experiment is not None and not experiment.snapshot().done
+
+
+def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
+    """Start a series of runs in the background for this session (not while a run or another series trains)."""
+    if job_running() or experiment_running():
+        raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
+    for config in configs:
+        config.validate()
+    experiment = Experiment(kind, configs, runs_dir=runs_dir()).start()
+    st.session_state[EXPERIMENT_KEY] = experiment
+    return experiment
+
+
+def _collect_experiment_runs(kept: list[Run]) -> bool:
+    """Add the runs the session's experiment has finished to `kept`; True when any was added."""
+    experiment = current_experiment()
+    if experiment is None:
+        return False
+    new = experiment.runs(skip={run.id for run in kept})
+    kept.extend(new)
+    return bool(new)
+
+
+def trained_model_for_checkpoint(key: str, name: str, payload: bytes) -> TrainedModel:
+    """An uploaded checkpoint as a TrainedModel (stored and loaded once)."""
+    return TrainedModel.from_checkpoint(key, name, checkpoint_from_upload(payload))
+
+
+@st.cache_data(show_spinner="Evaluating the test photos...", max_entries=8)
+def evaluation(model_key: str, _subject: TrainedModel, root: str, limit: int | None) -> Evaluation:
+    """evaluate_model on `root`'s test split (at most `limit` photos per class), cached."""
+    return evaluate_model(_subject.model, _subject.classes, _subject.transform, root, "test", limit, _subject.arch)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Rebuilding the weights the run started from...")
+def _initial_model(model_key: str, _subject: TrainedModel) -> nn.Module:
+    return explain.initial_model(_subject.config, _subject.classes, _subject.weights_file)
+
+
+@st.cache_data(show_spinner="Computing the feature maps...", max_entries=8)
+def feature_map(model_key: str, _subject: TrainedModel, root: str, limit: int | None) -> dict:
+    """PCA of the penultimate features of the test photos, before training (the starting weights) and after."""
+    after = evaluation(model_key, _subject, root, limit)
+    before = evaluate_model(_initial_model(model_key, _subject), _subject.classes, _subject.transform, root,
+                            "test", limit, _subject.arch)
+    (before_xy, before_ratio), (after_xy, after_ratio) = explain.pca_2d(before.features), explain.pca_2d(after.features)
+    return {"before": (before_xy, before_ratio), "after": (after_xy, after_ratio), "targets": after.targets,
+            "names": [Path(p).name for p in after.paths]}
+
+
+@st.cache_data(show_spinner="Comparing the weights with where they started...", max_entries=16)
+def weight_changes(model_key: str, _subject: TrainedModel) -> list[explain.BlockChange]:
+    """Relative change of each block's weights from the run's starting weights."""
+    return explain.model_weight_change(_initial_model(model_key, _subject), _subject.model)
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM...", max_entries=64)
+def grad_cam_overlay(model_key: str, _predictor: Predictor, name: str, payload: bytes) -> tuple[bytes, str]:
+    """The photo with the Grad-CAM heatmap of its predicted class over it (JPEG), and that class."""
+    image = open_image(payload, name)
+    cam, index = explain.grad_cam_photo(_predictor.model, _predictor.transform, image)
+    return jpeg_thumbnail(explain.overlay(image, cam), 320), _predictor.classes[index]
+
+
+@st.cache_data(show_spinner="Exporting...", max_entries=8)
+def export_file(model_key: str, _subject: TrainedModel, fmt: str) -> bytes:
+    """The model as TorchScript or ONNX bytes, for a download button."""
+    return export.export_bytes(_subject.model, _subject.transform, _subject.classes, _subject.arch, fmt)
+
+
+def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tuple[bool, str]:
+    """experiments.head_init_status, cached until the weights file changes."""
+    try:
+        source = locate_weights(arch, weights)
+    except FtcoreError as e:
+        return False, str(e)
+    stamp = Path(source.path).stat().st_mtime if source is not None else 0.0
+    return _head_init_status(arch, source.path if source else None, tuple(classes), stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _head_init_status(arch: str, weights: str | None, classes: tuple[str, ...], stamp: float) -> tuple[bool, str]:
+    return experiments.head_init_status(arch, weights, list(classes))
+
+
+# --------------------------------------------------------------------------------------------------
+# Widget choices and labels shared by several pages.
+
+MODE_LABELS = {"finetune": "Fine-tune (ImageNet weights)", "scratch": "From scratch (random weights)"}
+LR_OPTIONS = [float(f"{m}e{e}") for e in range(-6, -1) for m in (1, 2, 5)] + [0.1]  # 1e-6 ... 1e-1, log scale
+BATCH_SIZES = [8, 16, 32, 64, 128, 256]
+IMAGE_SIZES = [64, 96, 128, 160, 192, 224]
+
+
+def model_label(option: int | str, runs: list[Run], saved: list[Run]) -> str:
+    """How a model selectbox shows a run of this tab (an int), a saved run ("saved:<i>") or the file option."""
+    if isinstance(option, int):
+        return f"#{option + 1} {runs[option].label}"
+    if option.startswith("saved:"):
+        run = saved[int(option[6:])]
+        return f"saved {run.id} {run.label}"
+    return option

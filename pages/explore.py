@@ -26,11 +26,19 @@ def hotdog_ui() -> str | None:
 
 
 def folder_ui() -> str | None:
-    """A path on this machine that holds train/<class>/ and test/<class>/."""
-    path = st.text_input("Folder holding train/ and test/", placeholder="/path/to/hotdog")
+    """A path on this machine that holds train/<class>/ and test/<class>/ (inside the data root, if one is set)."""
+    refusal = ui.folder_picking_refusal()
+    if refusal:
+        st.warning(refusal[0].upper() + refusal[1:] + ".", icon=":material/lock:")
+        return None
+    allowed = ui.allowed_data_root()
+    if allowed is not None:
+        st.caption(f"This server reads folders inside `{allowed}` only; give a path relative to it.")
+    path = st.text_input("Folder holding train/ and test/", placeholder="hotdog" if allowed else "/path/to/hotdog")
     if st.button("Use this folder", disabled=not path):
-        data.check_image_folder(path)
-        return path
+        folder = ui.user_path(path)
+        data.check_image_folder(folder)
+        return str(folder)
     return None
 
 
@@ -96,8 +104,13 @@ metrics[2].metric("Test images", summary.total("test"))
 stats = summary.size_stats()
 metrics[3].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else "n/a")
 if summary.unreadable:
-    st.warning(f"{len(summary.unreadable)} file(s) could not be read and would stop training, e.g. "
-               f"`{summary.unreadable[0]}`: remove or replace them.")
+    st.error(summary.unreadable_message(), icon=":material/broken_image:")
+    with st.expander(f"The {len(summary.unreadable)} photo(s) that cannot be read"):
+        st.dataframe([{"photo": path, "problem": summary.reasons.get(path, "")} for path in summary.unreadable],
+                     hide_index=True)
+if summary.ignored:
+    st.caption(f"{len(summary.ignored)} file(s) beside the photos are not photos (or are links leading out of "
+               f"the folder) and are ignored, e.g. `{summary.ignored[0]}`.")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.class_counts_figure(summary), key="counts")
@@ -112,4 +125,7 @@ st.subheader("Augmentation preview")
 st.caption("Training sees a random crop (8-100 % of the area, aspect 3/4-4/3) resized to 224, flipped half of "
            "the time; testing resizes to 256 x 256 and takes the centre 224 x 224. Both normalise with ImageNet's "
            "mean and std (undone here for display).")
-augmentation_ui(summary.book_grid())
+if summary.images:
+    augmentation_ui(summary.book_grid())
+else:
+    st.info("No photo of this folder can be read, so there is nothing to preview.")

@@ -10,16 +10,19 @@ CHECKPOINT = "A checkpoint file (.pt)"
 
 
 def model_ui() -> tuple[str, Predictor] | None:
-    """Choose the model: one of this tab's runs, or an uploaded checkpoint; returns (cache key, predictor)."""
+    """Choose the model: one of this tab's runs, a run saved on this machine, or an uploaded checkpoint;
+    returns (cache key, predictor)."""
     runs = ui.runs()
-    options = list(range(len(runs))) + [CHECKPOINT]
-    choice = st.selectbox("Model", options, index=max(len(runs) - 1, 0),
-                          format_func=lambda o: o if o == CHECKPOINT else f"#{o + 1} {runs[o].label}")
+    saved, _ = ui.saved_runs()
+    options = list(range(len(runs))) + [f"saved:{i}" for i in range(len(saved))] + [CHECKPOINT]
+    default = len(runs) - 1 if runs else max(len(saved) - 1, 0)  # the newest run, this tab's first
+    choice = st.selectbox("Model", options, index=default, format_func=lambda o: ui.model_label(o, runs, saved))
     if choice != CHECKPOINT:
-        run = runs[choice]
+        run = runs[choice] if isinstance(choice, int) else saved[int(choice[6:])]
         last = run.history.final()
-        st.caption(f"Trained in this tab; test acc {last.test_acc:.3f}." if last and last.test_acc is not None
-                   else "Trained in this tab (stopped before a test).")
+        where = "Trained in this tab" if isinstance(choice, int) else f"Saved in `{run.path}`"
+        st.caption(f"{where}; test acc {last.test_acc:.3f}." if last and last.test_acc is not None
+                   else f"{where} (stopped before a test).")
         return run.id, ui.predictor_for_run(run)
     if not runs:
         st.caption("No run in this tab yet: train one on the Train page, or load a checkpoint.")
@@ -41,6 +44,9 @@ except FtcoreError as e:
     chosen = None
 photos = st.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True,
                           help="JPEG, PNG or WebP; each is resized to 256 x 256 and centre-cropped, as in testing.")
+gradcam = st.toggle("Grad-CAM heatmaps", key="gradcam", help="Colour each photo by how much each region raised the "
+                    "predicted class's score (Grad-CAM on the last convolutional block): red most, blue least. "
+                    "The border the centre crop cuts off stays blue: the model never saw it.")
 if chosen is None:
     if photos:
         st.warning("Choose a model first: a run from the Train page or a checkpoint file.")
@@ -48,6 +54,10 @@ if chosen is None:
 if not photos:
     st.stop()
 
+if len(photos) > ui.MAX_PHOTOS:
+    st.warning(f"{len(photos)} photos uploaded; the first {ui.MAX_PHOTOS} are classified. Remove some, or "
+               "classify the rest in another go.")
+    photos = photos[:ui.MAX_PHOTOS]
 key, predictor = chosen
 results = ui.classify(key, predictor, [(photo.name, photo.getvalue()) for photo in photos])
 for i, result in enumerate(results):
@@ -55,7 +65,11 @@ for i, result in enumerate(results):
         st.error(result.error)
         continue
     left, right = st.columns([1, 2], vertical_alignment="center")
-    left.image(result.thumbnail, caption=result.name, width="stretch")
+    if gradcam:
+        heatmap, explained = ui.grad_cam_overlay(key, predictor, result.name, photos[i].getvalue())
+        left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch")
+    else:
+        left.image(result.thumbnail, caption=result.name, width="stretch")
     label, probability = result.ranked[0]
     right.markdown(f"**{label}** ({probability:.1%})")
     right.plotly_chart(charts.probabilities_figure(result.ranked), key=f"probabilities-{i}")

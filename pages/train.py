@@ -1,41 +1,55 @@
 """Train: fine-tune or train from scratch in a background thread, watch it live, compare runs."""
 
+import dataclasses
+import math
+
 import streamlit as st
 
 from ftcore import charts, ui
-from ftcore.checkpoints import checkpoint_bytes
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
 from ftcore.jobs import JobSnapshot
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
-from ftcore.training import LOSS_REDUCTIONS, MODES, TrainConfig, recipe
+from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
-MODE_LABELS = {"finetune": "Fine-tune (ImageNet weights)", "scratch": "From scratch (random weights)"}
-LR_OPTIONS = [float(f"{m}e{e}") for e in range(-6, -1) for m in (1, 2, 5)] + [0.1]  # 1e-6 ... 1e-1, log scale
-BATCH_SIZES = [8, 16, 32, 64, 128, 256]
-IMAGE_SIZES = [64, 96, 128, 160, 192, 224]
+PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
+                 "best": "Best (plus augmented views)"}
 
 
 def settings_ui(root: str | None) -> TrainConfig:
     """The run's settings; each mode and architecture keeps its own lr, defaulting to the book's."""
     left, right = st.columns(2)
-    mode = left.radio("Mode", MODES, format_func=MODE_LABELS.get, horizontal=True, key="mode")
+    mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
     arch = right.selectbox("Architecture", list(ARCHITECTURES), key="arch")
-    book = recipe(mode, arch, data=root or "")
+    preset = st.radio("Recipe", list(PRESETS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
+                      help="The book's recipe reproduces the book; quick and best train the new output layer on "
+                      "features the frozen copied layers compute once per photo (README, Speed).")
+    if mode != "finetune" and preset != "book":
+        st.caption("Quick and best start from copied ImageNet layers, so they are for fine-tuning; from scratch "
+                   "uses the book's recipe.")
+        preset = "book"
+    else:
+        st.caption(PRESET_DESCRIPTIONS[preset].capitalize() + ".")
+    book = recipe(mode, arch, preset, data=root or "")
     left, right = st.columns([3, 1])
-    lr = left.select_slider("Learning rate of the copied layers (log scale)", sorted({*LR_OPTIONS, book.lr}),
+    lr = left.select_slider("Learning rate of the copied layers (log scale)", sorted({*ui.LR_OPTIONS, book.lr}),
                             value=book.lr, format_func=lambda v: f"{v:.0e}", key=f"lr-{mode}-{arch}",
                             help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
     groups = right.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
                           help="The book's parameter groups: on for fine-tuning, off from scratch.")
     how = "fine-tuning" if mode == "finetune" else "from scratch"
     st.caption(f"Defaults for {arch} {how}: lr {book.lr:.0e}, output layer 10x "
-               f"{'on' if book.param_groups else 'off'}, batch 128, 5 epochs, summed loss: "
+               f"{'on' if book.param_groups else 'off'}, batch {book.batch_size}, {book.epochs} epochs"
+               f"{f' after {book.head_epochs} output-layer epochs' if book.head_epochs else ''}, summed loss: "
                f"{get_arch(arch).lr_source}.")
-    columns = st.columns(5)
-    epochs = columns[0].number_input("Epochs", 1, 100, book.epochs, key="epochs")
-    batch_size = columns[1].selectbox("Batch size", BATCH_SIZES, BATCH_SIZES.index(book.batch_size), key="batch")
-    image_size = columns[2].select_slider("Image size", IMAGE_SIZES, book.image_size, key="size")
+    columns = st.columns(6)
+    epochs = columns[0].number_input("Epochs", 0, 100, book.epochs, key="epochs" if preset == "book" else
+                                     f"epochs-{preset}", help="Epochs of every trainable layer (the book: 5).")
+    head_epochs = columns[5].number_input("Output-layer epochs", 0, 1000, book.head_epochs, disabled=mode != "finetune",
+                                          key=f"head-epochs-{preset}", help="Before those: epochs of the output "
+                                          "layer alone on features the frozen copied layers compute once per photo.")
+    batch_size = columns[1].selectbox("Batch size", ui.BATCH_SIZES, ui.BATCH_SIZES.index(book.batch_size), key="batch")
+    image_size = columns[2].select_slider("Image size", ui.IMAGE_SIZES, book.image_size, key="size")
     device = columns[3].selectbox("Device", available_devices(), key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
@@ -45,12 +59,34 @@ def settings_ui(root: str | None) -> TrainConfig:
                                          key="reduction", help="The book backpropagates the sum; with the mean, "
                                          "gradients are batch-size times smaller, so good lrs are that much larger.")
         precision = columns[2].selectbox("Precision", PRECISIONS, key="precision",
-                                         help="bf16 autocast: about 2x faster ResNets on CPUs with AVX512-BF16.")
+                                         help="auto: bf16 where the device computes it natively (ResNets train ~2x "
+                                         "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
-    return recipe(mode, arch, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
+    return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
+                  head_epochs=int(head_epochs) if mode == "finetune" else 0,
                   batch_size=batch_size, image_size=image_size, device=device, seed=int(seed),
                   limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None)
+
+
+def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
+    """The book's exercises: freeze the copied layers; start the new output layer from ImageNet's rows."""
+    finetune = config.mode == "finetune"
+    with st.expander("The book's exercises"):
+        left, right = st.columns(2)
+        freeze = left.toggle("Freeze the copied layers (feature extractor)", key="freeze-body", disabled=not finetune,
+                             help="requires_grad=False on every copied layer, so only the new output layer trains; "
+                             "compare it with full fine-tuning.")
+        left.caption("Fine-tuning only: from scratch nothing is copied." if not finetune else
+                     "Only the output layer learns; the copied layers stay exactly as ImageNet left them.")
+        available, sentence = (ui.head_init_status(config.arch, config.weights, classes) if finetune
+                               else (False, "it needs the ImageNet weights, so fine-tuning only"))
+        imagenet = right.toggle("Start the output layer from ImageNet's rows", key="head-imagenet",
+                                disabled=not available, help="Instead of Xavier: each class named like an ImageNet "
+                                "category starts from that category's output row (the book: hotdog is row 934).")
+        right.caption(("Available: " if available else "Unavailable: ") + sentence + ".")
+    return dataclasses.replace(config, freeze_body=freeze and finetune,
+                               head_init="imagenet" if imagenet and available else "xavier")
 
 
 def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
@@ -61,7 +97,8 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
     left.markdown("**Source model output layer** (ImageNet, 1000 classes)" if config.mode == "finetune"
                   else "**Source model output layer** (unused: every weight starts random)")
     left.code(source, language=None)
-    init = "Xavier init" if config.mode == "finetune" else "default init"
+    init = ("ImageNet rows" if config.head_init == "imagenet" else "Xavier init") if config.mode == "finetune" \
+        else "default init"
     right.markdown(f"**Target model output layer** ({', '.join(classes) or 'your classes'}; {init}, "
                    f"lr {head_lr:.0e})")
     right.code(target, language=None)
@@ -71,12 +108,12 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 
 def status_line(snap: JobSnapshot) -> str:
-    """Epoch, batch, speed and devices of a job, in one line."""
-    steps = snap.steps_per_epoch or 1
-    done = len(snap.batches)
-    epoch, step = (done - 1) // steps + 1 if done else 1, (done - 1) % steps + 1 if done else 0
+    """Epoch, progress through it, speed and devices of a job, in one line."""
+    done = snap.batches[-1].epoch if snap.batches else 0.0
+    epoch = max(1, math.ceil(done - 1e-9))
+    within = round(100 * (done - (epoch - 1)))
     speed = f"{snap.examples_per_sec:.1f} examples/sec on {', '.join(snap.devices)}" if snap.devices else "starting"
-    return f"{snap.status}: epoch {epoch}/{snap.config.epochs}, batch {step}/{steps}; {speed}; {snap.elapsed:.0f} s"
+    return f"{snap.status}: epoch {epoch}/{snap.config.total_epochs} ({within}%); {speed}; {snap.elapsed:.0f} s"
 
 
 POLLING = ui.job_running()
@@ -95,8 +132,10 @@ def live_ui() -> None:
     st.progress(snap.progress, text=status_line(snap))
     if snap.error:
         st.error(snap.error)
+    if snap.warning:
+        st.warning(snap.warning)
     left, right = st.columns(2)
-    left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.epochs,
+    left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
                                                  snap.config.mode if snap.config.arch == "resnet18" else None),
                       key="live-epochs")
     right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
@@ -124,8 +163,27 @@ def runs_ui() -> None:
     columns = st.columns(min(len(runs), 4))
     for i, run in enumerate(runs):
         columns[i % len(columns)].download_button(
-            f"Checkpoint #{i + 1}", data=lambda run=run: checkpoint_bytes(run.result), file_name=f"{run.id}.pt",
+            f"Checkpoint #{i + 1}", data=lambda run=run: run.checkpoint_bytes(), file_name=f"{run.id}.pt",
             mime="application/octet-stream", on_click="ignore", key=f"download-{run.id}")
+
+
+def saved_runs_ui() -> None:
+    """Runs saved on this machine (other tabs, earlier sessions, before a restart); chosen ones join this tab's."""
+    saved, problems = ui.saved_runs()
+    if not saved and not problems:
+        return
+    with st.expander(f"Saved runs on this machine ({len(saved)})"):
+        for problem in problems:
+            st.warning(problem)
+        if not saved:
+            return
+        st.caption(f"Every finished or stopped run is saved in `{ui.runs_dir()}`; add any to this tab's runs to "
+                   "compare it or to classify photos with it on Predict.")
+        chosen = st.multiselect("Saved runs", range(len(saved)), key="saved-runs",
+                                format_func=lambda i: f"{saved[i].id} {saved[i].label}")
+        if st.button("Add to this tab's runs", disabled=not chosen, key="add-saved-runs"):
+            ui.add_saved_runs([saved[i] for i in chosen])
+            st.rerun()
 
 
 st.title("Train")
@@ -139,6 +197,8 @@ else:
         st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images.")
     except FtcoreError as e:
         ui.show_error(e)
+    if summary is not None and summary.unreadable:  # training would stop at the first of them
+        st.error(summary.unreadable_message())
 st.page_link("pages/explore.py", label="Change the data", icon=":material/photo_library:")
 
 with st.expander("Experiments to try"):
@@ -150,11 +210,15 @@ with st.expander("Experiments to try"):
         "- **Output layer at 10x off**: the new, random layer then learns as slowly as the copied ones.\n"
         "- **Loss: mean** (More settings) at the same lr: the gradient shrinks by the batch size, so training "
         "barely moves; the book's 5e-5 with the sum equals 6.4e-3 with the mean at batch 128.")
+    st.page_link("pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
+                 icon=":material/science:")
 config = settings_ui(summary.root if summary else None)
+config = exercises_ui(config, summary.classes if summary else [])
 output_layers_ui(config, summary.classes if summary else [])
 
 start, stop, note = st.columns([1, 1, 4])
-if start.button("Start", type="primary", disabled=POLLING or summary is None, icon=":material/play_arrow:"):
+startable = summary is not None and not summary.unreadable
+if start.button("Start", type="primary", disabled=POLLING or not startable, icon=":material/play_arrow:"):
     try:
         ui.start_job(config)
         st.rerun()
@@ -167,3 +231,4 @@ if POLLING:
 
 live_ui()
 runs_ui()
+saved_runs_ui()

@@ -97,3 +97,25 @@ def slow_steps(monkeypatch):
         return real_step(*args, **kwargs)
 
     monkeypatch.setattr(training, "train_step", slow_step)
+
+
+def open_app(page: str, **state):
+    """An AppTest of the whole app on `page`, with `state` put in session state first; fails on any exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    """`image` saved in format `fmt`, as bytes."""
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format=fmt, **kwargs)
+    return out.getvalue()

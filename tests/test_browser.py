@@ -139,8 +139,8 @@ def test_explore_train_watch_and_predict_in_chromium(sync_playwright, server, tm
 
         open_page(page, "Train", "Train")
         choose(page, "Architecture", "mobilenet_v2")
-        page.get_by_label("Epochs").fill("1")
-        page.get_by_label("Epochs").press("Enter")
+        page.get_by_label("Epochs", exact=True).fill("1")
+        page.get_by_label("Epochs", exact=True).press("Enter")
         choose(page, "Batch size", "8")
         page.get_by_test_id("stSlider").filter(has_text="Image size").get_by_role("slider").press("Home")
         page.get_by_text("More settings", exact=True).click()

@@ -59,3 +59,56 @@ def test_probabilities_most_likely_on_top():
     bar = fig.data[0]
     assert list(bar.y) == ["not-hotdog", "hotdog"] and list(bar.x) == [0.1, 0.9]
     assert tuple(fig.layout.xaxis.range) == (0, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Issue 6: evaluation, explanations and experiments.
+
+
+def test_confusion_matrix_carries_counts_and_one_clickable_point_per_cell():
+    from ftcore.charts import confusion_matrix_figure
+
+    fig = confusion_matrix_figure([[5, 2], [1, 7]], ["hotdog", "not-hotdog"]).to_plotly_json()
+    heatmap, cells = fig["data"]
+    assert heatmap["z"] == [[5, 2], [1, 7]] and heatmap["hoverinfo"] == "skip"
+    assert [list(c) for c in cells["customdata"]] == [[0, 0, 5], [0, 1, 2], [1, 0, 1], [1, 1, 7]]
+    assert list(cells["x"]) == ["hotdog", "not-hotdog"] * 2 and list(cells["y"]) == ["hotdog"] * 2 + ["not-hotdog"] * 2
+    assert fig["layout"]["yaxis"]["range"] == [1.5, -0.5]  # first class on top, as a table reads
+
+
+def test_feature_map_has_one_trace_per_class_and_panel():
+    fig = charts.feature_map_figure([("before", [[0, 0], [1, 1], [2, 2]], [0.5, 0.2]),
+                                     ("after", [[3, 3], [4, 4], [5, 5]], [0.9, 0.05])],
+                                    [0, 1, 0], ["a", "b"], ["x.jpg", "y.jpg", "z.jpg"])
+    assert [(t.name, list(t.x)) for t in fig.data] == [("a", [0, 2]), ("b", [1]), ("a", [3, 5]), ("b", [4])]
+    assert "50% + 20%" in fig.layout.annotations[0].text and "90% + 5%" in fig.layout.annotations[1].text
+
+
+def test_weight_change_bars_per_run_on_a_log_axis():
+    from ftcore.explain import BlockChange
+
+    fig = charts.weight_change_figure([("fine-tune", [BlockChange("conv1", 1e-3, 10), BlockChange("fc", 0.5, 4)]),
+                                       ("scratch", [BlockChange("conv1", 0.2, 10), BlockChange("fc", 0.3, 4)])])
+    assert [(t.name, list(t.x), list(t.y)) for t in fig.data] == [("fine-tune", ["conv1", "fc"], [1e-3, 0.5]),
+                                                                    ("scratch", ["conv1", "fc"], [0.2, 0.3])]
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_lr_sweep_sorts_by_lr_marks_failures_and_the_book():
+    from ftcore.experiments import SweepPoint
+
+    points = [SweepPoint(5e-4, 0.7, "finished"), SweepPoint(1e-5, 0.8, "finished"),
+              SweepPoint(1e-1, None, "failed", "training diverged")]
+    fig = charts.lr_sweep_figure(points, "finetune")
+    done, failed, book = fig.data
+    assert list(done.x) == [1e-5, 5e-4] and list(done.y) == [0.8, 0.7] and fig.layout.xaxis.type == "log"
+    assert list(failed.x) == [1e-1] and list(failed.y) == [0] and list(failed.text) == ["training diverged"]
+    assert list(book.x) == [5e-5] and list(book.y) == [BOOK_RESULTS["finetune"]["test_acc"]]
+
+
+def test_runs_progress_draws_each_run_and_the_books_finals():
+    fig = charts.runs_progress_figure([("ft", epochs(0.8, 0.9), [BatchRecord(0.5, 0.7, 0.6)]),
+                                       ("sc", epochs(0.5), [])])
+    assert [list(t.y) for t in fig.data] == [[0.8, 0.9], [0.7], [0.5], []]
+    texts = [a.text for a in fig.layout.annotations]
+    assert any("book fine-tune 0.939" in t for t in texts) and any("book scratch 0.374" in t for t in texts)

@@ -118,7 +118,7 @@ def bad_inputs(tiny_data, tmp_path):
                                        "remove or replace that file"),
         "unknown arch": (["train", "--arch", "vgg11"], "invalid choice"),
         "bad number": (["train", "--lr", "fast"], "invalid float value"),
-        "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must be at least 1"),
+        "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must add up to at least 1"),
         "bad device": (["train", "--data", str(tiny_data), "--device", "tpu"], "unknown device"),
         "no command": ([], "required"),
     }

@@ -161,6 +161,12 @@ def test_config_round_trips_through_a_dict():
 # The loop on a tiny generated ImageFolder (red vs blue photos).
 
 
+def test_three_epochs_learn(tiny_data):
+    history = fit(tiny_config(tiny_data, epochs=4, lr=5e-4)).history
+    assert history.epochs[-1].train_loss < history.epochs[0].train_loss  # it learns
+    assert history.epochs[-1].test_acc >= 0.75  # red vs blue is easy
+
+
 def tiny_config(tiny_data, **overrides) -> TrainConfig:
     settings = {"data": str(tiny_data), "epochs": 1, "batch_size": 4, "image_size": 32, "lr": 2e-3}
     return recipe("scratch", "resnet18", **{**settings, **overrides})
@@ -172,8 +178,6 @@ def test_one_epoch_learns_and_reports_the_right_shape(tiny_data):
     history = result.history
     assert len(history.epochs) == 1 and len(history.batches) == 8  # 32 train photos / batch 4
     assert [b.epoch for b in history.batches] == pytest.approx([i / 8 for i in range(1, 9)])
-    first, last = history.batches[:3], history.batches[-3:]
-    assert sum(b.loss for b in last) < sum(b.loss for b in first)  # it learns
     epoch = history.final()
     assert epoch.epoch == 1.0 and epoch.examples == 32 and 0 <= epoch.test_acc <= 1
     assert epoch.train_loss == pytest.approx(sum(b.loss for b in history.batches) / 8)

@@ -1,0 +1,110 @@
+"""Experiments: the book's comparisons with one button each, trained one run after another in the background."""
+
+import streamlit as st
+
+from ftcore import charts, ui
+from ftcore.errors import FtcoreError
+from ftcore.experiments import (
+    DEFAULT_SWEEP_LRS,
+    ExperimentSnapshot,
+    finetune_vs_scratch_configs,
+    lr_sweep_configs,
+    sweep_points,
+)
+from ftcore.models import ARCHITECTURES
+from ftcore.training import MODES, TrainConfig, recipe
+
+
+def shared_settings_ui(root: str | None) -> TrainConfig:
+    """Settings every run of an experiment shares (each recipe keeps its own lr and parameter groups)."""
+    columns = st.columns(6)
+    arch = columns[0].selectbox("Architecture", list(ARCHITECTURES), key="exp-arch")
+    epochs = columns[1].number_input("Epochs", 1, 100, 5, key="exp-epochs")
+    batch_size = columns[2].selectbox("Batch size", ui.BATCH_SIZES, ui.BATCH_SIZES.index(128), key="exp-batch")
+    image_size = columns[3].select_slider("Image size", ui.IMAGE_SIZES, 224, key="exp-size")
+    limit = columns[4].number_input("Images per class (0 = all)", 0, 100_000, 0, key="exp-limit")
+    seed = columns[5].number_input("Seed", 0, 2**31 - 1, 0, key="exp-seed")
+    return recipe("finetune", arch, data=root or "", epochs=int(epochs), batch_size=batch_size,
+                  image_size=image_size, limit=int(limit) or None, seed=int(seed))
+
+
+def start(kind: str, configs_of) -> None:
+    """Build the configs and start the series; a mistake is one red line."""
+    try:
+        ui.start_experiment(kind, configs_of())
+        st.rerun()
+    except FtcoreError as e:
+        ui.show_error(e)
+
+
+def snapshot_ui(snap: ExperimentSnapshot) -> None:
+    """Progress of every run of the series and its chart."""
+    st.progress(snap.progress, text=f"{snap.title}: {snap.status}, run {len(snap.jobs)} of {len(snap.configs)}")
+    for job in snap.jobs:
+        final = next((e.test_acc for e in reversed(job.epochs) if e.test_acc is not None), None)
+        acc = f", test acc {final:.3f}" if final is not None else ""
+        line = f"**{job.label}**: {job.status}, {len(job.epochs)}/{job.config.total_epochs} epochs{acc}"
+        (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
+    series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
+    if snap.kind == "sweep":
+        st.plotly_chart(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode), key="sweep-chart")
+    st.plotly_chart(charts.runs_progress_figure(series), key="series-chart")
+
+
+POLLING = ui.experiment_running()
+
+
+@st.fragment(run_every=ui.POLL_SECONDS if POLLING else None)
+def live_ui() -> None:
+    """The current experiment, redrawn every second while it runs."""
+    experiment = ui.current_experiment()
+    if experiment is None:
+        st.info("No experiment yet: choose one above and press its button.")
+        return
+    snap = experiment.snapshot()
+    ui.runs()  # finished runs join this tab's runs (Train, Predict, Evaluate & explain) as they end
+    if POLLING and snap.done:
+        st.rerun()
+    snapshot_ui(snap)
+
+
+st.title("Experiments")
+root = ui.data_root()
+summary = None
+if root is None:
+    st.error("No data chosen: pick the photos on the Dataset explorer page first.")
+else:
+    try:
+        summary = ui.dataset_summary(root)
+        st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images. "
+                   "Every run here also joins this tab's runs, to compare, predict, evaluate and explain.")
+    except FtcoreError as e:
+        ui.show_error(e)
+busy = POLLING or ui.job_running() or summary is None
+base = shared_settings_ui(summary.root if summary else None)
+
+compare, sweep = st.columns(2)
+with compare:
+    st.subheader("Fine-tune vs scratch")
+    st.caption("The book's comparison with one button: the fine-tune recipe (ImageNet weights, lr 5e-5, output "
+               "layer at 10x), then the scratch recipe (random weights, lr 5e-4, one lr), drawn on one chart as "
+               "they train, with the book's final numbers marked.")
+    if st.button("Run both", type="primary", disabled=busy, icon=":material/compare_arrows:", key="exp-compare"):
+        start("compare", lambda: finetune_vs_scratch_configs(base))
+with sweep:
+    st.subheader("Learning-rate sweep")
+    st.caption("One run per learning rate, final test accuracy against lr. The book's observation: fine-tuning "
+               "wants a small lr; a larger one overwrites what the copied layers knew.")
+    mode = st.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="exp-sweep-mode")
+    lrs = st.multiselect("Learning rates", ui.LR_OPTIONS, default=list(DEFAULT_SWEEP_LRS), key="exp-lrs",
+                         format_func=lambda v: f"{v:.0e}")
+    if st.button("Run the sweep", type="primary", disabled=busy or not lrs, icon=":material/show_chart:",
+                 key="exp-sweep"):
+        start("sweep", lambda: lr_sweep_configs(recipe(mode, base.arch, **{
+            k: v for k, v in base.to_dict().items() if k not in ("mode", "arch", "lr", "param_groups")}),
+            sorted(lrs)))
+if POLLING and st.button("Stop", icon=":material/stop:", key="exp-stop"):
+    ui.current_experiment().stop()
+if ui.job_running():
+    st.caption("A run from the Train page is in progress in this tab; experiments start once it has ended.")
+live_ui()

@@ -1,0 +1,277 @@
+"""Sessions and the server: tabs isolated, runs saved and reused after a restart, memory bounded, exposure."""
+
+from __future__ import annotations
+
+import gc
+import io
+import json
+import re
+import shutil
+import threading
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from torchvision.models import ResNet
+
+from conftest import REPO
+from ftcore import jobs, ui
+from ftcore.data import EvalPreset, resolve_user_path
+from ftcore.errors import FtcoreError
+from ftcore.images import open_image
+from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_id, save_run_folder
+from ftcore.models import build_model
+from ftcore.predict import Predictor
+from ftcore.training import History, TrainResult, recipe
+
+HOME = REPO / "streamlit_app.py"
+EXPLORE, TRAIN, PREDICT = "pages/explore.py", "pages/train.py", "pages/predict.py"
+
+
+def tab(**state) -> AppTest:
+    """A new browser tab: the entry script runs first (it gives the tab its id), on Home."""
+    at = AppTest.from_file(str(HOME), default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return checked(at.run())
+
+
+def checked(at: AppTest) -> AppTest:
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def png(color) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), color, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def small(tiny_data, **overrides):
+    return recipe("scratch", data=str(tiny_data), **{"epochs": 1, "batch_size": 8, "image_size": 32, "limit": 4,
+                                                     **overrides})
+
+
+@pytest.fixture
+def fresh_models(monkeypatch) -> ModelCache:
+    """An empty process-wide model cache of 3, as a freshly started server has."""
+    cache = ModelCache(3)
+    monkeypatch.setattr(jobs, "MODELS", cache)
+    return cache
+
+
+# --------------------------------------------------------------------------------------------------
+# Two tabs at once.
+
+
+def test_two_sessions_training_at_once_are_isolated(tiny_data, fresh_models, monkeypatch):
+    together = threading.Barrier(2, timeout=60)  # neither run starts before the other: they train at once
+    real_fit = jobs.fit
+    monkeypatch.setattr(jobs, "fit", lambda *args: together.wait() is None or real_fit(*args))
+    tabs = [checked(tab(data_root=str(tiny_data)).switch_page(TRAIN).run()) for _ in range(2)]
+    started = []
+    for at, seed in zip(tabs, (1, 2), strict=True):
+        at.radio(key="mode").set_value("scratch").run()
+        at.selectbox(key="batch").set_value(8).run()
+        at.select_slider(key="size").set_value(64).run()
+        at.number_input(key="epochs").set_value(2).run()
+        at.number_input(key="seed").set_value(seed).run()
+        at.number_input(key="limit").set_value(4).run()
+        button(at, "Start").click().run()
+        started.append(at.session_state["job"])
+    assert started[0] is not started[1] and started[0].id != started[1].id
+    for job in started:
+        assert job.join(timeout=300) and job.snapshot().status == "finished"
+    for at, job in zip(tabs, started, strict=True):
+        checked(at.run())
+        assert [r.id for r in at.session_state["runs"]] == [job.id]  # each tab sees its own run only
+    folders = sorted(p.name for p in ui.runs_dir().iterdir())
+    assert folders == sorted(job.id for job in started)
+    for job in started:  # each folder holds the model its own tab trained
+        on_disk = torch.load(ui.runs_dir() / job.id / "checkpoint.pt", weights_only=True)["state_dict"]
+        in_memory = job.snapshot().result.model.state_dict()
+        assert all(torch.equal(on_disk[k], in_memory[k]) for k in in_memory)
+    first, second = (job.snapshot().result.model.fc.weight for job in started)
+    assert not torch.equal(first, second)
+
+
+def test_run_ids_are_unique_and_a_saved_run_is_never_overwritten(tiny_data, tmp_path):
+    ids = {new_run_id() for _ in range(2000)}
+    assert len(ids) == 2000 and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{8}", i) for i in ids)
+    runs_dir = tmp_path / "runs"
+    first = TrainingJob(small(tiny_data), job_id="same-id", runs_dir=runs_dir).start()
+    assert first.join(timeout=120)
+    kept = (runs_dir / "same-id" / "checkpoint.pt").read_bytes()
+    second = TrainingJob(small(tiny_data, seed=5), job_id="same-id", runs_dir=runs_dir).start()
+    assert second.join(timeout=120)
+    snap = second.snapshot()
+    assert snap.status == "finished" and snap.saved_to is None
+    assert snap.warning == (f"a run named same-id already exists in {runs_dir}; it was kept and this run was not "
+                            "saved (download its checkpoint instead)")
+    assert (runs_dir / "same-id" / "checkpoint.pt").read_bytes() == kept
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["same-id"]  # no half-written folder left either
+
+
+# --------------------------------------------------------------------------------------------------
+# Runs on disk.
+
+
+def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_data, fresh_models):
+    job = TrainingJob(small(tiny_data), runs_dir=ui.runs_dir()).start()
+    assert job.join(timeout=120)
+    snap = job.snapshot()
+    folder = ui.runs_dir() / job.id
+    assert snap.saved_to == str(folder) and sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt",
+                                                                                           "metrics.json"]
+    assert json.loads((folder / "metrics.json").read_text())["history"] == snap.result.history.to_dict()
+    photos = [open_image(png((220, 30, 30))), open_image(png((30, 30, 220)))]
+    expected = Predictor.from_result(snap.result).probabilities(photos)
+    del job, snap
+    fresh_models.clear()  # the server restarts: no model in memory
+
+    (saved,), problems = list_saved_runs(ui.runs_dir())
+    assert problems == [] and saved.id == folder.name and not saved.in_memory
+    torch.testing.assert_close(Predictor.from_result(saved.result).probabilities(photos), expected)
+
+    at = checked(tab().switch_page(PREDICT).run())  # a new tab after the restart offers the saved run
+    assert at.selectbox[0].value == "saved:0"
+    at.file_uploader[0].upload("red.png", png((220, 30, 30)), "image/png").run()
+    assert len(checked(at).get("plotly_chart")) == 1
+    at.switch_page(TRAIN).run()
+    checked(at)
+    assert at.expander[-1].label == "Saved runs on this machine (1)"
+    at.multiselect(key="saved-runs").set_value([0]).run()
+    button(at, "Add to this tab's runs").click().run()
+    checked(at)
+    assert [r.id for r in at.session_state["runs"]] == [folder.name]
+    assert at.dataframe[0].value["run"][0] == saved.label  # compared with this tab's runs
+
+
+def test_an_unreadable_run_folder_is_named_and_the_others_still_listed(tiny_data, tmp_path):
+    runs_dir = tmp_path / "runs"
+    job = TrainingJob(small(tiny_data), runs_dir=runs_dir).start()
+    assert job.join(timeout=120)
+    (runs_dir / "broken").mkdir()
+    (runs_dir / "broken" / "metrics.json").write_text("{not json")
+    (runs_dir / ".saving-x-123").mkdir()  # a run being written: not listed
+    runs, problems = list_saved_runs(runs_dir)
+    assert [r.id for r in runs] == [job.id]
+    assert problems == [f"saved run {runs_dir / 'broken'} cannot be read (JSONDecodeError); delete that folder"]
+
+
+def untrained_result() -> TrainResult:
+    model, weights = build_model("resnet18", 2, pretrained=False)
+    return TrainResult(model.eval(), recipe("scratch", data="colours", image_size=32), ["blue", "red"], History(),
+                       weights, EvalPreset(32))
+
+
+def test_only_a_few_models_stay_in_memory_and_the_rest_reload_from_disk(tmp_path, fresh_models):
+    runs_dir = tmp_path / "runs"
+    save_run_folder(untrained_result(), runs_dir, "run-0")
+    for i in range(1, 6):
+        shutil.copytree(runs_dir / "run-0", runs_dir / f"run-{i}")
+    runs, _ = list_saved_runs(runs_dir)
+    for run in runs:
+        assert isinstance(run.result.model, ResNet)
+        assert len(fresh_models.ids()) <= 3
+    assert fresh_models.ids() == ["run-3", "run-4", "run-5"]
+    assert not runs[0].in_memory and runs[5].in_memory
+    reloaded = runs[0].result  # on demand, from its folder
+    assert fresh_models.ids() == ["run-4", "run-5", "run-0"]
+    assert torch.equal(reloaded.model.fc.weight, runs[5].result.model.fc.weight)
+    unsaved = Run("unsaved", "tiny", reloaded.config, History(), untrained_result())
+    for run in runs:
+        assert run.result.classes == ["blue", "red"]
+    assert unsaved.in_memory  # no folder to reload it from, so it keeps its model
+
+
+def test_a_long_session_of_train_and_predict_keeps_at_most_three_models(tiny_data, fresh_models):
+    gc.collect()
+    before = sum(isinstance(o, ResNet) for o in gc.get_objects())
+    session: list[Run] = []
+    for seed in range(6):
+        job = TrainingJob(small(tiny_data, seed=seed), runs_dir=ui.runs_dir()).start()
+        assert job.join(timeout=120)
+        session.append(job.to_run())
+        Predictor.from_result(session[-1].result).predict([open_image(png((seed * 40, 0, 0)))])
+        del job
+    gc.collect()
+    assert sum(isinstance(o, ResNet) for o in gc.get_objects()) - before <= 3
+    assert all(run.history.final() is not None for run in session)  # every run's history is still at hand
+
+
+# --------------------------------------------------------------------------------------------------
+# Exposure: localhost by default; served on a network, typed paths stay inside FTCORE_DATA_ROOT.
+
+
+def test_the_app_listens_on_localhost_only_by_default():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    readme = (REPO / "README.md").read_text()
+    assert "### Serving on a network" in readme and "FTCORE_DATA_ROOT" in readme
+
+
+def test_paths_outside_the_data_root_are_refused(tmp_path):
+    root = tmp_path / "datasets"
+    (root / "hotdog").mkdir(parents=True)
+    (tmp_path / "private").mkdir()
+    (root / "escape").symlink_to(tmp_path / "private", target_is_directory=True)
+    real = root.resolve()
+    assert resolve_user_path("hotdog", root) == real / "hotdog"
+    assert resolve_user_path(str(root / "hotdog"), root) == real / "hotdog"
+    assert resolve_user_path("/anything/at/all", None) == resolve_user_path("/anything/at/all")
+    for text in ("../private", "hotdog/../../private", "~/photos"):
+        with pytest.raises(FtcoreError) as info:
+            resolve_user_path(text, root)
+        assert str(info.value) == (f"{text} uses '..' or '~'; give a path inside {real}, the folder this server "
+                                   "reads from")
+    for text in ("/etc", "escape", str(tmp_path / "private")):
+        with pytest.raises(FtcoreError) as info:
+            resolve_user_path(text, root)
+        assert str(info.value) == (f"{text} is outside {real}, the only folder this server reads from; give a path "
+                                   "inside it")
+
+
+def test_served_on_a_network_without_a_data_root_no_folder_can_be_typed(tiny_data, monkeypatch):
+    monkeypatch.setattr(ui, "served_on_network", lambda: True)
+    monkeypatch.delenv("FTCORE_DATA_ROOT", raising=False)
+    at = checked(tab(data_root=str(tiny_data)).switch_page(EXPLORE).run())
+    at.radio[0].set_value("Local folder").run()
+    checked(at)
+    assert len(at.text_input) == 0
+    assert [w.value for w in at.warning] == ["This app is served on a network, so it reads no folder typed in here; "
+                                             "set FTCORE_DATA_ROOT to the folder holding the datasets and restart it "
+                                             "(README, \"Serving on a network\")."]
+
+
+def test_served_on_a_network_the_folder_picker_stays_inside_the_data_root(tiny_data, tmp_path, monkeypatch):
+    root = tmp_path / "datasets"
+    shutil.copytree(tiny_data, root / "colours")
+    monkeypatch.setattr(ui, "served_on_network", lambda: True)
+    monkeypatch.setenv("FTCORE_DATA_ROOT", str(root))
+    at = checked(tab(data_root=None).switch_page(EXPLORE).run())
+    at.radio[0].set_value("Local folder").run()
+    refusals = ((str(tiny_data), f"{tiny_data} is outside {root.resolve()}"), ("../colours", "../colours uses '..'"))
+    for text, error in refusals:
+        at.text_input[0].set_value(text).run()
+        at.button[0].click().run()
+        checked(at)
+        assert at.error[0].value.startswith(error) and at.session_state["data_root"] is None
+    at.text_input[0].set_value("colours").run()
+    at.button[0].click().run()
+    checked(at)
+    assert at.session_state["data_root"] == str(root.resolve() / "colours")
+    at.switch_page(TRAIN).run()  # the weights file field obeys the same rule
+    at.radio(key="mode").set_value("scratch").run()
+    at.text_input(key="weights").set_value("/etc/passwd").run()
+    button(at, "Start").click().run()
+    checked(at)
+    assert any(e.value.startswith(f"/etc/passwd is outside {root.resolve()}") for e in at.error)
+    assert "job" not in at.session_state

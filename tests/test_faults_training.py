@@ -1,0 +1,237 @@
+"""Faults during training: divergence, Stop, running out of memory, leaving or refreshing the page, a crash."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from ftcore import jobs
+from ftcore.jobs import TrainingJob
+from ftcore.training import BatchEnded, recipe
+
+HOME = REPO / "streamlit_app.py"
+TRAIN, PREDICT = "pages/train.py", "pages/predict.py"
+DIVERGED = re.compile(r"training diverged at epoch (\d+), batch (\d+) \(loss (nan|inf|-inf)\); lower the learning "
+                      r"rate and start again")
+OUT_OF_MEMORY = ("out of memory on cpu while training at batch size 8 and image size 32; choose a smaller batch size "
+                 "or image size and start again")
+
+
+def app(page: str | None = None, query: dict | None = None, **state) -> AppTest:
+    """The app on `page`; with `query`, through Home first, as a browser loading that URL would run it
+    (AppTest runs a page switched to before the first run without the entry script)."""
+    at = AppTest.from_file(str(HOME), default_timeout=120)
+    for key, value in state.items():
+        at.session_state[key] = value
+    if query is not None:
+        at.query_params.update(query)
+        checked(at.run())
+    if page is not None:
+        at.switch_page(page)
+    return checked(at.run())
+
+
+def checked(at: AppTest) -> AppTest:
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def start_from_the_page(at: AppTest, epochs: int) -> TrainingJob:
+    """Set a small scratch run on the Train page and press Start; returns the job it started."""
+    at.radio(key="mode").set_value("scratch").run()
+    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="size").set_value(64).run()
+    at.number_input(key="epochs").set_value(epochs).run()
+    button(at, "Start").click().run()
+    checked(at)
+    return at.session_state["job"]
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(element.proto.spec) for element in at.get("plotly_chart")]
+
+
+def png(color) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), color, dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def failing_fit(error: BaseException, times: int = 1):
+    """jobs.fit, except that the first `times` runs raise `error` right after their first batch."""
+    real_fit = jobs.fit
+    left = [times]
+
+    def fit(config, callback=None, stop=None):
+        if left[0] <= 0:
+            return real_fit(config, callback, stop)
+        left[0] -= 1
+
+        def on_event(event):
+            callback(event)
+            if isinstance(event, BatchEnded):
+                raise error
+
+        return real_fit(config, on_event, stop)
+
+    return fit
+
+
+# --------------------------------------------------------------------------------------------------
+# Divergence.
+
+
+def test_divergence_stops_the_run_names_epoch_and_batch_and_keeps_the_history(tiny_data, tmp_path):
+    config = recipe("scratch", data=str(tiny_data), lr=1000.0, epochs=3, batch_size=8, image_size=32)
+    job = TrainingJob(config, runs_dir=tmp_path / "runs").start()
+    assert job.join(timeout=120)
+    snap = job.snapshot()
+    match = DIVERGED.fullmatch(snap.error)
+    assert snap.status == "failed" and match and snap.result is None
+    epoch, batch = int(match.group(1)), int(match.group(2))
+    assert len(snap.batches) == (epoch - 1) * snap.steps_per_epoch + batch - 1 > 0  # every batch before it
+    assert all(math.isfinite(b.loss) for b in snap.batches) and len(snap.epochs) == epoch - 1
+    assert not (tmp_path / "runs").exists()  # nothing to reuse is saved
+
+    at = app(TRAIN, data_root=str(tiny_data), job=job)
+    assert snap.error in [e.value for e in at.error]
+    epochs_chart, batches_chart = charts(at)[:2]
+    assert len(batches_chart["data"][0]["x"]) == len(snap.batches)  # the history so far, plotted
+    assert sum(len(trace["x"]) for trace in epochs_chart["data"] if trace.get("name") == "train loss") == epoch - 1
+    assert not button(at, "Start").disabled and at.session_state["runs"] == []
+
+
+# --------------------------------------------------------------------------------------------------
+# Stop.
+
+
+def test_stop_ends_within_a_batch_and_the_run_is_usable_on_predict(tiny_data, slow_steps):
+    at = app(TRAIN, data_root=str(tiny_data))
+    job = start_from_the_page(at, epochs=50)
+    wait_until(lambda: len(job.snapshot().batches) >= 2)
+    button(at, "Stop").click().run()
+    stopped_at = len(job.snapshot().batches)
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and stopped_at <= len(snap.batches) <= stopped_at + 1
+    checked(at.run())
+    (run,) = at.session_state["runs"]
+    assert run.id == job.id and run.history.stopped and len(run.history.batches) == len(snap.batches)
+    assert (run.path / "checkpoint.pt").is_file()  # kept on disk as well
+    at.switch_page(PREDICT).run()
+    at.file_uploader[0].upload("red.png", png((220, 30, 30)), "image/png").run()
+    checked(at)
+    (chart,) = charts(at)
+    assert sorted(chart["data"][0]["y"]) == ["blue", "red"] and sum(chart["data"][0]["x"]) == pytest.approx(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Out of memory.
+
+
+@pytest.mark.parametrize("error", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+                 "allocate 1073741824 bytes."),  # what PyTorch 2.14 raises when the CPU runs out
+    MemoryError(),
+], ids=["torch", "cpu-allocator", "python"])
+def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monkeypatch):
+    monkeypatch.setattr(jobs, "fit", failing_fit(error))
+    job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert (snap.status, snap.error, snap.result) == ("failed", OUT_OF_MEMORY, None)
+    assert len(snap.batches) == 1  # what it did before memory ran out is still shown
+
+
+def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, monkeypatch):
+    monkeypatch.setattr(jobs, "fit", failing_fit(torch.OutOfMemoryError("CUDA out of memory"), times=1))
+    at = app(TRAIN, data_root=str(tiny_data))
+    job = start_from_the_page(at, epochs=1)
+    assert job.join(timeout=60)
+    checked(at.run())
+    assert any(e.value.startswith("out of memory on cpu while training at batch size 8 and image size 64; choose a "
+                                  "smaller batch size or image size") for e in at.error)
+    assert not button(at, "Start").disabled
+    button(at, "Start").click().run()  # the same settings again: this time memory suffices
+    second = at.session_state["job"]
+    assert second is not job and second.join(timeout=120)
+    checked(at.run())
+    assert second.snapshot().status == "finished" and [r.id for r in at.session_state["runs"]] == [second.id]
+
+
+# --------------------------------------------------------------------------------------------------
+# Leaving the page, refreshing the browser.
+
+
+def progress_text(at: AppTest) -> str:
+    return at.get("progress")[0].proto.text
+
+
+def test_leaving_the_train_page_keeps_the_run_going_and_coming_back_shows_it(tiny_data, slow_steps):
+    at = app(TRAIN, data_root=str(tiny_data))
+    job = start_from_the_page(at, epochs=50)
+    wait_until(lambda: len(job.snapshot().batches) >= 1)
+    at.switch_page(PREDICT).run()
+    before = len(job.snapshot().batches)
+    wait_until(lambda: len(job.snapshot().batches) > before)  # it trains while the tab is elsewhere
+    at.switch_page(TRAIN).run()
+    checked(at)
+    assert at.session_state["job"] is job and progress_text(at).startswith("running: epoch ")
+    assert not button(at, "Stop").disabled
+    job.stop()
+    assert job.join(timeout=60)
+
+
+def test_a_refreshed_tab_finds_its_running_job_again(tiny_data, slow_steps):
+    first = app(TRAIN, query={}, data_root=str(tiny_data))
+    tab = first.query_params["tab"]
+    assert re.fullmatch(r"[0-9a-f]{32}", tab)
+    job = start_from_the_page(first, epochs=50)
+    wait_until(lambda: len(job.snapshot().batches) >= 1)
+    refreshed = app(TRAIN, query={"tab": tab})  # a new session, same URL
+    assert refreshed.session_state["job"] is job and refreshed.session_state["data_root"] == str(tiny_data)
+    assert progress_text(refreshed).startswith("running: epoch ") and refreshed.query_params["tab"] == tab
+    stranger = app(TRAIN, query={"tab": "0" * 32})  # an id this server never gave out: a tab of its own
+    assert "job" not in stranger.session_state and stranger.query_params["tab"] != tab
+    button(refreshed, "Stop").click().run()
+    assert job.join(timeout=60) and job.snapshot().status == "stopped"
+
+
+# --------------------------------------------------------------------------------------------------
+# A crashed training thread.
+
+
+@pytest.mark.parametrize("error, message", [
+    (ZeroDivisionError("division by zero"), "training failed unexpectedly (ZeroDivisionError: division by zero); the "
+                                            "server log has the details"),
+    (SystemExit(3), "training failed unexpectedly (SystemExit: 3); the server log has the details"),
+], ids=["bug", "exit"])
+def test_a_crashed_training_thread_is_reported_on_the_page(error, message, tiny_data, monkeypatch):
+    monkeypatch.setattr(jobs, "fit", failing_fit(error))
+    job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
+    assert job.join(timeout=60)
+    assert (job.snapshot().status, job.snapshot().error) == ("failed", message)
+    at = app(TRAIN, data_root=str(tiny_data), job=job)
+    assert message in [e.value for e in at.error] and not button(at, "Start").disabled
