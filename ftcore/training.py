@@ -504,7 +504,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     else:
         devices = resolve_devices(config.device)
         device = devices[0]
-    precision = resolve_precision(config.precision, device)  # evaluation and cached features
+    precision = resolve_precision(config.precision, device)  # the frozen layers' cached features
     train_precision = precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
     micro = micro_batch_size(config, device)
 
@@ -567,7 +567,9 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
                 break
             if not stop.is_set():
                 start = time.perf_counter()
-                record.test_acc = evaluate(net, data.test, device, precision, 0, stop,
+                # in the arithmetic the model trains in: MobileNetV2 trained in fp32 scored 0.75 points lower
+                # when evaluated in bf16 here, and Predict runs it in fp32
+                record.test_acc = evaluate(net, data.test, device, train_precision, 0, stop,
                                            fuse=data.test_size >= FUSE_MIN_IMAGES)
                 record.eval_seconds = time.perf_counter() - start
             end_epoch(record)
