@@ -67,6 +67,7 @@ def peak_rss_mb() -> float:
 
 def run_reference(spec: dict, launched: float) -> SideResult:
     """The book's loop on `spec` (its recipe: lr, param groups from ftcore.training.recipe)."""
+    from .data import check_image_folder
     from .devices import resolve_devices
     from .models import build_model
     from .reference import train_fine_tuning
@@ -74,8 +75,7 @@ def run_reference(spec: dict, launched: float) -> SideResult:
 
     config = recipe(spec["mode"], spec["arch"], data=spec["data"], weights=spec.get("weights"))
     torch.manual_seed(spec.get("seed", 0))
-    classes = sorted(d for d in os.listdir(os.path.join(spec["data"], "train"))
-                     if os.path.isdir(os.path.join(spec["data"], "train", d)))
+    classes = check_image_folder(spec["data"])
     net, _ = build_model(config.arch, len(classes), pretrained=config.mode == "finetune", weights_file=config.weights)
     devices = resolve_devices(spec.get("device", "auto"))  # "auto" is d2l.try_all_gpus(), plus MPS
     result = SideResult("reference", devices=[str(d) for d in devices])

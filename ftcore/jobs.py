@@ -14,6 +14,7 @@ import collections
 import gc
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -134,6 +135,15 @@ class JobSnapshot:
     def done(self) -> bool:
         """True once the thread has ended, whatever the outcome."""
         return self.status in ("finished", "stopped", "failed")
+
+    def status_line(self) -> str:
+        """Status, epoch and progress through it (output-layer epochs count), speed, devices and time, in one line."""
+        done = self.batches[-1].epoch if self.batches else 0.0
+        epoch = max(1, math.ceil(done - 1e-9))
+        within = round(100 * (done - (epoch - 1)))
+        speed = (f"{self.examples_per_sec:.1f} examples/sec on {', '.join(self.devices)}" if self.devices
+                 else "starting")
+        return f"{self.status}: epoch {epoch}/{self.config.total_epochs} ({within}%); {speed}; {self.elapsed:.0f} s"
 
     @property
     def progress(self) -> float:

@@ -314,6 +314,22 @@ def show_error(error: Exception) -> None:
     st.error(str(error), icon=":material/error:")
 
 
+def chosen_data(note: str = "") -> data.DatasetSummary | None:
+    """The summary of this session's data with a one-line caption (and `note`), or None after saying why."""
+    root = data_root()
+    if root is None:
+        st.error("No data chosen: pick the photos on the Dataset explorer page first.")
+        return None
+    try:
+        summary = dataset_summary(root)
+    except FtcoreError as e:
+        show_error(e)
+        return None
+    st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images."
+               + (f" {note}" if note else ""))
+    return summary
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluate & explain, experiments (issue 6): this session's experiment, and cached evaluations,
 # explanations and exports keyed by the model's key (a run id, or a checkpoint upload's id).

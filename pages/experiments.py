@@ -69,17 +69,7 @@ def live_ui() -> None:
 
 
 st.title("Experiments")
-root = ui.data_root()
-summary = None
-if root is None:
-    st.error("No data chosen: pick the photos on the Dataset explorer page first.")
-else:
-    try:
-        summary = ui.dataset_summary(root)
-        st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images. "
-                   "Every run here also joins this tab's runs, to compare, predict, evaluate and explain.")
-    except FtcoreError as e:
-        ui.show_error(e)
+summary = ui.chosen_data("Every run here also joins this tab's runs, to compare, predict, evaluate and explain.")
 busy = POLLING or ui.job_running() or summary is None
 base = shared_settings_ui(summary.root if summary else None)
 

@@ -1,14 +1,12 @@
 """Train: fine-tune or train from scratch in a background thread, watch it live, compare runs."""
 
 import dataclasses
-import math
 
 import streamlit as st
 
 from ftcore import charts, ui
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
-from ftcore.jobs import JobSnapshot
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
@@ -107,15 +105,6 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
         (st.caption if state == "found" else st.warning)(f"{config.arch} ImageNet weights: {sentence}")
 
 
-def status_line(snap: JobSnapshot) -> str:
-    """Epoch, progress through it, speed and devices of a job, in one line."""
-    done = snap.batches[-1].epoch if snap.batches else 0.0
-    epoch = max(1, math.ceil(done - 1e-9))
-    within = round(100 * (done - (epoch - 1)))
-    speed = f"{snap.examples_per_sec:.1f} examples/sec on {', '.join(snap.devices)}" if snap.devices else "starting"
-    return f"{snap.status}: epoch {epoch}/{snap.config.total_epochs} ({within}%); {speed}; {snap.elapsed:.0f} s"
-
-
 POLLING = ui.job_running()
 
 
@@ -129,7 +118,7 @@ def live_ui() -> None:
     if POLLING and snap.done:
         st.rerun()  # refresh the whole page once: buttons, run list, comparison
     st.markdown(f"**{snap.label}** · {snap.weights or 'loading data and model...'}")
-    st.progress(snap.progress, text=status_line(snap))
+    st.progress(snap.progress, text=snap.status_line())
     if snap.error:
         st.error(snap.error)
     if snap.warning:
@@ -187,18 +176,9 @@ def saved_runs_ui() -> None:
 
 
 st.title("Train")
-root = ui.data_root()
-summary = None
-if root is None:
-    st.error("No data chosen: pick the photos on the Dataset explorer page first.")
-else:
-    try:
-        summary = ui.dataset_summary(root)
-        st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images.")
-    except FtcoreError as e:
-        ui.show_error(e)
-    if summary is not None and summary.unreadable:  # training would stop at the first of them
-        st.error(summary.unreadable_message())
+summary = ui.chosen_data()
+if summary is not None and summary.unreadable:  # training would stop at the first of them
+    st.error(summary.unreadable_message())
 st.page_link("pages/explore.py", label="Change the data", icon=":material/photo_library:")
 
 with st.expander("Experiments to try"):
