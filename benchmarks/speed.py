@@ -16,7 +16,7 @@ from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.training import fit, recipe
 
-SETTINGS = [(128, "fp32"), (32, "fp32"), (16, "fp32"), (16, "bf16"), (32, "bf16")]  # (micro-batch, precision)
+SETTINGS = [(m, p) for p in ("fp32", "bf16") for m in (128, 64, 32, 16)]  # (micro-batch, precision)
 
 
 def main() -> None:

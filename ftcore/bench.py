@@ -5,8 +5,8 @@ fresh process (so peak memory and warm caches are each its own), alternating ref
 `--repeats` rounds, and prints the median of each figure with the ratio ftcore / reference.
 
 `python -m ftcore bench --time-to-accuracy` instead runs the book's recipe through the reference loop and
-each ftcore preset once, and reports the wall seconds from process start until the test accuracy first
-reaches `--target`, plus the best accuracy each reached.
+each ftcore preset once per `--seeds` seed, and reports the wall seconds from process start until the test
+accuracy first reaches `--target`, plus the best accuracy each reached (over several seeds: mean and range).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def run_ftcore(spec: dict, launched: float) -> SideResult:
     from .training import EpochEnded, fit, recipe
 
     overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
-                 "precision": spec.get("precision"), "seed": spec.get("seed", 0)}
+                 "precision": spec.get("precision"), "seed": spec.get("seed", 0),
+                 "micro_batch": spec.get("micro_batch") or None}
     config = recipe(spec["mode"], spec["arch"], spec.get("preset", "book"), data=spec["data"],
                     weights=spec.get("weights"), **overrides)
     result = SideResult(spec.get("label", "ftcore"))
@@ -202,12 +203,12 @@ def test_size(data: str, limit: int | None) -> int:
 
 
 def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int, limit: int | None, repeats: int,
-              device: str, precision: str | None, out=print) -> dict:
+              device: str, precision: str | None, micro_batch: int = 0, out=print) -> dict:
     """The speed comparison: alternate reference / ftcore `repeats` times; print and return the table."""
     base = {"data": data, "arch": arch, "weights": weights, "mode": mode, "epochs": epochs, "limit": limit,
-            "device": device, "precision": precision, "test_size": test_size(data, limit)}
+            "device": device, "precision": precision, "micro_batch": micro_batch, "test_size": test_size(data, limit)}
     out(f"benchmark on {machine_description()}: {arch} {mode}, book recipe, {epochs} epoch(s), "
-        f"limit {limit or 'none'}, {repeats} round(s)")
+        f"limit {limit or 'none'}, {repeats} round(s), ftcore micro-batch {micro_batch or 'auto'}")
     ref, fast = [], []
     for round_ in range(1, repeats + 1):
         ref.append(launch({**base, "side": "reference"}))
@@ -221,22 +222,61 @@ def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int,
 
 
 def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: float, presets: list[str],
-                         reference: bool, limit: int | None, device: str, out=print) -> dict:
-    """Each run in its own process: the book's loop (5 epochs) and each ftcore preset; print and return."""
+                         reference: bool, limit: int | None, device: str, seeds: list[int] | None = None,
+                         micro_batch: int = 0, out=print) -> dict:
+    """Each run in its own process: the book's loop (5 epochs) and each ftcore preset, once per seed (in that
+    order, seed after seed); print the table (and, over several seeds, its summary) and return every run."""
+    seeds = seeds or [0]
     base = {"data": data, "arch": arch, "weights": weights, "mode": "finetune", "limit": limit, "device": device,
-            "test_size": test_size(data, limit)}
-    out(f"time to accuracy on {machine_description()}: {arch} fine-tune, target {target:.2f}")
+            "micro_batch": micro_batch, "test_size": test_size(data, limit)}
+    out(f"time to accuracy on {machine_description()}: {arch} fine-tune, target {target:.2f}, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    micro_name = f", micro-batch {micro_batch}" if micro_batch else ""
     results = []
-    if reference:
-        results.append(launch({**base, "side": "reference", "epochs": 5}))
-        results[-1].side = "book recipe, reference loop"
-        out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
-    for preset in presets:
-        results.append(launch({**base, "side": "ftcore", "preset": preset, "label": f"ftcore preset {preset}"}))
-        out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
+    for seed in seeds:
+        seed_name = f", seed {seed}" if len(seeds) > 1 else ""
+        if reference:
+            results.append(launch({**base, "side": "reference", "epochs": 5, "seed": seed}))
+            results[-1].side = "book recipe, reference loop" + seed_name
+            out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
+        for preset in presets:
+            results.append(launch({**base, "side": "ftcore", "preset": preset, "seed": seed,
+                                   "label": f"ftcore preset {preset}{micro_name if trains_all_layers(preset) else ''}"
+                                            f"{seed_name}"}))
+            out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
     out(format_tta_table(results, target))
-    return {"machine": machine_description(), "target": target, "spec": base,
+    if len(seeds) > 1:
+        out(format_seed_summary(results))
+    return {"machine": machine_description(), "target": target, "seeds": seeds, "spec": base,
             "runs": [asdict(r) for r in results]}
+
+
+def trains_all_layers(preset: str) -> bool:
+    """Whether `preset` has epochs of every layer (where micro-batches matter), not only output-layer epochs."""
+    from .training import PRESETS
+
+    return PRESETS[preset].get("epochs", 1) > 0
+
+
+def final_acc(result: SideResult) -> float:
+    """The last test accuracy of a run (0 when it was never tested)."""
+    return next((e["test_acc"] for e in reversed(result.epochs) if e["test_acc"] is not None), 0.0)
+
+
+def format_seed_summary(results: list[SideResult]) -> str:
+    """Runs of the same kind over several seeds: mean, min and max of the best and the final test accuracy."""
+    kinds: dict[str, list[SideResult]] = {}
+    for r in results:
+        kinds.setdefault(r.side.rsplit(", seed ", 1)[0], []).append(r)
+    lines = [f"{'over seeds':38s} {'runs':>4s} {'best acc: mean (min-max)':>26s} "
+             f"{'final acc: mean (min-max)':>27s} {'mean wall':>10s}"]
+    for kind, runs in kinds.items():
+        best = [r.best_acc() for r in runs]
+        final = [final_acc(r) for r in runs]
+        lines.append(f"{kind:38s} {len(runs):4d} {statistics.mean(best):>12.3f} ({min(best):.3f}-{max(best):.3f}) "
+                     f"{statistics.mean(final):>13.3f} ({min(final):.3f}-{max(final):.3f}) "
+                     f"{statistics.mean(r.wall_seconds for r in runs):8.0f} s")
+    return "\n".join(lines)
 
 
 def sample_photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:

@@ -8,7 +8,7 @@ from ftcore import charts, ui
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
-from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
+from ftcore.training import CPU_MICRO_BATCH, LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -51,7 +51,7 @@ def settings_ui(root: str | None) -> TrainConfig:
     device = columns[3].selectbox("Device", available_devices(), key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
-        columns = st.columns(4)
+        columns = st.columns(5)
         limit = columns[0].number_input("Images per class and split (0 = all)", 0, 100_000, 0, key="limit")
         reduction = columns[1].selectbox("Loss", LOSS_REDUCTIONS, format_func=lambda r: f"{r} over the batch",
                                          key="reduction", help="The book backpropagates the sum; with the mean, "
@@ -61,10 +61,14 @@ def settings_ui(root: str | None) -> TrainConfig:
                                          "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
+        auto = f"auto: {CPU_MICRO_BATCH} on a CPU, all on a GPU"
+        micro_batch = columns[4].selectbox("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
+                                           format_func=lambda m: f"{m}" if m else auto, help=ui.MICRO_BATCH_HELP)
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
                   head_epochs=int(head_epochs) if mode == "finetune" else 0,
                   batch_size=batch_size, image_size=image_size, device=device, seed=int(seed),
-                  limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None)
+                  limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None,
+                  micro_batch=micro_batch)
 
 
 def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:

@@ -255,3 +255,17 @@ def test_predict_with_a_broken_checkpoint_says_so():
     at.file_uploader[0].upload("run.pt", b"not a checkpoint").run()
     no_exception(at)
     assert any("cannot be read" in e.value for e in at.error)
+
+
+def test_photos_per_forward_pass_reaches_the_runs_config(tiny_data):
+    at = no_exception(app(TRAIN, data_root=str(tiny_data)))
+    assert at.selectbox(key="micro").value == 0  # auto: 16 on a CPU, the whole batch on a GPU
+    at.radio(key="mode").set_value("scratch").run()
+    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="size").set_value(64).run()
+    at.number_input(key="epochs").set_value(1).run()
+    at.selectbox(key="micro").set_value(128).run()
+    at.button[0].click().run()
+    job = at.session_state["job"]
+    assert job.join(timeout=120)
+    assert job.config.micro_batch == 128 and job.snapshot().status == "finished"
