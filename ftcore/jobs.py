@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import torch
 
@@ -62,41 +63,54 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(w in str(error).lower() for w in OUT_OF_MEMORY_WORDS)
 
 
-class ModelCache:
-    """The models of at most `capacity` runs, least recently used dropped first; thread-safe."""
+V = TypeVar("V")
 
-    def __init__(self, capacity: int = MODELS_IN_MEMORY):
+
+class LruStore(Generic[V]):
+    """At most `capacity` values by key, the least recently used dropped first; thread-safe (shared by every
+    session of the server: the models of recent runs, the restorable state of recent tabs)."""
+
+    def __init__(self, capacity: int):
         self.capacity = capacity
-        self._results: collections.OrderedDict[str, TrainResult] = collections.OrderedDict()
+        self._values: collections.OrderedDict[str, V] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def put(self, run_id: str, result: TrainResult) -> None:
-        """Keep `result` as the most recently used."""
+    def put(self, key: str, value: V) -> None:
+        """Keep `value` as the most recently used."""
         with self._lock:
-            self._results[run_id] = result
-            self._results.move_to_end(run_id)
-            while len(self._results) > self.capacity:
-                self._results.popitem(last=False)
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.capacity:
+                self._values.popitem(last=False)
 
-    def get(self, run_id: str, load: Callable[[], TrainResult]) -> TrainResult:
-        """The cached result of `run_id`, else `load()` (kept from then on, pushing out the oldest)."""
+    def get(self, key: str, load: Callable[[], V] | None = None) -> V | None:
+        """The value kept for `key`, else `load()` (kept from then on, pushing out the oldest), else None."""
         with self._lock:
-            if run_id in self._results:
-                self._results.move_to_end(run_id)
-                return self._results[run_id]
-        result = load()  # outside the lock: other runs stay usable while a checkpoint loads
-        self.put(run_id, result)
-        return result
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        if load is None:
+            return None
+        value = load()  # outside the lock: other keys stay usable while a checkpoint loads
+        self.put(key, value)
+        return value
 
     def ids(self) -> list[str]:
-        """Ids of the runs whose models are in memory, least recently used first."""
+        """The keys kept, least recently used first."""
         with self._lock:
-            return list(self._results)
+            return list(self._values)
 
     def clear(self) -> None:
-        """Drop every model (a restarted process starts like this)."""
+        """Drop every value (a restarted process starts like this)."""
         with self._lock:
-            self._results.clear()
+            self._values.clear()
+
+
+class ModelCache(LruStore[TrainResult]):
+    """The models of at most `capacity` runs (MODELS_IN_MEMORY by default)."""
+
+    def __init__(self, capacity: int = MODELS_IN_MEMORY):
+        super().__init__(capacity)
 
 
 MODELS = ModelCache()

@@ -11,12 +11,12 @@ job and runs; a new session whose URL names a known id takes them over.
 
 from __future__ import annotations
 
-import collections
 import os
 import re
-import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -29,7 +29,7 @@ from .errors import FtcoreError
 from .evaluation import Evaluation, TrainedModel, evaluate_model
 from .experiments import Experiment
 from .images import jpeg_thumbnail, open_image
-from .jobs import JobSnapshot, Run, TrainingJob, list_saved_runs
+from .jobs import JobSnapshot, LruStore, Run, TrainingJob, list_saved_runs
 from .models import locate_weights
 from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
@@ -53,33 +53,11 @@ def restored_keys() -> tuple[str, ...]:
     return (DATA_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY)
 
 
-class TabRegistry:
-    """Tab id -> that tab's restorable session state, for the whole process; the most recently used
-    MAX_TABS tabs are kept (their runs are on disk anyway); thread-safe."""
-
-    def __init__(self, capacity: int = MAX_TABS):
-        self.capacity = capacity
-        self._tabs: collections.OrderedDict[str, dict] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, tab: str) -> dict | None:
-        """The state remembered for `tab`, if any."""
-        with self._lock:
-            return self._tabs.get(tab)
-
-    def put(self, tab: str, state: dict) -> None:
-        """Remember `state` for `tab`, forgetting the least recently used tab past capacity."""
-        with self._lock:
-            self._tabs[tab] = state
-            self._tabs.move_to_end(tab)
-            while len(self._tabs) > self.capacity:
-                self._tabs.popitem(last=False)
-
-
 @st.cache_resource
-def tab_registry() -> TabRegistry:
-    """The one registry of this server process (shared by every session)."""
-    return TabRegistry()
+def tab_registry() -> LruStore[dict]:
+    """Tab id -> that tab's restorable session state, for the whole server process (shared by every session);
+    the most recently used MAX_TABS tabs are kept (their runs are on disk anyway)."""
+    return LruStore(MAX_TABS)
 
 
 def attach_tab() -> str:
@@ -312,6 +290,18 @@ def three_decimals(*columns: str) -> dict:
 def show_error(error: Exception) -> None:
     """One readable line for a user-fixable error."""
     st.error(str(error), icon=":material/error:")
+
+
+T = TypeVar("T")
+
+
+def value_or_error(make: Callable[[], T]) -> T | None:
+    """`make()`, or None after showing its user-fixable error (a widget function whose choice cannot be used)."""
+    try:
+        return make()
+    except FtcoreError as e:
+        show_error(e)
+        return None
 
 
 def chosen_data(note: str = "") -> data.DatasetSummary | None:

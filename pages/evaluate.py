@@ -180,11 +180,7 @@ def keep_ui(subject: TrainedModel) -> None:
 
 
 st.title("Evaluate & explain")
-try:
-    subject = model_ui()
-except FtcoreError as e:
-    ui.show_error(e)
-    subject = None
+subject = ui.value_or_error(model_ui)
 if subject is None:
     st.stop()
 last = subject.history.final()

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from ftcore import charts, ui
-from ftcore.errors import FtcoreError
 from ftcore.predict import UPLOAD_TYPES, Predictor
 
 CHECKPOINT = "A checkpoint file (.pt)"
@@ -37,11 +36,7 @@ def model_ui() -> tuple[str, Predictor] | None:
 
 
 st.title("Predict")
-try:
-    chosen = model_ui()
-except FtcoreError as e:
-    ui.show_error(e)
-    chosen = None
+chosen = ui.value_or_error(model_ui)
 photos = st.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True,
                           help="JPEG, PNG or WebP; each is resized to 256 x 256 and centre-cropped, as in testing.")
 gradcam = st.toggle("Grad-CAM heatmaps", key="gradcam", help="Colour each photo by how much each region raised the "
