@@ -1,6 +1,7 @@
 """Training throughput of the book's step (batch 128, summed loss) by micro-batch and precision.
 
     python -m benchmarks.speed [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
+                               [--precision fp32 bf16] [--micro-batch 128 64 32 16]
 
 Trains one epoch from scratch (throughput does not depend on the starting weights) on the first
 `--per-class` photos of each class and prints examples/sec as the book measures it: training compute only.
@@ -16,7 +17,8 @@ from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.training import fit, recipe
 
-SETTINGS = [(m, p) for p in ("fp32", "bf16") for m in (128, 64, 32, 16)]  # (micro-batch, precision)
+PRECISIONS = ["fp32", "bf16"]
+MICRO_BATCHES = [128, 64, 32, 16]
 
 
 def main() -> None:
@@ -26,12 +28,14 @@ def main() -> None:
     parser.add_argument("--arch", nargs="+", default=["resnet18", "mobilenet_v2"])
     parser.add_argument("--per-class", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", nargs="+", default=PRECISIONS, choices=PRECISIONS)
+    parser.add_argument("--micro-batch", nargs="+", type=int, default=MICRO_BATCHES)
     args = parser.parse_args()
     data = args.data or str(find_data())
     print(f"# {machine_description()}, {torch.get_num_threads()} threads")
     print(f"{'arch':13s} {'micro-batch':>11s} {'precision':>9s} {'examples/sec':>12s}")
     for arch in args.arch:
-        for micro, precision in SETTINGS:
+        for micro, precision in [(m, p) for p in args.precision for m in args.micro_batch]:
             config = recipe("scratch", arch, data=data, epochs=1, limit=args.per_class, micro_batch=micro,
                             precision=precision, device=args.device)
             speed = fit(config).history.examples_per_sec

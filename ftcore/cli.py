@@ -72,6 +72,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs of every layer (book: 5; the preset's when not given)")
     p.add_argument("--head-epochs", type=int, help="epochs of the output layer alone on features of the frozen "
                    "copied layers, computed once per photo, before --epochs (book: 0; fine-tune only)")
+    p.add_argument("--head-views", type=int, help="for those epochs, also this many augmented views of each "
+                   "training photo through the frozen layers (best preset: 2; fine-tune only)")
     p.add_argument("--decode-once", action=argparse.BooleanOptionalAction, default=True,
                    help="decode each photo once per run and augment in memory (default: on; --no-decode-once "
                    "streams from disk every epoch, as the book)")
@@ -221,15 +223,19 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
     if data is None:
         raise FtcoreError("no data given and no hot-dog set found; pass --data DIR or run "
                           "`python -m ftcore data --download`")
-    preset, head_epochs = (args.preset, args.head_epochs) if mode == "finetune" or args.command == "train" \
-        else ("book", None)
-    return recipe(mode, args.arch, preset, data=str(data), lr=lr, param_groups=param_groups,
-                  epochs=args.epochs, head_epochs=head_epochs,
-                  decode_once=args.decode_once,
-                  batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
-                  image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
-                  micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
-                  **exercise_overrides(args, mode))
+    preset, head_epochs, head_views = ((args.preset, args.head_epochs, args.head_views)
+                                       if mode == "finetune" or args.command == "train" else ("book", None, None))
+    config = recipe(mode, args.arch, preset, data=str(data), lr=lr, param_groups=param_groups,
+                    epochs=args.epochs, head_epochs=head_epochs, head_views=head_views,
+                    decode_once=args.decode_once,
+                    batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
+                    image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
+                    micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
+                    **exercise_overrides(args, mode))
+    if head_views and not config.head_epochs:
+        raise FtcoreError("--head-views adds photos to the output-layer epochs, and this run has none; give "
+                          "--head-epochs N too, or pick --preset quick or best")
+    return config
 
 
 def refuse_under_torchrun(command: str) -> None:

@@ -120,6 +120,10 @@ def bad_inputs(tiny_data, tmp_path):
         "bad number": (["train", "--lr", "fast"], "invalid float value"),
         "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must add up to at least 1"),
         "bad device": (["train", "--data", str(tiny_data), "--device", "tpu"], "unknown device"),
+        "views without output-layer epochs": (["train", "--data", str(tiny_data), "--head-views", "2"],
+                                              "give --head-epochs N too"),
+        "negative views": (["train", "--data", str(tiny_data), "--preset", "best", "--head-views", "-1"],
+                           "augmented views must be 0 or more"),
         "no command": ([], "required"),
     }
 
@@ -127,7 +131,8 @@ def bad_inputs(tiny_data, tmp_path):
 @pytest.mark.parametrize("case", ["missing folder", "not an ImageFolder tree", "unreadable checkpoint",
                                   "not an image", "offline download", "offline weights", "missing weights file",
                                   "unwritable out", "broken photo from a worker",
-                                  "unknown arch", "bad number", "bad epochs", "bad device", "no command"])
+                                  "unknown arch", "bad number", "bad epochs", "bad device",
+                                  "views without output-layer epochs", "negative views", "no command"])
 def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):
     offline(monkeypatch)
     monkeypatch.chdir(tmp_path)  # the default runs/ folder goes here, not into the checkout
@@ -155,3 +160,15 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: data folder") and len(proc.stderr.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # nothing written for a run that could not start
+
+
+def test_head_views_reach_the_config_and_override_the_preset(tiny_data):
+    from ftcore.cli import build_parser, config_from_args
+
+    def config(*flags: str):
+        args = build_parser().parse_args(["train", "--data", str(tiny_data), *flags])
+        return config_from_args(args, args.mode)
+
+    assert (config("--preset", "best").head_views, config("--preset", "quick").head_views) == (2, 0)
+    assert config("--preset", "quick", "--head-views", "5").head_views == 5
+    assert config("--head-epochs", "3", "--head-views", "1").head_views == 1  # the book recipe plus both

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy
 import pytest
 import torch
 
@@ -73,6 +74,31 @@ def test_random_resized_crops_of_a_uniform_photo_are_that_colour_and_flip_half_t
     crops = random_resized_crops([ramp] * 400, 16, torch.Generator().manual_seed(2), torch.device("cpu")).float()
     flipped = (crops[:, 0, 0, 0] > crops[:, 0, 0, -1]).float().mean().item()  # a flipped ramp runs downhill
     assert 0.4 < flipped < 0.6
+
+
+@pytest.mark.parametrize("height,width,period", [(90, 120, 9.0), (420, 600, 3.0)])
+def test_random_resized_crops_match_torchvision_on_pil_for_the_same_boxes(height, width, period):
+    """The in-memory crops are the book's train_augs in all but the random draws: for the boxes and flips they
+    drew, torchvision's resized_crop + hflip on the PIL photo give the same pixels to within rounding, both
+    when a crop is enlarged (small photo) and when it is shrunk with antialiasing (large, detailed photo)."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    yy, xx = torch.meshgrid(torch.arange(float(height)), torch.arange(float(width)), indexing="ij")
+    photo = torch.stack([127 + 120 * torch.sin(xx / period), 127 + 120 * torch.cos(yy / (1.5 * period)),
+                         127 + 120 * torch.sin((xx + yy) / (2 * period))]).round().to(torch.uint8)
+    crops = random_resized_crops([photo] * 12, 128, torch.Generator().manual_seed(3), torch.device("cpu"))
+    generator = torch.Generator().manual_seed(3)  # replay the draws: the flips first, then one box per photo
+    flips = torch.rand(12, generator=generator) < 0.5
+    image = Image.fromarray(photo.permute(1, 2, 0).numpy())
+    for i in range(12):
+        top, left, h, w = crop_box(height, width, generator)
+        reference = TF.resized_crop(image, top, left, h, w, [128, 128])  # PIL bilinear, as RandomResizedCrop
+        if flips[i]:
+            reference = TF.hflip(reference)
+        expected = torch.from_numpy(numpy.asarray(reference).copy()).permute(2, 0, 1).float()
+        difference = (crops[i].float() - expected).abs()
+        assert difference.mean() < 0.5 and difference.max() <= 3, (i, h, w, difference.mean(), difference.max())
 
 
 def test_train_batches_cover_every_photo_once_per_epoch(tiny_data):
