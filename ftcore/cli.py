@@ -72,8 +72,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs of every layer (book: 5; the preset's when not given)")
     p.add_argument("--head-epochs", type=int, help="epochs of the output layer alone on features of the frozen "
                    "copied layers, computed once per photo, before --epochs (book: 0; fine-tune only)")
-    p.add_argument("--head-views", type=int, help="for those epochs, also this many augmented views of each "
-                   "training photo through the frozen layers (best preset: 2; fine-tune only)")
+    p.add_argument("--head-views", type=int, help="for the output-layer epochs, also this many augmented views "
+                   "of each training photo through the frozen layers (best preset: 2; fine-tune only)")
     p.add_argument("--decode-once", action=argparse.BooleanOptionalAction, default=True,
                    help="decode each photo once per run and augment in memory (default: on; --no-decode-once "
                    "streams from disk every epoch, as the book)")
@@ -89,7 +89,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast where the device "
                    "has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), else fp32 (book: fp32)")
     p.add_argument("--micro-batch", type=int, default=0, metavar="N", help="images per forward/backward within a "
-                   "step, same summed gradient (default 0: 16 on CPU, whole batch on GPU)")
+                   "step, same summed gradient (default 0: 16 on a CPU training in fp32, else the whole batch)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
@@ -136,7 +136,8 @@ def build_parser() -> Parser:
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (both sides use it)")
     bench.add_argument("--precision", choices=PRECISIONS, default=None, help="ftcore's precision (default: auto)")
     bench.add_argument("--micro-batch", type=int, default=0, metavar="N", help="ftcore's images per "
-                       "forward/backward (default 0: auto, 16 on CPU); 128 gives BatchNorm the book's whole batch")
+                       "forward/backward (default 0: auto, 16 on a CPU in fp32); 128 gives BatchNorm the book's whole "
+                       "batch")
     bench.add_argument("--time-to-accuracy", action="store_true", help="instead: seconds from process start to "
                        "--target test accuracy for the book's loop (5 epochs) and each --presets (all photos)")
     bench.add_argument("--target", type=float, default=0.90, help="test accuracy to reach (default 0.90)")
@@ -232,7 +233,9 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
                     **exercise_overrides(args, mode))
-    if head_views and not config.head_epochs:
+    if head_views is not None and head_views > 0 and mode != "finetune":
+        raise FtcoreError("--head-views applies to fine-tuning only; drop it or use --mode finetune")
+    if head_views is not None and head_views > 0 and not config.head_epochs:
         raise FtcoreError("--head-views adds photos to the output-layer epochs, and this run has none; give "
                           "--head-epochs N too, or pick --preset quick or best")
     return config

@@ -42,8 +42,10 @@ BOOK_RESULTS = {
 }
 BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
 
-# On CPUs, forward/backward on 16 images at a time was fastest here (2-core EPYC: MobileNetV2 ~2x faster
-# than whole batches of 128, ResNet-18 ~1.3x); GPUs take the whole batch at once.
+# On CPUs training in fp32, forward/backward on 16 images at a time was fastest here (2-core Xeon, 8 steps of
+# 128: MobileNetV2 25.1 img/s against 11.1 for whole batches; ResNet-18 1.5x in a shorter run). In bf16
+# (AVX512-BF16/AMX) ResNet-18 ran 46-50 img/s for every chunk from 16 to 128, so bf16 runs and GPUs take the
+# whole batch at once and keep the book's BatchNorm, which chunks cost (1.2 points, MobileNetV2, 3 seeds).
 CPU_MICRO_BATCH = 16
 # Folding BatchNorm into the convolutions for evaluation takes 0.4 s (MobileNetV2) to 1 s (ResNet-50) and
 # halves CPU inference time; below this many images it costs more than it saves.
@@ -76,7 +78,8 @@ class TrainConfig:
     #                          fp32; "fp32" is the book's arithmetic exactly
     decode_once: bool = True  # decode each photo once per run and augment in memory (the book decodes every
     #                           epoch); falls back to streaming from disk when the photos would not fit
-    micro_batch: int = 0  # images per forward/backward inside a step; 0 = auto (16 on CPU, whole batch on GPU)
+    micro_batch: int = 0  # images per forward/backward inside a step; 0 = auto (16 on a CPU training in fp32,
+    #                       else the whole batch)
     num_workers: int = 0  # DataLoader worker processes (0 = load in the training thread)
     seed: int = 0  # seeds model init, shuffling and augmentation: same seed, same run on CPU
     weights: str | None = None  # ImageNet weights file; None = $FTCORE_WEIGHTS, torch cache, shared, download
@@ -390,11 +393,14 @@ class TrainResult:
 # The loop.
 
 
-def micro_batch_size(config: TrainConfig, device: torch.device) -> int:
-    """Images per forward/backward: the config's, else 16 on CPU and the whole batch elsewhere."""
+def micro_batch_size(config: TrainConfig, device: torch.device, precision: str = "fp32") -> int:
+    """Images per forward/backward: the config's, else 16 on a CPU training in fp32 and the whole batch
+    otherwise (GPUs, and CPUs training in bf16, where chunks were no faster)."""
     if config.micro_batch:
         return min(config.micro_batch, config.batch_size)
-    return min(CPU_MICRO_BATCH, config.batch_size) if device.type == "cpu" else config.batch_size
+    if device.type == "cpu" and precision == "fp32":
+        return min(CPU_MICRO_BATCH, config.batch_size)
+    return config.batch_size
 
 
 def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, config: TrainConfig,
@@ -506,7 +512,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         device = devices[0]
     precision = resolve_precision(config.precision, device)  # the frozen layers' cached features
     train_precision = precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
-    micro = micro_batch_size(config, device)
+    micro = micro_batch_size(config, device, train_precision)
 
     # Data: the book's two ImageFolders, shuffled train batches, in-order test batches.
     classes = check_image_folder(config.data)

@@ -61,7 +61,7 @@ def settings_ui(root: str | None) -> TrainConfig:
                                          "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
-        auto = f"auto: {CPU_MICRO_BATCH} on a CPU, all on a GPU"
+        auto = f"auto: {CPU_MICRO_BATCH} on a CPU in fp32, else all"
         micro_batch = columns[4].selectbox("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
                                            format_func=lambda m: f"{m}" if m else auto, help=ui.MICRO_BATCH_HELP)
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),

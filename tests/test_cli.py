@@ -122,8 +122,10 @@ def bad_inputs(tiny_data, tmp_path):
         "bad device": (["train", "--data", str(tiny_data), "--device", "tpu"], "unknown device"),
         "views without output-layer epochs": (["train", "--data", str(tiny_data), "--head-views", "2"],
                                               "give --head-epochs N too"),
-        "negative views": (["train", "--data", str(tiny_data), "--preset", "best", "--head-views", "-1"],
+        "negative views": (["train", "--data", str(tiny_data), "--head-views", "-1"],
                            "augmented views must be 0 or more"),
+        "views from scratch": (["train", "--data", str(tiny_data), "--mode", "scratch", "--head-views", "2"],
+                               "fine-tuning only"),
         "no command": ([], "required"),
     }
 
@@ -132,7 +134,8 @@ def bad_inputs(tiny_data, tmp_path):
                                   "not an image", "offline download", "offline weights", "missing weights file",
                                   "unwritable out", "broken photo from a worker",
                                   "unknown arch", "bad number", "bad epochs", "bad device",
-                                  "views without output-layer epochs", "negative views", "no command"])
+                                  "views without output-layer epochs", "negative views", "views from scratch",
+                                  "no command"])
 def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):
     offline(monkeypatch)
     monkeypatch.chdir(tmp_path)  # the default runs/ folder goes here, not into the checkout
@@ -171,4 +174,8 @@ def test_head_views_reach_the_config_and_override_the_preset(tiny_data):
 
     assert (config("--preset", "best").head_views, config("--preset", "quick").head_views) == (2, 0)
     assert config("--preset", "quick", "--head-views", "5").head_views == 5
-    assert config("--head-epochs", "3", "--head-views", "1").head_views == 1  # the book recipe plus both
+    assert config("--preset", "best", "--head-views", "0").head_views == 0  # 0 overrides the preset's 2
+    book_plus = config("--head-epochs", "3", "--head-views", "1")  # the book recipe plus both
+    assert (book_plus.head_epochs, book_plus.head_views, book_plus.epochs) == (3, 1, 5)
+    args = build_parser().parse_args(["compare", "--data", str(tiny_data), "--preset", "best", "--head-views", "3"])
+    assert (config_from_args(args, "finetune").head_views, config_from_args(args, "scratch").head_views) == (3, 0)

@@ -125,6 +125,16 @@ def test_batchnorm_momentum_keeps_the_books_memory_with_micro_batches(tiny_data)
     assert {m.momentum for m in whole.model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
 
 
+def test_auto_micro_batch_follows_the_training_precision(tiny_data):
+    def momenta(precision: str) -> set[float]:
+        result = fit(tiny_config(tiny_data, batch_size=32, precision=precision))  # micro_batch 0: auto
+        return {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}
+
+    (fp32,) = momenta("fp32")
+    assert fp32 == pytest.approx(1 - 0.9 ** (1 / 2))  # two chunks of 16 per step of 32
+    assert momenta("bf16") == {0.1}  # the whole batch at once: the book's BatchNorm
+
+
 def test_a_last_batch_of_one_image_is_dropped(tmp_path):
     from conftest import write_tiny_imagefolder
 
@@ -133,12 +143,13 @@ def test_a_last_batch_of_one_image_is_dropped(tmp_path):
     assert len(history.batches) == 3 and history.final().examples == 9
 
 
-def test_micro_batch_is_16_on_cpu_unless_set():
+def test_micro_batch_is_16_on_a_cpu_in_fp32_else_the_whole_batch_unless_set():
     config = TrainConfig(data="d")
-    assert micro_batch_size(config, torch.device("cpu")) == 16
-    assert micro_batch_size(TrainConfig(data="d", micro_batch=40), torch.device("cpu")) == 40
+    assert micro_batch_size(config, torch.device("cpu"), "fp32") == 16
+    assert micro_batch_size(config, torch.device("cpu"), "bf16") == 128  # chunks were no faster in bf16
+    assert micro_batch_size(TrainConfig(data="d", micro_batch=40), torch.device("cpu"), "bf16") == 40
     assert micro_batch_size(TrainConfig(data="d", batch_size=8), torch.device("cpu")) == 8
-    assert micro_batch_size(config, torch.device("cuda", 0)) == 128
+    assert micro_batch_size(config, torch.device("cuda", 0), "fp32") == 128
 
 
 @pytest.mark.parametrize("field, value, words", [
