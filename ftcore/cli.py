@@ -136,8 +136,8 @@ def build_parser() -> Parser:
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (both sides use it)")
     bench.add_argument("--precision", choices=PRECISIONS, default=None, help="ftcore's precision (default: auto)")
     bench.add_argument("--micro-batch", type=int, default=0, metavar="N", help="ftcore's images per "
-                       "forward/backward (default 0: auto, 16 on a CPU in fp32); 128 gives BatchNorm the book's whole "
-                       "batch")
+                       "forward/backward (default 0: auto, 16 on a CPU training in fp32, else the whole batch); 128 "
+                       "gives BatchNorm the book's whole batch")
     bench.add_argument("--time-to-accuracy", action="store_true", help="instead: seconds from process start to "
                        "--target test accuracy for the book's loop (5 epochs) and each --presets (all photos)")
     bench.add_argument("--target", type=float, default=0.90, help="test accuracy to reach (default 0.90)")

@@ -43,7 +43,7 @@ BOOK_RESULTS = {
 BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
 
 # On CPUs training in fp32, forward/backward on 16 images at a time was fastest here (2-core Xeon, 8 steps of
-# 128: MobileNetV2 25.1 img/s against 11.1 for whole batches; ResNet-18 1.5x in a shorter run). In bf16
+# 128: MobileNetV2 25.1 img/s against 11.1 for whole batches; ResNet-18 1.5-2.0x in shorter runs). In bf16
 # (AVX512-BF16/AMX) ResNet-18 ran 46-50 img/s for every chunk from 16 to 128, so bf16 runs and GPUs take the
 # whole batch at once and keep the book's BatchNorm, which chunks cost (1.2 points, MobileNetV2, 3 seeds).
 CPU_MICRO_BATCH = 16

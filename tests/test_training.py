@@ -135,6 +135,17 @@ def test_auto_micro_batch_follows_the_training_precision(tiny_data):
     assert momenta("bf16") == {0.1}  # the whole batch at once: the book's BatchNorm
 
 
+def test_auto_micro_batch_follows_the_precision_training_runs_in_not_the_devices(tiny_data, monkeypatch):
+    import ftcore.training as training
+
+    monkeypatch.setattr(training, "resolve_precision", lambda precision, device: "bf16")  # a native-bf16 CPU
+    config = recipe("scratch", "mobilenet_v2", data=str(tiny_data), epochs=1, batch_size=32, image_size=32)
+    result = fit(config)  # precision auto: MobileNetV2 trains in fp32 even where bf16 is native
+    assert result.history.precision == "fp32"
+    (momentum,) = {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momentum == pytest.approx(1 - 0.9 ** (1 / 2))  # so it still trains in chunks of 16
+
+
 def test_a_last_batch_of_one_image_is_dropped(tmp_path):
     from conftest import write_tiny_imagefolder
 
