@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ftcore.bench import SideResult, final_acc, format_seed_summary
+from ftcore.bench import SideResult, final_acc, format_seed_summary, reached_text
 
 
 def load_runs(paths: list[str]) -> list[SideResult]:
@@ -28,6 +28,7 @@ def load_runs(paths: list[str]) -> list[SideResult]:
             if len(seeds) == 1:
                 run.side += f", seed {seeds[0]}"
             runs[run.side] = run
+
     def order(run: SideResult) -> tuple[str, int]:
         kind, _, seed = run.side.rpartition(", seed ")
         return kind, int(seed)
@@ -43,9 +44,7 @@ def main() -> None:
     print(f"{'run':48s} {'test acc per full epoch':40s} {'reaches 0.90 at':>15s} {'final':>6s} {'wall':>8s}")
     for r in runs:
         accs = " ".join(f"{e['test_acc']:.3f}" for e in r.epochs if e.get("stage", "full") == "full")
-        reached = r.first_reaching(0.90)
-        at = f"{reached:.0f} s" if reached is not None else "never"
-        print(f"{r.side:48s} {accs or f'({len(r.epochs)} output-layer epochs)':40s} {at:>15s} "
+        print(f"{r.side:48s} {accs or f'({len(r.epochs)} output-layer epochs)':40s} {reached_text(r, 0.90):>15s} "
               f"{final_acc(r):6.3f} {r.wall_seconds:6.0f} s")
     print()
     print(format_seed_summary(runs))

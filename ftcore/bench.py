@@ -189,10 +189,14 @@ def format_tta_table(results: list[SideResult], target: float) -> str:
     """Time-to-accuracy: seconds from process start to `target`, best accuracy, total wall."""
     lines = [f"{'run':34s} {'reaches ' + format(target, '.2f') + ' at':>16s} {'best acc':>9s} {'total wall':>11s}"]
     for r in results:
-        reached = r.first_reaching(target)
-        at = f"{reached:.0f} s" if reached is not None else "never"
-        lines.append(f"{r.side:34s} {at:>16s} {r.best_acc():9.3f} {r.wall_seconds:9.0f} s")
+        lines.append(f"{r.side:34s} {reached_text(r, target):>16s} {r.best_acc():9.3f} {r.wall_seconds:9.0f} s")
     return "\n".join(lines)
+
+
+def reached_text(result: SideResult, target: float) -> str:
+    """When `result` first reached `target` test accuracy, as "N s" from its process start, or "never"."""
+    reached = result.first_reaching(target)
+    return f"{reached:.0f} s" if reached is not None else "never"
 
 
 def test_size(data: str, limit: int | None) -> int:

@@ -233,9 +233,9 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
                     **exercise_overrides(args, mode))
-    if head_views is not None and head_views > 0 and mode != "finetune":
+    if (head_views or 0) > 0 and mode != "finetune":  # a negative count is the config's own error
         raise FtcoreError("--head-views applies to fine-tuning only; drop it or use --mode finetune")
-    if head_views is not None and head_views > 0 and not config.head_epochs:
+    if (head_views or 0) > 0 and not config.head_epochs:
         raise FtcoreError("--head-views adds photos to the output-layer epochs, and this run has none; give "
                           "--head-epochs N too, or pick --preset quick or best")
     return config

@@ -393,7 +393,7 @@ class TrainResult:
 # The loop.
 
 
-def micro_batch_size(config: TrainConfig, device: torch.device, precision: str = "fp32") -> int:
+def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:
     """Images per forward/backward: the config's, else 16 on a CPU training in fp32 and the whole batch
     otherwise (GPUs, and CPUs training in bf16, where chunks were no faster)."""
     if config.micro_batch:

@@ -159,7 +159,7 @@ def test_micro_batch_is_16_on_a_cpu_in_fp32_else_the_whole_batch_unless_set():
     assert micro_batch_size(config, torch.device("cpu"), "fp32") == 16
     assert micro_batch_size(config, torch.device("cpu"), "bf16") == 128  # chunks were no faster in bf16
     assert micro_batch_size(TrainConfig(data="d", micro_batch=40), torch.device("cpu"), "bf16") == 40
-    assert micro_batch_size(TrainConfig(data="d", batch_size=8), torch.device("cpu")) == 8
+    assert micro_batch_size(TrainConfig(data="d", batch_size=8), torch.device("cpu"), "fp32") == 8
     assert micro_batch_size(config, torch.device("cuda", 0), "fp32") == 128
 
 
