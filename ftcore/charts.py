@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .data import SPLITS, DatasetSummary
+from .data import DatasetSummary
 from .training import BOOK_RESULTS, BatchRecord, EpochRecord, History
 
 # One colour per metric, the same in every chart.
@@ -19,7 +19,7 @@ def class_counts_figure(summary: DatasetSummary) -> go.Figure:
     """Grouped bars: images per class, one bar group per split."""
     fig = go.Figure([go.Bar(name=split, x=summary.classes, y=[summary.counts[split][c] for c in summary.classes],
                             text=[summary.counts[split][c] for c in summary.classes], textposition="auto")
-                     for split in SPLITS])
+                     for split in summary.splits])
     fig.update_layout(title="Images per class", barmode="group", yaxis_title="images", **LAYOUT)
     return fig
 
@@ -37,14 +37,16 @@ def image_sizes_figure(summary: DatasetSummary) -> go.Figure:
     return fig
 
 
-def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: str | None = None) -> go.Figure:
-    """Train loss, train acc and test acc per epoch (the book's plot), with the book's final values if `mode`."""
+def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: str | None = None,
+                        heldout: str = "test") -> go.Figure:
+    """Train loss, train acc and held-out acc (test, the book's plot, or val) per epoch, with the book's final
+    values if `mode`."""
     x = [e.epoch for e in epochs]
     fig = go.Figure()
-    for key, name in (("train_loss", "train loss"), ("train_acc", "train acc"), ("test_acc", "test acc")):
+    for key, name in (("train_loss", "train loss"), ("train_acc", "train acc"), ("heldout_acc", f"{heldout} acc")):
         points = [(xi, getattr(e, key)) for xi, e in zip(x, epochs, strict=True) if getattr(e, key) is not None]
         fig.add_trace(go.Scatter(name=name, x=[p[0] for p in points], y=[p[1] for p in points],
-                                 mode="lines+markers", line={"color": COLORS[key]}))
+                                 mode="lines+markers", line={"color": COLORS.get(key, COLORS["test_acc"])}))
     if mode in BOOK_RESULTS:
         book = BOOK_RESULTS[mode]
         fig.add_trace(go.Scatter(name="book (epoch 5)", x=[5, 5, 5], mode="markers",
@@ -70,13 +72,15 @@ def batch_loss_figure(batches: Sequence[BatchRecord]) -> go.Figure:
 
 
 def compare_runs_figure(runs: Sequence[tuple[str, History]]) -> go.Figure:
-    """Test accuracy and train loss per epoch of several runs, against the book's final numbers."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "train loss"))
+    """Held-out accuracy (val where the data has it, else test) and train loss per epoch of several runs,
+    against the book's final numbers."""
+    splits = sorted({history.heldout for _, history in runs}, reverse=True) or ["test"]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{' or '.join(splits)} accuracy", "train loss"))
     for i, (label, history) in enumerate(runs):
         color = f"hsl({(i * 137) % 360}, 65%, 45%)"
-        tested = [e for e in history.epochs if e.test_acc is not None]
+        tested = [e for e in history.epochs if e.heldout_acc is not None]
         fig.add_trace(go.Scatter(name=label, legendgroup=label, x=[e.epoch for e in tested],
-                                 y=[e.test_acc for e in tested], mode="lines+markers", line={"color": color}),
+                                 y=[e.heldout_acc for e in tested], mode="lines+markers", line={"color": color}),
                       row=1, col=1)
         fig.add_trace(go.Scatter(name=label, legendgroup=label, showlegend=False, x=[e.epoch for e in history.epochs],
                                  y=[e.train_loss for e in history.epochs], mode="lines+markers",
@@ -173,14 +177,15 @@ def weight_change_figure(series: Sequence[tuple[str, Sequence]]) -> go.Figure:
     return fig
 
 
-def lr_sweep_figure(points: Sequence, mode: str = "finetune") -> go.Figure:
-    """Final test accuracy against learning rate (log axis); runs that diverged or failed are marked at 0.
+def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "test") -> go.Figure:
+    """Final held-out accuracy (`heldout`: test or val) against learning rate (log axis); runs that diverged or
+    failed are marked at 0.
 
-    `points` are experiments.SweepPoint (lr, test_acc, status, error)."""
-    done = sorted((p for p in points if p.test_acc is not None), key=lambda p: p.lr)
-    failed = [p for p in points if p.test_acc is None and p.status == "failed"]
-    fig = go.Figure([go.Scatter(name="final test acc", x=[p.lr for p in done], y=[p.test_acc for p in done],
-                                mode="lines+markers+text", text=[f"{p.test_acc:.3f}" for p in done],
+    `points` are experiments.SweepPoint (lr, heldout_acc, status, error)."""
+    done = sorted((p for p in points if p.heldout_acc is not None), key=lambda p: p.lr)
+    failed = [p for p in points if p.heldout_acc is None and p.status == "failed"]
+    fig = go.Figure([go.Scatter(name=f"final {heldout} acc", x=[p.lr for p in done], y=[p.heldout_acc for p in done],
+                                mode="lines+markers+text", text=[f"{p.heldout_acc:.3f}" for p in done],
                                 textposition="top center", line={"color": COLORS["test_acc"]})])
     if failed:
         fig.add_trace(go.Scatter(name="diverged / failed", x=[p.lr for p in failed], y=[0] * len(failed),
@@ -192,20 +197,23 @@ def lr_sweep_figure(points: Sequence, mode: str = "finetune") -> go.Figure:
         fig.add_trace(go.Scatter(name=f"book ({'fine-tune' if mode == 'finetune' else 'scratch'}, ResNet-18)",
                                  x=[book_lr], y=[BOOK_RESULTS[mode]["test_acc"]], mode="markers",
                                  marker={"symbol": "x", "size": 10, "color": COLORS["book"]}))
-    fig.update_layout(title="Learning-rate sweep: final test accuracy", xaxis={"title": "learning rate (log)",
-                      "type": "log", "exponentformat": "power"}, yaxis={"title": "test accuracy", "range": [0, 1.05]},
+    fig.update_layout(title=f"Learning-rate sweep: final {heldout} accuracy", xaxis={"title": "learning rate (log)",
+                      "type": "log", "exponentformat": "power"}, yaxis={"title": f"{heldout} accuracy",
+                                                                        "range": [0, 1.05]},
                       **LAYOUT)
     return fig
 
 
 def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequence[BatchRecord]]]) -> go.Figure:
-    """Several runs as they progress: test accuracy per epoch and loss per batch, with the book's final values."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy per epoch", "train loss per batch"))
+    """Several runs as they progress: held-out accuracy per epoch and loss per batch, with the book's final values."""
+    validated = any(e.val_acc is not None for _, epochs, _ in series for e in epochs)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{'val' if validated else 'test'} accuracy per epoch",
+                                                        "train loss per batch"))
     for i, (label, epochs, batches) in enumerate(series):
         color = f"hsl({(i * 137) % 360}, 65%, 45%)"
-        tested = [e for e in epochs if e.test_acc is not None]
+        tested = [e for e in epochs if e.heldout_acc is not None]
         fig.add_trace(go.Scatter(name=label, legendgroup=label, x=[e.epoch for e in tested],
-                                 y=[e.test_acc for e in tested], mode="lines+markers", line={"color": color}),
+                                 y=[e.heldout_acc for e in tested], mode="lines+markers", line={"color": color}),
                       row=1, col=1)
         fig.add_trace(go.Scatter(name=label, legendgroup=label, showlegend=False, x=[b.epoch for b in batches],
                                  y=[b.loss for b in batches], mode="lines", line={"color": color, "width": 1}),

@@ -24,6 +24,7 @@ from .jobs import is_out_of_memory
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
+from .splits import DEFAULT_VAL_FRACTION
 from .training import (
     BOOK_RESULTS,
     BOOK_SETUP,
@@ -33,6 +34,7 @@ from .training import (
     PRESETS,
     BatchEnded,
     EpochEnded,
+    History,
     RunStarted,
     TrainConfig,
     TrainingDiverged,
@@ -64,8 +66,9 @@ def lr_epilog() -> str:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Flags shared by `train` and `compare`."""
-    p.add_argument("--data", metavar="DIR", help="ImageFolder root with train/ and test/ (default: the hot-dog "
-                   "set found by `python -m ftcore data`)")
+    p.add_argument("--data", metavar="DIR", help="dataset folder: train/ + test/ (the book's), train/ + val/ "
+                   "[+ test/], or a folder of class folders (default: the hot-dog set `python -m ftcore data` finds)")
+    add_split_arguments(p)
     p.add_argument("--arch", default="resnet18", choices=list(ARCHITECTURES), help="architecture (default: resnet18)")
     p.add_argument("--preset", choices=list(PRESETS), default="book",
                    help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items()) + " (default: book)")
@@ -92,6 +95,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    "step, same summed gradient (default 0: 16 on a CPU training in fp32, else the whole batch)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """--val-fraction and --split-seed: how validation photos are held out where the data has no val/."""
+    p.add_argument("--val-fraction", type=float, metavar="F", help="share of each class held out of train for "
+                   f"validation (default: {DEFAULT_VAL_FRACTION:g} for class folders or train/ alone, none for "
+                   "train/ + test/, where giving one makes every per-epoch figure use val and test count once)")
+    p.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the held-out split (default 0)")
 
 
 def build_parser() -> Parser:
@@ -152,7 +163,9 @@ def build_parser() -> Parser:
 
     data = sub.add_parser("data", help="locate or download the data and print its summary")
     data.add_argument("--download", action="store_true", help="download d2l's hotdog.zip (sha1-checked)")
-    data.add_argument("--root", metavar="DIR", help="the ImageFolder root to summarise (or to download into)")
+    data.add_argument("--root", metavar="DIR", help="the dataset folder to summarise, in any layout (or to download "
+                      "into)")
+    add_split_arguments(data)
     return parser
 
 
@@ -181,7 +194,9 @@ class Reporter:
         if not distributed.context().is_main:  # under torchrun only rank 0 speaks
             return
         if isinstance(event, RunStarted):
-            print(f"{self.prefix}{event.train_size} train / {event.test_size} test images, classes "
+            sizes = " / ".join(f"{n} {split}" for split, n in (event.sizes or {"train": event.train_size,
+                                                                               "test": event.test_size}).items())
+            print(f"{self.prefix}{sizes} images, classes "
                   f"{', '.join(event.classes)}; {event.weights}; devices {', '.join(event.devices)}",
                   file=sys.stderr, flush=True)
         elif isinstance(event, BatchEnded) and self.live:
@@ -193,8 +208,9 @@ class Reporter:
                 print("\r\033[K", end="", file=sys.stderr, flush=True)
             r = event.record
             stage = " (output layer)" if r.stage == "head" else ""
+            heldout = event.history.heldout
             print(f"{self.prefix}epoch {r.epoch:g}/{self.epochs}{stage}: loss {r.train_loss:.3f}, train acc "
-                  f"{r.train_acc:.3f}, test acc {fmt_acc(r.test_acc)}", flush=True)
+                  f"{r.train_acc:.3f}, {heldout} acc {fmt_acc(r.heldout_acc)}", flush=True)
 
 
 def run_with_ctrl_c(config: TrainConfig, prefix: str = "") -> TrainResult:
@@ -232,6 +248,7 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
                     image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
+                    val_fraction=args.val_fraction, split_seed=args.split_seed,
                     **exercise_overrides(args, mode))
     if (head_views or 0) > 0 and mode != "finetune":  # a negative count is the config's own error
         raise FtcoreError("--head-views applies to fine-tuning only; drop it or use --mode finetune")
@@ -251,7 +268,7 @@ def refuse_under_torchrun(command: str) -> None:
 def preflight(config: TrainConfig) -> None:
     """Catch the common mistakes (bad values, data folder, missing weights file) before anything is written."""
     config.validate()
-    classes = check_image_folder(config.data)
+    classes = check_image_folder(config.data, config.val_fraction, config.split_seed)
     if config.mode == "finetune":
         locate_weights(config.arch, config.weights)
     if config.head_init == "imagenet" and locate_weights(config.arch, config.weights) is not None:
@@ -259,6 +276,15 @@ def preflight(config: TrainConfig) -> None:
         if not usable:
             raise FtcoreError(f"the new output layer cannot start from ImageNet rows: {sentence}; "
                               "use --head-init xavier")
+
+
+def closing_line(history: History) -> str:
+    """The book's closing line; with a val split, the val accuracy and then the test split's, measured once."""
+    last = history.final()
+    measured = history.accuracy_text() or f"{history.heldout} acc n/a"
+    if history.heldout == "val" and history.test_acc is None and history.split.get("counts", {}).get("test"):
+        measured += ", test acc n/a"  # stopped before the end: the test photos were never measured
+    return f"loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, {measured}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -271,7 +297,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     last = result.history.final()
     if last is not None:
-        print(f"loss {last.train_loss:.3f}, train acc {last.train_acc:.3f}, test acc {fmt_acc(last.test_acc)}")
+        print(closing_line(result.history))
         what = "" if any(e.stage == "full" for e in result.history.epochs) else \
             " through the frozen copied layers (forward only)"
         print(f"{result.history.examples_per_sec:.1f} examples/sec{what} on {book_devices(result.history.devices)}")
@@ -295,13 +321,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = run_with_ctrl_c(config, prefix=f"[{mode}] ")
         wall = time.perf_counter() - start
         save_run(result, out / mode)
-        rows.append((f"{mode} ({config.arch}, here)", result.history.final(), result.history.examples_per_sec, wall))
+        rows.append((f"{mode} ({config.arch}, here)", result.history, result.history.examples_per_sec, wall))
         if result.history.stopped:
             break
     print(f"\n{'run':32s} {'loss':>6s} {'train acc':>9s} {'test acc':>8s} {'examples/sec':>12s} {'wall':>8s}")
-    for name, last, speed, wall in rows:
-        if last is not None:
-            print(f"{name:32s} {last.train_loss:6.3f} {last.train_acc:9.3f} {fmt_acc(last.test_acc):>8s} "
+    for name, history, speed, wall in rows:
+        last = history.final()
+        if last is not None:  # with a val split, the test split's one measurement, as the book's column
+            tested = history.test_acc if history.heldout == "val" else last.test_acc
+            print(f"{name:32s} {last.train_loss:6.3f} {last.train_acc:9.3f} {fmt_acc(tested):>8s} "
                   f"{speed:12.1f} {wall:7.0f}s")
     for mode, book in BOOK_RESULTS.items():
         print(f"{mode + ' (book)':32s} {book['train_loss']:6.3f} {book['train_acc']:9.3f} "
@@ -340,7 +368,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         if root is None:
             raise FtcoreError("no hot-dog data found on this machine; run `python -m ftcore data --download` "
                               "or pass --root DIR")
-    print(format_summary(summarize(root)))
+    print(format_summary(summarize(root, args.val_fraction, args.split_seed)))
     return 0
 
 
@@ -416,10 +444,12 @@ def add_insight_commands(sub: argparse._SubParsersAction) -> None:
     """`evaluate`, `export` and `sweep`."""
     evaluate = sub.add_parser("evaluate", help="per-class metrics, confusion matrix and worst photos of a checkpoint")
     evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint.pt from a training run")
-    evaluate.add_argument("--data", metavar="DIR", help="ImageFolder root (default: the run's own data, else the "
-                          "hot-dog set)")
-    evaluate.add_argument("--split", choices=SPLITS, default="test", help="which split to evaluate (default: test)")
+    evaluate.add_argument("--data", metavar="DIR", help="dataset folder (default: the run's own data, with the "
+                          "run's held-out split, else the hot-dog set)")
+    evaluate.add_argument("--split", choices=SPLITS, default=None, help="which split to evaluate (default: test, "
+                          "else val)")
     evaluate.add_argument("--limit", type=int, metavar="N", help="at most N photos per class")
+    add_split_arguments(evaluate)
     evaluate.add_argument("--top", type=int, default=8, metavar="K", help="worst photos to list (default 8)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -452,10 +482,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise FtcoreError(f"--top must be 0 or more (got {args.top})")
     model = checkpoint.model.to(resolve_devices(args.device)[0])
+    val_fraction, split_seed = args.val_fraction, args.split_seed
+    if val_fraction is None and Path(data).expanduser().resolve() == Path(checkpoint.config.data).resolve():
+        val_fraction, split_seed = checkpoint.config.val_fraction, checkpoint.config.split_seed  # the run's split
     evaluation = evaluate_model(model, checkpoint.classes, checkpoint.eval_transform, str(data), args.split,
-                                args.limit, checkpoint.arch)
+                                args.limit, checkpoint.arch, val_fraction=val_fraction, split_seed=split_seed)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "data": str(data), "split": args.split,
+        print(json.dumps({"checkpoint": args.checkpoint, "data": str(data),
                           **evaluation.to_dict(args.top)}, indent=2))
     else:
         print(format_evaluation(evaluation, args.top))
@@ -480,7 +513,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     configs = lr_sweep_configs(config_from_args(args, args.mode, lrs[0], args.param_groups), lrs)
     preflight(configs[0])
     out = prepare_out_dir(args.out or f"runs/{args.arch}-sweep")
-    rows = []
+    rows, heldout = [], "test"
     for config in configs:
         print(f"[lr {config.lr:g}] {config.mode}, param groups {'on' if config.param_groups else 'off'}",
               file=sys.stderr)
@@ -490,11 +523,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             rows.append((config.lr, f"diverged (epoch {e.epoch}, batch {e.step})"))
             continue
         save_run(result, out / f"lr-{config.lr:g}")
-        last = result.history.final()
-        rows.append((config.lr, fmt_acc(last.test_acc if last else None)))
+        heldout = result.history.heldout
+        rows.append((config.lr, fmt_acc(result.history.final_heldout())))
         if result.history.stopped:
             break
-    print(f"\n{'lr':>10s}  test acc")
+    print(f"\n{'lr':>10s}  {heldout} acc")
     for lr, outcome in rows:
         print(f"{lr:10.0e}  {outcome}")
     print(f"runs saved in {out}/", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Data: the book's transforms, ImageFolder trees, the hot-dog download, and dataset summaries."""
+"""Data: the book's transforms, one split of a dataset as a torch Dataset, summaries, and the hot-dog download."""
 
 from __future__ import annotations
 
@@ -21,11 +21,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import datasets, transforms
+from torch.utils.data import Dataset
+from torchvision import transforms
 
 from .errors import FtcoreError
+from .folders import class_files
 from .images import image_size, jpeg_thumbnail, open_image
 from .paths import atomic_write, cache_dir, shared_dir
+from .splits import BOOK_LAYOUT, ROLES, DatasetSplits, find_dataset_root, resolve_splits
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -35,14 +38,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HOTDOG_URL = "http://d2l-data.s3-accelerate.amazonaws.com/hotdog.zip"
 HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 
-SPLITS = ("train", "test")
-# torchvision's ImageFolder extensions: what counts as an image in a class folder.
-IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
+SPLITS = ROLES  # train, val, test: every split a dataset folder may have
 # An uploaded or downloaded archive may not unpack to more than this, nor hold more entries (zip bombs).
 MAX_EXTRACTED_BYTES = 4 * 1024**3
 MAX_EXTRACTED_FILES = 100_000
-# Folders that are never classes nor photo folders: hidden ones (.ipynb_checkpoints, .git) and macOS zip debris.
-SKIPPED_FOLDERS = ("__MACOSX",)
 BROKEN_PHOTO_ADVICE = "remove or replace that file"
 
 
@@ -112,7 +111,7 @@ def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) ->
 
 
 # --------------------------------------------------------------------------------------------------
-# ImageFolder trees: ROOT/train/<class>/*, ROOT/test/<class>/*.
+# One split of a dataset folder, served as torchvision's ImageFolder serves it.
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -120,106 +119,36 @@ def load_rgb(path: str) -> Image.Image:
     return open_image(path, advice=BROKEN_PHOTO_ADVICE)
 
 
-def _is_image(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS) and not Path(path).name.startswith(".")
+class PhotoSplit(Dataset):
+    """The photos of one role (train, val or test) as ImageFolder serves them: (transform(photo), class index),
+    with `classes`, `samples` and `targets` as ImageFolder has them, decoded by load_rgb."""
+
+    def __init__(self, splits: DatasetSplits, role: str, transform: Callable | None = None):
+        if role not in splits.samples:
+            raise FtcoreError(f"data folder {splits.root} has no {role} split (layout {splits.layout}); choose "
+                              f"one of {', '.join(splits.roles)}")
+        self.root, self.role, self.transform, self.loader = splits.root, role, transform, load_rgb
+        self.classes = list(splits.classes)
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        self.samples = list(splits.samples[role])
+        self.imgs = self.samples
+        self.targets = [target for _, target in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple:
+        path, target = self.samples[index]
+        image = self.loader(path)
+        return (self.transform(image) if self.transform is not None else image), target
 
 
-def _skipped(name: str) -> bool:
-    return name.startswith(".") or name in SKIPPED_FOLDERS
+def check_image_folder(root: str | Path, val_fraction: float | None = None, split_seed: int = 0) -> list[str]:
+    """Check that `root` is a dataset in one of the layouts (splits.LAYOUTS) with usable splits; return its classes."""
+    return resolve_splits(root, val_fraction, split_seed).classes
 
 
-def _inside(path: str | Path, real_root: Path) -> bool:
-    """True when `path`, with every link resolved, lies within `real_root` (itself resolved)."""
-    return Path(os.path.realpath(path)).is_relative_to(real_root)
-
-
-def real_root_of(root: str | Path) -> Path:
-    """The tree's root with links and `~` resolved: what "inside the tree" is measured against."""
-    return Path(root).expanduser().resolve()
-
-
-def class_folders(root: str | Path, split: str) -> list[str]:
-    """Sorted class folder names of one split: real folders inside the tree, not hidden, no links leading out."""
-    real_root = real_root_of(root)
-    split_dir = real_root / split
-    if not split_dir.is_dir() or not _inside(split_dir, real_root):
-        return []
-    return sorted(d.name for d in split_dir.iterdir()
-                  if not _skipped(d.name) and d.is_dir() and _inside(d, real_root))
-
-
-def class_files(class_dir: str | Path, real_root: Path, ignored: list[str] | None = None) -> list[str]:
-    """Photos of one class folder and its subfolders, in ImageFolder's order (sorted folder, then name).
-
-    Hidden files and folders are skipped; links to folders are not entered; a link to a file counts only
-    when it points inside the tree; FIFOs and devices are never opened. Other files are added to `ignored`."""
-    found = []
-    for folder, dirs, names in os.walk(class_dir):  # top-down; links to folders are listed, not entered
-        dirs[:] = [d for d in dirs if not _skipped(d)]
-        found.append((folder, sorted(n for n in names if not n.startswith("."))))
-    photos = []
-    for folder, names in sorted(found):
-        for name in names:
-            path = os.path.join(folder, name)
-            if _is_image(path) and os.path.isfile(path) and _inside(path, real_root):
-                photos.append(path)
-            elif ignored is not None:
-                ignored.append(path)
-    return photos
-
-
-class TreeSplit(datasets.ImageFolder):
-    """ImageFolder over one split with ftcore's rules: the classes `class_folders` finds and the photos
-    `class_files` lists (so the checks, the explorer's counts and training agree), decoded by load_rgb."""
-
-    def __init__(self, root: str | Path, split: str, transform=None):
-        self.real_root = real_root_of(root)
-        super().__init__(str(self.real_root / split), transform=transform, loader=load_rgb, is_valid_file=_is_image)
-
-    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
-        """The split's class folders (hidden ones and links leading out of the tree skipped)."""
-        names = class_folders(self.real_root, Path(directory).name)
-        if not names:
-            raise FtcoreError(f"{directory} has no class folders; lay it out as <class>/*.jpg")
-        return names, {name: i for i, name in enumerate(names)}
-
-    def make_dataset(self, directory: str, class_to_idx: dict[str, int], extensions=None, is_valid_file=None,
-                     allow_empty: bool = False) -> list[tuple[str, int]]:
-        """(path, class index) for every photo `class_files` lists."""
-        return [(path, index) for name, index in sorted(class_to_idx.items())
-                for path in class_files(Path(directory) / name, self.real_root)]
-
-
-def check_image_folder(root: str | Path) -> list[str]:
-    """Check that `root` is an ImageFolder tree with the same classes in train/ and test/; return them."""
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise FtcoreError(f"data folder {root} does not exist; choose a folder holding train/<class>/ and "
-                          "test/<class>/, or download the hot-dog set")
-    if not root.is_dir():
-        raise FtcoreError(f"data path {root} is a file, not a folder; pass a folder holding train/ and test/")
-    real_root = real_root_of(root)
-    missing = [s for s in SPLITS if not ((real_root / s).is_dir() and _inside(real_root / s, real_root))]
-    if missing:
-        raise FtcoreError(f"data folder {root} is not an ImageFolder tree: it has no {' or '.join(missing)}/ "
-                          "subfolder; lay it out as train/<class>/*.jpg and test/<class>/*.jpg")
-    classes = {s: class_folders(real_root, s) for s in SPLITS}
-    for split, names in classes.items():
-        if len(names) < 2:
-            raise FtcoreError(f"{root / split} has {len(names)} class folder(s); it needs at least two "
-                              "(one subfolder of images per class)")
-    if classes["train"] != classes["test"]:
-        raise FtcoreError(f"train/ and test/ in {root} have different class folders "
-                          f"({classes['train']} vs {classes['test']}); give both the same ones")
-    for split in SPLITS:
-        for name in classes[split]:
-            if not class_files(real_root / split / name, real_root):
-                raise FtcoreError(f"class folder {root / split / name} holds no images "
-                                  f"({', '.join(IMAGE_EXTENSIONS)}); add some or remove the folder")
-    return classes["train"]
-
-
-def limit_per_class(dataset: datasets.ImageFolder, limit: int | None) -> datasets.ImageFolder:
+def limit_per_class(dataset, limit: int | None):
     """Keep the first `limit` images of each class (in ImageFolder's sorted order), in place."""
     if limit is None:
         return dataset
@@ -236,9 +165,16 @@ def limit_per_class(dataset: datasets.ImageFolder, limit: int | None) -> dataset
     return dataset
 
 
-def open_split(root: str | Path, split: str, transform=None, limit: int | None = None) -> TreeSplit:
-    """The ImageFolder of one split (`train` or `test`), optionally cut to `limit` images per class."""
-    return limit_per_class(TreeSplit(root, split, transform), limit)
+def split_photos(splits: DatasetSplits, role: str, transform: Callable | None = None,
+                 limit: int | None = None) -> PhotoSplit:
+    """The photos of one role of resolved splits, optionally cut to `limit` per class."""
+    return limit_per_class(PhotoSplit(splits, role, transform), limit)
+
+
+def open_split(root: str | Path, split: str, transform: Callable | None = None, limit: int | None = None,
+               val_fraction: float | None = None, split_seed: int = 0) -> PhotoSplit:
+    """The photos of one split (`train`, `val` or `test`) of a dataset folder, optionally cut to `limit` per class."""
+    return split_photos(resolve_splits(root, val_fraction, split_seed), split, transform, limit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -247,7 +183,7 @@ def open_split(root: str | Path, split: str, transform=None, limit: int | None =
 
 @dataclass
 class ImageRecord:
-    """One photo of the tree: where it is, and its size in pixels."""
+    """One photo of the dataset: its split, class, where it is, and its size in pixels."""
 
     split: str
     label: str
@@ -258,19 +194,37 @@ class ImageRecord:
 
 @dataclass
 class DatasetSummary:
-    """Classes, counts per split and class, and every image's size."""
+    """Layout, classes, counts per split and class, and every image's size."""
 
     root: str
     classes: list[str]
-    counts: dict[str, dict[str, int]]  # split -> class -> number of images
+    counts: dict[str, dict[str, int]]  # split -> class -> number of images, in ROLES order
     images: list[ImageRecord] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # photos the decoder refuses: training would stop at them
     reasons: dict[str, str] = field(default_factory=dict)  # unreadable path -> the decoder's sentence
     ignored: list[str] = field(default_factory=list)  # other files beside the photos (notes, links leading out)
+    layout: str = BOOK_LAYOUT  # one of splits.LAYOUTS
+    split_note: str = ""  # DatasetSplits.describe(): the layout and where validation comes from
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # same bytes in two splits: leakage
+    val_fraction: float = 0.0  # share of each class held out of train for validation (0: none)
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits this dataset has, in ROLES order."""
+        return list(self.counts)
+
+    @property
+    def heldout(self) -> str:
+        """The split per-epoch figures use: val where there is one, else test."""
+        return "val" if "val" in self.counts else "test"
 
     def total(self, split: str) -> int:
-        """Number of images in one split."""
-        return sum(self.counts[split].values())
+        """Number of images in one split (0 for a split the dataset does not have)."""
+        return sum(self.counts.get(split, {}).values())
+
+    def totals_text(self) -> str:
+        """"2000 train / 800 test": each split's size, as the captions and the CLI say it."""
+        return " / ".join(f"{self.total(split)} {split}" for split in self.splits)
 
     def unreadable_message(self) -> str | None:
         """One sentence counting the broken photos and naming one with its problem; None when there are none."""
@@ -279,6 +233,14 @@ class DatasetSummary:
         first = self.unreadable[0]
         return (f"{len(self.unreadable)} photo(s) cannot be read and would stop training, e.g. "
                 f"{self.reasons.get(first, first)}")
+
+    def leakage_message(self) -> str | None:
+        """One sentence on photos whose bytes sit in two splits; None when there are none."""
+        if not self.duplicates:
+            return None
+        first, second = self.duplicates[0]
+        return (f"{len(self.duplicates)} photo(s) sit in two splits with the same bytes, e.g. {first} and {second}: "
+                "the model is then measured on photos it trained on, so remove one copy of each")
 
     def book_grid(self, n: int = 8) -> list[ImageRecord]:
         """The book's preview: train_imgs[i] for the first n (first class), then train_imgs[-i - 1] (last class)."""
@@ -300,35 +262,42 @@ class DatasetSummary:
         return stats
 
 
-def summarize(root: str | Path) -> DatasetSummary:
-    """Scan an ImageFolder tree: classes, counts, each photo's size, and every photo training would stop at.
+def summarize(root: str | Path, val_fraction: float | None = None, split_seed: int = 0) -> DatasetSummary:
+    """Scan a dataset: layout, classes, counts, each photo's size, photos shared by two splits, and every photo
+    training would stop at.
 
     Every photo is decoded (JPEGs at 1/8 scale, cheap) by the decoder training uses, so a broken one is
     found here, named, before a run meets it."""
-    classes = check_image_folder(root)
-    root = real_root_of(root)
-    counts: dict[str, dict[str, int]] = {}
+    splits = resolve_splits(root, val_fraction, split_seed)
+    real_root = Path(splits.root)
     images, unreadable, reasons, ignored = [], [], {}, []
-    for split in SPLITS:
-        counts[split] = {}
-        for name in classes:
-            files = class_files(root / split / name, root, ignored)
-            counts[split][name] = len(files)
-            for f in files:
-                try:
-                    width, height = image_size(f, advice=BROKEN_PHOTO_ADVICE)
-                except FtcoreError as e:
-                    unreadable.append(f)
-                    reasons[f] = str(e)
-                    continue
-                images.append(ImageRecord(split, name, f, width, height))
-    return DatasetSummary(str(root), classes, counts, images, unreadable, reasons, ignored)
+    for folder in dict.fromkeys(splits.folders.values()):  # files beside the photos, once per folder
+        for name in splits.classes:
+            class_files(real_root / folder / name, real_root, ignored)
+    first_split_of: dict[str, tuple[str, str]] = {}  # sha1 of the bytes -> (split, path) where first seen
+    duplicates = []
+    for split in splits.roles:
+        for path, index in splits.samples[split]:
+            try:
+                width, height = image_size(path, advice=BROKEN_PHOTO_ADVICE)
+            except FtcoreError as e:
+                unreadable.append(path)
+                reasons[path] = str(e)
+                continue
+            digest = sha1_of(path)
+            seen = first_split_of.setdefault(digest, (split, path))
+            if seen[0] != split:
+                duplicates.append((seen[1], path))
+            images.append(ImageRecord(split, splits.classes[index], path, width, height))
+    return DatasetSummary(str(real_root), splits.classes, {split: splits.counts(split) for split in splits.roles},
+                          images, unreadable, reasons, ignored, splits.layout, splits.describe(), duplicates,
+                          splits.val_fraction)
 
 
 def format_summary(summary: DatasetSummary) -> str:
     """Plain-text summary, as `python -m ftcore data` prints it."""
-    lines = [f"data: {summary.root}", f"classes: {', '.join(summary.classes)}"]
-    for split in SPLITS:
+    lines = [f"data: {summary.root}", summary.split_note, f"classes: {', '.join(summary.classes)}"]
+    for split in summary.splits:
         per_class = ", ".join(f"{c} {n}" for c, n in summary.counts[split].items())
         lines.append(f"{split}: {summary.total(split)} images ({per_class})")
     s = summary.size_stats()
@@ -340,6 +309,8 @@ def format_summary(summary: DatasetSummary) -> str:
         lines.append(f"ignored: {len(summary.ignored)} file(s) that are not photos, e.g. {summary.ignored[0]}")
     if summary.unreadable:
         lines.append(f"unreadable: {summary.unreadable_message()}")
+    if summary.duplicates:
+        lines.append(f"leakage: {summary.leakage_message()}")
     return "\n".join(lines)
 
 
@@ -353,7 +324,7 @@ def default_hotdog_dir() -> Path:
 
 
 def is_image_folder(root: str | Path) -> bool:
-    """True when `root` passes `check_image_folder`."""
+    """True when `root` is a dataset in any layout that passes `check_image_folder`."""
     try:
         check_image_folder(root)
     except FtcoreError:
@@ -454,28 +425,13 @@ def safe_extract(archive: str | Path | io.BytesIO, dest: str | Path, name: str |
     return dest
 
 
-def find_image_folder_root(folder: str | Path, max_depth: int = 3) -> Path:
-    """The folder at or below `folder` (a few levels at most) that holds train/ and test/."""
-    folder = Path(folder)
-    frontier = [folder]
-    for _ in range(max_depth + 1):
-        for candidate in frontier:
-            if all((candidate / s).is_dir() for s in SPLITS):
-                check_image_folder(candidate)
-                return candidate
-        frontier = [d for f in frontier for d in sorted(f.iterdir())
-                    if d.is_dir() and not d.name.startswith((".", "__MACOSX"))]
-    raise FtcoreError(f"no folder with train/ and test/ subfolders found in {folder.name}; "
-                      "zip a folder laid out as train/<class>/*.jpg and test/<class>/*.jpg")
-
-
 def extract_image_folder_zip(archive: str | Path, dest: str | Path) -> Path:
-    """Safely unpack a zipped ImageFolder tree into `dest` and return the folder holding train/ and test/."""
-    return find_image_folder_root(safe_extract(archive, dest))
+    """Safely unpack a zipped dataset into `dest` and return the folder that holds it (any layout)."""
+    return find_dataset_root(safe_extract(archive, dest))
 
 
 def unpack_uploaded_zip(data: bytes) -> Path:
-    """Unpack an uploaded zip of an ImageFolder tree under the cache (once per content) and return its root.
+    """Unpack an uploaded zip of a dataset (any layout) under the cache (once per content) and return its root.
 
     The archive is read from memory; only its checked contents reach the disk, through a temporary folder
     that becomes <cache>/uploads/<sha1> once complete, so a refused or broken upload leaves nothing behind."""
@@ -492,7 +448,7 @@ def unpack_uploaded_zip(data: bytes) -> Path:
                     raise FtcoreError(f"could not store the unpacked upload in {uploads}; check that it is "
                                       "writable") from None
     try:
-        return find_image_folder_root(dest)
+        return find_dataset_root(dest)
     except FtcoreError:
         shutil.rmtree(dest, ignore_errors=True)  # not a dataset: keep no copy of it
         raise

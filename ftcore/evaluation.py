@@ -12,10 +12,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoints import Checkpoint
-from .data import EvalPreset, check_image_folder, open_split
-from .errors import FtcoreError
+from .data import EvalPreset, check_image_folder, split_photos
 from .explain import head_layer, recorded
 from .jobs import Run
+from .splits import match_classes, resolve_splits
 from .training import History, TrainConfig, to_device
 
 EVAL_BATCH = 32  # photos per forward pass
@@ -89,6 +89,8 @@ class Evaluation:
     targets: np.ndarray  # N class indices
     probabilities: np.ndarray  # N x C softmax outputs
     features: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))  # N x D, or empty
+    split: str = "test"  # which split of the data the photos are
+    note: str = ""  # how the data's class names were matched to the model's ("" when they are the same)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -133,7 +135,8 @@ class Evaluation:
 
     def to_dict(self, top: int = 8) -> dict:
         """Plain dict for JSON: accuracy, per-class metrics, confusion matrix and the worst photos."""
-        return {"classes": list(self.classes), "photos": len(self.paths), "accuracy": self.accuracy,
+        return {"classes": list(self.classes), "split": self.split, "class_note": self.note,
+                "photos": len(self.paths), "accuracy": self.accuracy,
                 "per_class": [vars(m) for m in self.per_class()],
                 "confusion": {"rows": "true class", "columns": "predicted class",
                               "matrix": self.confusion.tolist()},
@@ -173,21 +176,25 @@ def class_metrics(confusion: np.ndarray, classes: list[str]) -> list[ClassMetric
 # Running a model over a split.
 
 
-def check_classes(model_classes: list[str], root: str) -> None:
-    """Refuse data whose classes are not the ones the model was trained on."""
-    data_classes = check_image_folder(root)
-    if list(data_classes) != list(model_classes):
-        raise FtcoreError(f"data folder {root} has classes {', '.join(data_classes)} but the model was trained on "
-                          f"{', '.join(model_classes)}; choose the data it was trained on")
+def check_classes(model_classes: list[str], root: str) -> str:
+    """Refuse data whose classes are not the ones the model was trained on (names compared as splits.class_key
+    does); return the sentence naming any matched that way."""
+    return match_classes(model_classes, check_image_folder(root), root)[1]
 
 
 @torch.inference_mode()
-def evaluate_model(model: nn.Module, classes: list[str], transform: EvalPreset, root: str, split: str = "test",
+def evaluate_model(model: nn.Module, classes: list[str], transform: EvalPreset, root: str, split: str | None = None,
                    limit: int | None = None, arch: str | None = None, stop: threading.Event | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Class probabilities and penultimate features of every photo of `split` (at most `limit` per class)."""
-    check_classes(classes, root)
-    dataset = open_split(root, split, transform, limit)
+                   progress: Callable[[int, int], None] | None = None, val_fraction: float | None = None,
+                   split_seed: int = 0) -> Evaluation:
+    """Class probabilities and penultimate features of every photo of `split` (default: test, else val; at most
+    `limit` per class), with the data's classes matched to the model's by name."""
+    splits = resolve_splits(root, val_fraction, split_seed)
+    mapping, note = match_classes(classes, splits.classes, root)
+    split = split or ("test" if "test" in splits.samples else splits.heldout)
+    dataset = split_photos(splits, split, transform, limit)
+    dataset.samples = [(path, mapping[target]) for path, target in dataset.samples]  # the model's class indices
+    dataset.targets = [target for _, target in dataset.samples]
     loader = DataLoader(dataset, batch_size=EVAL_BATCH)
     device = next(model.parameters()).device
     probabilities, features, targets = [], [], []
@@ -205,7 +212,7 @@ def evaluate_model(model: nn.Module, classes: list[str], transform: EvalPreset, 
     return Evaluation(list(classes), [path for path, _ in dataset.samples[:seen]],
                       torch.cat(targets).numpy() if targets else np.zeros(0, dtype=np.int64),
                       torch.cat(probabilities).numpy() if probabilities else np.zeros((0, len(classes))),
-                      torch.cat(features).numpy() if features else np.zeros((0, 0), dtype=np.float32))
+                      torch.cat(features).numpy() if features else np.zeros((0, 0), dtype=np.float32), split, note)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -215,10 +222,11 @@ def evaluate_model(model: nn.Module, classes: list[str], transform: EvalPreset, 
 def format_evaluation(evaluation: Evaluation, top: int = 8) -> str:
     """Per-class table, accuracy, confusion matrix and worst photos, as `python -m ftcore evaluate` prints them."""
     width = max([len(c) for c in evaluation.classes] + [9])
-    lines = [f"{'class':{width}s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}"]
+    lines = [evaluation.note] if evaluation.note else []
+    lines.append(f"{'class':{width}s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}")
     for m in evaluation.per_class():
         lines.append(f"{m.name:{width}s} {m.precision:9.3f} {m.recall:7.3f} {m.f1:6.3f} {m.support:8d}")
-    lines.append(f"accuracy {evaluation.accuracy:.3f} on {len(evaluation.paths)} photos")
+    lines.append(f"accuracy {evaluation.accuracy:.3f} on {len(evaluation.paths)} {evaluation.split} photos")
     lines.append("")
     lines.append("confusion matrix (rows: true class, columns: predicted class)")
     cell = max([len(c) for c in evaluation.classes] + [len(str(int(evaluation.confusion.max(initial=0))))])

@@ -127,19 +127,19 @@ class ExperimentSnapshot:
 
 @dataclass
 class SweepPoint:
-    """One lr of a sweep: its final test accuracy, or why there is none."""
+    """One lr of a sweep: its final held-out accuracy (val where the data has it, else test), or why there is none."""
 
     lr: float
-    test_acc: float | None
+    heldout_acc: float | None
     status: str  # the run's status: starting, running, finished, stopped or failed
     error: str | None = None
 
 
 def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
-    """Final test accuracy per lr of the runs started so far (None while running, stopped early or failed)."""
+    """Final held-out accuracy per lr of the runs started so far (None while running, stopped early or failed)."""
     points = []
     for job in snapshot.jobs:
-        tested = [e.test_acc for e in job.epochs if e.test_acc is not None]
+        tested = [e.heldout_acc for e in job.epochs if e.heldout_acc is not None]
         final = tested[-1] if tested and job.status == "finished" else None
         points.append(SweepPoint(job.config.lr, final, job.status, job.error))
     return points

@@ -144,6 +144,7 @@ class JobSnapshot:
     result: TrainResult | None = None  # set once finished or stopped
     saved_to: str | None = None  # the run's folder once written to the runs folder
     warning: str | None = None  # a finished run that could not be saved says why here
+    heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
 
     @property
     def done(self) -> bool:
@@ -318,7 +319,7 @@ class TrainingJob:
                                self._info.weights, list(self._info.classes), self._info.train_size,
                                self._info.test_size, self._info.steps_per_epoch,
                                end - self._started if self._started else 0.0, self._error, self._result,
-                               self._saved_to, self._warning)
+                               self._saved_to, self._warning, self._info.heldout)
 
     def release_model(self) -> None:
         """Forget the trained model once it is saved (its Run reloads it from disk); snapshots then carry none."""

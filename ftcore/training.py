@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import distributed
-from .data import EvalPreset, TrainPreset, check_image_folder, open_split
+from .data import EvalPreset, PhotoSplit, TrainPreset, split_photos
 from .decoded import (
     MAX_DECODED_BYTES,
     DecodedEvalBatches,
@@ -31,6 +31,7 @@ from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, s
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
 from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
+from .splits import DatasetSplits, resolve_splits
 
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -56,7 +57,10 @@ FUSE_MIN_IMAGES = 256
 class TrainConfig:
     """Everything that defines a run. `recipe()` fills in the book's defaults for a mode and architecture."""
 
-    data: str  # ImageFolder root holding train/<class>/ and test/<class>/
+    data: str  # dataset folder in any layout (splits.LAYOUTS): the book's train/ + test/, train/ + val/, ...
+    val_fraction: float | None = None  # share of each class held out of train for validation: None = 0.2 where
+    #                                    the data has no test/ or val/ (class folders), none where it has one
+    split_seed: int = 0  # seeds which photos are held out (a hash of seed and path, so stable as photos are added)
     mode: str = "finetune"  # "finetune": ImageNet weights + new output layer; "scratch": all weights random
     arch: str = "resnet18"  # one of models.ARCHITECTURES
     lr: float = 5e-5  # learning rate of every layer but the new output layer (book: 5e-5 fine-tune, 5e-4 scratch)
@@ -114,6 +118,8 @@ class TrainConfig:
             (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
             (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
             (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
+            (self.val_fraction is None or 0 <= self.val_fraction < 1,
+             f"the validation share must be at least 0 and below 1 (got {self.val_fraction})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -283,12 +289,18 @@ class EpochRecord:
     epoch: float  # epochs completed; fractional when a run stopped mid-epoch
     train_loss: float  # mean per-example loss over the augmented batches seen this epoch
     train_acc: float  # accuracy on those same augmented batches
-    test_acc: float | None  # on the test split; None when stopped before evaluating
+    test_acc: float | None  # on the test split, for runs without a val split (the book); None when stopped first
     examples: int  # training images seen this epoch
     seconds: float  # training compute this epoch (batches on the device, not data loading or evaluation)
     wall_seconds: float = 0.0  # the whole training pass, data loading and augmentation included
     eval_seconds: float = 0.0  # evaluating the test split after the epoch
     stage: str = "full"  # "full": every trainable layer; "head": the output layer alone on cached features
+    val_acc: float | None = None  # on the val split, where the data has one (then test_acc stays None)
+
+    @property
+    def heldout_acc(self) -> float | None:
+        """The epoch's accuracy on the split every choice uses: val where there is one, else test."""
+        return self.val_acc if self.val_acc is not None else self.test_acc
 
 
 @dataclass
@@ -312,6 +324,9 @@ class History:
     precision: str = "fp32"  # the arithmetic of the training steps ("auto" resolved; evaluation may use bf16)
     decode_seconds: float = 0.0  # decoding the photos once (decode_once), before the first epoch
     feature_seconds: float = 0.0  # running the frozen copied layers once over every photo (head epochs)
+    heldout: str = "test"  # the split of the per-epoch accuracy: "val" where the data has one, else "test"
+    test_acc: float | None = None  # with a val split: the test split, evaluated once at the end (None: no test)
+    split: dict = field(default_factory=dict)  # DatasetSplits.record(): layout, held-out share, seed, photos
 
     def final(self) -> EpochRecord | None:
         """The last epoch record (what the book's closing line prints), if any."""
@@ -330,7 +345,24 @@ class History:
                    examples_per_sec=float(d.get("examples_per_sec", 0.0)),
                    stopped=bool(d.get("stopped", False)), precision=str(d.get("precision", "fp32")),
                    decode_seconds=float(d.get("decode_seconds", 0.0)),
-                   feature_seconds=float(d.get("feature_seconds", 0.0)))
+                   feature_seconds=float(d.get("feature_seconds", 0.0)), heldout=str(d.get("heldout", "test")),
+                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}))
+
+    def accuracy_text(self) -> str:
+        """"test acc 0.939" as the book, or "val acc 0.912, test acc 0.905" where the run chose on val (the test
+        split measured once, at the end); "" before any epoch was measured."""
+        last = self.final()
+        if last is None or last.heldout_acc is None:
+            return ""
+        text = f"{self.heldout} acc {last.heldout_acc:.3f}"
+        if self.heldout == "val" and self.test_acc is not None:
+            text += f", test acc {self.test_acc:.3f}"
+        return text
+
+    def final_heldout(self) -> float | None:
+        """The last epoch's accuracy on the held-out split (val where there is one, else test)."""
+        last = self.final()
+        return last.heldout_acc if last is not None else None
 
 
 @dataclass
@@ -343,6 +375,8 @@ class RunStarted:
     steps_per_epoch: int
     devices: list[str]
     weights: str  # WeightsSource.describe()
+    heldout: str = "test"  # the split test_size counts and every epoch is measured on: val or test
+    sizes: dict[str, int] = field(default_factory=dict)  # split -> photos, for every split of the run
 
 
 @dataclass
@@ -393,6 +427,14 @@ class TrainResult:
 # The loop.
 
 
+def record_heldout(record: EpochRecord, split: str, accuracy: float | None) -> None:
+    """Store an epoch's held-out accuracy under its split's name: val_acc, or test_acc as the book."""
+    if split == "val":
+        record.val_acc = accuracy
+    else:
+        record.test_acc = accuracy
+
+
 def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:
     """Images per forward/backward: the config's, else 16 on a CPU training in fp32 and the whole batch
     otherwise (GPUs, and CPUs training in bf16, where chunks were no faster)."""
@@ -436,25 +478,40 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
 
 @dataclass
 class RunData:
-    """The batches one run iterates: augmented train batches, test batches and, for output-layer epochs,
-    the train photos through the test transform."""
+    """The batches one run iterates: augmented train batches, the held-out batches every epoch is measured on
+    (val, else test), the test batches measured once at the end when choosing on val, and, for output-layer
+    epochs, the train photos through the test transform."""
 
+    splits: DatasetSplits
     train: Iterable
-    test: Iterable
+    heldout: Iterable
     train_plain: Iterable | None
     train_views: Iterable | None  # augmented train batches (any order, labels with them) for head_views
-    train_size: int
-    test_size: int
+    final_test: Iterable | None  # the test split, where the run chooses on val
+    sizes: dict[str, int]  # split -> photos in this run (after --limit)
     decode_seconds: float
+
+    @property
+    def train_size(self) -> int:
+        """Training photos."""
+        return self.sizes["train"]
+
+    @property
+    def heldout_size(self) -> int:
+        """Photos of the split every epoch is measured on."""
+        return self.sizes[self.splits.heldout]
 
 
 def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
                   ctx: distributed.DistContext = distributed.SINGLE) -> RunData:
-    """The book's two ImageFolders as batches: decoded once into memory when they fit (decode_once), else
-    streamed from disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share."""
-    train_set = open_split(config.data, "train", TrainPreset(config.image_size), config.limit)
+    """The dataset's splits as batches: decoded once into memory when they fit (decode_once), else streamed from
+    disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share."""
+    splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
+    train_set = split_photos(splits, "train", TrainPreset(config.image_size), config.limit)
     eval_transform = EvalPreset(config.image_size)
-    test_set = open_split(config.data, "test", eval_transform, config.limit)
+    heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit)
+    test_set = split_photos(splits, splits.final_test, eval_transform, config.limit) if splits.final_test else None
+    sizes = {role: len(split_photos(splits, role, None, config.limit)) for role in splits.roles}
     # A last batch of one image (on any rank) is dropped, as BatchNorm cannot train on it at small image sizes.
     per_rank = config.batch_size // ctx.world_size
     drop_last = math.ceil(len(train_set) / ctx.world_size) % per_rank == 1
@@ -462,10 +519,14 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     start = time.perf_counter()
     if config.decode_once and estimated_train_bytes(train_set.samples, config.image_size) <= MAX_DECODED_BYTES:
         load = train_set.loader
-        test = DecodedEvalBatches(decode_split(test_set.samples, load, "eval", config.image_size), eval_batch,
-                                  device, ctx)
-        plain = (DecodedEvalBatches(decode_split(train_set.samples, load, "eval", config.image_size), eval_batch,
-                                    device) if need_plain else None)
+
+        def eval_batches(dataset: PhotoSplit, shard: distributed.DistContext = ctx) -> DecodedEvalBatches:
+            return DecodedEvalBatches(decode_split(dataset.samples, load, "eval", config.image_size), eval_batch,
+                                      device, shard)
+
+        heldout = eval_batches(heldout_set)
+        final_test = eval_batches(test_set) if test_set is not None else None
+        plain = eval_batches(train_set, distributed.SINGLE) if need_plain else None
         photos = (decode_split(train_set.samples, load, "train", config.image_size)
                   if config.epochs or need_views else None)
         if photos is not None and device.type == "cuda":
@@ -474,23 +535,27 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
                  if config.epochs else [])
         views = (DecodedTrainBatches(photos, eval_batch, config.image_size, device, config.seed + 1)
                  if need_views else None)
-        return RunData(train, test, plain, views, len(train_set), len(test_set), time.perf_counter() - start)
+        return RunData(splits, train, heldout, plain, views, final_test, sizes, time.perf_counter() - start)
     loader_args = {"num_workers": config.num_workers, "pin_memory": device.type == "cuda",
                    "persistent_workers": config.num_workers > 0}
+
+    def eval_loader(dataset: PhotoSplit) -> DataLoader:
+        if ctx.world_size > 1:
+            dataset = Subset(dataset, distributed.shard(torch.arange(len(dataset)), ctx, pad=False).tolist())
+        return DataLoader(dataset, batch_size=eval_batch, **loader_args)
+
     if ctx.world_size > 1:
         sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
         train = DataLoader(train_set, batch_size=config.batch_size // ctx.world_size, sampler=sampler,
                            drop_last=drop_last, **loader_args)
-        test_set = Subset(test_set, distributed.shard(torch.arange(len(test_set)), ctx, pad=False).tolist())
     else:
         train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
                            generator=torch.Generator().manual_seed(config.seed), **loader_args)
-    test = DataLoader(test_set, batch_size=eval_batch, **loader_args)
-    plain = (DataLoader(open_split(config.data, "train", eval_transform, config.limit), batch_size=eval_batch,
+    plain = (DataLoader(split_photos(splits, "train", eval_transform, config.limit), batch_size=eval_batch,
                         **loader_args) if need_plain else None)
     views = DataLoader(train_set, batch_size=eval_batch, **loader_args) if need_views else None
-    return RunData(train, test, plain, views, len(train_set), len(test_set) if ctx.world_size == 1 else
-                   len(open_split(config.data, "test", None, config.limit)), 0.0)
+    return RunData(splits, train, eval_loader(heldout_set), plain, views,
+                   eval_loader(test_set) if test_set is not None else None, sizes, 0.0)
 
 
 def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
@@ -514,9 +579,10 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     train_precision = precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
     micro = micro_batch_size(config, device, train_precision)
 
-    # Data: the book's two ImageFolders, shuffled train batches, in-order test batches.
-    classes = check_image_folder(config.data)
+    # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
     data = make_run_data(config, device, feature_batch_size(device), ctx)
+    classes = data.splits.classes
+    heldout = data.splits.heldout
     eval_transform = EvalPreset(config.image_size)
 
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch).
@@ -533,13 +599,14 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     if ctx.world_size > 1:  # one device per process, on one machine
         devices = [torch.device(device.type, r) if device.type == "cuda" else device for r in range(ctx.world_size)]
     history = History(devices=[str(d) for d in devices], precision=train_precision,
-                      decode_seconds=data.decode_seconds)
+                      decode_seconds=data.decode_seconds, heldout=heldout, split=data.splits.record())
     head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
     steps = len(data.train) if config.epochs else head_steps
-    callback(RunStarted(classes, data.train_size, data.test_size, steps, history.devices, weights.describe()))
+    callback(RunStarted(classes, data.train_size, data.heldout_size, steps, history.devices, weights.describe(),
+                        heldout, dict(data.sizes)))
 
     def feature_speed() -> float:
-        photos = data.train_size * (1 + config.head_views) + data.test_size
+        photos = data.train_size * (1 + config.head_views) + data.heldout_size
         return photos / history.feature_seconds if history.feature_seconds else 0.0
 
     def on_batch(epoch: int, record: BatchRecord, step: int, seen: int, seconds: float) -> None:
@@ -575,15 +642,18 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
                 start = time.perf_counter()
                 # in the arithmetic the model trains in: MobileNetV2 trained in fp32 scored 0.75 points lower
                 # when evaluated in bf16 here, and Predict runs it in fp32
-                record.test_acc = evaluate(net, data.test, device, train_precision, 0, stop,
-                                           fuse=data.test_size >= FUSE_MIN_IMAGES)
+                record_heldout(record, heldout, evaluate(net, data.heldout, device, train_precision, 0, stop,
+                                                         fuse=data.heldout_size >= FUSE_MIN_IMAGES))
                 record.eval_seconds = time.perf_counter() - start
             end_epoch(record)
     except TrainingDiverged as e:
         e.history = history  # the curves up to the last finite batch stay plottable
         raise
     last = history.final()
-    history.stopped = last is None or last.epoch < config.total_epochs or last.test_acc is None
+    history.stopped = last is None or last.epoch < config.total_epochs or last.heldout_acc is None
+    if data.final_test is not None and not history.stopped:  # chosen on val; the test photos are seen once, here
+        history.test_acc = evaluate(model, data.final_test, device, train_precision, 0, stop,
+                                    fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
     model.eval()
     return TrainResult(model, config, classes, history, weights, eval_transform)
 
@@ -595,11 +665,11 @@ def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, dev
     param groups), its lr optionally decayed linearly to 0."""
     start = time.perf_counter()
     # The copied layers are frozen here, so BatchNorm can be folded into them once (a copy; the model is kept).
-    frozen = fused_for_inference(model) if data.train_size + data.test_size >= FUSE_MIN_IMAGES else model.eval()
+    frozen = fused_for_inference(model) if data.train_size + data.heldout_size >= FUSE_MIN_IMAGES else model.eval()
     parts = [extract_features(frozen, config.arch, data.train_plain, device, precision, stop)]
     for _ in range(config.head_views):
         parts.append(extract_features(frozen, config.arch, data.train_views, device, precision, stop))
-    test = extract_features(frozen, config.arch, data.test, device, precision, stop)
+    test = extract_features(frozen, config.arch, data.heldout, device, precision, stop)
     history.feature_seconds = time.perf_counter() - start
     if test is None or any(part is None for part in parts):
         return
@@ -634,6 +704,6 @@ def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, dev
         record = EpochRecord(float(epoch), loss_sum / max(seen, 1), correct / max(seen, 1), None, seen, seconds,
                              seconds, stage="head")
         t1 = time.perf_counter()
-        record.test_acc = head_accuracy(layer, test[0], test[1])
+        record_heldout(record, data.splits.heldout, head_accuracy(layer, test[0], test[1]))
         record.eval_seconds = time.perf_counter() - t1
         end_epoch(record)

@@ -36,6 +36,7 @@ from .predict import PhotoResult, Predictor, classify_photos
 from .training import TrainConfig
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
+SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
 TAB_PARAM = "tab"  # the URL query parameter that carries the tab's id
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
 MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when it cut the rest
@@ -50,7 +51,7 @@ LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 
 def restored_keys() -> tuple[str, ...]:
     """The session-state keys a refreshed tab gets back: its data choice, job, runs and series of runs."""
-    return (DATA_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY)
+    return (DATA_KEY, SPLIT_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY)
 
 
 @st.cache_resource
@@ -104,9 +105,27 @@ def data_root() -> str | None:
 
 
 def set_data_root(root: str | Path) -> None:
-    """Use `root` (already checked) from now on in this session."""
+    """Use `root` (already checked) from now on in this session, with the layout's own validation split."""
     st.session_state[DATA_KEY] = str(root)
+    st.session_state[SPLIT_KEY] = (None, 0)
     _remember()
+
+
+def data_split() -> tuple[float | None, int]:
+    """This session's (val_fraction, split_seed) for its data: (None, 0) takes the layout's default."""
+    return st.session_state.get(SPLIT_KEY, (None, 0))
+
+
+def set_data_split(val_fraction: float | None, split_seed: int) -> None:
+    """Hold out `val_fraction` of each class (None: the layout's default) with `split_seed`, from now on."""
+    st.session_state[SPLIT_KEY] = (val_fraction, int(split_seed))
+    _remember()
+
+
+def split_for(root: str, config: TrainConfig) -> tuple[float | None, int]:
+    """The split to evaluate a run on `root` with: the run's own on its own data, else this session's."""
+    same = Path(root).expanduser().resolve() == Path(config.data).expanduser().resolve()
+    return (config.val_fraction, config.split_seed) if same else data_split()
 
 
 def runs() -> list[Run]:
@@ -218,20 +237,23 @@ def user_path(text: str) -> Path:
 
 
 def _tree_stamp(root: str) -> tuple[float, ...]:
-    """Modification times of the tree's folders: adding or removing photos changes it."""
+    """Modification times of the folders two levels deep (split and class folders, or class folders and their
+    subfolders): adding or removing photos changes it."""
     base = Path(root)
-    folders = [base] + [d for s in data.SPLITS if (base / s).is_dir() for d in [base / s, *(base / s).iterdir()]]
-    return tuple(f.stat().st_mtime for f in folders if f.is_dir())
+    level1 = [d for d in base.iterdir() if d.is_dir()] if base.is_dir() else []
+    level2 = [d for folder in level1 for d in folder.iterdir() if d.is_dir()]
+    return tuple(f.stat().st_mtime for f in [base, *level1, *level2])
 
 
 @st.cache_data(show_spinner="Scanning the dataset...", max_entries=16)
-def _summary(root: str, stamp: tuple[float, ...]) -> data.DatasetSummary:
-    return data.summarize(root)
+def _summary(root: str, val_fraction: float | None, split_seed: int, stamp: tuple[float, ...]) -> data.DatasetSummary:
+    return data.summarize(root, val_fraction, split_seed)
 
 
-def dataset_summary(root: str) -> data.DatasetSummary:
-    """data.summarize, cached until the tree changes."""
-    return _summary(root, _tree_stamp(root))
+def dataset_summary(root: str, split: tuple[float | None, int] | None = None) -> data.DatasetSummary:
+    """data.summarize with this session's split (or `split`), cached until the tree changes."""
+    val_fraction, split_seed = split if split is not None else data_split()
+    return _summary(root, val_fraction, split_seed, _tree_stamp(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -315,7 +337,8 @@ def chosen_data(note: str = "") -> data.DatasetSummary | None:
     except FtcoreError as e:
         show_error(e)
         return None
-    st.caption(f"Data: `{summary.root}`, {summary.total('train')} train / {summary.total('test')} test images."
+    st.caption(f"Data: `{summary.root}`, {summary.totals_text()} images ({summary.layout} layout"
+               + (", validation held out of train" if summary.val_fraction else "") + ")."
                + (f" {note}" if note else ""))
     return summary
 
@@ -364,10 +387,17 @@ def trained_model_for_checkpoint(key: str, name: str, payload: bytes) -> Trained
     return TrainedModel.from_checkpoint(key, name, checkpoint_from_upload(payload))
 
 
-@st.cache_data(show_spinner="Evaluating the test photos...", max_entries=8)
-def evaluation(model_key: str, _subject: TrainedModel, root: str, limit: int | None) -> Evaluation:
-    """evaluate_model on `root`'s test split (at most `limit` photos per class), cached."""
-    return evaluate_model(_subject.model, _subject.classes, _subject.transform, root, "test", limit, _subject.arch)
+def evaluation(model_key: str, subject: TrainedModel, root: str, limit: int | None) -> Evaluation:
+    """evaluate_model on `root`'s test split, else its val split (the run's own split on its own data; at most
+    `limit` photos per class), cached."""
+    return _evaluation(model_key, subject, root, limit, split_for(root, subject.config))
+
+
+@st.cache_data(show_spinner="Evaluating the held-out photos...", max_entries=8)
+def _evaluation(model_key: str, _subject: TrainedModel, root: str, limit: int | None,
+                split: tuple[float | None, int]) -> Evaluation:
+    return evaluate_model(_subject.model, _subject.classes, _subject.transform, root, None, limit, _subject.arch,
+                          val_fraction=split[0], split_seed=split[1])
 
 
 @st.cache_resource(max_entries=2, show_spinner="Rebuilding the weights the run started from...")
@@ -379,8 +409,9 @@ def _initial_model(model_key: str, _subject: TrainedModel) -> nn.Module:
 def feature_map(model_key: str, _subject: TrainedModel, root: str, limit: int | None) -> dict:
     """PCA of the penultimate features of the test photos, before training (the starting weights) and after."""
     after = evaluation(model_key, _subject, root, limit)
+    val_fraction, split_seed = split_for(root, _subject.config)
     before = evaluate_model(_initial_model(model_key, _subject), _subject.classes, _subject.transform, root,
-                            "test", limit, _subject.arch)
+                            None, limit, _subject.arch, val_fraction=val_fraction, split_seed=split_seed)
     (before_xy, before_ratio), (after_xy, after_ratio) = explain.pca_2d(before.features), explain.pca_2d(after.features)
     return {"before": (before_xy, before_ratio), "after": (after_xy, after_ratio), "targets": after.targets,
             "names": [Path(p).name for p in after.paths]}

@@ -43,13 +43,15 @@ def readable(folder: str) -> str | None:
 
 
 def data_ui(subject: TrainedModel) -> tuple[str, int | None] | None:
-    """The test photos to use (this tab's data, else the run's own) and a cap per class."""
+    """The data to evaluate on (this tab's, else the run's own: its test split, else its val split) and a cap
+    per class."""
     candidates = [root for root in (ui.data_root(), readable(subject.config.data)) if root and is_image_folder(root)]
     if not candidates:
-        st.error("No test photos: choose the data the model was trained on in the Dataset explorer.")
+        st.error("No photos to evaluate on: choose the data the model was trained on in the Dataset explorer.")
         return None
     left, right = st.columns([3, 1])
-    root = left.selectbox("Test photos from", list(dict.fromkeys(candidates)), key="evaluate-data")
+    root = left.selectbox("Held-out photos from (test split, else val)", list(dict.fromkeys(candidates)),
+                          key="evaluate-data")
     limit = right.number_input("Photos per class (0 = all)", 0, 100_000, 200, step=50, key="evaluate-limit",
                                help="Each photo is one forward pass of the model; 200 per class keeps a CPU quick.")
     return root, int(limit) or None
@@ -73,7 +75,9 @@ def cells_in_order(ev: Evaluation) -> list[tuple[int, int]]:
 def evaluate_ui(subject: TrainedModel, ev: Evaluation) -> None:
     """Accuracy, the per-class table, the clickable confusion matrix and the worst photos."""
     left, right = st.columns([1, 2])
-    left.metric("Accuracy", f"{ev.accuracy:.3f}", help=f"On {len(ev.paths)} test photos.")
+    left.metric("Accuracy", f"{ev.accuracy:.3f}", help=f"On {len(ev.paths)} {ev.split} photos.")
+    if ev.note:
+        left.caption(ev.note[0].upper() + ev.note[1:] + ".")
     right.dataframe([{"class": m.name, "precision": m.precision, "recall": m.recall, "F1": m.f1,
                       "support": m.support} for m in ev.per_class()], hide_index=True,
                     column_config=ui.three_decimals("precision", "recall", "F1"))
@@ -183,9 +187,9 @@ st.title("Evaluate & explain")
 subject = ui.value_or_error(model_ui)
 if subject is None:
     st.stop()
-last = subject.history.final()
+measured = subject.history.accuracy_text()
 st.caption(f"{subject.label}: {subject.arch}, classes {', '.join(subject.classes)}"
-           + (f"; test acc when trained {last.test_acc:.3f}" if last and last.test_acc is not None else "") + ".")
+           + (f"; {measured} when trained" if measured else "") + ".")
 chosen = data_ui(subject)
 if chosen is None:
     st.stop()

@@ -24,8 +24,10 @@ def shared_settings_ui(root: str | None) -> TrainConfig:
     image_size = columns[3].select_slider("Image size", ui.IMAGE_SIZES, 224, key="exp-size")
     limit = columns[4].number_input("Images per class (0 = all)", 0, 100_000, 0, key="exp-limit")
     seed = columns[5].number_input("Seed", 0, 2**31 - 1, 0, key="exp-seed")
+    val_fraction, split_seed = ui.data_split()
     return recipe("finetune", arch, data=root or "", epochs=int(epochs), batch_size=batch_size,
-                  image_size=image_size, limit=int(limit) or None, seed=int(seed))
+                  image_size=image_size, limit=int(limit) or None, seed=int(seed), val_fraction=val_fraction,
+                  split_seed=split_seed)
 
 
 def start(kind: str, configs_of) -> None:
@@ -41,13 +43,14 @@ def snapshot_ui(snap: ExperimentSnapshot) -> None:
     """Progress of every run of the series and its chart."""
     st.progress(snap.progress, text=f"{snap.title}: {snap.status}, run {len(snap.jobs)} of {len(snap.configs)}")
     for job in snap.jobs:
-        final = next((e.test_acc for e in reversed(job.epochs) if e.test_acc is not None), None)
-        acc = f", test acc {final:.3f}" if final is not None else ""
+        final = next((e.heldout_acc for e in reversed(job.epochs) if e.heldout_acc is not None), None)
+        acc = f", {job.heldout} acc {final:.3f}" if final is not None else ""
         line = f"**{job.label}**: {job.status}, {len(job.epochs)}/{job.config.total_epochs} epochs{acc}"
         (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
     if snap.kind == "sweep":
-        st.plotly_chart(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode), key="sweep-chart")
+        heldout = snap.jobs[0].heldout if snap.jobs else "test"
+        st.plotly_chart(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode, heldout), key="sweep-chart")
     st.plotly_chart(charts.runs_progress_figure(series), key="series-chart")
 
 
@@ -83,7 +86,8 @@ with compare:
         start("compare", lambda: finetune_vs_scratch_configs(base))
 with sweep:
     st.subheader("Learning-rate sweep")
-    st.caption("One run per learning rate, final test accuracy against lr. The book's observation: fine-tuning "
+    st.caption("One run per learning rate, final accuracy on the held-out photos (val where the data has them, "
+               "else test) against lr. The book's observation: fine-tuning "
                "wants a small lr; a larger one overwrites what the copied layers knew.")
     mode = st.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="exp-sweep-mode")
     lrs = st.multiselect("Learning rates", ui.LR_OPTIONS, default=list(DEFAULT_SWEEP_LRS), key="exp-lrs",

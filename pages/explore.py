@@ -1,11 +1,13 @@
-"""Dataset explorer: choose the photos, see their classes, sizes and the book's augmentations."""
+"""Dataset explorer: choose the photos (or build a dataset), see their layout, splits, sizes and augmentations."""
 
 import streamlit as st
 
-from ftcore import charts, data, ui
+from ftcore import builder, charts, data, splits, ui
 from ftcore.errors import FtcoreError
 
-SOURCES = ("Hot-dog set (d2l)", "Local folder", "Upload a .zip")
+SOURCES = ("Hot-dog set (d2l)", "Local folder", "Upload a .zip", "Your own photos")
+BUILDER_KEY = "builder"  # session state: {"pending": {class: {file name: bytes}}, "seen": upload ids, "refused": []}
+NEW_DATASET = "A new dataset"
 
 
 def hotdog_ui() -> str | None:
@@ -26,7 +28,7 @@ def hotdog_ui() -> str | None:
 
 
 def folder_ui() -> str | None:
-    """A path on this machine that holds train/<class>/ and test/<class>/ (inside the data root, if one is set)."""
+    """A dataset folder on this machine in any layout (inside the data root, if one is set)."""
     refusal = ui.folder_picking_refusal()
     if refusal:
         st.warning(refusal[0].upper() + refusal[1:] + ".", icon=":material/lock:")
@@ -34,7 +36,9 @@ def folder_ui() -> str | None:
     allowed = ui.allowed_data_root()
     if allowed is not None:
         st.caption(f"This server reads folders inside `{allowed}` only; give a path relative to it.")
-    path = st.text_input("Folder holding train/ and test/", placeholder="hotdog" if allowed else "/path/to/hotdog")
+    path = st.text_input("Dataset folder", placeholder="hotdog" if allowed else "/path/to/hotdog",
+                         help="A folder of <class>/ folders, or one holding train/ with test/, val/ (or valid/) "
+                         "or both beside it.")
     if st.button("Use this folder", disabled=not path):
         folder = ui.user_path(path)
         data.check_image_folder(folder)
@@ -43,8 +47,9 @@ def folder_ui() -> str | None:
 
 
 def upload_ui() -> str | None:
-    """A zipped ImageFolder tree, unpacked safely once per content."""
-    upload = st.file_uploader("Zip of a folder with train/<class>/ and test/<class>/", type=["zip"])
+    """A zipped dataset in any layout, unpacked safely once per content."""
+    upload = st.file_uploader("Zip of a dataset folder: <class>/ folders, or train/ with test/ or val/",
+                              type=["zip"])
     return ui.unpacked_upload(upload) if upload is not None else None
 
 
@@ -52,13 +57,146 @@ def choose_data_ui() -> None:
     """Pick where the photos come from; the choice lasts for this browser tab."""
     source = st.radio("Data source", SOURCES, horizontal=True, label_visibility="collapsed")
     try:
-        chosen = {SOURCES[0]: hotdog_ui, SOURCES[1]: folder_ui, SOURCES[2]: upload_ui}[source]()
+        chosen = {SOURCES[0]: hotdog_ui, SOURCES[1]: folder_ui, SOURCES[2]: upload_ui, SOURCES[3]: own_photos_ui}[
+            source]()
     except FtcoreError as e:
         ui.show_error(e)
         return
     if chosen is not None and chosen != ui.data_root():
         ui.set_data_root(chosen)
         st.rerun()
+
+
+def own_photos_ui() -> str | None:
+    """Datasets built here, and the builder: name classes, add photos by upload or webcam, save."""
+    built = builder.list_built()
+    if built:
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        index = left.selectbox("Datasets built on this machine", range(len(built)), key="built-choice",
+                               format_func=lambda i: f"{built[i].name}: " + ", ".join(
+                                   f"{name} {n}" for name, n in built[i].counts.items()))
+        if right.button("Use this dataset", key="use-built"):
+            return str(built[index].path)
+    st.markdown("**Build a dataset**: name two or more classes, add photos to each, save.")
+    return builder_ui(built)
+
+
+def builder_state() -> dict:
+    """This tab's photos waiting to be saved, the uploads already taken in, and the photos refused."""
+    return st.session_state.setdefault(BUILDER_KEY, {"pending": {}, "seen": set(), "refused": []})
+
+
+def take_photos(state: dict, name: str, files: list) -> None:
+    """Add new uploads (or a webcam shot) to class `name`, each photo once; a file that is not a photo is refused
+    with its sentence and the others are kept."""
+    new = [f for f in files if f.file_id not in state["seen"]]
+    for upload, checked in zip(new, builder.check_photos([(f.name, f.getvalue()) for f in new]), strict=True):
+        state["seen"].add(upload.file_id)
+        if checked.error:
+            state["refused"].append(checked.error)
+        else:
+            state["pending"][name][builder.photo_file_name(checked.data)] = checked.data
+
+
+def builder_ui(built: list[builder.BuiltDataset]) -> str | None:
+    """The class cards, the save target and the Save button; returns the saved dataset's folder."""
+    state = builder_state()
+    pending: dict[str, dict[str, bytes]] = state["pending"]
+    targets = [NEW_DATASET] + [b.name for b in built]
+    target = st.selectbox("Save into", targets, key="builder-target",
+                          help="A new dataset, or more photos (and classes) for one built before.")
+    existing = next((b.counts for b in built if b.name == target), {})
+    for name in existing:
+        pending.setdefault(name, {})
+    left, right = st.columns(2, vertical_alignment="bottom")
+    dataset_name = (left.text_input("Dataset name", key="builder-name", placeholder="my-photos")
+                    if target == NEW_DATASET else target)
+    with right.form("builder-add-class", clear_on_submit=True, border=False):
+        inner_left, inner_right = st.columns([3, 1], vertical_alignment="bottom")
+        new_class = inner_left.text_input("Class name", placeholder="e.g. hotdog")
+        if inner_right.form_submit_button("Add class"):
+            try:
+                pending[builder.check_new_class(new_class, list(pending))] = {}
+            except FtcoreError as e:
+                ui.show_error(e)
+    for start in range(0, len(pending), 3):
+        for column, name in zip(st.columns(3), list(pending)[start:start + 3], strict=False):
+            with column.container(border=True):
+                class_card_ui(state, name, existing.get(name, 0))
+    for sentence in state["refused"]:
+        st.warning(sentence, icon=":material/block:")
+    ready = len(pending) >= builder.MIN_CLASSES and all(pending[n] or existing.get(n) for n in pending)
+    waiting = sum(len(photos) for photos in pending.values())
+    if st.button(f"Save {waiting} photo(s)", type="primary", disabled=not ready or not waiting, key="builder-save",
+                 icon=":material/save:"):
+        photos = {name: list(found.values()) for name, found in pending.items()}
+        saved = (builder.save_dataset(dataset_name, photos) if target == NEW_DATASET
+                 else builder.add_to_dataset(target, photos))
+        st.session_state[BUILDER_KEY] = {"pending": {}, "seen": state["seen"], "refused": []}
+        return str(saved.path)
+    if not ready:
+        st.caption(f"Save needs at least {builder.MIN_CLASSES} classes, each with a photo.")
+    return None
+
+
+def class_card_ui(state: dict, name: str, saved: int) -> None:
+    """One class: its photo count, uploads (many at once), the webcam, and removal."""
+    waiting = state["pending"][name]
+    st.markdown(f"**{name}**")
+    st.metric("Photos", saved + len(waiting), help="Saved before, plus the ones waiting to be saved.",
+              label_visibility="collapsed")
+    st.caption(f"{saved} saved, {len(waiting)} waiting to be saved" if saved else f"{len(waiting)} photo(s)")
+    uploads = st.file_uploader(f"Photos of {name}", type=list(builder.PHOTO_SUFFIXES.values()) + ["jpeg"],
+                               accept_multiple_files=True, key=f"builder-upload-{name}")
+    take_photos(state, name, uploads or [])
+    if st.toggle("Webcam", key=f"builder-webcam-{name}"):
+        shot = st.camera_input(f"Photo of {name}", key=f"builder-camera-{name}")
+        if shot is not None:
+            take_photos(state, name, [shot])
+    if not saved and st.button("Remove class", key=f"builder-remove-{name}", icon=":material/delete:"):
+        del state["pending"][name]
+        st.rerun()
+
+
+def split_ui(summary: data.DatasetSummary) -> None:
+    """The layout found, its splits per class, and how validation photos are held out where the data has none."""
+    description = splits.LAYOUTS[summary.layout]
+    st.markdown(f"**Layout: {summary.layout}** ({description}).")
+    val_fraction, split_seed = ui.data_split()
+    holds_out = summary.layout in ("class folders", "train")
+    if summary.layout == splits.BOOK_LAYOUT:
+        carve = st.toggle("Hold out a validation split from train/", value=bool(val_fraction), key="carve-val",
+                          help="Off: the book's way, every per-epoch figure is on test. On: curves, the best epoch "
+                          "and every choice use the validation photos, and test is measured once, at the end.")
+        if not carve:
+            if val_fraction:
+                ui.set_data_split(None, 0)
+                st.rerun()
+            return
+        holds_out = True
+    if not holds_out:
+        st.caption(f"Validation comes from the data's own {summary.splits[1]}/ folder: curves and choices use it"
+                   + ("; test is measured once, at the end." if "test" in summary.splits else "."))
+        return
+    left, right = st.columns([3, 1])
+    share = left.slider("Validation share of each class (%)", 5, 50,
+                        round(100 * (val_fraction or splits.DEFAULT_VAL_FRACTION)), step=5,
+                        key=f"val-share-{summary.root}", help="Each photo's side is fixed by a hash of the seed and "
+                        "its path, so adding photos never moves the ones already placed; every class keeps at least "
+                        "one photo on each side.")
+    seed = right.number_input("Split seed", 0, 2**31 - 1, split_seed, key=f"split-seed-{summary.root}")
+    wanted = (share / 100, int(seed))
+    if (val_fraction, split_seed) != wanted:
+        ui.set_data_split(*wanted)
+        st.rerun()
+
+
+def counts_ui(summary: data.DatasetSummary) -> None:
+    """Photos per class and split, as a table."""
+    rows = [{"class": name, **{split: summary.counts[split][name] for split in summary.splits}}
+            for name in summary.classes]
+    rows.append({"class": "all", **{split: summary.total(split) for split in summary.splits}})
+    st.dataframe(rows, hide_index=True)
 
 
 def grid_ui(grid: list[data.ImageRecord]) -> None:
@@ -88,7 +226,7 @@ st.title("Dataset explorer")
 choose_data_ui()
 root = ui.data_root()
 if root is None:
-    st.error("No data chosen yet: use the hot-dog set, a local folder or an uploaded zip above.")
+    st.error("No data chosen yet: use the hot-dog set, a local folder, an uploaded zip or your own photos above.")
     st.stop()
 try:
     summary = ui.dataset_summary(root)
@@ -97,12 +235,18 @@ except FtcoreError as e:
     st.stop()
 
 st.success(f"Using `{summary.root}`: classes {', '.join(summary.classes)}.", icon=":material/folder_open:")
-metrics = st.columns(4)
+try:
+    split_ui(summary)
+except FtcoreError as e:
+    ui.show_error(e)
+metrics = st.columns(2 + len(summary.splits))
 metrics[0].metric("Classes", len(summary.classes))
-metrics[1].metric("Train images", summary.total("train"))
-metrics[2].metric("Test images", summary.total("test"))
+for column, split in zip(metrics[1:], summary.splits, strict=False):
+    column.metric(f"{split.capitalize()} images", summary.total(split))
 stats = summary.size_stats()
-metrics[3].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else "n/a")
+metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else "n/a")
+if summary.duplicates:
+    st.warning(summary.leakage_message()[0].upper() + summary.leakage_message()[1:] + ".", icon=":material/warning:")
 if summary.unreadable:
     st.error(summary.unreadable_message(), icon=":material/broken_image:")
     with st.expander(f"The {len(summary.unreadable)} photo(s) that cannot be read"):
@@ -112,6 +256,7 @@ if summary.ignored:
     st.caption(f"{len(summary.ignored)} file(s) beside the photos are not photos (or are links leading out of "
                f"the folder) and are ignored, e.g. `{summary.ignored[0]}`.")
 
+counts_ui(summary)
 left, right = st.columns(2)
 left.plotly_chart(charts.class_counts_figure(summary), key="counts")
 right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")

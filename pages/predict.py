@@ -18,10 +18,9 @@ def model_ui() -> tuple[str, Predictor] | None:
     choice = st.selectbox("Model", options, index=default, format_func=lambda o: ui.model_label(o, runs, saved))
     if choice != CHECKPOINT:
         run = runs[choice] if isinstance(choice, int) else saved[int(choice[6:])]
-        last = run.history.final()
         where = "Trained in this tab" if isinstance(choice, int) else f"Saved in `{run.path}`"
-        st.caption(f"{where}; test acc {last.test_acc:.3f}." if last and last.test_acc is not None
-                   else f"{where} (stopped before a test).")
+        measured = run.history.accuracy_text()
+        st.caption(f"{where}; {measured}." if measured else f"{where} (stopped before a test).")
         return run.id, ui.predictor_for_run(run)
     if not runs:
         st.caption("No run in this tab yet: train one on the Train page, or load a checkpoint.")
@@ -29,9 +28,9 @@ def model_ui() -> tuple[str, Predictor] | None:
     if upload is None:
         return None
     checkpoint = ui.checkpoint_from_upload(upload.getvalue())
-    last = checkpoint.history.final()
-    st.caption(f"{checkpoint.arch}, classes {', '.join(checkpoint.classes)}"
-               + (f"; test acc {last.test_acc:.3f}" if last and last.test_acc is not None else "") + ".")
+    measured = checkpoint.history.accuracy_text()
+    st.caption(f"{checkpoint.arch}, classes {', '.join(checkpoint.classes)}" + (f"; {measured}" if measured else "")
+               + ".")
     return f"checkpoint-{upload.file_id}", ui.predictor_for_checkpoint(checkpoint)
 
 
@@ -39,6 +38,10 @@ st.title("Predict")
 chosen = ui.value_or_error(model_ui)
 photos = st.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True,
                           help="JPEG, PNG or WebP; each is resized to 256 x 256 and centre-cropped, as in testing.")
+if st.toggle("Webcam", key="predict-webcam", help="Take a photo with this device's camera; it is classified "
+             "beside the uploads (the browser asks for permission first)."):
+    shot = st.camera_input("Take a photo to classify", key="predict-camera")
+    photos = [*photos, shot] if shot is not None else photos
 gradcam = st.toggle("Grad-CAM heatmaps", key="gradcam", help="Colour each photo by how much each region raised the "
                     "predicted class's score (Grad-CAM on the last convolutional block): red most, blue least. "
                     "The border the centre crop cuts off stays blue: the model never saw it.")

@@ -64,7 +64,9 @@ def settings_ui(root: str | None) -> TrainConfig:
         auto = f"auto: {CPU_MICRO_BATCH} on a CPU in fp32, else all"
         micro_batch = columns[4].selectbox("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
                                            format_func=lambda m: f"{m}" if m else auto, help=ui.MICRO_BATCH_HELP)
+    val_fraction, split_seed = ui.data_split()
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
+                  val_fraction=val_fraction, split_seed=split_seed,
                   head_epochs=int(head_epochs) if mode == "finetune" else 0,
                   batch_size=batch_size, image_size=image_size, device=device, seed=int(seed),
                   limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None,
@@ -129,7 +131,8 @@ def live_ui() -> None:
         st.warning(snap.warning)
     left, right = st.columns(2)
     left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
-                                                 snap.config.mode if snap.config.arch == "resnet18" else None),
+                                                 snap.config.mode if snap.config.arch == "resnet18" else None,
+                                                 snap.heldout),
                       key="live-epochs")
     right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
 
@@ -145,10 +148,13 @@ def runs_ui() -> None:
         last = run.history.final()
         rows.append({"run": run.label, "epochs": last.epoch if last else 0,
                      "train loss": last.train_loss if last else None, "train acc": last.train_acc if last else None,
-                     "test acc": last.test_acc if last else None,
+                     "val acc": last.val_acc if last else None,
+                     "test acc": run.history.test_acc if run.history.heldout == "val" else
+                     (last.test_acc if last else None),
                      "examples/sec": round(run.history.examples_per_sec, 1),
                      "devices": ", ".join(run.history.devices), "stopped": run.history.stopped})
-    st.dataframe(rows, hide_index=True, column_config=ui.three_decimals("train loss", "train acc", "test acc"))
+    st.dataframe(rows, hide_index=True, column_config=ui.three_decimals("train loss", "train acc", "val acc",
+                                                                            "test acc"))
     chosen = st.multiselect("Compare", range(len(runs)), default=list(range(len(runs))),
                             format_func=lambda i: f"#{i + 1} {runs[i].label}")
     st.plotly_chart(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),

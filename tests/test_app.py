@@ -120,7 +120,7 @@ def test_explorer_refuses_a_folder_that_is_not_a_tree(tmp_path, tiny_data):
     at.text_input[0].set_value(str(tmp_path)).run()
     at.button[0].click().run()
     no_exception(at)
-    assert any("not an ImageFolder tree" in e.value for e in at.error)
+    assert any("class folder(s); it needs at least two" in e.value for e in at.error)
     assert at.session_state["data_root"] == str(tiny_data)
 
 

@@ -105,7 +105,7 @@ def bad_inputs(tiny_data, tmp_path):
     bad_checkpoint.write_bytes(b"garbage")
     return {
         "missing folder": (["train", "--data", str(tmp_path / "missing")], "does not exist"),
-        "not an ImageFolder tree": (["train", "--data", str(flat)], "not an ImageFolder tree"),
+        "not an ImageFolder tree": (["train", "--data", str(flat)], "has 0 class folder(s)"),
         "unreadable checkpoint": (["predict", "--checkpoint", str(bad_checkpoint), str(text)], "cannot be read"),
         "not an image": (["predict", "--checkpoint", "CHECKPOINT", str(text)], "is not an image"),
         "offline download": (["data", "--download", "--root", str(tmp_path / "dl")], "could not download"),

@@ -54,10 +54,11 @@ def test_check_image_folder_accepts_a_tree_and_returns_sorted_classes(tiny_data)
 @pytest.mark.parametrize("breakage, words", [
     ("missing", "does not exist"),
     ("file", "is a file"),
-    ("no-test", "no test/"),
+    ("no-test", "too few to hold any out for validation"),  # train/ alone holds out val: 1 photo cannot
     ("one-class", "at least two"),
     ("mismatch", "different class folders"),
     ("empty-class", "holds no images"),
+    ("train-lacks", "has class folder 'green' that train/ lacks"),
 ])
 def test_check_image_folder_names_what_is_wrong(tmp_path, breakage, words):
     root = tmp_path / "d"
@@ -74,6 +75,9 @@ def test_check_image_folder_names_what_is_wrong(tmp_path, breakage, words):
             (root / "train" / "red").rmdir()
         elif breakage == "mismatch":
             (root / "test" / "red").rename(root / "test" / "green")
+        elif breakage == "train-lacks":
+            write_tiny_imagefolder(tmp_path / "green", {"test": 1})
+            (tmp_path / "green" / "test" / "red").rename(root / "test" / "green")
         elif breakage == "empty-class":
             (root / "test" / "red" / "000.png").rename(root / "test" / "red" / "notes.txt")
     with pytest.raises(FtcoreError, match=words):

@@ -65,7 +65,7 @@ def test_a_series_runs_one_after_another_and_keeps_every_run(tiny_data):
     runs = experiment.runs()
     assert [run.config.lr for run in runs] == [5e-4, 1e-3] and len({run.id for run in runs}) == 2
     points = experiments.sweep_points(snap)
-    assert [p.test_acc for p in points] == [run.history.final().test_acc for run in runs]
+    assert [p.heldout_acc for p in points] == [run.history.final().test_acc for run in runs]
 
 
 def test_a_diverging_lr_fails_its_run_and_the_sweep_goes_on(tiny_data):
@@ -73,8 +73,8 @@ def test_a_diverging_lr_fails_its_run_and_the_sweep_goes_on(tiny_data):
     experiment = experiments.Experiment("sweep", configs).start()
     assert experiment.join(timeout=120)
     first, second = experiments.sweep_points(experiment.snapshot())
-    assert (first.lr, first.test_acc, first.status) == (1e6, None, "failed") and "diverged" in first.error
-    assert second.status == "finished" and second.test_acc is not None
+    assert (first.lr, first.heldout_acc, first.status) == (1e6, None, "failed") and "diverged" in first.error
+    assert second.status == "finished" and second.heldout_acc is not None
     assert [run.config.lr for run in experiment.runs()] == [5e-4]
 
 

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from conftest import encode, open_app, write_tiny_imagefolder
-from ftcore import data
+from ftcore import data, folders
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
 from ftcore.jobs import TrainingJob
@@ -60,8 +60,8 @@ def test_a_missing_folder_is_named_with_what_to_do(tmp_path, tiny_data):
     missing = tmp_path / "nowhere"
     with pytest.raises(FtcoreError) as info:
         data.check_image_folder(missing)
-    assert str(info.value) == (f"data folder {missing} does not exist; choose a folder holding train/<class>/ and "
-                               "test/<class>/, or download the hot-dog set")
+    assert str(info.value) == (f"data folder {missing} does not exist; choose a folder of class folders, or one "
+                               "holding train/<class>/ with test/ or val/ beside it, or download the hot-dog set")
     assert not missing.exists()
     at = open_app(EXPLORE, data_root=str(tiny_data))
     at.radio[0].set_value("Local folder").run()
@@ -71,11 +71,11 @@ def test_a_missing_folder_is_named_with_what_to_do(tmp_path, tiny_data):
     assert at.session_state["data_root"] == str(tiny_data)  # the tab keeps the data it had
 
 
-def test_a_folder_that_is_not_train_and_test_says_the_layout(tmp_path):
+def test_a_folder_of_photos_without_class_folders_says_the_layout(tmp_path):
     flat = tmp_path / "photos"
     flat.mkdir()
     noisy().save(flat / "a.png")
-    with pytest.raises(FtcoreError, match=r"has no train or test/ subfolder; lay it out as train/<class>/\*\.jpg"):
+    with pytest.raises(FtcoreError, match=r"photos has 0 class folder\(s\); it needs at least two \(one subfolder"):
         data.check_image_folder(flat)
     write_tiny_imagefolder(tmp_path / "noclasses", {"train": 1, "test": 1})
     for split in ("train", "test"):  # photos straight in train/ and test/, no class folders
@@ -138,7 +138,7 @@ def test_non_image_files_beside_the_photos_are_ignored(tree):
     (red / "raw").mkdir()
     (red / "raw" / "README").write_text("x")
     summary = data.summarize(tree)
-    real = data.real_root_of(tree)
+    real = folders.real_root_of(tree)
     assert summary.counts["train"] == {"blue": 2, "red": 2} and summary.unreadable == []
     assert sorted(summary.ignored) == sorted(str(real / "train" / "red" / p)
                                              for p in ("notes.txt", "Thumbs.db", "photo.jpg.txt", "raw/README"))
@@ -159,7 +159,7 @@ def broken_photos(folder: Path) -> dict[str, bytes]:
 def test_broken_photos_are_counted_and_named_before_training(tree):
     broken_photos(tree / "train" / "red")
     summary = data.summarize(tree)
-    real = data.real_root_of(tree) / "train" / "red"
+    real = folders.real_root_of(tree) / "train" / "red"
     expected = [str(real / n) for n in ("cut.jpg", "cut.png", "text.jpg", "zero.png")]
     assert summary.unreadable == expected and summary.counts["train"]["red"] == 6
     assert len(summary.images) == 6  # the 6 readable photos of the tree
@@ -179,7 +179,7 @@ def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tm
     assert job.start().join(timeout=120)
     snap = job.snapshot()
     assert snap.status == "failed" and snap.result is None and "\n" not in snap.error
-    assert snap.error.startswith(f"{data.real_root_of(tree) / 'train' / 'red' / '001.png'} cannot be decoded (")
+    assert snap.error.startswith(f"{folders.real_root_of(tree) / 'train' / 'red' / '001.png'} cannot be decoded (")
     assert snap.error.endswith("); remove or replace that file")
     assert not (tmp_path / "runs").exists()
 
@@ -255,7 +255,7 @@ def test_a_decompression_bomb_is_refused_quickly_without_eating_memory(tree):
             errors.append(str(info.value))
     # decoding the bomb would take 330 MB of RGB (and seconds): the peak grew by less than a third of that
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 100 * 1024  # KiB
-    bomb = str(data.real_root_of(tree) / "train" / "red" / "bomb.png")
+    bomb = str(folders.real_root_of(tree) / "train" / "red" / "bomb.png")
     assert errors[0] == f"{bomb} is 11000x10000 pixels, more than the 100 megapixels allowed; shrink it first"
     assert "more than the 100 megapixels allowed" in errors[1] or "larger than the 100 megapixels" in errors[1]
     assert [Path(p).name for p in summary.unreadable] == ["bomb.png", "huge.png"]
@@ -275,7 +275,7 @@ def test_links_leading_out_of_the_tree_are_not_followed(tree, tmp_path):
     os.mkfifo(red / "pipe.png")  # opening a FIFO would block forever
     assert data.check_image_folder(tree) == ["blue", "red"]
     summary = data.summarize(tree)
-    real = data.real_root_of(tree)
+    real = folders.real_root_of(tree)
     assert summary.counts["train"] == {"blue": 2, "red": 3} and summary.unreadable == []
     assert sorted(Path(p).name for p in summary.ignored) == ["leak.png", "pipe.png", "zero.png"]
     split = data.open_split(tree, "train")

@@ -138,7 +138,7 @@ def test_a_zip_that_lies_about_its_sizes_stops_at_the_declared_size_and_keeps_no
 
 
 def test_a_zip_without_a_dataset_keeps_no_copy():
-    with pytest.raises(FtcoreError, match="no folder with train/ and test/ subfolders found"):
+    with pytest.raises(FtcoreError, match="no dataset found in .*; zip a folder of <class>/ folders"):
         data.unpack_uploaded_zip(zip_of({"holiday/a.png": photo()}))
     assert cache_contents() == ["uploads"]
 

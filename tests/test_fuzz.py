@@ -20,7 +20,7 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
 from conftest import write_tiny_imagefolder
-from ftcore import data
+from ftcore import data, folders
 from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
 from ftcore.predict import Predictor, classify_photos
@@ -114,13 +114,13 @@ def tree(tmp_path_factory) -> Path:
 @given(photo=image_bytes())
 def test_the_dataset_loader_gives_a_tensor_or_names_the_file(tree, photo):
     ext, payload = photo
-    ext = ext if f".{ext}" in data.IMAGE_EXTENSIONS else "png"  # a .gif beside the photos would be ignored
+    ext = ext if f".{ext}" in folders.IMAGE_EXTENSIONS else "png"  # a .gif beside the photos would be ignored
     folder = tree / "train" / "red"
     for old in folder.glob("fuzz.*"):
         old.unlink()
     path = folder / f"fuzz.{ext}"
     path.write_bytes(payload)
-    real = str(data.real_root_of(tree) / "train" / "red" / path.name)
+    real = str(folders.real_root_of(tree) / "train" / "red" / path.name)
     split = data.open_split(tree, "train", EvalPreset(32))
     (index,) = [i for i, (p, _) in enumerate(split.samples) if p == real]
     try:
