@@ -31,7 +31,7 @@ from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, s
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
 from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
-from .splits import DatasetSplits, resolve_splits
+from .splits import DatasetSplits, check_val_fraction, resolve_splits
 
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -118,12 +118,11 @@ class TrainConfig:
             (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
             (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
             (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
-            (self.val_fraction is None or 0 <= self.val_fraction < 1,
-             f"the validation share must be at least 0 and below 1 (got {self.val_fraction})"),
         ]
         for ok, message in checks:
             if not ok:
                 raise FtcoreError(message)
+        check_val_fraction(self.val_fraction)
 
     @property
     def total_epochs(self) -> int:

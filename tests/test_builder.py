@@ -221,3 +221,18 @@ def test_check_class_names_strips_and_compares_like_matching_elsewhere():
         builder.check_class_names([composed, decomposed])
     with pytest.raises(FtcoreError, match=r"^a dataset needs at least 2 classes, and this one has 0; add"):
         builder.check_class_names([])
+
+
+def test_a_built_dataset_trains_with_a_held_out_validation_split(cache, tmp_path):
+    from conftest import write_tiny_imagefolder
+    from ftcore.splits import resolve_splits
+    from ftcore.training import fit, recipe
+
+    source = write_tiny_imagefolder(tmp_path / "src", {"train": 10}) / "train"
+    built = builder.save_dataset("colours", {name: [p.read_bytes() for p in sorted((source / name).iterdir())]
+                                             for name in ("blue", "red")})
+    history = fit(recipe("scratch", "resnet18", data=str(built.path), epochs=2, batch_size=6, image_size=32)).history
+    expected = resolve_splits(built.path)
+    assert history.heldout == "val" and history.split["layout"] == "class folders"
+    assert history.split["counts"]["val"] == expected.counts("val") and history.final().val_acc is not None
+    assert history.final().examples == len(expected.samples["train"])

@@ -1,0 +1,70 @@
+"""Teachable Machine's loop, timed: a dataset built in the lab (2 classes x 50 photos) to a model ready on Predict.
+
+    python -m benchmarks.builder_to_predict [--data DIR] [--per-class 50] [--preset quick] [--repeats 3]
+
+Builds the dataset with ftcore.builder (as the explorer's Save does) in a temporary cache, then times what
+pressing Train does until Predict can answer: a TrainingJob of the preset on MobileNetV2 (the one architecture
+with ImageNet weights offline), saving the run, and classifying one photo with the result. The first repeat
+also pays for loading torchvision's model code; each later one starts warm, as a running server does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from ftcore.bench import machine_description
+from ftcore.data import find_data
+from ftcore.models import locate_weights
+
+
+def main() -> None:
+    """Print one row per repeat and the median."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None, help="a train/<class>/ tree to take the photos from")
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    source = Path(args.data or find_data()) / "train"
+    weights = locate_weights("mobilenet_v2", None).path
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["FTCORE_CACHE"] = cache
+        from ftcore import builder
+        from ftcore.jobs import TrainingJob
+        from ftcore.predict import Predictor, classify_photos
+        from ftcore.training import recipe
+
+        photos = {folder.name: [p.read_bytes() for p in sorted(folder.iterdir())[:args.per_class]]
+                  for folder in sorted(source.iterdir()) if folder.is_dir()}
+        built = builder.save_dataset("bench", photos)
+        probe = ("probe.jpg", photos[next(iter(photos))][0])
+        counts = ", ".join(f"{name} {n}" for name, n in built.counts.items())
+        print(f"# {machine_description()}; {built.total} photos ({counts}), mobilenet_v2 {args.preset} preset, "
+              "validation held out as the explorer does (20 %)")
+        print(f"{'repeat':>6s} {'train+save':>10s} {'predict':>8s} {'total':>7s} {'val acc':>7s}")
+        totals = []
+        for repeat in range(1, args.repeats + 1):
+            config = recipe("finetune", "mobilenet_v2", args.preset, data=str(built.path), weights=weights)
+            start = time.perf_counter()
+            job = TrainingJob(config, runs_dir=Path(cache) / "runs").start()
+            job.join()
+            snap = job.snapshot()
+            trained = time.perf_counter()
+            if snap.result is None:
+                raise SystemExit(f"the run failed: {snap.error}")
+            result = classify_photos(Predictor.from_result(snap.result), [probe])[0]
+            done = time.perf_counter()
+            assert result.ranked is not None, result.error
+            totals.append(done - start)
+            print(f"{repeat:6d} {trained - start:9.1f}s {done - trained:7.2f}s {done - start:6.1f}s "
+                  f"{snap.result.history.final_heldout():7.3f}", flush=True)
+        print(f"median {statistics.median(totals):.1f} s from pressing Train to a prediction")
+
+
+if __name__ == "__main__":
+    main()
