@@ -292,7 +292,7 @@ class EpochRecord:
     examples: int  # training images seen this epoch
     seconds: float  # training compute this epoch (batches on the device, not data loading or evaluation)
     wall_seconds: float = 0.0  # the whole training pass, data loading and augmentation included
-    eval_seconds: float = 0.0  # evaluating the test split after the epoch
+    eval_seconds: float = 0.0  # evaluating the held-out split (val, else test) after the epoch
     stage: str = "full"  # "full": every trainable layer; "head": the output layer alone on cached features
     val_acc: float | None = None  # on the val split, where the data has one (then test_acc stays None)
 

@@ -143,9 +143,7 @@ def class_card_ui(state: dict, name: str, saved: int) -> None:
     """One class: its photo count, uploads (many at once), the webcam, and removal."""
     waiting = state["pending"][name]
     st.markdown(f"**{name}**")
-    st.metric("Photos", saved + len(waiting), help="Saved before, plus the ones waiting to be saved.",
-              label_visibility="collapsed")
-    st.caption(f"{saved} saved, {len(waiting)} waiting to be saved" if saved else f"{len(waiting)} photo(s)")
+    count = st.empty()  # drawn once this run's uploads and shot are taken in
     uploads = st.file_uploader(f"Photos of {name}", type=list(builder.PHOTO_SUFFIXES.values()) + ["jpeg"],
                                accept_multiple_files=True, key=f"builder-upload-{name}")
     take_photos(state, name, uploads or [])
@@ -153,6 +151,10 @@ def class_card_ui(state: dict, name: str, saved: int) -> None:
         shot = st.camera_input(f"Photo of {name}", key=f"builder-camera-{name}")
         if shot is not None:
             take_photos(state, name, [shot])
+    with count.container():
+        st.metric("Photos", saved + len(waiting), help="Saved before, plus the ones waiting to be saved.",
+                  label_visibility="collapsed")
+        st.caption(f"{saved} saved, {len(waiting)} waiting to be saved" if saved else f"{len(waiting)} photo(s)")
     if not saved and st.button("Remove class", key=f"builder-remove-{name}", icon=":material/delete:"):
         del state["pending"][name]
         st.rerun()

@@ -8,19 +8,20 @@ CI when either is missing). Screenshots go to a temporary folder, or to $FTCORE_
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, FLAGS, browser_or_skip, free_port, no_exception, open_page, screenshots_dir, shot
-
-from conftest import REPO
+from test_browser import (
+    CHROMIUM,
+    FLAGS,
+    app_server,
+    browser_or_skip,
+    no_exception,
+    open_page,
+    screenshots_dir,
+    shot,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,37 +34,6 @@ VERDICT = re.compile(r"(hotdog|not-hotdog) \((\d+\.\d)%\)")
 def playwright_api():
     """Playwright's entry point, checked before any server starts."""
     return browser_or_skip()
-
-
-@contextmanager
-def app_server(cache: Path, log: Path):
-    """`streamlit run streamlit_app.py` on a loopback port with FTCORE_CACHE=cache; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "FTCORE_CACHE": str(cache)}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
-                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @contextmanager
@@ -179,11 +149,12 @@ def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp
     cache = tmp_path / "cache"
     result = training.fit(training.recipe("finetune", "mobilenet_v2", "quick", data=str(shared_hotdog),
                                           weights=str(shared_mobilenet), image_size=64, head_epochs=2, limit=20))
-    checkpoints.save_run(result, cache / "runs" / "tiny-mobilenet")
+    run = cache / "runs" / "tiny-mobilenet"
+    checkpoints.save_run(result, run)
     shots = screenshots_dir(tmp_path)
     with app_server(cache, tmp_path / "streamlit.log") as url, camera_page(playwright_api, url) as page:
         open_page(page, "Predict", "Predict")
-        page.get_by_text("saved tiny-mobilenet").first.wait_for(timeout=WAIT)
+        page.get_by_text(str(run), exact=True).wait_for(timeout=WAIT)  # the caption of the chosen saved run
         page.get_by_text("Webcam", exact=True).click()
         take_photo(page, page)
         verdict = page.get_by_text("%)").first
@@ -196,4 +167,4 @@ def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp
         label, percent = VERDICT.fullmatch(verdict.inner_text().strip()).groups()
         assert float(percent) == pytest.approx(100 * max(bars), abs=0.06)
         no_exception(page)
-        shot(page, shots / "predict-webcam.png", 1000)
+        shot(page, shots / "predict-webcam.png", 1350)
