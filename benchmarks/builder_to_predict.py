@@ -3,9 +3,9 @@
     python -m benchmarks.builder_to_predict [--data DIR] [--per-class 50] [--preset quick] [--repeats 3]
 
 Builds the dataset with ftcore.builder (as the explorer's Save does) in a temporary cache, then times what
-pressing Train does until Predict can answer: a TrainingJob of the preset on MobileNetV2 (the one architecture
-with ImageNet weights offline), saving the run, and classifying one photo with the result. The first repeat
-also pays for loading torchvision's model code; each later one starts warm, as a running server does.
+pressing Train does until Predict can answer: the preset on MobileNetV2 (the one architecture with ImageNet
+weights offline) queued with the server's scheduler and trained in a child process of its own, the run saved
+in its folder, and one photo classified with the model loaded from there, as the Predict page does.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FTCORE_CACHE"] = cache
         from ftcore import builder
-        from ftcore.jobs import TrainingJob
         from ftcore.predict import Predictor, classify_photos
+        from ftcore.runner import ProcessJob
+        from ftcore.scheduler import Scheduler
         from ftcore.training import recipe
 
         photos = {folder.name: [p.read_bytes() for p in sorted(folder.iterdir())[:args.per_class]]
@@ -47,22 +48,23 @@ def main() -> None:
         print(f"# {machine_description()}; {built.total} photos ({counts}), mobilenet_v2 {args.preset} preset, "
               "validation held out as the explorer does (20 %)")
         print(f"{'repeat':>6s} {'train+save':>10s} {'predict':>8s} {'total':>7s} {'val acc':>7s}")
-        totals = []
+        totals, scheduler = [], Scheduler()
         for repeat in range(1, args.repeats + 1):
             config = recipe("finetune", "mobilenet_v2", args.preset, data=str(built.path), weights=weights)
             start = time.perf_counter()
-            job = TrainingJob(config, runs_dir=Path(cache) / "runs").start()
+            job = ProcessJob(config, Path(cache) / "runs").start(scheduler)
             job.join()
             snap = job.snapshot()
             trained = time.perf_counter()
-            if snap.result is None:
+            if not snap.has_model:
                 raise SystemExit(f"the run failed: {snap.error}")
-            result = classify_photos(Predictor.from_result(snap.result), [probe])[0]
+            run = job.to_run()
+            result = classify_photos(Predictor.from_result(run.result), [probe])[0]
             done = time.perf_counter()
             assert result.ranked is not None, result.error
             totals.append(done - start)
             print(f"{repeat:6d} {trained - start:9.1f}s {done - trained:7.2f}s {done - start:6.1f}s "
-                  f"{snap.result.history.final_heldout():7.3f}", flush=True)
+                  f"{run.history.final_heldout():7.3f}", flush=True)
         print(f"median {statistics.median(totals):.1f} s from pressing Train to a prediction")
 
 

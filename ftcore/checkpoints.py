@@ -15,6 +15,7 @@ from torch import nn
 from .data import EvalPreset
 from .errors import FtcoreError
 from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer
+from .paths import atomic_write
 from .training import History, TrainConfig, TrainResult
 
 FORMAT = "ftcore-checkpoint"
@@ -102,11 +103,13 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
     """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
     out_dir = prepare_out_dir(out_dir)
-    try:
+    try:  # metrics.json last: a folder with it holds a whole run (a run still training has none)
         checkpoint = out_dir / "checkpoint.pt"
-        torch.save(checkpoint_dict(result), checkpoint)
+        with atomic_write(checkpoint) as out:
+            torch.save(checkpoint_dict(result), out)
         metrics = out_dir / "metrics.json"
-        metrics.write_text(json.dumps(metrics_dict(result), indent=2) + "\n")
+        with atomic_write(metrics) as out:
+            out.write((json.dumps(metrics_dict(result), indent=2) + "\n").encode())
     except OSError as e:
         raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); choose a writable output "
                           "folder (--out)") from None

@@ -24,6 +24,7 @@ from .jobs import is_out_of_memory
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
+from .resume import STATE_FILE, load_state, save_state
 from .splits import DEFAULT_VAL_FRACTION
 from .training import (
     BOOK_RESULTS,
@@ -118,8 +119,10 @@ def build_parser() -> Parser:
     train.add_argument("--lr", type=float, help="lr of all but the output layer (default: per arch and mode, below)")
     train.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
                        help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
-    train.add_argument("--out", metavar="DIR", help="where checkpoint.pt and metrics.json go "
-                       "(default: runs/<arch>-<mode>)")
+    train.add_argument("--out", metavar="DIR", help="where checkpoint.pt and metrics.json go, and resume.pt after "
+                       "every epoch until the run ends (default: runs/<arch>-<mode>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the interrupted run saved in DIR (its --out) after "
+                       "its last finished epoch, with its own settings (other flags are ignored)")
 
     compare = sub.add_parser("compare", help="run the fine-tune and the scratch recipe and compare with the book",
                              epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -213,8 +216,10 @@ class Reporter:
                   f"{r.train_acc:.3f}, {heldout} acc {fmt_acc(r.heldout_acc)}", flush=True)
 
 
-def run_with_ctrl_c(config: TrainConfig, prefix: str = "") -> TrainResult:
-    """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts."""
+def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = None,
+                    resume_from: dict | None = None) -> TrainResult:
+    """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts; with
+    `out`, the run's state is saved there after every epoch (for `train --resume`)."""
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -225,8 +230,12 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "") -> TrainResult:
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
+    def keep_state(state: dict) -> None:
+        if out is not None and distributed.context().is_main:
+            save_state(state, out)
+
     try:
-        return fit(config, Reporter(config.total_epochs, prefix), stop)
+        return fit(config, Reporter(config.total_epochs, prefix), stop, resume_from, keep_state)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -288,11 +297,19 @@ def closing_line(history: History) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """`train`: one run, the book's closing lines, checkpoint.pt and metrics.json."""
-    config = config_from_args(args, args.mode, args.lr, args.param_groups)
-    preflight(config)
-    out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
-    result = run_with_ctrl_c(config)
+    """`train`: one run (or the rest of an interrupted one), the book's closing lines, checkpoint.pt and
+    metrics.json."""
+    if args.resume:
+        out = Path(args.resume).expanduser()
+        state = load_state(out)
+        config = TrainConfig.from_dict(state["config"])
+        preflight(config)
+        print(f"resuming {out} after epoch {state['epoch']}/{config.total_epochs}", file=sys.stderr)
+    else:
+        config, state = config_from_args(args, args.mode, args.lr, args.param_groups), None
+        preflight(config)
+        out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
+    result = run_with_ctrl_c(config, out=out, resume_from=state)
     if not distributed.context().is_main:  # under torchrun rank 0 alone prints and writes the run
         return 0
     last = result.history.final()
@@ -302,7 +319,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             " through the frozen copied layers (forward only)"
         print(f"{result.history.examples_per_sec:.1f} examples/sec{what} on {book_devices(result.history.devices)}")
     checkpoint, metrics = save_run(result, out)
-    stopped = " (stopped early)" if result.history.stopped else ""
+    if not result.history.stopped:
+        (out / STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
+    stopped = f" (stopped early; `train --resume {out}` goes on)" if result.history.stopped else ""
     print(f"saved {checkpoint} and {metrics}{stopped}", file=sys.stderr)
     return 0
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from .errors import FtcoreError
 from .jobs import JobSnapshot, Run, TrainingJob
 from .models import IMAGENET_CLASSES, get_arch, imagenet_categories, locate_weights, read_state_dict
+from .runner import ProcessJob
+from .scheduler import Scheduler
 from .training import TrainConfig, recipe
 
 KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch"}
@@ -149,16 +151,17 @@ class Experiment:
     """A series of TrainConfigs trained one after another in one background thread."""
 
     def __init__(self, kind: str, configs: Sequence[TrainConfig], experiment_id: str | None = None,
-                 runs_dir: str | Path | None = None):
+                 runs_dir: str | Path | None = None, scheduler: Scheduler | None = None):
         if kind not in KINDS:
             raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
         self.id = experiment_id or uuid.uuid4().hex[:10]
         self.kind = kind
         self.configs = list(configs)
         self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see jobs.TrainingJob)
+        self.scheduler = scheduler  # with one, each run trains in a child process through its queue
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._jobs: list[TrainingJob] = []
+        self._jobs: list[TrainingJob | ProcessJob] = []
         self._runs: dict[str, Run] = {}  # job id -> its Run, once it ended with a model
         self._ended = False
         self._thread = threading.Thread(target=self._run, name=f"ftcore-experiment-{self.id}", daemon=True)
@@ -198,11 +201,15 @@ class Experiment:
             with self._lock:  # checked and appended together, so a stop() never misses a job
                 if self._stop.is_set():
                     break
-                job = TrainingJob(config, runs_dir=self.runs_dir)
+                job = (ProcessJob(config, self.runs_dir) if self.scheduler is not None
+                       else TrainingJob(config, runs_dir=self.runs_dir))
                 self._jobs.append(job)
-            job.start()
+            try:
+                job.start(self.scheduler) if self.scheduler is not None else job.start()
+            except FtcoreError:  # checked before the series started; memory may have changed since
+                job.cancel()
             job.join()  # a failed run (e.g. a diverging lr) does not end the series
-            if job.snapshot().result is not None:
+            if job.snapshot().has_model:
                 run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
                 with self._lock:
                     self._runs[job.id] = run

@@ -115,6 +115,13 @@ class ModelCache(LruStore[TrainResult]):
 
 MODELS = ModelCache()
 
+def out_of_memory_message(config: TrainConfig, devices: list[str]) -> str:
+    """What a run that ran out of memory says: where, at which sizes, and what to lower."""
+    where = ", ".join(devices) or config.device
+    return (f"out of memory on {where} while training at batch size {config.batch_size} and image "
+            f"size {config.image_size}; choose a smaller batch size or image size and start again")
+
+
 def run_label(config: TrainConfig) -> str:
     """A short name for a run: mode, architecture, lr and whether the output layer gets 10x."""
     mode = "fine-tune" if config.mode == "finetune" else "scratch"
@@ -129,7 +136,7 @@ class JobSnapshot:
     id: str
     label: str
     config: TrainConfig
-    status: str  # starting, running, finished, stopped or failed
+    status: str  # queued, starting, running, finished, stopped, failed or cancelled
     epochs: list[EpochRecord]
     batches: list[BatchRecord]
     examples_per_sec: float
@@ -145,14 +152,25 @@ class JobSnapshot:
     saved_to: str | None = None  # the run's folder once written to the runs folder
     warning: str | None = None  # a finished run that could not be saved says why here
     heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
+    queue_note: str | None = None  # while queued: its place and what it waits for
+    resumable: bool = False  # ended before its last epoch with a state saved after an earlier one
 
     @property
     def done(self) -> bool:
-        """True once the thread has ended, whatever the outcome."""
-        return self.status in ("finished", "stopped", "failed")
+        """True once the run has ended, whatever the outcome."""
+        return self.status in ("finished", "stopped", "failed", "cancelled")
+
+    @property
+    def has_model(self) -> bool:
+        """True when the run ended with a model (in memory, or saved in its folder)."""
+        return self.done and (self.result is not None or (self.saved_to is not None and self.status != "failed"))
 
     def status_line(self) -> str:
         """Status, epoch and progress through it (output-layer epochs count), speed, devices and time, in one line."""
+        if self.status == "queued":
+            return self.queue_note or "queued"
+        if self.status == "cancelled":
+            return "cancelled before it started"
         done = self.batches[-1].epoch if self.batches else 0.0
         epoch = max(1, math.ceil(done - 1e-9))
         within = round(100 * (done - (epoch - 1)))
@@ -262,6 +280,8 @@ def list_saved_runs(runs_dir: str | Path) -> tuple[list[Run], list[str]]:
     for folder in sorted(runs_dir.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue  # runs being written, and anything that is not a run
+        if (folder / "request.json").is_file() and not (folder / "metrics.json").is_file():
+            continue  # a run training in a child process, or one that died before it ended (see runner)
         try:
             runs.append(load_saved_run(folder))
         except FtcoreError as e:
@@ -386,6 +406,4 @@ class TrainingJob:
                 torch.cuda.empty_cache()
 
     def _out_of_memory_message(self) -> str:
-        where = ", ".join(self._info.devices) or self.config.device
-        return (f"out of memory on {where} while training at batch size {self.config.batch_size} and image "
-                f"size {self.config.image_size}; choose a smaller batch size or image size and start again")
+        return out_of_memory_message(self.config, self._info.devices)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import distributed
+from . import distributed, resume
 from .data import EvalPreset, PhotoSplit, TrainPreset, split_photos
 from .decoded import (
     MAX_DECODED_BYTES,
@@ -558,8 +558,12 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
 
 
 def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
-        stop: threading.Event | None = None) -> TrainResult:
-    """Run `config` to the end (or until `stop` is set) and return the model with its history."""
+        stop: threading.Event | None = None, resume_from: dict | None = None,
+        on_state: Callable[[dict], None] | None = None) -> TrainResult:
+    """Run `config` to the end (or until `stop` is set) and return the model with its history.
+
+    `on_state` receives the run's state (resume.capture) after every epoch of every layer; `resume_from`, such
+    a state, continues the run after the epoch it was captured at."""
     config.validate()
     callback = callback or (lambda event: None)
     stop = stop or threading.Event()
@@ -590,6 +594,8 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
     scale_batchnorm_momentum(model, math.ceil(config.batch_size / ctx.world_size / micro))
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
+    if resume_from is not None:
+        resume.restore(resume_from, model, optimizer, data.train)
     if ctx.world_size > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     else:
@@ -599,6 +605,10 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         devices = [torch.device(device.type, r) if device.type == "cuda" else device for r in range(ctx.world_size)]
     history = History(devices=[str(d) for d in devices], precision=train_precision,
                       decode_seconds=data.decode_seconds, heldout=heldout, split=data.splits.record())
+    first_epoch = 1  # output-layer epochs come first, then epochs of every layer
+    if resume_from is not None:
+        history = History.from_dict(resume_from["history"])
+        first_epoch = resume_from["epoch"] + 1
     head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
     steps = len(data.train) if config.epochs else head_steps
     callback(RunStarted(classes, data.train_size, data.heldout_size, steps, history.devices, weights.describe(),
@@ -624,11 +634,16 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
             history.examples_per_sec = feature_speed()
         callback(EpochEnded(record, history))
 
+    def save_state(epoch: int) -> None:
+        if on_state is not None and not stop.is_set() and config.epochs:
+            on_state(resume.capture(config.to_dict(), epoch, model, optimizer, history.to_dict(), data.train))
+
     try:
-        if config.head_epochs:
+        if config.head_epochs and first_epoch <= config.head_epochs:
             train_output_layer(model, config, data, device, precision, history, stop, on_batch, end_epoch)
             distributed.broadcast_module(output_layer(model, config.arch))  # every rank starts from rank 0's
-        for epoch in range(config.head_epochs + 1, config.total_epochs + 1):
+            save_state(config.head_epochs)
+        for epoch in range(max(first_epoch, config.head_epochs + 1), config.total_epochs + 1):
             if stop.is_set():
                 break
             if isinstance(getattr(data.train, "sampler", None), DistributedSampler):
@@ -645,6 +660,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
                                                          fuse=data.heldout_size >= FUSE_MIN_IMAGES))
                 record.eval_seconds = time.perf_counter() - start
             end_epoch(record)
+            save_state(epoch)
     except TrainingDiverged as e:
         e.history = history  # the curves up to the last finite batch stay plottable
         raise

@@ -29,10 +29,12 @@ from .errors import FtcoreError
 from .evaluation import Evaluation, TrainedModel, evaluate_model
 from .experiments import Experiment
 from .images import jpeg_thumbnail, open_image
-from .jobs import JobSnapshot, LruStore, Run, TrainingJob, list_saved_runs
+from .jobs import JobSnapshot, LruStore, Run, list_saved_runs
 from .models import locate_weights
 from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
+from .runner import ProcessJob, list_interrupted
+from .scheduler import Scheduler
 from .training import TrainConfig
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
@@ -134,7 +136,7 @@ def runs() -> list[Run]:
     job = current_job()
     if job is not None and all(run.id != job.id for run in kept):
         snap = job.snapshot()
-        if snap.done and snap.result is not None:
+        if snap.has_model:
             kept.append(job.to_run())
             _remember()
     if _collect_experiment_runs(kept):  # runs of an lr sweep or fine-tune vs scratch join as they end
@@ -142,7 +144,7 @@ def runs() -> list[Run]:
     return kept
 
 
-def current_job() -> TrainingJob | None:
+def current_job() -> ProcessJob | None:
     """This session's latest training job, running or done."""
     return st.session_state.get(JOB_KEY)
 
@@ -158,17 +160,42 @@ def runs_dir() -> Path:
     return cache_dir() / "runs"
 
 
-def start_job(config: TrainConfig) -> TrainingJob:
-    """Start training `config` in a background thread for this session (one job at a time)."""
+@st.cache_resource
+def scheduler() -> Scheduler:
+    """The server's one scheduler: every tab's runs queue here and train in child processes."""
+    return Scheduler()
+
+
+def start_job(config: TrainConfig) -> ProcessJob:
+    """Queue `config` with the server's scheduler for this session (one job at a time); it trains in a child
+    process of its own."""
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    job = TrainingJob(config, runs_dir=runs_dir()).start()
+    return _keep_job(ProcessJob(config, runs_dir()).start(scheduler()))
+
+
+def resume_job(folder: str | Path) -> ProcessJob:
+    """Queue the interrupted run in `folder` to continue after its last saved epoch, as this session's job."""
+    if job_running() or experiment_running():
+        raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
+    if any(job.folder == Path(folder) for job in scheduler().running()):
+        raise FtcoreError(f"the run in {folder} is training already; watch it in the tab that started it")
+    return _keep_job(ProcessJob.resumed(folder).start(scheduler()))
+
+
+def _keep_job(job: ProcessJob) -> ProcessJob:
     st.session_state[JOB_KEY] = job
     _remember()
     return job
+
+
+def interrupted_runs() -> list[Path]:
+    """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
+    training = {job.folder for job in scheduler().running()}
+    return [folder for folder in list_interrupted(runs_dir()) if folder not in training]
 
 
 def collect_job() -> JobSnapshot | None:
@@ -367,7 +394,9 @@ def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     for config in configs:
         config.validate()
-    experiment = Experiment(kind, configs, runs_dir=runs_dir()).start()
+    for config in configs:
+        scheduler().check_fits(config)
+    experiment = Experiment(kind, configs, runs_dir=runs_dir(), scheduler=scheduler()).start()
     st.session_state[EXPERIMENT_KEY] = experiment
     return experiment
 

@@ -1,4 +1,4 @@
-"""Train: fine-tune or train from scratch in a background thread, watch it live, compare runs."""
+"""Train: fine-tune or train from scratch in a child process of its own, watch it live, compare runs."""
 
 import dataclasses
 
@@ -129,6 +129,9 @@ def live_ui() -> None:
         st.error(snap.error)
     if snap.warning:
         st.warning(snap.warning)
+    if snap.resumable and not POLLING:
+        resume_button(ui.current_job().folder, f"Resume from epoch {int(snap.epochs[-1].epoch) if snap.epochs else 0}",
+                      "live-resume")
     left, right = st.columns(2)
     left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
                                                  snap.config.mode if snap.config.arch == "resnet18" else None,
@@ -164,6 +167,31 @@ def runs_ui() -> None:
         columns[i % len(columns)].download_button(
             f"Checkpoint #{i + 1}", data=lambda run=run: run.checkpoint_bytes(), file_name=f"{run.id}.pt",
             mime="application/octet-stream", on_click="ignore", key=f"download-{run.id}")
+
+
+def resume_button(folder, label: str, key: str) -> None:
+    """A button that continues the interrupted run in `folder` as this tab's job."""
+    if st.button(label, key=key, icon=":material/resume:", disabled=ui.job_running()):
+        try:
+            ui.resume_job(folder)
+            st.rerun()
+        except FtcoreError as e:
+            ui.show_error(e)
+
+
+def interrupted_runs_ui() -> None:
+    """Runs on this machine that ended before their last epoch (killed, stopped, a server restart): resumable."""
+    folders = ui.interrupted_runs()
+    current = ui.current_job()
+    folders = [f for f in folders if current is None or f != current.folder]
+    if not folders:
+        return
+    with st.expander(f"Interrupted runs on this machine ({len(folders)})"):
+        st.caption("Each saved its state after its last finished epoch; Resume continues it from there and ends "
+                   "where an uninterrupted run would.")
+        choice = st.selectbox("Interrupted run", range(len(folders)), format_func=lambda i: folders[i].name,
+                              key="interrupted-choice")
+        resume_button(folders[choice], "Resume", "resume-interrupted")
 
 
 def saved_runs_ui() -> None:
@@ -214,11 +242,15 @@ if start.button("Start", type="primary", disabled=POLLING or not startable, icon
         st.rerun()
     except FtcoreError as e:
         ui.show_error(e)
-if stop.button("Stop", disabled=not POLLING, icon=":material/stop:"):
+queued = POLLING and ui.collect_job().status == "queued"
+if stop.button("Cancel" if queued else "Stop", disabled=not POLLING, icon=":material/stop:",
+               help="A queued run is taken out of the queue; a training run ends after its current batch and keeps "
+               "its model."):
     ui.current_job().stop()
 if POLLING:
     note.caption("Changing the settings now only affects the next run; this one keeps its own.")
 
 live_ui()
 runs_ui()
+interrupted_runs_ui()
 saved_runs_ui()

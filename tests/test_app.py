@@ -200,6 +200,10 @@ def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
     at.select_slider(key="lr-scratch-resnet18").set_value(1e-2).run()
     at.radio(key="mode").set_value("finetune").run()
     assert at.session_state["job"] is job and not job.snapshot().done
+    deadline = time.monotonic() + 120
+    while not job.snapshot().batches and time.monotonic() < deadline:  # out of the queue and training
+        time.sleep(0.1)
+    at.run()
     at.button[1].click().run()  # Stop
     assert job.join(timeout=60) and job.snapshot().status == "stopped"
     assert job.config.lr == 5e-4 and job.config.mode == "scratch"  # the run kept its own settings

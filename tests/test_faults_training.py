@@ -59,7 +59,7 @@ def start_from_the_page(at: AppTest, epochs: int) -> TrainingJob:
     at.selectbox(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(epochs).run()
-    button(at, "Start").click().run()
+    button(at, "Start").click().run().run()  # the second run: the rerun that Start asks for
     checked(at)
     return at.session_state["job"]
 
@@ -83,9 +83,9 @@ def failing_fit(error: BaseException, times: int = 1):
     real_fit = jobs.fit
     left = [times]
 
-    def fit(config, callback=None, stop=None):
+    def fit(config, callback=None, stop=None, *args, **kwargs):
         if left[0] <= 0:
-            return real_fit(config, callback, stop)
+            return real_fit(config, callback, stop, *args, **kwargs)
         left[0] -= 1
 
         def on_event(event):
@@ -165,17 +165,21 @@ def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monke
     assert len(snap.batches) == 1  # what it did before memory ran out is still shown
 
 
-def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, monkeypatch):
-    monkeypatch.setattr(jobs, "fit", failing_fit(torch.OutOfMemoryError("CUDA out of memory"), times=1))
-    at = app(TRAIN, data_root=str(tiny_data))
-    job = start_from_the_page(at, epochs=1)
-    assert job.join(timeout=60)
-    checked(at.run())
+def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, tmp_path, monkeypatch):
+    from ftcore import runlog, worker
+    from ftcore.runner import ProcessJob
+
+    config = recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=64)
+    folder = tmp_path / "runs" / "oom-run"
+    runlog.write_request(folder, config)
+    monkeypatch.setattr(worker, "fit", failing_fit(torch.OutOfMemoryError("CUDA out of memory"), times=1))
+    assert worker.run(folder) == 1  # the child's side, in this process: it reports, it does not crash
+    job = ProcessJob(config, folder.parent, folder.name)  # the server's side, reading that folder
+    at = app(TRAIN, data_root=str(tiny_data), job=job)
     assert any(e.value.startswith("out of memory on cpu while training at batch size 8 and image size 64; choose a "
                                   "smaller batch size or image size") for e in at.error)
     assert not button(at, "Start").disabled
-    button(at, "Start").click().run()  # the same settings again: this time memory suffices
-    second = at.session_state["job"]
+    second = start_from_the_page(at, epochs=1)  # the same settings again: this time memory suffices
     assert second is not job and second.join(timeout=120)
     checked(at.run())
     assert second.snapshot().status == "finished" and [r.id for r in at.session_state["runs"]] == [second.id]

@@ -1,0 +1,689 @@
+"""A class sharing one server: N browser sessions press Start on the Train page at once.
+
+    python -m benchmarks.classroom [--sessions 6] [--per-class 100] [--epochs 5] [--screenshots DIR]
+                                   [--out benchmarks/results/classroom-cpu.txt] [--no-solo]
+
+Starts `streamlit run streamlit_app.py` on a loopback port with a temporary FTCORE_CACHE (so its runs folder
+starts empty) and FTCORE_DATA at the shared hot-dog photos, and drives it with Debian's Chromium through
+Playwright. It measures the page latency idle (a fresh page per visit, `goto` until the page's title is
+visible), then opens `--sessions` browser contexts (separate Streamlit sessions) on Train, chooses From scratch
+and `--per-class` images per class and split in each (every other setting keeps its default), and presses Start
+in all of them in a tight loop. While the scheduler trains the runs ($FTCORE_MAX_RUNS at a time, the rest
+queued) it samples the machine's used memory every 0.2 s, reads every run's events.jsonl, and opens Home and
+Train again in another context to measure the latency under load. Afterwards one more session trains alone
+(unless --no-solo) for the one-run-alone speed. Prints a report, writes it to --out and the raw numbers beside
+it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ftcore.bench import machine_description
+from ftcore.data import find_data
+from ftcore.runlog import REQUEST_FILE, read_events
+from ftcore.scheduler import SLOTS_ENV, default_slots
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SCRATCH = "From scratch (random weights)"  # ui.MODE_LABELS["scratch"]
+LIMIT_LABEL = "Images per class and split (0 = all)"
+PAGES = {"Home": ("/", "Fine-tuning lab"), "Train": ("/train", "Train")}  # name -> (URL path, its title)
+GOAL_RATIO = 1.3  # page latency during training over idle
+STATUS_WORDS = ("queued", "starting", "running", "finished", "stopped", "failed", "cancelled")
+WAIT_MS = 120_000  # generous: a page under load may take long to render
+
+
+# --------------------------------------------------------------------------------------------------
+# The server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_server(cache: Path, log: Path, env: dict[str, str]):
+    """`streamlit run streamlit_app.py` on a loopback port with FTCORE_CACHE=cache; yields its URL (as
+    tests/test_browser.py starts it) and ends it on exit."""
+    port = free_port()
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
+                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
+                                 "--browser.gatherUsageStats", "false"],
+                                cwd=REPO, env={**os.environ, **env, "FTCORE_CACHE": str(cache)}, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"streamlit did not start:\n{log.read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory and the runs' events, watched from a thread
+
+
+def used_memory_bytes() -> int:
+    """MemTotal - MemAvailable from /proc/meminfo."""
+    values = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            name, rest = line.split(":", 1)
+            values[name] = int(rest.split()[0]) * 1024
+    return values["MemTotal"] - values["MemAvailable"]
+
+
+@dataclass
+class RunSeen:
+    """One run folder as the watcher saw it; times in seconds since the watcher's origin."""
+
+    id: str
+    submitted_ns: int  # request.json's mtime: the order the server queued the runs in
+    appeared: float
+    started: float | None = None
+    first_batch: float | None = None
+    ended: float | None = None
+    status: str | None = None
+    error: str | None = None
+    examples: int = 0
+    epochs: int = 0
+    examples_per_sec: float = 0.0  # the run's own figure: training compute only, as the book reports
+    config: dict = field(default_factory=dict)
+    offset: int = 0
+
+
+class Watcher(threading.Thread):
+    """Every `period` s: samples the used memory (keeping the peak) and reads new events of every run."""
+
+    def __init__(self, runs: Path, period: float = 0.2):
+        super().__init__(name="classroom-watcher", daemon=True)
+        self.runs_dir, self.period = runs, period
+        self.origin = time.monotonic()
+        self.lock = threading.Lock()
+        self.runs: dict[str, RunSeen] = {}
+        self.peak = 0
+        self.series: list[tuple[float, int]] = []  # (time, used bytes), one a second
+        self._halt = threading.Event()
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def reset_peak(self) -> int:
+        """Start a new peak from the memory used now; returns that."""
+        used = used_memory_bytes()
+        with self.lock:
+            self.peak = used
+        return used
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        last_series = -1.0
+        while not self._halt.is_set():
+            now, used = self.now(), used_memory_bytes()
+            with self.lock:
+                self.peak = max(self.peak, used)
+                if now - last_series >= 1.0:
+                    self.series.append((round(now, 1), used))
+                    last_series = now
+            self._scan(now)
+            self._halt.wait(self.period)
+
+    def _scan(self, now: float) -> None:
+        try:
+            folders = [e for e in os.scandir(self.runs_dir) if e.is_dir() and not e.name.startswith(".")]
+        except FileNotFoundError:
+            return
+        for entry in folders:
+            with self.lock:
+                run = self.runs.get(entry.name)
+            if run is None:
+                request = Path(entry.path) / REQUEST_FILE
+                try:
+                    submitted = request.stat().st_mtime_ns
+                    config = json.loads(request.read_text())["config"]
+                except (OSError, ValueError, KeyError):
+                    continue  # being written: next time
+                run = RunSeen(entry.name, submitted, now, config=config)
+                with self.lock:
+                    self.runs[entry.name] = run
+            if run.ended is not None:
+                continue
+            events, run.offset = read_events(Path(entry.path), run.offset)
+            with self.lock:
+                for event in events:
+                    kind = event.get("type")
+                    if kind == "started" and run.started is None:
+                        run.started = now
+                    elif kind == "batch" and run.first_batch is None:
+                        run.first_batch = now
+                    elif kind == "epoch":
+                        run.examples += int(event["record"]["examples"])
+                        run.epochs += 1
+                        run.examples_per_sec = float(event.get("examples_per_sec") or 0.0)
+                    elif kind == "end":
+                        run.ended, run.status, run.error = now, event.get("status"), event.get("error")
+
+    def snapshot(self) -> list[RunSeen]:
+        """The runs seen so far, in the order the server queued them."""
+        with self.lock:
+            return sorted((RunSeen(**asdict(r)) for r in self.runs.values()), key=lambda r: (r.submitted_ns, r.id))
+
+
+# --------------------------------------------------------------------------------------------------
+# The browser side
+
+
+def settle(page, timeout: float = 120.0) -> None:
+    """Wait until Streamlit has finished rerunning the page (no running icon for half a second)."""
+    icon = page.get_by_test_id("stStatusWidgetRunningIcon")
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        if icon.count() == 0:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= 0.5:
+                return
+        else:
+            quiet_since = None
+        page.wait_for_timeout(100)
+
+
+def title(page, name: str):
+    return page.locator("h1").filter(has_text=re.compile(rf"^\s*{re.escape(PAGES[name][1])}\s*$")).first
+
+
+def ready(page, name: str):
+    """A late element of the page: what a student waits for before they can act."""
+    if name == "Train":
+        return page.get_by_role("button", name="Start")
+    return page.get_by_text("Classify your own photos").first
+
+
+def open_timed(context, url: str, name: str) -> dict:
+    """Open `name` in a fresh page: seconds from goto until its title, and until its late element, are visible."""
+    page = context.new_page()
+    try:
+        start = time.perf_counter()
+        page.goto(url + PAGES[name][0], wait_until="commit", timeout=WAIT_MS)
+        title(page, name).wait_for(state="visible", timeout=WAIT_MS)
+        shown = time.perf_counter() - start
+        ready(page, name).wait_for(state="visible", timeout=WAIT_MS)
+        return {"page": name, "title_s": round(shown, 3), "ready_s": round(time.perf_counter() - start, 3)}
+    finally:
+        page.close()
+
+
+def status_line(page) -> str | None:
+    """The Train page's status line (the progress bar's text), or None when it shows none."""
+    bar = page.get_by_test_id("stProgress")
+    try:
+        if bar.count() == 0:
+            return None
+        text = " ".join(bar.first.inner_text(timeout=2_000).split())
+    except Exception:  # the fragment redraws it every second; try again next time
+        return None
+    return text if text.startswith(STATUS_WORDS) else None
+
+
+@dataclass
+class Session:
+    """One browser context (one Streamlit session) on the Train page."""
+
+    number: int
+    context: object = field(repr=False)
+    page: object = field(repr=False)
+    clicked: float | None = None  # watcher time of its Start click
+    first_status: str | None = None
+    statuses: list[tuple[float, str]] = field(default_factory=list)  # (time, status word) when it changed
+    last_line: str | None = None
+    run_id: str | None = None
+    mapped_by: str = ""
+
+
+def prepare(page, url: str, per_class: int, epochs: int) -> None:
+    """Train page, From scratch, `per_class` images per class and split, `epochs` if not the default."""
+    page.goto(url + "/train", timeout=WAIT_MS)
+    title(page, "Train").wait_for(timeout=WAIT_MS)
+    page.get_by_role("button", name="Start").wait_for(timeout=WAIT_MS)
+    settle(page)
+    page.get_by_text(SCRATCH, exact=True).click()
+    page.get_by_text("Defaults for resnet18 from scratch").wait_for(timeout=WAIT_MS)
+    settle(page)
+    page.get_by_text("More settings", exact=True).click()
+    limit = page.get_by_label(LIMIT_LABEL)
+    limit.fill(str(per_class))
+    limit.press("Enter")
+    settle(page)
+    box = page.get_by_label("Epochs", exact=True)
+    if int(box.input_value()) != epochs:
+        box.fill(str(epochs))
+        box.press("Enter")
+        settle(page)
+    if limit.input_value() != str(per_class) or int(box.input_value()) != epochs:
+        raise SystemExit(f"the Train page did not keep the settings: {LIMIT_LABEL} {limit.input_value()}, "
+                         f"Epochs {box.input_value()}")
+    if not page.get_by_role("button", name="Start").is_enabled():
+        raise SystemExit("Start is disabled on the Train page (no data found?)")
+
+
+def watch_status(session: Session, now: float) -> None:
+    line = status_line(session.page)
+    if line is None:
+        return
+    session.last_line = line
+    session.first_status = session.first_status or line
+    word = line.split(":", 1)[0].split()[0]
+    if not session.statuses or session.statuses[-1][1] != word:
+        session.statuses.append((round(now, 1), word))
+
+
+def run_id_from_download(page, problems: list[str], tries: int = 3) -> str | None:
+    """The run id of the session's (first) finished run: the file name its "Checkpoint #1" button offers."""
+    button = page.get_by_role("button", name="Checkpoint #1")
+    for _ in range(tries):
+        try:
+            settle(page, timeout=30)
+            button.wait_for(timeout=60_000)
+            with page.expect_download(timeout=60_000) as info:
+                button.click()
+            download = info.value
+            name = download.suggested_filename
+            download.delete()
+            return name[:-3] if name.endswith(".pt") else name
+        except Exception as e:  # no model (a failed run), or the page did not offer it yet
+            problem = str(e).splitlines()[0][:160]
+    problems.append(problem)
+    return None
+
+
+def map_sessions(sessions: list[Session], runs: list[RunSeen], notes: list[str], shots: Path | None) -> None:
+    """Each session's run: exactly by its checkpoint's file name, else by the order the runs started in."""
+    ids = {run.id for run in runs}
+    for session in sessions:
+        problems: list[str] = []
+        run_id = run_id_from_download(session.page, problems)
+        if run_id in ids:
+            session.run_id, session.mapped_by = run_id, "checkpoint"
+        else:
+            notes.append(f"session {session.number}: no run id from its Checkpoint #1 button ({run_id or problems}); "
+                         f"its status line: {status_line(session.page)}")
+            if shots is not None:
+                session.page.set_viewport_size({"width": 1400, "height": 2400})
+                session.page.screenshot(path=shots / f"classroom-session-{session.number}-unmatched.png")
+    taken = {s.run_id for s in sessions}
+    left = sorted((r for r in runs if r.id not in taken), key=lambda r: (r.started is None, r.started or 0,
+                                                                         r.submitted_ns))
+
+    def began(s: Session) -> float:
+        return next((t for t, word in s.statuses if word != "queued"), float("inf"))
+
+    for session, run in zip(sorted((s for s in sessions if s.run_id is None), key=began), left, strict=False):
+        session.run_id, session.mapped_by = run.id, "order"
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def gib(n: int | None) -> str:
+    return "-" if n is None else f"{n / 2**30:.2f} GiB"
+
+
+def latency_summary(samples: list[dict]) -> dict:
+    out = {}
+    for name in PAGES:
+        mine = [s for s in samples if s["page"] == name]
+        out[name] = {"n": len(mine), "title_s": median([s["title_s"] for s in mine]),
+                     "ready_s": median([s["ready_s"] for s in mine])}
+    return out
+
+
+def ratio(during: float | None, idle: float | None) -> float | None:
+    return during / idle if during is not None and idle else None
+
+
+def report(result: dict) -> str:
+    s, c = result["settings"], result["class"]
+    lines = [f"Classroom benchmark: {s['sessions']} browser sessions press Start on Train at once, one server",
+             f"machine: {result['machine']}",
+             f"settings: {s['arch']} from scratch, the book's recipe, {s['epochs']} epochs, batch {s['batch_size']}, "
+             f"image size {s['image_size']}, precision {s['precision']}; {s['per_class']} images per class and "
+             "split",
+             "  (deviates from the page default 0 = all photos, to keep the benchmark minutes long instead of an "
+             "hour)",
+             f"server: {SLOTS_ENV}={s['slots']} run(s) trained at once, the rest queued first in first out; the "
+             "browsers run on this machine too",
+             f"Start clicks: {s['sessions']} within {c['click_spread_s']:.2f} s", ""]
+    header = (f"{'session':>7s}  {'run id':26s} {'wait to 1st batch':>17s} {'run time':>8s} {'examples':>8s} "
+              f"{'run img/s':>9s}  {'status':9s} first status line shown after Start")
+    lines += [header, "-" * len(header)]
+    for row in c["sessions"]:
+        run_id = (row["run_id"] or "?") + ("*" if row["mapped_by"] == "order" else "")
+        lines.append(f"{row['session']:>7d}  {run_id:26s} {fmt(row['wait_to_first_batch_s'], '.1f', ' s'):>17s} "
+                     f"{fmt(row['run_time_s'], '.1f', ' s'):>8s}"
+                     f" {row['examples']:>8d} {fmt(row['examples_per_sec'], '.1f'):>9s}  {row['status'] or '-':9s} "
+                     f"{row['first_status'] or '-'}")
+    lines.append("wait to 1st batch: from the session's Start click to its first training step's end; run time: "
+                 "from the run's start (data and model ready) to its end; run img/s: the run's own examples/sec "
+                 "(training compute, as the book reports)")
+    if any(row["mapped_by"] == "order" for row in c["sessions"]):
+        lines.append("* matched to the session by start order (no checkpoint to read its id from)")
+    lines.append("")
+    lines.append(f"total images/sec: {fmt(c['images_per_sec'], '.2f')} ({c['examples']} training examples over "
+                 f"{fmt(c['span_s'], '.1f', ' s')}, first Start click to last end)")
+    solo = result.get("solo")
+    if solo:
+        lines.append(f"one run alone: {fmt(solo['images_per_sec'], '.2f')} images/sec ({solo['examples']} examples "
+                     f"over {fmt(solo['span_s'], '.1f', ' s')}, Start click to end, of one more session started "
+                     f"alone after the class; {fmt(solo['training_images_per_sec'], '.2f')} from its start; "
+                     f"its wait to 1st batch {fmt(solo['wait_to_first_batch_s'], '.1f', ' s')})")
+        if c["images_per_sec"] and solo["images_per_sec"]:
+            lines.append(f"  class total / alone: {c['images_per_sec'] / solo['images_per_sec']:.2f}x")
+    first = c.get("first_run_alone")
+    if first:
+        lines.append(f"first run of the class, start to end: {fmt(first['images_per_sec'], '.2f')} images/sec"
+                     f" ({first['examples']} examples over {fmt(first['span_s'], '.1f', ' s')})")
+    m = result["memory"]
+    lines.append(f"memory used (MemTotal - MemAvailable): {gib(m['before'])} before the clicks (server and "
+                 f"{s['sessions']} + 1 browser contexts up), peak {gib(m['peak'])} while training "
+                 f"(+{gib(m['peak'] - m['before'])}); {gib(m['total'])} total")
+    lat = result["latency"]
+    lines.append("")
+    lines.append("page latency, fresh page: goto until the title (h1) is visible [until Start / the last Home link]")
+    lines.append(f"{'page':6s} {'idle':>16s} {'during training':>18s} {'ratio':>14s}")
+    for name in PAGES:
+        idle, busy = lat["idle"][name], lat["during"][name]
+        r_title, r_ready = ratio(busy["title_s"], idle["title_s"]), ratio(busy["ready_s"], idle["ready_s"])
+        lines.append(f"{name:6s} {fmt(idle['title_s'], '.2f')} [{fmt(idle['ready_s'], '.2f')}] s"
+                     f"{'':>3s}{fmt(busy['title_s'], '.2f')} [{fmt(busy['ready_s'], '.2f')}] s"
+                     f"{'':>3s}{fmt(r_title, '.2f', 'x')} [{fmt(r_ready, '.2f', 'x')}]"
+                     f"   medians of {idle['n']} / {busy['n']}")
+    ratios = [ratio(lat["during"][n]["title_s"], lat["idle"][n]["title_s"]) for n in PAGES]
+    if all(r is not None for r in ratios):
+        verdict = "met" if max(ratios) <= GOAL_RATIO else "not met"
+        lines.append(f"goal: title latency during training within {GOAL_RATIO}x of idle: {verdict} "
+                     f"(worst {max(ratios):.2f}x)")
+    if lat.get("warmup"):
+        lines.append("first visits (not counted): " + ", ".join(f"{w['page']} {w['title_s']:.2f} s"
+                                                                for w in lat["warmup"]))
+    if result.get("notes"):
+        lines += ["", *result["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def measure_idle(context, url: str, repeats: int) -> tuple[list[dict], list[dict]]:
+    warmup = [open_timed(context, url, name) for name in PAGES]  # the server's first visit imports and caches
+    samples = [open_timed(context, url, name) for name in PAGES for _ in range(repeats)]
+    return warmup, samples
+
+
+def run_solo(browser, url: str, watcher: Watcher, args, timeout: float) -> dict | None:
+    """One more session, alone on the server: its run's speed without anything queued beside it."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    prepare(page, url, args.per_class, args.epochs)
+    known = {r.id for r in watcher.snapshot()}
+    watcher.reset_peak()
+    clicked = watcher.now()
+    page.get_by_role("button", name="Start").click()
+    deadline = time.monotonic() + timeout
+    run = None
+    while time.monotonic() < deadline:
+        run = next((r for r in watcher.snapshot() if r.id not in known), None)
+        if run is not None and run.ended is not None:
+            break
+        time.sleep(0.5)
+    context.close()
+    if run is None or run.ended is None:
+        return None
+    span = run.ended - clicked
+    training = run.ended - run.started if run.started is not None else None
+    return {"run_id": run.id, "status": run.status, "examples": run.examples, "span_s": span,
+            "images_per_sec": run.examples / span if span > 0 else None,
+            "training_images_per_sec": run.examples / training if training else None, "run_time_s": training,
+            "wait_to_first_batch_s": run.first_batch - clicked if run.first_batch is not None else None,
+            "run_examples_per_sec": run.examples_per_sec, "peak_memory": watcher.peak}
+
+
+def classroom(args) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    data = find_data()
+    if data is None:
+        raise SystemExit("no hot-dog photos found (ftcore.data.find_data()); set FTCORE_DATA")
+    slots = default_slots()
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="classroom-") as tmp:
+        cache = Path(tmp) / "cache"
+        log = Path(tmp) / "streamlit.log"
+        runs_dir = cache / "runs"
+        env = {"FTCORE_DATA": str(data)}
+        shots = Path(args.screenshots) if args.screenshots else None
+        if shots:
+            shots.mkdir(parents=True, exist_ok=True)
+        with app_server(cache, log, env) as url, sync_playwright() as p:
+            print(f"# server at {url}, data {data}, cache {cache}", flush=True)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            probe = browser.new_context(viewport={"width": 1400, "height": 1000})
+            warmup, idle = measure_idle(probe, url, args.repeats)
+            print(f"# idle latency: {latency_summary(idle)}", flush=True)
+
+            sessions = []
+            for i in range(args.sessions):
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                prepare(page, url, args.per_class, args.epochs)
+                sessions.append(Session(i + 1, context, page))
+                print(f"# session {i + 1} ready", flush=True)
+
+            watcher = Watcher(runs_dir)
+            watcher.start()
+            time.sleep(1.0)
+            before = watcher.reset_peak()
+            buttons = [s.page.get_by_role("button", name="Start") for s in sessions]
+            for session, button in zip(sessions, buttons, strict=True):
+                session.clicked = watcher.now()
+                button.click()
+            clicks_done = watcher.now()
+            first_click = sessions[0].clicked
+            print(f"# {len(sessions)} Start clicks in {clicks_done - first_click:.2f} s", flush=True)
+            settled = time.monotonic() + 30  # each page's first status line after its Start (queued: ...)
+            while time.monotonic() < settled and any(s.first_status is None for s in sessions):
+                for session in sessions:
+                    if session.first_status is None:
+                        watch_status(session, watcher.now())
+                time.sleep(0.2)
+
+            during: list[dict] = []
+            deadline = time.monotonic() + args.timeout
+            next_latency = time.monotonic() + 2.0
+            next_status = 0.0
+            last_new, count = time.monotonic(), 0
+            shot_taken = shots is None
+            while time.monotonic() < deadline:
+                runs = watcher.snapshot()
+                if len(runs) != count:
+                    last_new, count = time.monotonic(), len(runs)
+                ended = runs and all(r.ended is not None for r in runs)
+                if ended and (len(runs) >= len(sessions) or time.monotonic() - last_new > 120):
+                    break
+                if not runs and time.monotonic() - last_new > 120:
+                    notes.append("no run folder appeared within 120 s of the Start clicks")
+                    break
+                if time.monotonic() >= next_status:
+                    for session in sessions:
+                        watch_status(session, watcher.now())
+                    next_status = time.monotonic() + args.status_every
+                if not shot_taken:
+                    queued = next((s for s in reversed(sessions) if (s.last_line or "").startswith("queued:")), None)
+                    if queued is not None:
+                        queued.page.set_viewport_size({"width": 1400, "height": 1600})
+                        queued.page.wait_for_timeout(300)
+                        queued.page.screenshot(path=shots / "classroom-queued.png")
+                        queued.page.set_viewport_size({"width": 1400, "height": 1000})
+                        notes.append(f"screenshot: {shots / 'classroom-queued.png'} (session {queued.number}: "
+                                     f"{queued.last_line})")
+                        shot_taken = True
+                if time.monotonic() >= next_latency:
+                    for name in PAGES:
+                        at = round(watcher.now() - first_click, 1)
+                        during.append({**open_timed(probe, url, name), "at_s": at})
+                    print(f"# t={watcher.now() - first_click:.0f} s latency {during[-2:]}; runs ended "
+                          f"{sum(r.ended is not None for r in runs)}/{len(runs)}", flush=True)
+                    next_latency = time.monotonic() + args.latency_every
+                time.sleep(0.2)
+            else:
+                notes.append(f"timed out after {args.timeout:.0f} s with runs still training")
+            for session in sessions:
+                watch_status(session, watcher.now())
+            peak = watcher.peak
+            runs = watcher.snapshot()
+            last_end = max((r.ended for r in runs if r.ended is not None), default=None)
+            # only samples taken while runs trained count as "during training"
+            during = [d for d in during if last_end is None or d["at_s"] + first_click <= last_end]
+            if not shot_taken:
+                notes.append("no screenshot: no session showed 'queued: ...' when its status was read")
+            map_sessions(sessions, runs, notes, shots)
+            for session in sessions:
+                session.context.close()
+
+            solo = None
+            if args.solo:
+                print("# one more session, alone", flush=True)
+                solo = run_solo(browser, url, watcher, args, args.timeout)
+                if solo is None:
+                    notes.append("the run alone did not end in time")
+            watcher.stop()
+            probe.close()
+            browser.close()
+        errors = [line for line in log.read_text().splitlines() if "Traceback" in line or "Error" in line]
+        if errors:
+            notes.append(f"server log had {len(errors)} error line(s), e.g. {errors[0][:200]}")
+
+    by_id = {r.id: r for r in runs}
+    rows = []
+    for session in sessions:
+        run = by_id.get(session.run_id)
+        clicked = session.clicked
+        rows.append({
+            "session": session.number, "run_id": session.run_id, "mapped_by": session.mapped_by,
+            "clicked_s": round(clicked - first_click, 3),
+            "queued_s": None if run is None else round(run.appeared - first_click, 2),
+            "started_s": None if run is None or run.started is None else round(run.started - first_click, 2),
+            "wait_to_first_batch_s": None if run is None or run.first_batch is None else run.first_batch - clicked,
+            "ended_s": None if run is None or run.ended is None else round(run.ended - first_click, 2),
+            "run_time_s": None if run is None or run.started is None or run.ended is None
+            else run.ended - run.started,
+            "examples": 0 if run is None else run.examples, "epochs": 0 if run is None else run.epochs,
+            "examples_per_sec": None if run is None else run.examples_per_sec,
+            "status": None if run is None else run.status, "error": None if run is None else run.error,
+            "first_status": session.first_status, "statuses": session.statuses, "last_line": session.last_line})
+    examples = sum(r.examples for r in runs)
+    span = last_end - first_click if last_end is not None else None
+    first_run = min((r for r in runs if r.started is not None), key=lambda r: r.started, default=None)
+    first_alone = None
+    if first_run is not None and first_run.ended is not None:
+        own = first_run.ended - first_run.started
+        first_alone = {"run_id": first_run.id, "examples": first_run.examples, "span_s": own,
+                       "images_per_sec": first_run.examples / own if own > 0 else None}
+    config = runs[0].config if runs else {}
+    result = {
+        "machine": machine_description(),
+        "settings": {"sessions": args.sessions, "per_class": args.per_class, "epochs": args.epochs, "slots": slots,
+                     "arch": config.get("arch"), "batch_size": config.get("batch_size"),
+                     "image_size": config.get("image_size"), "precision": config.get("precision"),
+                     "mode": config.get("mode"), "data": str(data), "repeats": args.repeats,
+                     "latency_every_s": args.latency_every, "config": config},
+        "class": {"click_spread_s": clicks_done - first_click, "sessions": rows, "examples": examples,
+                  "span_s": span, "images_per_sec": examples / span if span else None,
+                  "first_run_alone": first_alone, "runs_seen": len(runs)},
+        "runs": [{k: (round(v - first_click, 2) if k in ("appeared", "started", "first_batch", "ended")
+                      and v is not None else v) for k, v in asdict(r).items() if k not in ("offset", "config")}
+                 for r in runs],  # times in seconds since the first Start click
+        "solo": solo,
+        "memory": {"before": before, "peak": peak, "total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                   "series": watcher.series},
+        "latency": {"warmup": warmup, "idle": latency_summary(idle), "during": latency_summary(during),
+                    "idle_samples": idle, "during_samples": during},
+        "notes": notes,
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=6, help="browser sessions pressing Start at once")
+    parser.add_argument("--per-class", type=int, default=100, help="Images per class and split (page default: all)")
+    parser.add_argument("--epochs", type=int, default=5, help="set on the page only when it differs from 5")
+    parser.add_argument("--out", default="benchmarks/results/classroom-cpu.txt")
+    parser.add_argument("--screenshots", default=None, help="folder for a screenshot of a queued session's page")
+    parser.add_argument("--repeats", type=int, default=5, help="visits of each page for the idle latency")
+    parser.add_argument("--latency-every", type=float, default=20.0, help="seconds between visits under load")
+    parser.add_argument("--status-every", type=float, default=2.0, help="seconds between reads of the status lines")
+    parser.add_argument("--timeout", type=float, default=45 * 60, help="seconds to wait for the runs to end")
+    parser.add_argument("--no-solo", dest="solo", action="store_false",
+                        help="skip the extra run alone after the class")
+    args = parser.parse_args()
+    if not Path(CHROMIUM).is_file():
+        raise SystemExit(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
+    result = classroom(args)
+    text = report(result)
+    print(text, end="")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"# wrote {out} and {out.with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""A run in a child process: launched when the scheduler admits it, stopped, and watched through its folder.
+
+`ProcessJob` has the interface of `jobs.TrainingJob` (start, stop, join, snapshot, to_run), so pages draw both
+alike; but nothing of the run lives in the server: the child writes its events, states and checkpoint into
+<runs>/<run id>/ (see runlog), and a snapshot is what that folder says, plus whether the process still lives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
+from .paths import REPO_ROOT
+from .resume import STATE_FILE
+from .runlog import (
+    LOG_FILE,
+    METRICS_FILE,
+    REQUEST_FILE,
+    batch_record,
+    epoch_record,
+    read_events,
+    read_request,
+    request_stop,
+    write_request,
+)
+from .training import History, TrainConfig
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
+PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
+
+
+def worker_command(folder: Path, procs: int) -> list[str]:
+    """The child's command line: the worker itself, or torchrun with `procs` processes of it."""
+    if procs > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                "-m", "ftcore.worker", str(folder)]
+    return [sys.executable, "-m", "ftcore.worker", str(folder)]
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class ProcessJob:
+    """One run trained by `python -m ftcore.worker` in a child process of its own."""
+
+    def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False):
+        self.id = job_id or new_run_id()
+        self.config = config
+        self.folder = Path(runs_dir) / self.id
+        self.resume = resume
+        self.procs = 1  # processes of the run (torchrun), set by the scheduler
+        self.estimate = 0  # bytes of memory the scheduler reserved for it
+        self.scheduler: Scheduler | None = None
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._status = "new"
+        self._queued = self._started = self._ended = self._stop_asked = 0.0
+        self._offset = 0
+        self._info: dict = {}
+        self._epochs: list = []
+        self._batches: list = []
+        self._last_batch = (0, 0)  # (epoch, step) of the last batch the run reported
+        self._examples_per_sec = 0.0
+        self._end: dict | None = None
+
+    @classmethod
+    def resumed(cls, folder: str | Path) -> ProcessJob:
+        """A job that continues the interrupted run in `folder` from its last saved epoch."""
+        folder = Path(folder)
+        config, _ = read_request(folder)
+        return cls(config, folder.parent, folder.name, resume=True)
+
+    # ---- the server's side
+
+    def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
+        """Queue the run with `scheduler` (or launch it at once without one) and return self."""
+        if self.resume:
+            (self.folder / "stop").unlink(missing_ok=True)
+            for name in ("checkpoint.pt", METRICS_FILE):  # the earlier, stopped ending is replaced by this one
+                (self.folder / name).unlink(missing_ok=True)
+        write_request(self.folder, self.config, self.resume)
+        self._queued = time.monotonic()
+        self._status = "queued"
+        if scheduler is None:
+            self.launch({})
+        else:
+            self.scheduler = scheduler
+            scheduler.submit(self)
+        return self
+
+    def launch(self, env: dict[str, str]) -> None:
+        """Start the child process (the scheduler calls this when the run is admitted)."""
+        environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        with open(self.folder / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(worker_command(self.folder, self.procs), cwd=REPO_ROOT, env=environment,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # Ctrl-C on the server's terminal is the server's
+        with self._lock:
+            self._proc, self._status, self._started = proc, "starting", time.monotonic()
+
+    def cancel(self) -> None:
+        """Mark a queued run as cancelled (the scheduler has dropped it)."""
+        with self._lock:
+            self._status, self._ended = "cancelled", time.monotonic()
+
+    def stop(self) -> None:
+        """Cancel the run if it is still queued; else ask it to end after its current batch."""
+        if self.scheduler is not None and self.scheduler.cancel(self):
+            return
+        with self._lock:
+            if self._proc is None or self._stop_asked:
+                return
+            self._stop_asked = time.monotonic()
+        request_stop(self.folder)
+        if self.procs == 1:  # the worker stops within its batch; torchrun's launcher would die of SIGUSR1
+            self.terminate(signal.SIGUSR1)
+
+    def alive(self) -> bool:
+        """True while the child process runs; ends it when it outlives Stop by STOP_GRACE_SECONDS."""
+        with self._lock:
+            proc, asked = self._proc, self._stop_asked
+        if proc is None:
+            return False
+        if proc.poll() is not None:
+            return False
+        if asked and time.monotonic() - asked > STOP_GRACE_SECONDS:
+            self.terminate(signal.SIGKILL)
+            return False
+        return True
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to the run's processes (its torchrun workers too)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the run has ended (or was cancelled); True when it has."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.snapshot().done:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child process now (0 when it is not running or cannot be read)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return 0
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                line = next(line for line in f if line.startswith("VmRSS:"))
+            return int(line.split()[1]) * 1024
+        except (OSError, StopIteration, ValueError):
+            return 0
+
+    # ---- reading the folder
+
+    def _read(self) -> None:
+        """Take in the events written since the last read."""
+        events, self._offset = read_events(self.folder, self._offset)
+        for event in events:
+            kind = event.get("type")
+            if kind == "resumed":  # a new process continues after epoch E: what came after it is gone
+                self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
+                self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
+                self._end = None
+            elif kind == "started":
+                self._info = event
+                if self._status in ("starting", "queued", "new"):
+                    self._status = "running"
+            elif kind == "batch":
+                self._batches.append(batch_record(event["record"]))
+                self._last_batch = (event["epoch"], event["step"])
+                self._examples_per_sec = event["examples_per_sec"]
+            elif kind == "epoch":
+                self._epochs.append(epoch_record(event["record"]))
+                self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
+            elif kind == "end":
+                self._end = event
+
+    def _status_now(self, alive: bool) -> tuple[str, str | None]:
+        """The status and error, from the last event and whether the process still lives."""
+        if self._end is not None and (not alive or self._end["status"] != "failed"):
+            return self._end["status"], self._end.get("error")
+        if self._status in ("queued", "cancelled", "new") or alive:
+            return self._status, None
+        epoch, step = self._last_batch
+        return "failed", (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, "
+                          f"batch {step}; its curves up to then are kept")
+
+    def snapshot(self) -> JobSnapshot:
+        """What the folder says now, and whether the process lives."""
+        alive = self.alive()
+        # asked before taking this job's lock: the scheduler's thread holds its own lock while it asks jobs
+        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        with self._lock:
+            self._read()
+            status, error = self._status_now(alive)
+            if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
+                self._ended = time.monotonic()
+            end = self._ended or time.monotonic()
+            elapsed = end - self._queued if self._queued else 0.0
+            info = self._info
+            saved = (self.folder / METRICS_FILE).is_file()  # written (atomically) before the end event
+            if self._end is not None and self._end.get("history") and not self._epochs:
+                self._epochs = History.from_dict(self._end["history"]).epochs
+            last_epoch = self._epochs[-1].epoch if self._epochs else 0
+            resumable = (status in ("failed", "stopped") and (self.folder / STATE_FILE).is_file()
+                         and last_epoch < self.config.total_epochs)
+            return JobSnapshot(self.id, run_label(self.config), self.config, status, list(self._epochs),
+                               list(self._batches), self._examples_per_sec, list(info.get("devices", [])),
+                               info.get("weights", ""), list(info.get("classes", [])), info.get("train_size", 0),
+                               info.get("test_size", 0), info.get("steps_per_epoch", 0), elapsed, error, None,
+                               str(self.folder) if saved else None, None, info.get("heldout", "test"), note,
+                               resumable)
+
+    def to_run(self) -> Run:
+        """The ended run as a Run of the tab, its model loaded from the folder when first used."""
+        return load_saved_run(self.folder)
+
+    def release_model(self) -> None:
+        """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
+
+
+def list_interrupted(runs_dir: str | Path) -> list[Path]:
+    """Run folders that ended (or died) before their last epoch with a state to resume from, oldest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = []
+    for folder in sorted(runs_dir.iterdir()):
+        if folder.name.startswith(".") or not all((folder / name).is_file() for name in (STATE_FILE, REQUEST_FILE)):
+            continue
+        events, _ = read_events(folder)
+        ends = [e for e in events if e.get("type") == "end"]
+        if not ends or ends[-1]["status"] != "finished":
+            found.append(folder)
+    return found
+
