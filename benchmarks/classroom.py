@@ -447,7 +447,7 @@ def report(result: dict) -> str:
     if all(r is not None for r in ratios):
         verdict = "met" if max(ratios) <= GOAL_RATIO else "not met"
         lines.append(f"goal: title latency during training within {GOAL_RATIO}x of idle: {verdict} "
-                     f"(worst {max(ratios):.2f}x)")
+                     f"(worst {max(ratios):.3f}x)")
     if lat.get("warmup"):
         lines.append("first visits (not counted): " + ", ".join(f"{w['page']} {w['title_s']:.2f} s"
                                                                 for w in lat["warmup"]))
@@ -627,6 +627,11 @@ def classroom(args) -> dict:
             "examples_per_sec": None if run is None else run.examples_per_sec,
             "status": None if run is None else run.status, "error": None if run is None else run.error,
             "first_status": session.first_status, "statuses": session.statuses, "last_line": session.last_line})
+    for row in rows:
+        shown = (row["last_line"] or "").split(":", 1)[0]
+        if row["status"] and shown and shown != row["status"]:
+            notes.append(f"session {row['session']}: its page still shows \"{row['last_line']}\" although its run "
+                         f"ended {row['status']} (the page stopped refreshing)")
     examples = sum(r.examples for r in runs)
     span = last_end - first_click if last_end is not None else None
     first_run = min((r for r in runs if r.started is not None), key=lambda r: r.started, default=None)
@@ -669,7 +674,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="visits of each page for the idle latency")
     parser.add_argument("--latency-every", type=float, default=20.0, help="seconds between visits under load")
     parser.add_argument("--status-every", type=float, default=2.0, help="seconds between reads of the status lines")
-    parser.add_argument("--timeout", type=float, default=45 * 60, help="seconds to wait for the runs to end")
+    parser.add_argument("--timeout", type=float, default=60 * 60, help="seconds to wait for the runs to end")
     parser.add_argument("--no-solo", dest="solo", action="store_false",
                         help="skip the extra run alone after the class")
     args = parser.parse_args()

@@ -210,11 +210,13 @@ class ProcessJob:
 
     def snapshot(self) -> JobSnapshot:
         """What the folder says now, and whether the process lives."""
-        alive = self.alive()
+        self.alive()  # ends a run that outlived Stop's grace period
         # asked before taking this job's lock: the scheduler's thread holds its own lock while it asks jobs
         note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
         with self._lock:
             self._read()
+            # the process and the status are read together: launch() sets both under this lock
+            alive = self._proc is not None and self._proc.poll() is None
             status, error = self._status_now(alive)
             if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
                 self._ended = time.monotonic()

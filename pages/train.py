@@ -26,6 +26,8 @@ def settings_ui(root: str | None) -> TrainConfig:
         st.caption("Quick and best start from copied ImageNet layers, so they are for fine-tuning; from scratch "
                    "uses the book's recipe.")
         preset = "book"
+    elif mode != "finetune":
+        st.caption("The book's recipe from scratch: 5 epochs of every layer, all at one lr.")
     else:
         st.caption(PRESET_DESCRIPTIONS[preset].capitalize() + ".")
     book = recipe(mode, arch, preset, data=root or "")
@@ -123,7 +125,8 @@ def live_ui() -> None:
         return
     if POLLING and snap.done:
         st.rerun()  # refresh the whole page once: buttons, run list, comparison
-    st.markdown(f"**{snap.label}** · {snap.weights or 'loading data and model...'}")
+    waiting = "waiting for its turn" if snap.status == "queued" else "loading data and model..."
+    st.markdown(f"**{snap.label}** · {snap.weights or waiting}")
     st.progress(snap.progress, text=snap.status_line())
     if snap.error:
         st.error(snap.error)
