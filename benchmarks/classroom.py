@@ -34,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.runlog import REQUEST_FILE, read_events
@@ -239,13 +241,16 @@ def ready(page, name: str):
 def open_timed(context, url: str, name: str) -> dict:
     """Open `name` in a fresh page: seconds from goto until its title, and until its late element, are visible."""
     page = context.new_page()
+    start = time.perf_counter()
     try:
-        start = time.perf_counter()
         page.goto(url + PAGES[name][0], wait_until="commit", timeout=WAIT_MS)
         title(page, name).wait_for(state="visible", timeout=WAIT_MS)
         shown = time.perf_counter() - start
         ready(page, name).wait_for(state="visible", timeout=WAIT_MS)
         return {"page": name, "title_s": round(shown, 3), "ready_s": round(time.perf_counter() - start, 3)}
+    except PlaywrightTimeout:  # a page that never showed counts as the wait it took, marked
+        waited = round(time.perf_counter() - start, 3)
+        return {"page": name, "title_s": waited, "ready_s": waited, "timed_out": True}
     finally:
         page.close()
 
@@ -379,7 +384,8 @@ def latency_summary(samples: list[dict]) -> dict:
     for name in PAGES:
         mine = [s for s in samples if s["page"] == name]
         out[name] = {"n": len(mine), "title_s": median([s["title_s"] for s in mine]),
-                     "ready_s": median([s["ready_s"] for s in mine])}
+                     "ready_s": median([s["ready_s"] for s in mine]),
+                     "timed_out": sum(bool(s.get("timed_out")) for s in mine)}
     return out
 
 

@@ -95,6 +95,11 @@ class LruStore(Generic[V]):
         self.put(key, value)
         return value
 
+    def discard(self, key: str) -> None:
+        """Forget the value kept for `key` (a resumed run's folder holds a new model)."""
+        with self._lock:
+            self._values.pop(key, None)
+
     def ids(self) -> list[str]:
         """The keys kept, least recently used first."""
         with self._lock:

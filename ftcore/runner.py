@@ -87,10 +87,11 @@ class ProcessJob:
 
     def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
         """Queue the run with `scheduler` (or launch it at once without one) and return self."""
-        if self.resume:
+        if self.resume:  # the stopped run's checkpoint stays until this one replaces it
             (self.folder / "stop").unlink(missing_ok=True)
-            for name in ("checkpoint.pt", METRICS_FILE):  # the earlier, stopped ending is replaced by this one
-                (self.folder / name).unlink(missing_ok=True)
+            with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
+                self._read()
+                self._end = None
         write_request(self.folder, self.config, self.resume)
         self._queued = time.monotonic()
         self._status = "queued"
@@ -223,7 +224,8 @@ class ProcessJob:
             end = self._ended or time.monotonic()
             elapsed = end - self._queued if self._queued else 0.0
             info = self._info
-            saved = (self.folder / METRICS_FILE).is_file()  # written (atomically) before the end event
+            # written (atomically) before the end event; a resumed run's earlier checkpoint does not count
+            saved = self._end is not None and (self.folder / METRICS_FILE).is_file()
             if self._end is not None and self._end.get("history") and not self._epochs:
                 self._epochs = History.from_dict(self._end["history"]).epochs
             last_epoch = self._epochs[-1].epoch if self._epochs else 0

@@ -29,7 +29,7 @@ from .errors import FtcoreError
 from .evaluation import Evaluation, TrainedModel, evaluate_model
 from .experiments import Experiment
 from .images import jpeg_thumbnail, open_image
-from .jobs import JobSnapshot, LruStore, Run, list_saved_runs
+from .jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
 from .models import locate_weights
 from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
@@ -41,6 +41,7 @@ DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs",
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
 TAB_PARAM = "tab"  # the URL query parameter that carries the tab's id
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
+QUEUED_POLL_SECONDS = 5.0  # and while it waits in the queue (every tab polls the server: waiting ones less often)
 MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when it cut the rest
 MAX_TABS = 256  # tabs the registry remembers for a refresh (their runs are on disk anyway)
 DATA_ROOT_ENV = "FTCORE_DATA_ROOT"  # set when serving on a network: the only folder users may pick from
@@ -134,9 +135,14 @@ def runs() -> list[Run]:
     """Runs this session finished or stopped, oldest first; a job that has just ended joins them here."""
     kept = st.session_state.setdefault(RUNS_KEY, [])
     job = current_job()
-    if job is not None and all(run.id != job.id for run in kept):
+    earlier = next((run for run in kept if job is not None and run.id == job.id), None)
+    if job is not None and (earlier is None or earlier.history.stopped):  # a resumed run replaces its stopped self
         snap = job.snapshot()
-        if snap.has_model:
+        if snap.has_model and (earlier is None or snap.status == "finished"
+                               or len(snap.epochs) != len(earlier.history.epochs)):
+            if earlier is not None:
+                kept.remove(earlier)
+                MODELS.discard(job.id)
             kept.append(job.to_run())
             _remember()
     if _collect_experiment_runs(kept):  # runs of an lr sweep or fine-tune vs scratch join as they end

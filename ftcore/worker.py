@@ -28,6 +28,8 @@ from .training import TrainingDiverged, fit
 
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the scheduler sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2
+# Training is batch work: at this niceness the server, and the pages it serves, get the cores first.
+NICENESS = 10
 
 
 def watch_for_stop(folder: Path, stop: threading.Event) -> None:
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m ftcore.worker RUN_FOLDER", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.nice(NICENESS)
     return run(Path(args[0]))
 
 

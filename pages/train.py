@@ -114,20 +114,24 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 
 POLLING = ui.job_running()
+QUEUED = POLLING and ui.collect_job().status == "queued"
 
 
-@st.fragment(run_every=ui.POLL_SECONDS if POLLING else None)
+@st.fragment(run_every=(ui.QUEUED_POLL_SECONDS if QUEUED else ui.POLL_SECONDS) if POLLING else None)
 def live_ui() -> None:
-    """The current job's progress and curves, redrawn every second while it runs."""
+    """The current job's progress and curves, redrawn every second while it runs (its place in the queue,
+    every few seconds, while it waits)."""
     snap = ui.collect_job()
     if snap is None:
         st.info("No run yet: choose the settings above and press Start.")
         return
-    if POLLING and snap.done:
-        st.rerun()  # refresh the whole page once: buttons, run list, comparison
+    if POLLING and snap.done or QUEUED and snap.status != "queued":
+        st.rerun()  # refresh the whole page once: buttons, run list, comparison, the polling interval
     waiting = "waiting for its turn" if snap.status == "queued" else "loading data and model..."
     st.markdown(f"**{snap.label}** · {snap.weights or waiting}")
     st.progress(snap.progress, text=snap.status_line())
+    if snap.status == "queued":
+        return  # nothing to plot yet
     if snap.error:
         st.error(snap.error)
     if snap.warning:
@@ -245,8 +249,7 @@ if start.button("Start", type="primary", disabled=POLLING or not startable, icon
         st.rerun()
     except FtcoreError as e:
         ui.show_error(e)
-queued = POLLING and ui.collect_job().status == "queued"
-if stop.button("Cancel" if queued else "Stop", disabled=not POLLING, icon=":material/stop:",
+if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":material/stop:",
                help="A queued run is taken out of the queue; a training run ends after its current batch and keeps "
                "its model."):
     ui.current_job().stop()

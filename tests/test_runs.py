@@ -133,6 +133,13 @@ def test_stop_ends_the_run_after_its_batch_and_keeps_the_model(tiny_data, tmp_pa
     snap = job.snapshot()
     assert snap.status == "stopped" and snap.has_model and snap.resumable
     assert job.to_run().history.stopped and job.to_run().result.model is not None
+    again = ProcessJob.resumed(job.folder).start()  # the stopped model stays usable until the new one replaces it
+    assert not again.snapshot().has_model and (job.folder / "checkpoint.pt").is_file()
+    assert again.join(TIMEOUT)
+    snap = again.snapshot()
+    assert snap.status == "finished" and snap.has_model and [e.epoch for e in snap.epochs] == \
+        [float(e) for e in range(1, 31)]
+    assert not again.to_run().history.stopped and len(again.to_run().history.epochs) == 30
 
 
 def test_a_run_too_big_for_the_machine_is_refused_naming_what_to_lower(tiny_data, tmp_path, monkeypatch):
