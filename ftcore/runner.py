@@ -8,6 +8,7 @@ alike; but nothing of the run lives in the server: the child writes its events, 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,8 @@ class ProcessJob:
 
     def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
         """Queue the run with `scheduler` (or launch it at once without one) and return self."""
+        if scheduler is not None:
+            scheduler.check_fits(self.config)  # a run that can never fit is refused before anything is written
         if self.resume:  # the stopped run's checkpoint stays until this one replaces it
             (self.folder / "stop").unlink(missing_ok=True)
             with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
@@ -114,9 +117,11 @@ class ProcessJob:
             self._proc, self._status, self._started = proc, "starting", time.monotonic()
 
     def cancel(self) -> None:
-        """Mark a queued run as cancelled (the scheduler has dropped it)."""
+        """Mark a queued run as cancelled (the scheduler has dropped it); a new run's folder goes with it."""
         with self._lock:
             self._status, self._ended = "cancelled", time.monotonic()
+        if not self.resume:  # it holds nothing but the request (a resumed run's folder keeps its run)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def stop(self) -> None:
         """Cancel the run if it is still queued; else ask it to end after its current batch."""

@@ -83,7 +83,7 @@ def test_a_queued_run_says_its_place_and_can_be_cancelled(tiny_data, tmp_path):
     assert scheduler.position(third) == 1
     assert first.join(TIMEOUT) and third.join(TIMEOUT)
     assert first.snapshot().status == third.snapshot().status == "finished"
-    assert not (second.folder / runlog.EVENTS_FILE).exists()  # it never ran
+    assert not second.folder.exists()  # it never ran, and left nothing behind
 
 
 def test_a_child_killed_by_the_system_leaves_the_server_and_its_curves(tiny_data, tmp_path):
@@ -148,6 +148,7 @@ def test_a_run_too_big_for_the_machine_is_refused_naming_what_to_lower(tiny_data
     with pytest.raises(FtcoreError, match=r"^this run needs about [\d.]+ GB \(resnet50, batch 128 in one pass at 224 "
                        r"px\) but this machine has 2\.0 GB; lower the batch size, the photos per forward pass"):
         ProcessJob(config, tmp_path / "runs").start(Scheduler(slots=1))
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_torchrun_runs_as_the_child_with_two_cpu_processes(tiny_data, tmp_path, monkeypatch):
