@@ -22,26 +22,21 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from benchmarks.app_server import app_server
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.runlog import REQUEST_FILE, read_events
 from ftcore.scheduler import SLOTS_ENV, default_slots
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -55,44 +50,6 @@ WAIT_MS = 120_000  # generous: a page under load may take long to render
 
 # --------------------------------------------------------------------------------------------------
 # The server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def app_server(cache: Path, log: Path, env: dict[str, str]):
-    """`streamlit run streamlit_app.py` on a loopback port with FTCORE_CACHE=cache; yields its URL (as
-    tests/test_browser.py starts it) and ends it on exit."""
-    port = free_port()
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
-                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=REPO, env={**os.environ, **env, "FTCORE_CACHE": str(cache)}, stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"streamlit did not start:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # --------------------------------------------------------------------------------------------------

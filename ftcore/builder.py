@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -241,3 +241,43 @@ def add_to_dataset(name: str, photos: dict[str, list[bytes]]) -> BuiltDataset:
             if not (path / cls / file_name).exists():
                 _write_photo(path / cls / file_name, data)
     return _built(path)
+
+
+@dataclass
+class PendingPhotos:
+    """Photos gathered in the browser, class by class, until they are saved as a dataset."""
+
+    classes: dict[str, dict[str, bytes]] = field(default_factory=dict)  # class -> {content file name: bytes}
+    seen: set[str] = field(default_factory=set)  # ids of the uploads and webcam shots already taken in
+    refused: list[str] = field(default_factory=list)  # one sentence per file that is not a usable photo
+
+    def add_class(self, name: str) -> None:
+        """A new, empty class (its name checked against the others)."""
+        self.classes[check_new_class(name, list(self.classes))] = {}
+
+    def take(self, name: str, files: list[tuple[str, str, bytes]]) -> None:
+        """Add (id, file name, bytes) files to class `name`, each upload once and each photo once; a file that is
+        not a photo is refused with its sentence and the others are kept."""
+        new = [f for f in files if f[0] not in self.seen]
+        for (upload_id, _, _), checked in zip(new, check_photos([(n, d) for _, n, d in new]), strict=True):
+            self.seen.add(upload_id)
+            if checked.error:
+                self.refused.append(checked.error)
+            else:
+                self.classes[name][photo_file_name(checked.data)] = checked.data
+
+    @property
+    def waiting(self) -> int:
+        """Photos not saved yet."""
+        return sum(len(photos) for photos in self.classes.values())
+
+    def ready(self, saved: dict[str, int]) -> bool:
+        """True when the dataset would have MIN_CLASSES classes, each with a photo (`saved`: counts on disk)."""
+        return len(self.classes) >= MIN_CLASSES and all(self.classes[n] or saved.get(n) for n in self.classes)
+
+    def save(self, dataset: str, new: bool) -> BuiltDataset:
+        """Write the photos: a new dataset of that name, or into the built one; the photos are then cleared."""
+        photos = {name: list(found.values()) for name, found in self.classes.items()}
+        built = save_dataset(dataset, photos) if new else add_to_dataset(dataset, photos)
+        self.classes, self.refused = {}, []
+        return built

@@ -33,6 +33,7 @@ from .jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
 from .models import locate_weights
 from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
+from .resume import STATE_FILE
 from .runner import ProcessJob, list_interrupted
 from .scheduler import Scheduler
 from .training import TrainConfig
@@ -201,7 +202,15 @@ def _keep_job(job: ProcessJob) -> ProcessJob:
 def interrupted_runs() -> list[Path]:
     """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
     training = {job.folder for job in scheduler().running()}
-    return [folder for folder in list_interrupted(runs_dir()) if folder not in training]
+    folder = runs_dir()
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(f"*/{STATE_FILE}"))) \
+        if folder.is_dir() else ()
+    return [Path(f) for f in _interrupted(str(folder), stamp) if Path(f) not in training]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _interrupted(folder: str, stamp: tuple) -> list[str]:
+    return [str(f) for f in list_interrupted(folder)]
 
 
 def collect_job() -> JobSnapshot | None:

@@ -6,7 +6,7 @@ from ftcore import builder, charts, data, splits, ui
 from ftcore.errors import FtcoreError
 
 SOURCES = ("Hot-dog set (d2l)", "Local folder", "Upload a .zip", "Your own photos")
-BUILDER_KEY = "builder"  # session state: {"pending": {class: {file name: bytes}}, "seen": upload ids, "refused": []}
+BUILDER_KEY = "builder"  # session state: this tab's builder.PendingPhotos
 NEW_DATASET = "A new dataset"
 
 
@@ -81,33 +81,25 @@ def own_photos_ui() -> str | None:
     return builder_ui(built)
 
 
-def builder_state() -> dict:
-    """This tab's photos waiting to be saved, the uploads already taken in, and the photos refused."""
-    return st.session_state.setdefault(BUILDER_KEY, {"pending": {}, "seen": set(), "refused": []})
+def pending_photos() -> builder.PendingPhotos:
+    """This tab's photos waiting to be saved."""
+    return st.session_state.setdefault(BUILDER_KEY, builder.PendingPhotos())
 
 
-def take_photos(state: dict, name: str, files: list) -> None:
-    """Add new uploads (or a webcam shot) to class `name`, each photo once; a file that is not a photo is refused
-    with its sentence and the others are kept."""
-    new = [f for f in files if f.file_id not in state["seen"]]
-    for upload, checked in zip(new, builder.check_photos([(f.name, f.getvalue()) for f in new]), strict=True):
-        state["seen"].add(upload.file_id)
-        if checked.error:
-            state["refused"].append(checked.error)
-        else:
-            state["pending"][name][builder.photo_file_name(checked.data)] = checked.data
+def uploaded(files: list) -> list[tuple[str, str, bytes]]:
+    """Streamlit uploads (or a webcam shot) as (id, name, bytes)."""
+    return [(f.file_id, f.name, f.getvalue()) for f in files]
 
 
 def builder_ui(built: list[builder.BuiltDataset]) -> str | None:
     """The class cards, the save target and the Save button; returns the saved dataset's folder."""
-    state = builder_state()
-    pending: dict[str, dict[str, bytes]] = state["pending"]
+    pending = pending_photos()
     targets = [NEW_DATASET] + [b.name for b in built]
     target = st.selectbox("Save into", targets, key="builder-target",
                           help="A new dataset, or more photos (and classes) for one built before.")
     existing = next((b.counts for b in built if b.name == target), {})
     for name in existing:
-        pending.setdefault(name, {})
+        pending.classes.setdefault(name, {})
     left, right = st.columns(2, vertical_alignment="bottom")
     dataset_name = (left.text_input("Dataset name", key="builder-name", placeholder="my-photos")
                     if target == NEW_DATASET else target)
@@ -116,47 +108,43 @@ def builder_ui(built: list[builder.BuiltDataset]) -> str | None:
         new_class = inner_left.text_input("Class name", placeholder="e.g. hotdog")
         if inner_right.form_submit_button("Add class"):
             try:
-                pending[builder.check_new_class(new_class, list(pending))] = {}
+                pending.add_class(new_class)
             except FtcoreError as e:
                 ui.show_error(e)
-    for start in range(0, len(pending), 3):
-        for column, name in zip(st.columns(3), list(pending)[start:start + 3], strict=False):
+    names = list(pending.classes)
+    for start in range(0, len(names), 3):
+        for column, name in zip(st.columns(3), names[start:start + 3], strict=False):
             with column.container(border=True):
-                class_card_ui(state, name, existing.get(name, 0))
-    for sentence in state["refused"]:
+                class_card_ui(pending, name, existing.get(name, 0))
+    for sentence in pending.refused:
         st.warning(sentence, icon=":material/block:")
-    ready = len(pending) >= builder.MIN_CLASSES and all(pending[n] or existing.get(n) for n in pending)
-    waiting = sum(len(photos) for photos in pending.values())
-    if st.button(f"Save {waiting} photo(s)", type="primary", disabled=not ready or not waiting, key="builder-save",
-                 icon=":material/save:"):
-        photos = {name: list(found.values()) for name, found in pending.items()}
-        saved = (builder.save_dataset(dataset_name, photos) if target == NEW_DATASET
-                 else builder.add_to_dataset(target, photos))
-        st.session_state[BUILDER_KEY] = {"pending": {}, "seen": state["seen"], "refused": []}
-        return str(saved.path)
+    ready = pending.ready(existing)
+    if st.button(f"Save {pending.waiting} photo(s)", type="primary", disabled=not ready or not pending.waiting,
+                 key="builder-save", icon=":material/save:"):
+        return str(pending.save(dataset_name, new=target == NEW_DATASET).path)
     if not ready:
         st.caption(f"Save needs at least {builder.MIN_CLASSES} classes, each with a photo.")
     return None
 
 
-def class_card_ui(state: dict, name: str, saved: int) -> None:
+def class_card_ui(pending: builder.PendingPhotos, name: str, saved: int) -> None:
     """One class: its photo count, uploads (many at once), the webcam, and removal."""
-    waiting = state["pending"][name]
+    waiting = pending.classes[name]
     st.markdown(f"**{name}**")
     count = st.empty()  # drawn once this run's uploads and shot are taken in
     uploads = st.file_uploader(f"Photos of {name}", type=list(builder.PHOTO_SUFFIXES.values()) + ["jpeg"],
                                accept_multiple_files=True, key=f"builder-upload-{name}")
-    take_photos(state, name, uploads or [])
+    pending.take(name, uploaded(uploads or []))
     if st.toggle("Webcam", key=f"builder-webcam-{name}"):
         shot = st.camera_input(f"Photo of {name}", key=f"builder-camera-{name}")
         if shot is not None:
-            take_photos(state, name, [shot])
+            pending.take(name, uploaded([shot]))
     with count.container():
         st.metric("Photos", saved + len(waiting), help="Saved before, plus the ones waiting to be saved.",
                   label_visibility="collapsed")
         st.caption(f"{saved} saved, {len(waiting)} waiting to be saved" if saved else f"{len(waiting)} photo(s)")
     if not saved and st.button("Remove class", key=f"builder-remove-{name}", icon=":material/delete:"):
-        del state["pending"][name]
+        del pending.classes[name]
         st.rerun()
 
 

@@ -86,7 +86,7 @@ def test_the_builder_refuses_a_bad_class_name_and_keeps_the_others(tmp_path):
         next(b for b in at.button if b.label == "Add class").click().run()
         errors = [e.value for e in at.error if "No data chosen" not in e.value]
         assert (errors == []) if refusal is None else (len(errors) == 1 and errors[0].startswith(refusal)), errors
-    assert list(at.session_state["builder"]["pending"]) == ["cat", "dog"]
+    assert list(at.session_state["builder"].classes) == ["cat", "dog"]
     save = next(b for b in at.button if b.label.startswith("Save"))
     assert save.disabled  # no photos yet
 

@@ -11,17 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from benchmarks.app_server import app_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -44,12 +39,6 @@ def browser_or_skip():
     pytest.skip(f"browser test needs {missing}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def sync_playwright():
     """Playwright's entry point, checked before any server starts."""
@@ -61,38 +50,6 @@ def server(sync_playwright, tmp_path, shared_hotdog, shared_mobilenet):
     """The app on a loopback port, with its own cache folder; yields its URL."""
     with app_server(tmp_path / "cache", tmp_path / "streamlit.log") as url:
         yield url
-
-
-@contextmanager
-def app_server(cache: Path, log: Path):
-    """`streamlit run streamlit_app.py` on a loopback port with FTCORE_CACHE=cache; yields its URL."""
-    port = free_port()
-    env = {**os.environ, "FTCORE_CACHE": str(cache)}
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
-                                 "true", "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--browser.gatherUsageStats", "false"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start:\n{log.read_text()}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
 
 
 def screenshots_dir(tmp_path: Path) -> Path:

@@ -15,13 +15,14 @@ import pytest
 from test_browser import (
     CHROMIUM,
     FLAGS,
-    app_server,
     browser_or_skip,
     no_exception,
     open_page,
     screenshots_dir,
     shot,
 )
+
+from benchmarks.app_server import app_server
 
 pytestmark = pytest.mark.slow
 

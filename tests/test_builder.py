@@ -236,3 +236,21 @@ def test_a_built_dataset_trains_with_a_held_out_validation_split(cache, tmp_path
     assert history.heldout == "val" and history.split["layout"] == "class folders"
     assert history.split["counts"]["val"] == expected.counts("val") and history.final().val_acc is not None
     assert history.final().examples == len(expected.samples["train"])
+
+
+def test_pending_photos_take_each_upload_and_photo_once_and_save_them(cache):
+    pending = builder.PendingPhotos()
+    pending.add_class("red")
+    pending.add_class("blue")
+    with pytest.raises(FtcoreError, match="'Red' would be one class"):
+        pending.add_class("Red")
+    red, blue = photo((200, 0, 0)), photo((0, 0, 200))
+    pending.take("red", [("u1", "a.jpg", red), ("u2", "same.jpg", red), ("u3", "notes.txt", b"not a photo")])
+    pending.take("red", [("u1", "a.jpg", red)])  # the same upload seen on the next rerun
+    assert list(pending.classes["red"]) == [content_name(red, ".jpg")] and pending.waiting == 1
+    assert len(pending.refused) == 1 and pending.refused[0].startswith("notes.txt")
+    assert not pending.ready({})  # blue has no photo yet
+    pending.take("blue", [("u4", "b.jpg", blue)])
+    assert pending.ready({})
+    built = pending.save("colours", new=True)
+    assert built.counts == {"blue": 1, "red": 1} and pending.classes == {} and pending.refused == []
