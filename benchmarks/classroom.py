@@ -324,6 +324,12 @@ def map_sessions(sessions: list[Session], runs: list[RunSeen], notes: list[str],
 # The report
 
 
+def server_tracebacks(log: str, keep: int = 40) -> list[str]:
+    """Each traceback in the server's output with the lines that follow it (at most `keep`)."""
+    lines = log.splitlines()
+    return ["\n".join(lines[i:i + keep]) for i, line in enumerate(lines) if line.startswith("Traceback")]
+
+
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -568,9 +574,9 @@ def classroom(args) -> dict:
             watcher.stop()
             probe.close()
             browser.close()
-        errors = [line for line in log.read_text().splitlines() if "Traceback" in line or "Error" in line]
-        if errors:
-            notes.append(f"server log had {len(errors)} error line(s), e.g. {errors[0][:200]}")
+        tracebacks = server_tracebacks(log.read_text())
+        if tracebacks:
+            notes.append(f"server log had {len(tracebacks)} traceback(s); the first:\n{tracebacks[0]}")
 
     by_id = {r.id: r for r in runs}
     rows = []

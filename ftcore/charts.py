@@ -226,3 +226,28 @@ def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequ
     fig.update_layout(title="Fine-tune vs scratch (dashed/dotted: the book's final values, ResNet-18)", **LAYOUT)
     fig.update_xaxes(title_text="epoch")
     return fig
+
+
+def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
+                     suggestion: float | None = None, current_lr: float | None = None,
+                     loss_reduction: str = "sum") -> go.Figure:
+    """Loss per photo against the learning rate (log x): every step, their moving average, the suggestion and the
+    slider's current value."""
+    fig = go.Figure([
+        go.Scatter(name="loss at each step", x=list(lrs), y=list(losses), mode="markers",
+                   marker={"size": 4, "color": COLORS["train_loss"], "opacity": 0.35}),
+        go.Scatter(name="smoothed", x=list(lrs), y=list(smoothed), mode="lines",
+                   line={"color": COLORS["train_loss"], "width": 2}),
+    ])
+    for lr, label, color, dash in ((suggestion, "suggested", COLORS["test_acc"], "solid"),
+                                   (current_lr, "slider", COLORS["book"], "dot")):
+        if lr is not None:
+            fig.add_vline(x=lr, line={"color": color, "dash": dash, "width": 2},
+                          annotation={"text": f"{label} {lr:.1e}", "textangle": -90, "yanchor": "top"})
+    finite = [v for v in smoothed if v == v]
+    top = max(finite[: max(1, len(finite) // 3)] or [1.0]) * 2  # diverging tails would squash the curve
+    fig.update_layout(title="Learning-rate finder: loss per photo as the lr rises", xaxis_title=(
+        "learning rate of the copied layers (log scale)" + (", mean loss" if loss_reduction == "mean" else
+                                                              ", summed loss")),
+        yaxis_title="loss per photo", xaxis_type="log", yaxis_range=[0, top], **LAYOUT)
+    return fig

@@ -1,4 +1,4 @@
-"""Command line: `python -m ftcore train|compare|predict|data|bench|evaluate|export|sweep`."""
+"""Command line: `python -m ftcore train|compare|predict|data|bench|evaluate|export|sweep|lr-find`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -21,6 +23,7 @@ from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
 from .jobs import is_out_of_memory
+from .lr_finder import FinderSettings, LrStep, find_lr, write_curve
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
@@ -163,6 +166,7 @@ def build_parser() -> Parser:
     bench.add_argument("--json", metavar="FILE", help="also write every measurement to FILE")
 
     add_insight_commands(sub)
+    add_lr_find_command(sub)
 
     data = sub.add_parser("data", help="locate or download the data and print its summary")
     data.add_argument("--download", action="store_true", help="download d2l's hotdog.zip (sha1-checked)")
@@ -216,10 +220,9 @@ class Reporter:
                   f"{r.train_acc:.3f}, {heldout} acc {fmt_acc(r.heldout_acc)}", flush=True)
 
 
-def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = None,
-                    resume_from: dict | None = None) -> TrainResult:
-    """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts; with
-    `out`, the run's state is saved there after every epoch (for `train --resume`)."""
+@contextmanager
+def ctrl_c_stops() -> Iterator[threading.Event]:
+    """An Event the first Ctrl-C sets (the work stops after its current batch or step); a second aborts."""
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -230,15 +233,23 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
 
     previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() \
         else None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = None,
+                    resume_from: dict | None = None) -> TrainResult:
+    """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts; with
+    `out`, the run's state is saved there after every epoch (for `train --resume`)."""
     def keep_state(state: dict) -> None:
         if out is not None and distributed.context().is_main:
             save_state(state, out)
 
-    try:
+    with ctrl_c_stops() as stop:
         return fit(config, Reporter(config.total_epochs, prefix), stop, resume_from, keep_state)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = None,
@@ -553,8 +564,71 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_lr_find_command(sub: argparse._SubParsersAction) -> None:
+    """`lr-find`: the learning-rate range test on train's recipe."""
+    defaults = FinderSettings()
+    finder = sub.add_parser("lr-find", help="learning-rate range test on the run's recipe; prints the suggested lr",
+                            epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(finder)
+    add_exercise_arguments(finder)
+    finder.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
+    finder.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
+                        help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
+    finder.add_argument("--steps", type=int, default=defaults.steps, metavar="K",
+                        help=f"optimiser steps, the lr rising exponentially over them (default {defaults.steps}; a "
+                        "dataset with fewer batches is cycled)")
+    finder.add_argument("--start-lr", type=float, default=defaults.start_lr,
+                        help=f"lr of the first step (default {defaults.start_lr:g})")
+    finder.add_argument("--end-lr", type=float, default=defaults.end_lr,
+                        help=f"lr the last step reaches (default {defaults.end_lr:g})")
+    finder.add_argument("--out", metavar="FILE", help="where the curve goes: .csv (lr, loss, smoothed) or .json (the "
+                        "whole finding) (default: runs/<arch>-<mode>-lr-find.csv, .json with --json)")
+    finder.add_argument("--json", action="store_true", help="print the whole finding as JSON instead of lines")
+
+
+class FinderReporter:
+    """A live step counter on stderr, on a terminal."""
+
+    def __init__(self):
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, step: LrStep) -> None:
+        if self.live:
+            print(f"\rstep {step.step}/{step.steps}: lr {step.lr:.1e}, loss {step.loss:.3f} per photo",
+                  end="", file=sys.stderr, flush=True)
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """`lr-find`: the range test; prints `suggested lr: X` and writes the curve."""
+    refuse_under_torchrun("lr-find")
+    config = config_from_args(args, args.mode, None, args.param_groups)
+    preflight(config)
+    settings = FinderSettings(steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
+    settings.validate()
+    groups = (f"output layer at {config.head_lr_mult:g}x" if config.param_groups else "one lr for every layer")
+    print(f"lr-find: {config.arch} {config.mode}, {config.loss_reduction} loss, batch {config.batch_size}, {groups}; "
+          f"{settings.steps} steps from {settings.start_lr:g} to {settings.end_lr:g}", file=sys.stderr, flush=True)
+    reporter = FinderReporter()
+    with ctrl_c_stops() as stop:
+        finding = find_lr(config, settings, reporter, stop)
+    if reporter.live:
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    out = Path(args.out or f"runs/{config.arch}-{config.mode}-lr-find{'.json' if args.json else '.csv'}")
+    write_curve(finding, out)
+    if args.json:
+        print(json.dumps(finding.to_dict(), indent=2))
+    elif finding.suggestion is not None:
+        print(f"suggested lr: {finding.suggestion:.2g}")
+        print(f"lowest smoothed loss at lr {finding.minimum_lr:.2g}; {len(finding.lrs)} of {finding.steps} steps in "
+              f"{finding.seconds:.0f} s{'; ' + finding.note if finding.note else ''}", file=sys.stderr)
+    print(f"wrote the curve to {out}", file=sys.stderr)
+    if finding.suggestion is None and not finding.stopped:
+        raise FtcoreError(f"no learning rate to suggest: {finding.note}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "compare": cmd_compare, "predict": cmd_predict, "data": cmd_data, "bench": cmd_bench,
-            "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep}
+            "evaluate": cmd_evaluate, "export": cmd_export, "sweep": cmd_sweep, "lr-find": cmd_lr_find}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
 """Run folders: the files a run in a child process writes, and the events it reports, read back by the server.
 
-<runs>/<run id>/ holds request.json (what to train, written by the server), events.jsonl (one JSON object per
-line, appended by the run as it goes: started, batch, epoch, end), resume.pt (after every epoch), worker.log
-(the child's own output) and, once the run ends with a model, checkpoint.pt and metrics.json. A file named
-`stop` asks the run to end after its current batch. Everything is on disk, so a refreshed page or a restarted
-server reads the same curves, and a run that dies keeps everything it wrote.
+<runs>/<run id>/ holds request.json (what to do, written by the server: train, or find a learning rate),
+events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, epoch, end), resume.pt
+(after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
+and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
+current batch. Everything is on disk, so a refreshed page or a restarted server reads the same curves, and a run
+that dies keeps everything it wrote.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import distributed
+from .lr_finder import LrStep
 from .training import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, TrainConfig
 
 REQUEST_FILE = "request.json"
@@ -22,12 +24,21 @@ EVENTS_FILE = "events.jsonl"
 STOP_FILE = "stop"
 LOG_FILE = "worker.log"
 METRICS_FILE = "metrics.json"
+FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finder.LrFinding)
 
 
-def write_request(folder: Path, config: TrainConfig, resume: bool = False) -> None:
-    """What the child trains: the config, and whether it continues from resume.pt."""
+TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
+
+
+def write_request(folder: Path, config: TrainConfig, resume: bool = False, task: str = "train",
+                  options: dict | None = None) -> None:
+    """What the child does: the task (training, or the learning-rate finder with its `options`), the config,
+    and whether a training continues from resume.pt."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}")
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / REQUEST_FILE).write_text(json.dumps({"config": config.to_dict(), "resume": resume}, indent=2))
+    request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {}}
+    (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
 
 
 def read_request(folder: Path) -> tuple[TrainConfig, bool]:
@@ -36,8 +47,14 @@ def read_request(folder: Path) -> tuple[TrainConfig, bool]:
     return TrainConfig.from_dict(request["config"]), bool(request.get("resume", False))
 
 
-def event_dict(event: Event) -> dict:
-    """A training event as one JSON-able object with its type."""
+def read_task(folder: Path) -> tuple[str, dict]:
+    """The task the server asked for ("train" for requests written before there were others) and its options."""
+    request = json.loads((folder / REQUEST_FILE).read_text())
+    return request.get("task", "train"), dict(request.get("options") or {})
+
+
+def event_dict(event: Event | LrStep) -> dict:
+    """A training (or finder) event as one JSON-able object with its type."""
     if isinstance(event, RunStarted):
         return {"type": "started", **asdict(event)}
     if isinstance(event, BatchEnded):
@@ -46,6 +63,8 @@ def event_dict(event: Event) -> dict:
     if isinstance(event, EpochEnded):
         return {"type": "epoch", "record": asdict(event.record),
                 "examples_per_sec": event.history.examples_per_sec}
+    if isinstance(event, LrStep):
+        return {"type": "lr", **asdict(event)}
     raise TypeError(f"not a training event: {event!r}")
 
 
@@ -63,7 +82,7 @@ class EventLog:
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event | LrStep) -> None:
         self.write(event_dict(event))
 
     def end(self, status: str, error: str | None = None, history: dict | None = None) -> None:

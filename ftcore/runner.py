@@ -7,6 +7,7 @@ alike; but nothing of the run lives in the server: the child writes its events, 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,13 +15,16 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
+from .lr_finder import FinderSettings, LrFinding, LrStep, check_request
 from .paths import REPO_ROOT
 from .resume import STATE_FILE
 from .runlog import (
+    FINDING_FILE,
     LOG_FILE,
     METRICS_FILE,
     REQUEST_FILE,
@@ -95,7 +99,7 @@ class ProcessJob:
             with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
                 self._read()
                 self._end = None
-        write_request(self.folder, self.config, self.resume)
+        self._write_request()
         self._queued = time.monotonic()
         self._status = "queued"
         if scheduler is None:
@@ -104,6 +108,9 @@ class ProcessJob:
             self.scheduler = scheduler
             scheduler.submit(self)
         return self
+
+    def _write_request(self) -> None:
+        write_request(self.folder, self.config, self.resume)
 
     def launch(self, env: dict[str, str]) -> None:
         """Start the child process (the scheduler calls this when the run is admitted)."""
@@ -185,24 +192,28 @@ class ProcessJob:
         """Take in the events written since the last read."""
         events, self._offset = read_events(self.folder, self._offset)
         for event in events:
-            kind = event.get("type")
-            if kind == "resumed":  # a new process continues after epoch E: what came after it is gone
-                self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
-                self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
-                self._end = None
-            elif kind == "started":
-                self._info = event
-                if self._status in ("starting", "queued", "new"):
-                    self._status = "running"
-            elif kind == "batch":
-                self._batches.append(batch_record(event["record"]))
-                self._last_batch = (event["epoch"], event["step"])
-                self._examples_per_sec = event["examples_per_sec"]
-            elif kind == "epoch":
-                self._epochs.append(epoch_record(event["record"]))
-                self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
-            elif kind == "end":
-                self._end = event
+            self._take(event)
+
+    def _take(self, event: dict) -> None:
+        """Take in one event of the run."""
+        kind = event.get("type")
+        if kind == "resumed":  # a new process continues after epoch E: what came after it is gone
+            self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
+            self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
+            self._end = None
+        elif kind == "started":
+            self._info = event
+            if self._status in ("starting", "queued", "new"):
+                self._status = "running"
+        elif kind == "batch":
+            self._batches.append(batch_record(event["record"]))
+            self._last_batch = (event["epoch"], event["step"])
+            self._examples_per_sec = event["examples_per_sec"]
+        elif kind == "epoch":
+            self._epochs.append(epoch_record(event["record"]))
+            self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
+        elif kind == "end":
+            self._end = event
 
     def _status_now(self, alive: bool) -> tuple[str, str | None]:
         """The status and error, from the last event and whether the process still lives."""
@@ -210,9 +221,23 @@ class ProcessJob:
             return self._end["status"], self._end.get("error")
         if self._status in ("queued", "cancelled", "new") or alive:
             return self._status, None
+        return "failed", self._killed_message()
+
+    def _killed_message(self) -> str:
         epoch, step = self._last_batch
-        return "failed", (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, "
-                          f"batch {step}; its curves up to then are kept")
+        return (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch {step}; "
+                "its curves up to then are kept")
+
+    def _observe(self) -> tuple[str, str | None, float]:
+        """(status, error, seconds since queued) after reading the new events; called under the lock."""
+        self._read()
+        # the process and the status are read together: launch() sets both under this lock
+        alive = self._proc is not None and self._proc.poll() is None
+        status, error = self._status_now(alive)
+        if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
+            self._ended = time.monotonic()
+        end = self._ended or time.monotonic()
+        return status, error, end - self._queued if self._queued else 0.0
 
     def snapshot(self) -> JobSnapshot:
         """What the folder says now, and whether the process lives."""
@@ -220,14 +245,7 @@ class ProcessJob:
         # asked before taking this job's lock: the scheduler's thread holds its own lock while it asks jobs
         note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
         with self._lock:
-            self._read()
-            # the process and the status are read together: launch() sets both under this lock
-            alive = self._proc is not None and self._proc.poll() is None
-            status, error = self._status_now(alive)
-            if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
-                self._ended = time.monotonic()
-            end = self._ended or time.monotonic()
-            elapsed = end - self._queued if self._queued else 0.0
+            status, error, elapsed = self._observe()
             info = self._info
             # written (atomically) before the end event; a resumed run's earlier checkpoint does not count
             saved = self._end is not None and (self.folder / METRICS_FILE).is_file()
@@ -249,6 +267,90 @@ class ProcessJob:
 
     def release_model(self) -> None:
         """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
+
+
+@dataclass
+class FinderSnapshot:
+    """A learning-rate finder's state at one moment, for the page to draw."""
+
+    id: str
+    config: TrainConfig
+    settings: FinderSettings
+    status: str  # queued, starting, running, finished, stopped, failed or cancelled
+    steps: list[LrStep]  # the steps taken so far
+    elapsed: float
+    error: str | None = None
+    finding: LrFinding | None = None  # once it has ended with a curve
+    queue_note: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the finder has ended, whatever the outcome."""
+        return self.status in ("finished", "stopped", "failed", "cancelled")
+
+    @property
+    def progress(self) -> float:
+        """Share of the planned steps taken (1 once ended)."""
+        return 1.0 if self.done else len(self.steps) / self.settings.steps
+
+    def status_line(self) -> str:
+        """Status, step and lr reached, in one line."""
+        if self.status == "queued":
+            return self.queue_note or "queued"
+        if self.status == "cancelled":
+            return "cancelled before it started"
+        if not self.steps:
+            return f"{self.status}: loading data and model; {self.elapsed:.0f} s"
+        last = self.steps[-1]
+        return (f"{self.status}: step {last.step}/{last.steps}, lr {last.lr:.1e}, loss {last.loss:.3f} per photo; "
+                f"{self.elapsed:.0f} s")
+
+
+class FinderJob(ProcessJob):
+    """The learning-rate finder on a run's recipe, in a child process queued like a training run."""
+
+    def __init__(self, config: TrainConfig, folder_root: str | Path, settings: FinderSettings | None = None):
+        super().__init__(config, folder_root)
+        self.settings = settings or FinderSettings()
+        self._steps: list[LrStep] = []
+        self._finding: LrFinding | None = None
+
+    def start(self, scheduler: Scheduler | None = None) -> FinderJob:
+        """Check the recipe and the settings, then queue it like a run."""
+        check_request(self.config, self.settings)
+        super().start(scheduler)
+        return self
+
+    def _write_request(self) -> None:
+        write_request(self.folder, self.config, task="lr_find", options=asdict(self.settings))
+
+    def _take(self, event: dict) -> None:
+        if event.get("type") == "lr":
+            self._steps.append(LrStep(**{k: v for k, v in event.items() if k != "type"}))
+            self._last_batch = (1, event["step"])
+            if self._status in ("starting", "queued", "new"):
+                self._status = "running"
+        else:
+            super()._take(event)
+
+    def _killed_message(self) -> str:
+        return (f"the learning-rate finder was killed by the system (probably out of memory) at step "
+                f"{self._last_batch[1]}; start it again with a smaller batch or image size")
+
+    def snapshot(self) -> FinderSnapshot:  # type: ignore[override]
+        """What the folder says now: the steps so far, and the curve with its suggestion once it has ended."""
+        self.alive()
+        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        with self._lock:
+            status, error, elapsed = self._observe()
+            if status in ("finished", "stopped") and self._finding is None and (self.folder / FINDING_FILE).is_file():
+                self._finding = LrFinding.from_dict(json.loads((self.folder / FINDING_FILE).read_text()))
+            return FinderSnapshot(self.id, self.config, self.settings, status, list(self._steps), elapsed, error,
+                                  self._finding, note)
+
+    def to_run(self) -> Run:
+        """A finder trains no model to keep."""
+        raise TypeError("a learning-rate finder has no run to keep")
 
 
 def list_interrupted(runs_dir: str | Path) -> list[Path]:

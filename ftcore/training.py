@@ -252,7 +252,7 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor
 
 def to_device(X: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Move an image batch to `device`, channels-last where that is faster (CPU and CUDA convolutions)."""
-    fmt = torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
+    fmt = torch.channels_last if device.type in ("cpu", "cuda") and X.dim() == 4 else torch.contiguous_format
     return X.to(device, memory_format=fmt, non_blocking=True)
 
 
@@ -444,6 +444,24 @@ def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) 
     return config.batch_size
 
 
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
+    natively and the architecture keeps its accuracy in it."""
+    precision = resolve_precision(config.precision, device)
+    return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
+
+
+def make_model(config: TrainConfig, classes: list[str], device: torch.device,
+               updates_per_step: int) -> tuple[nn.Module, WeightsSource]:
+    """The run's network on `device`: ImageNet weights and a new output layer (fine-tune) or random weights
+    (scratch), its BatchNorm momentum scaled for `updates_per_step` micro-batches per optimiser step."""
+    model, weights = build_model(config.arch, len(classes), pretrained=config.mode == "finetune",
+                                 weights_file=config.weights, head_init=config.head_init, classes=classes)
+    model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
+    scale_batchnorm_momentum(model, updates_per_step)
+    return model, weights
+
+
 def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, config: TrainConfig,
                     device: torch.device, micro: int, precision: str, epoch: int, stop: threading.Event,
                     on_batch: Callable[[BatchRecord, int, int, float], None]) -> EpochRecord:
@@ -502,14 +520,16 @@ class RunData:
 
 
 def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
-                  ctx: distributed.DistContext = distributed.SINGLE) -> RunData:
+                  ctx: distributed.DistContext = distributed.SINGLE, measured: bool = True) -> RunData:
     """The dataset's splits as batches: decoded once into memory when they fit (decode_once), else streamed from
-    disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share."""
+    disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share. `measured=False`
+    leaves out the held-out and test batches (empty), for work that only trains."""
     splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
     train_set = split_photos(splits, "train", TrainPreset(config.image_size), config.limit)
     eval_transform = EvalPreset(config.image_size)
-    heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit)
-    test_set = split_photos(splits, splits.final_test, eval_transform, config.limit) if splits.final_test else None
+    heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit) if measured else None
+    test_set = (split_photos(splits, splits.final_test, eval_transform, config.limit)
+                if splits.final_test and measured else None)
     sizes = {role: len(split_photos(splits, role, None, config.limit)) for role in splits.roles}
     # A last batch of one image (on any rank) is dropped, as BatchNorm cannot train on it at small image sizes.
     per_rank = config.batch_size // ctx.world_size
@@ -523,7 +543,7 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
             return DecodedEvalBatches(decode_split(dataset.samples, load, "eval", config.image_size), eval_batch,
                                       device, shard)
 
-        heldout = eval_batches(heldout_set)
+        heldout = eval_batches(heldout_set) if heldout_set is not None else []
         final_test = eval_batches(test_set) if test_set is not None else None
         plain = eval_batches(train_set, distributed.SINGLE) if need_plain else None
         photos = (decode_split(train_set.samples, load, "train", config.image_size)
@@ -553,7 +573,7 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     plain = (DataLoader(split_photos(splits, "train", eval_transform, config.limit), batch_size=eval_batch,
                         **loader_args) if need_plain else None)
     views = DataLoader(train_set, batch_size=eval_batch, **loader_args) if need_views else None
-    return RunData(splits, train, eval_loader(heldout_set), plain, views,
+    return RunData(splits, train, eval_loader(heldout_set) if heldout_set is not None else [], plain, views,
                    eval_loader(test_set) if test_set is not None else None, sizes, 0.0)
 
 
@@ -579,7 +599,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         devices = resolve_devices(config.device)
         device = devices[0]
     precision = resolve_precision(config.precision, device)  # the frozen layers' cached features
-    train_precision = precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
+    train_precision = training_precision(config, device)
     micro = micro_batch_size(config, device, train_precision)
 
     # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
@@ -589,10 +609,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     eval_transform = EvalPreset(config.image_size)
 
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch).
-    model, weights = build_model(config.arch, len(classes), pretrained=config.mode == "finetune",
-                                 weights_file=config.weights, head_init=config.head_init, classes=classes)
-    model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
-    scale_batchnorm_momentum(model, math.ceil(config.batch_size / ctx.world_size / micro))
+    model, weights = make_model(config, classes, device, math.ceil(config.batch_size / ctx.world_size / micro))
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
     if resume_from is not None:
         resume.restore(resume_from, model, optimizer, data.train)

@@ -30,16 +30,18 @@ from .evaluation import Evaluation, TrainedModel, evaluate_model
 from .experiments import Experiment
 from .images import jpeg_thumbnail, open_image
 from .jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
+from .lr_finder import FinderSettings
 from .models import locate_weights
 from .paths import cache_dir, store_bytes
 from .predict import PhotoResult, Predictor, classify_photos
 from .resume import STATE_FILE
-from .runner import ProcessJob, list_interrupted
+from .runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
 from .scheduler import Scheduler
 from .training import TrainConfig
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
+FINDER_KEY = "lr_finder"  # this tab's learning-rate finder (a FinderJob), running or done
 TAB_PARAM = "tab"  # the URL query parameter that carries the tab's id
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
 QUEUED_POLL_SECONDS = 5.0  # and while it waits in the queue (every tab polls the server: waiting ones less often)
@@ -54,8 +56,8 @@ LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 
 
 def restored_keys() -> tuple[str, ...]:
-    """The session-state keys a refreshed tab gets back: its data choice, job, runs and series of runs."""
-    return (DATA_KEY, SPLIT_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY)
+    """The session-state keys a refreshed tab gets back: its data choice, job, runs, series of runs and lr finder."""
+    return (DATA_KEY, SPLIT_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY, FINDER_KEY)
 
 
 @st.cache_resource
@@ -211,6 +213,32 @@ def interrupted_runs() -> list[Path]:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _interrupted(folder: str, stamp: tuple) -> list[str]:
     return [str(f) for f in list_interrupted(folder)]
+
+
+def current_finder() -> FinderJob | None:
+    """This session's latest learning-rate finder, running or done."""
+    return st.session_state.get(FINDER_KEY)
+
+
+def finder_snapshot() -> FinderSnapshot | None:
+    """Where this session's learning-rate finder stands (None before the first)."""
+    finder = current_finder()
+    return finder.snapshot() if finder is not None else None
+
+
+def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
+    """Queue the learning-rate finder on `config`'s recipe with the server's scheduler, in a child process of its
+    own under <cache>/lr-finder."""
+    snap = finder_snapshot()
+    if snap is not None and not snap.done:
+        raise FtcoreError("the learning-rate finder is already running in this tab; stop it or wait for it")
+    config.validate()
+    if config.weights:
+        config.weights = str(user_path(config.weights))
+    finder = FinderJob(config, cache_dir() / "lr-finder", settings).start(scheduler())
+    st.session_state[FINDER_KEY] = finder
+    _remember()
+    return finder
 
 
 def collect_job() -> JobSnapshot | None:
@@ -501,6 +529,42 @@ def _head_init_status(arch: str, weights: str | None, classes: tuple[str, ...], 
 
 MODE_LABELS = {"finetune": "Fine-tune (ImageNet weights)", "scratch": "From scratch (random weights)"}
 LR_OPTIONS = [float(f"{m}e{e}") for e in range(-6, -1) for m in (1, 2, 5)] + [0.1]  # 1e-6 ... 1e-1, log scale
+
+
+def lr_key(mode: str, arch: str) -> str:
+    """The session-state key of the Train page's lr slider for a mode and architecture (each keeps its own)."""
+    return f"lr-{mode}-{arch}"
+
+
+def lr_label(lr: float) -> str:
+    """5e-05 for the slider's round values, 1.2e-04 for a finder's suggestion."""
+    return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.1e}"
+
+
+def suggested_lrs(mode: str, arch: str) -> list[float]:
+    """The suggestion of this tab's last learning-rate finder when it ran on `mode` and `arch` (for the slider)."""
+    snap = finder_snapshot()
+    if snap is None or snap.finding is None or snap.finding.suggestion is None:
+        return []
+    if (snap.config.mode, snap.config.arch) != (mode, arch):
+        return []
+    return [slider_lr(snap.finding.suggestion)]
+
+
+def slider_lr(lr: float) -> float:
+    """A suggestion rounded to two significant digits, as the slider offers it."""
+    return float(f"{lr:.1e}")
+
+
+def use_finder_range(mode: str, lrs: list[float]) -> None:
+    """Set the Experiments page's sweep to the finder's mode and rates (a button's on_click)."""
+    st.session_state["exp-sweep-mode"] = mode
+    st.session_state["exp-lrs"] = list(lrs)
+
+
+def use_lr(mode: str, arch: str, lr: float) -> None:
+    """Move the Train page's slider for `mode` and `arch` to `lr` (a button's on_click, before the slider draws)."""
+    st.session_state[lr_key(mode, arch)] = slider_lr(lr)
 BATCH_SIZES = [8, 16, 32, 64, 128, 256]
 IMAGE_SIZES = [64, 96, 128, 160, 192, 224]
 MICRO_BATCHES = [0, 16, 32, 64, 128, 256]  # 0 = auto: training.micro_batch_size decides

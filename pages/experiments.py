@@ -89,9 +89,21 @@ with sweep:
     st.caption("One run per learning rate, final accuracy on the held-out photos (val where the data has them, "
                "else test) against lr. The book's observation: fine-tuning "
                "wants a small lr; a larger one overwrites what the copied layers knew.")
+    found = ui.finder_snapshot()
+    finding = found.finding if found is not None else None
+    from_finder = finding.sweep_lrs() if finding is not None else []
+    if from_finder:
+        st.button(f"From the learning-rate finder: {', '.join(ui.lr_label(lr) for lr in from_finder)}",
+                  key="exp-from-finder", on_click=ui.use_finder_range, args=(found.config.mode, from_finder),
+                  help=f"The finder's last run on the Train page ({found.config.arch}, {found.config.mode}): a "
+                  "decade below its suggestion, the suggestion, and the lr where its loss was lowest.")
+        if found.config.arch != base.arch:
+            st.caption(f"The finder ran on {found.config.arch}; these runs use {base.arch}.")
     mode = st.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="exp-sweep-mode")
-    lrs = st.multiselect("Learning rates", ui.LR_OPTIONS, default=list(DEFAULT_SWEEP_LRS), key="exp-lrs",
-                         format_func=lambda v: f"{v:.0e}")
+    st.session_state.setdefault("exp-lrs", list(DEFAULT_SWEEP_LRS))
+    lrs = st.multiselect("Learning rates", sorted({*ui.LR_OPTIONS, *from_finder, *st.session_state["exp-lrs"]}),
+                         key="exp-lrs",
+                         format_func=ui.lr_label)
     if st.button("Run the sweep", type="primary", disabled=busy or not lrs, icon=":material/show_chart:",
                  key="exp-sweep"):
         start("sweep", lambda: lr_sweep_configs(recipe(mode, base.arch, **{

@@ -7,6 +7,7 @@ import streamlit as st
 from ftcore import charts, ui
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
+from ftcore.lr_finder import FinderSettings
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.training import CPU_MICRO_BATCH, LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
@@ -14,8 +15,9 @@ PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached f
                  "best": "Best (plus augmented views)"}
 
 
-def settings_ui(root: str | None) -> TrainConfig:
-    """The run's settings; each mode and architecture keeps its own lr, defaulting to the book's."""
+def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
+    """The run's settings (each mode and architecture keeps its own lr, defaulting to the book's), and whether
+    "Find a learning rate" was pressed."""
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
     arch = right.selectbox("Architecture", list(ARCHITECTURES), key="arch")
@@ -31,12 +33,19 @@ def settings_ui(root: str | None) -> TrainConfig:
     else:
         st.caption(PRESET_DESCRIPTIONS[preset].capitalize() + ".")
     book = recipe(mode, arch, preset, data=root or "")
-    left, right = st.columns([3, 1])
-    lr = left.select_slider("Learning rate of the copied layers (log scale)", sorted({*ui.LR_OPTIONS, book.lr}),
-                            value=book.lr, format_func=lambda v: f"{v:.0e}", key=f"lr-{mode}-{arch}",
+    left, middle, right = st.columns([3, 1, 1], vertical_alignment="center")
+    st.session_state.setdefault(ui.lr_key(mode, arch), book.lr)  # the finder's Use button may set it too
+    lr = left.select_slider("Learning rate of the copied layers (log scale)",
+                            sorted({*ui.LR_OPTIONS, book.lr, *ui.suggested_lrs(mode, arch)}),
+                            format_func=ui.lr_label, key=ui.lr_key(mode, arch),
                             help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
-    groups = right.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
-                          help="The book's parameter groups: on for fine-tuning, off from scratch.")
+    groups = middle.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
+                           help="The book's parameter groups: on for fine-tuning, off from scratch.")
+    finder = ui.finder_snapshot()
+    find = right.button("Find a learning rate", icon=":material/query_stats:", key="find-lr",
+                        disabled=not root or finder is not None and not finder.done,
+                        help="A learning-rate range test on these settings: a few dozen steps with the lr rising "
+                        "from 1e-7, then a suggestion for the slider (below).")
     how = "fine-tuning" if mode == "finetune" else "from scratch"
     st.caption(f"Defaults for {arch} {how}: lr {book.lr:.0e}, output layer 10x "
                f"{'on' if book.param_groups else 'off'}, batch {book.batch_size}, {book.epochs} epochs"
@@ -72,7 +81,7 @@ def settings_ui(root: str | None) -> TrainConfig:
                   head_epochs=int(head_epochs) if mode == "finetune" else 0,
                   batch_size=batch_size, image_size=image_size, device=device, seed=int(seed),
                   limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None,
-                  micro_batch=micro_batch)
+                  micro_batch=micro_batch), find
 
 
 def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
@@ -145,6 +154,77 @@ def live_ui() -> None:
                                                  snap.heldout),
                       key="live-epochs")
     right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
+
+
+FINDER_POLLING = ui.finder_snapshot() is not None and not ui.finder_snapshot().done
+
+
+def lr_finder_ui(config: TrainConfig, find: bool) -> None:
+    """The learning-rate finder: its settings, and once started its progress, curve and suggestion."""
+    defaults = FinderSettings()
+    with st.expander("Learning-rate finder", expanded=ui.current_finder() is not None):
+        st.caption("A range test (Smith 2017, fastai's lr_find) on the settings above: the lr rises exponentially "
+                   "step by step while the loss is recorded; it ends early once the loss diverges. The suggestion "
+                   "is a tenth of the lr where the smoothed loss is lowest. Press Find a learning rate beside the "
+                   "slider.")
+        columns = st.columns(3)
+        steps = columns[0].number_input("Steps", 10, 1000, defaults.steps, key="finder-steps",
+                                        help="Optimiser steps of a whole batch each; a small dataset is cycled.")
+        start_lr = columns[1].select_slider("From lr", [1e-8, 1e-7, 1e-6, 1e-5], defaults.start_lr,
+                                            format_func=ui.lr_label, key="finder-start")
+        end_lr = columns[2].select_slider("To lr", [1e-2, 1e-1, 1.0, 10.0], defaults.end_lr,
+                                          format_func=ui.lr_label, key="finder-end")
+        if find:
+            try:
+                ui.start_finder(config, FinderSettings(int(steps), start_lr, end_lr))
+                st.rerun()
+            except FtcoreError as e:
+                ui.show_error(e)
+        finder_live_ui()
+
+
+@st.fragment(run_every=ui.POLL_SECONDS if FINDER_POLLING else None)
+def finder_live_ui() -> None:
+    """The finder's progress and curve, redrawn every second while it runs; its suggestion once it ends."""
+    snap = ui.finder_snapshot()
+    if snap is None:
+        return
+    if FINDER_POLLING and snap.done:
+        st.rerun()  # once: the slider offers the suggestion, and the polling stops
+    st.progress(snap.progress, text=snap.status_line())
+    if not snap.done and st.button("Stop the finder", icon=":material/stop:", key="finder-stop"):
+        ui.current_finder().stop()
+    if snap.error:
+        st.error(snap.error)
+    run = snap.config
+    finding = snap.finding
+    if finding is not None:
+        lrs, losses, smoothed = finding.lrs, finding.losses, finding.smoothed
+    else:
+        lrs, losses, smoothed = ([s.lr for s in snap.steps], [s.loss for s in snap.steps],
+                                 [s.smoothed for s in snap.steps])
+    if lrs:
+        current = st.session_state.get(ui.lr_key(run.mode, run.arch))
+        st.plotly_chart(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
+                                                current, run.loss_reduction), key="finder-chart")
+    groups = f"output layer at {run.head_lr_mult:g}x" if run.param_groups else "one lr for every layer"
+    st.caption(f"Ran on {run.arch}, {ui.MODE_LABELS[run.mode].lower()}, {run.loss_reduction} loss, batch "
+               f"{run.batch_size}, {groups}. The loss is per photo (the summed loss divided by the batch size), "
+               "so both reductions plot on one scale; the lr axis is the slider's.")
+    if run.loss_reduction == "mean":
+        st.caption(f"With the mean loss each step's gradient is {run.batch_size} times smaller than with the sum, "
+                   f"so the same curve sits about {run.batch_size}x further right: the book's 5e-5 with the sum is "
+                   f"{5e-5 * run.batch_size:.1e} with the mean at batch {run.batch_size}.")
+    if finding is None:
+        return
+    if finding.suggestion is None:
+        st.warning(finding.summary())
+        return
+    st.success(finding.summary())
+    if st.button(f"Use {ui.lr_label(ui.slider_lr(finding.suggestion))}", key="finder-use", type="primary",
+                 on_click=ui.use_lr, args=(run.mode, run.arch, finding.suggestion),
+                 help=f"Sets the slider for {run.arch} {run.mode}."):
+        st.rerun()  # the whole page, so that the slider shows it
 
 
 def runs_ui() -> None:
@@ -237,19 +317,21 @@ with st.expander("Experiments to try"):
         "barely moves; the book's 5e-5 with the sum equals 6.4e-3 with the mean at batch 128.")
     st.page_link("pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
                  icon=":material/science:")
-config = settings_ui(summary.root if summary else None)
+config, find_lr = settings_ui(summary.root if summary else None)
 config = exercises_ui(config, summary.classes if summary else [])
+lr_finder_ui(config, find_lr and summary is not None)
 output_layers_ui(config, summary.classes if summary else [])
 
 start, stop, note = st.columns([1, 1, 4])
 startable = summary is not None and not summary.unreadable
-if start.button("Start", type="primary", disabled=POLLING or not startable, icon=":material/play_arrow:"):
+if start.button("Start", type="primary", disabled=POLLING or not startable, icon=":material/play_arrow:",
+                key="start"):
     try:
         ui.start_job(config)
         st.rerun()
     except FtcoreError as e:
         ui.show_error(e)
-if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":material/stop:",
+if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":material/stop:", key="stop",
                help="A queued run is taken out of the queue; a training run ends after its current batch and keeps "
                "its model."):
     ui.current_job().stop()

@@ -161,7 +161,7 @@ def test_train_widgets_have_the_books_defaults(tiny_data):
 def test_train_without_data_cannot_start():
     at = no_exception(app(TRAIN, data_root=None))
     assert any("No data chosen" in e.value for e in at.error)
-    assert at.button[0].disabled
+    assert at.button(key="start").disabled
 
 
 def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
@@ -170,7 +170,7 @@ def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
     at.number_input(key="epochs").set_value(3).run()
     at.selectbox(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
-    at.button[0].click().run()  # Start
+    at.button(key="start").click().run()  # Start
     no_exception(at)
     seen = []
     deadline = time.monotonic() + 300
@@ -195,7 +195,7 @@ def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
     at.selectbox(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(50).run()
-    at.button[0].click().run()
+    at.button(key="start").click().run()
     job = at.session_state["job"]
     at.select_slider(key="lr-scratch-resnet18").set_value(1e-2).run()
     at.radio(key="mode").set_value("finetune").run()
@@ -204,7 +204,7 @@ def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
     while not job.snapshot().batches and time.monotonic() < deadline:  # out of the queue and training
         time.sleep(0.1)
     at.run()
-    at.button[1].click().run()  # Stop
+    at.button(key="stop").click().run()  # Stop
     assert job.join(timeout=60) and job.snapshot().status == "stopped"
     assert job.config.lr == 5e-4 and job.config.mode == "scratch"  # the run kept its own settings
     at.run()
@@ -269,7 +269,7 @@ def test_photos_per_forward_pass_reaches_the_runs_config(tiny_data):
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(1).run()
     at.selectbox(key="micro").set_value(128).run()
-    at.button[0].click().run()
+    at.button(key="start").click().run()
     job = at.session_state["job"]
     assert job.join(timeout=120)
     assert job.config.micro_batch == 128 and job.snapshot().status == "finished"

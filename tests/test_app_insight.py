@@ -149,7 +149,7 @@ def test_train_exercises_explain_an_unavailable_head_init_and_freeze_the_body(ti
     at.selectbox(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.toggle(key="freeze-body").set_value(True).run()
-    at.button[0].click().run()  # Start
+    at.button(key="start").click().run()  # Start
     job = at.session_state["job"]
     assert job.join(timeout=120) and job.snapshot().status == "finished"
     assert job.config.freeze_body is True and job.config.head_init == "xavier"
