@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ftcore import data, models, ui
+from app import ui
+from ftcore import data, models
 from ftcore.training import BOOK_RESULTS, BOOK_SETUP
 
 st.set_page_config(page_title="Fine-tuning lab", page_icon=":material/model_training:", layout="wide")

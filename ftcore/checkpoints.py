@@ -32,21 +32,22 @@ class Checkpoint:
     eval_transform: EvalPreset
     config: TrainConfig
     history: History
-    weights: str  # where the starting weights came from
+    weights: WeightsSource  # where the starting weights came from
     path: str = ""  # the file it was loaded from
 
     def to_result(self) -> TrainResult:
         """The checkpoint as the TrainResult its run returned (for prediction, comparison, re-saving)."""
-        return TrainResult(self.model, self.config, list(self.classes), self.history,
-                           weights_source(self.weights), self.eval_transform)
+        return TrainResult(self.model, self.config, list(self.classes), self.history, self.weights,
+                           self.eval_transform)
 
 
-def weights_source(description: str) -> WeightsSource:
-    """Rebuild the WeightsSource whose describe() gave `description` (checkpoints store the phrase)."""
-    match = re.fullmatch(r"ImageNet weights from (.+?): (.*)", description)
-    if match:
-        return WeightsSource(match.group(1), match.group(2))
-    return WeightsSource("random")
+def stored_weights_source(d: dict) -> WeightsSource:
+    """Where a saved run's starting weights came from: the stored record, or, in files saved before it was
+    stored, rebuilt from the phrase they hold instead (WeightsSource.describe() of that version)."""
+    if isinstance(d.get("weights_source"), dict):
+        return WeightsSource.from_dict(d["weights_source"])
+    match = re.fullmatch(r"ImageNet weights from (.+?): (.*)", str(d.get("weights", "")))
+    return WeightsSource(match.group(1), match.group(2)) if match else WeightsSource("random")
 
 
 def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -70,7 +71,8 @@ def checkpoint_dict(result: TrainResult) -> dict:
         "eval_transform": result.eval_transform.to_dict(),
         "config": result.config.to_dict(),
         "history": result.history.to_dict(),
-        "weights": result.weights.describe(),
+        "weights": result.weights.describe(),  # for people reading the file
+        "weights_source": result.weights.to_dict(),
         "state_dict": state,
         "state_sha256": state_digest(state),  # torch.load does not notice altered tensor bytes; this does
     }
@@ -86,7 +88,8 @@ def checkpoint_bytes(result: TrainResult) -> bytes:
 def metrics_dict(result: TrainResult) -> dict:
     """What metrics.json holds: config, classes, where the weights came from, and the history."""
     return {"config": result.config.to_dict(), "classes": list(result.classes),
-            "weights": result.weights.describe(), "history": result.history.to_dict()}
+            "weights": result.weights.describe(), "weights_source": result.weights.to_dict(),
+            "history": result.history.to_dict()}
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -177,4 +180,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FtcoreError(f"checkpoint {path} is damaged or from another version ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:120] if str(e) else ''}); train again to make a new one") from None
     model.eval()
-    return Checkpoint(model, arch, classes, transform, config, history, str(d.get("weights", "")), str(path))
+    return Checkpoint(model, arch, classes, transform, config, history, stored_weights_source(d), str(path))

@@ -28,7 +28,6 @@ from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
 from .resume import STATE_FILE, load_state, save_state
-from .splits import DEFAULT_VAL_FRACTION
 from .training import (
     BOOK_RESULTS,
     BOOK_SETUP,
@@ -68,45 +67,51 @@ def lr_epilog() -> str:
     return "\n".join(lines)
 
 
+def flag(p: argparse.ArgumentParser, name: str, field_name: str | None = None, **kwargs) -> None:
+    """Add --name for TrainConfig's field (its default and help come from the config), with argparse extras."""
+    field_name = field_name or name.removeprefix("--").replace("-", "_")
+    text = TrainConfig.help(field_name)
+    kwargs.setdefault("default", TrainConfig.default(field_name))
+    default = kwargs["default"]
+    if "(default" in text or isinstance(TrainConfig.default(field_name), bool):
+        shown = ""
+    elif default is None:
+        shown = " (default: the preset's)" if TrainConfig.default(field_name) is not None else ""
+    else:
+        shown = f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
+    p.add_argument(name, help=text + shown, **kwargs)
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `train` and `compare`."""
-    p.add_argument("--data", metavar="DIR", help="dataset folder: train/ + test/ (the book's), train/ + val/ "
-                   "[+ test/], or a folder of class folders (default: the hot-dog set `python -m ftcore data` finds)")
+    """Flags shared by `train`, `compare`, `sweep` and `lr-find`: TrainConfig's fields (or the preset's, where it
+    sets one)."""
+    p.add_argument("--data", metavar="DIR", help=TrainConfig.help("data") + " (default: the hot-dog set "
+                   "`python -m ftcore data` finds)")
     add_split_arguments(p)
-    p.add_argument("--arch", default="resnet18", choices=list(ARCHITECTURES), help="architecture (default: resnet18)")
+    flag(p, "--arch", choices=list(ARCHITECTURES))
     p.add_argument("--preset", choices=list(PRESETS), default="book",
                    help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items()) + " (default: book)")
-    p.add_argument("--epochs", type=int, help="epochs of every layer (book: 5; the preset's when not given)")
-    p.add_argument("--head-epochs", type=int, help="epochs of the output layer alone on features of the frozen "
-                   "copied layers, computed once per photo, before --epochs (book: 0; fine-tune only)")
-    p.add_argument("--head-views", type=int, help="for the output-layer epochs, also this many augmented views "
-                   "of each training photo through the frozen layers (best preset: 2; fine-tune only)")
-    p.add_argument("--decode-once", action=argparse.BooleanOptionalAction, default=True,
-                   help="decode each photo once per run and augment in memory (default: on; --no-decode-once "
-                   "streams from disk every epoch, as the book)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per SGD step (book: 128)")
-    p.add_argument("--loss-reduction", choices=LOSS_REDUCTIONS, default="sum",
-                   help="backprop the sum of per-example losses (book) or their mean (lrs then need ~batch-size x)")
-    p.add_argument("--weight-decay", type=float, default=1e-3, help="SGD weight decay (book: 0.001)")
-    p.add_argument("--weights", metavar="FILE", help="ImageNet weights file (default: $FTCORE_WEIGHTS, "
-                   "torchvision's cache, then its download)")
-    p.add_argument("--image-size", type=int, default=224, help="crop size; test resize is 256/224 of it (book: 224)")
-    p.add_argument("--limit", type=int, metavar="N", help="keep at most N images per class and split")
-    p.add_argument("--device", default="auto", help="auto (all GPUs, else MPS, else CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto: bf16 autocast where the device "
-                   "has native bf16 (AVX512-BF16/AMX CPUs, recent GPUs), else fp32 (book: fp32)")
-    p.add_argument("--micro-batch", type=int, default=0, metavar="N", help="images per forward/backward within a "
-                   "step, same summed gradient (default 0: 16 on a CPU training in fp32, else the whole batch)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    flag(p, "--epochs", type=int, default=None)
+    flag(p, "--head-epochs", type=int, default=None)
+    flag(p, "--head-views", type=int, default=None)
+    flag(p, "--decode-once", action=argparse.BooleanOptionalAction)
+    flag(p, "--batch-size", type=int)
+    flag(p, "--loss-reduction", choices=LOSS_REDUCTIONS)
+    flag(p, "--weight-decay", type=float)
+    flag(p, "--weights", metavar="FILE")
+    flag(p, "--image-size", type=int)
+    flag(p, "--limit", type=int, metavar="N")
+    flag(p, "--device")
+    flag(p, "--precision", choices=PRECISIONS)
+    flag(p, "--micro-batch", type=int, metavar="N")
+    flag(p, "--workers", "num_workers", type=int)
+    flag(p, "--seed", type=int)
 
 
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
     """--val-fraction and --split-seed: how validation photos are held out where the data has no val/."""
-    p.add_argument("--val-fraction", type=float, metavar="F", help="share of each class held out of train for "
-                   f"validation (default: {DEFAULT_VAL_FRACTION:g} for class folders or train/ alone, none for "
-                   "train/ + test/, where giving one makes every per-epoch figure use val and test count once)")
-    p.add_argument("--split-seed", type=int, default=0, metavar="N", help="seed of the held-out split (default 0)")
+    flag(p, "--val-fraction", type=float, metavar="F")
+    flag(p, "--split-seed", type=int, metavar="N")
 
 
 def build_parser() -> Parser:
@@ -118,10 +123,9 @@ def build_parser() -> Parser:
                            epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(train)
     add_exercise_arguments(train)
-    train.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
-    train.add_argument("--lr", type=float, help="lr of all but the output layer (default: per arch and mode, below)")
-    train.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
-                       help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
+    flag(train, "--mode", choices=MODES)
+    flag(train, "--lr", type=float, default=None)
+    flag(train, "--param-groups", action=argparse.BooleanOptionalAction, default=None)
     train.add_argument("--out", metavar="DIR", help="where checkpoint.pt and metrics.json go, and resume.pt after "
                        "every epoch until the run ends (default: runs/<arch>-<mode>)")
     train.add_argument("--resume", metavar="DIR", help="continue the interrupted run saved in DIR (its --out) after "
@@ -206,6 +210,8 @@ class Reporter:
             print(f"{self.prefix}{sizes} images, classes "
                   f"{', '.join(event.classes)}; {event.weights}; devices {', '.join(event.devices)}",
                   file=sys.stderr, flush=True)
+            if event.batchnorm:
+                print(f"{self.prefix}{event.batchnorm}", file=sys.stderr, flush=True)
         elif isinstance(event, BatchEnded) and self.live:
             print(f"\r{self.prefix}epoch {event.epoch}/{self.epochs} batch {event.step}/{event.steps}: "
                   f"loss {event.record.loss:.3f} ({event.examples_per_sec:.1f} examples/sec)",
@@ -455,12 +461,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_exercise_arguments(p: argparse.ArgumentParser) -> None:
     """The book's exercises: feature-extractor mode and the ImageNet head init (fine-tune only)."""
-    p.add_argument("--freeze-body", action="store_true", default=None,
-                   help="book exercise: freeze the copied layers (requires_grad=False) and train only the new "
-                   "output layer (fine-tune only)")
-    p.add_argument("--head-init", choices=HEAD_INITS, default=None,
-                   help="how the new output layer starts: xavier (book) or imagenet, from the ImageNet output "
-                   "rows named like the classes (hotdog = row 934; needs weights with the ImageNet output layer)")
+    flag(p, "--freeze-body", action="store_true", default=None)
+    flag(p, "--head-init", choices=HEAD_INITS, default=None)
 
 
 def exercise_overrides(args: argparse.Namespace, mode: str) -> dict:
@@ -497,9 +499,8 @@ def add_insight_commands(sub: argparse._SubParsersAction) -> None:
                        "comma-separated (e.g. 1e-5,5e-5,5e-4,5e-3)")
     add_run_arguments(sweep)
     add_exercise_arguments(sweep)
-    sweep.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
-    sweep.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
-                       help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
+    flag(sweep, "--mode", choices=MODES)
+    flag(sweep, "--param-groups", action=argparse.BooleanOptionalAction, default=None)
     sweep.add_argument("--out", metavar="DIR", help="each run goes to DIR/lr-<lr> (default: runs/<arch>-sweep)")
 
 
@@ -571,9 +572,8 @@ def add_lr_find_command(sub: argparse._SubParsersAction) -> None:
                             epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(finder)
     add_exercise_arguments(finder)
-    finder.add_argument("--mode", choices=MODES, default="finetune", help="finetune (ImageNet weights) or scratch")
-    finder.add_argument("--param-groups", action=argparse.BooleanOptionalAction, default=None,
-                        help="output layer at 10x lr (default: on for finetune, off for scratch, as the book)")
+    flag(finder, "--mode", choices=MODES)
+    flag(finder, "--param-groups", action=argparse.BooleanOptionalAction, default=None)
     finder.add_argument("--steps", type=int, default=defaults.steps, metavar="K",
                         help=f"optimiser steps, the lr rising exponentially over them (default {defaults.steps}; a "
                         "dataset with fewer batches is cycled)")

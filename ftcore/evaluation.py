@@ -44,11 +44,9 @@ class TrainedModel:
 
     @classmethod
     def from_checkpoint(cls, key: str, label: str, checkpoint: Checkpoint) -> TrainedModel:
-        """A loaded checkpoint; its weights file is read back from the description it stored."""
-        prefix = "ImageNet weights from "
-        described = checkpoint.weights.split(": ", 1)[1] if checkpoint.weights.startswith(prefix) else None
+        """A loaded checkpoint, with the weights file its run started from."""
         return cls(key, label, checkpoint.model, checkpoint.arch, list(checkpoint.classes),
-                   checkpoint.eval_transform, checkpoint.config, checkpoint.history, described)
+                   checkpoint.eval_transform, checkpoint.config, checkpoint.history, checkpoint.weights.path)
 
 
 @dataclass

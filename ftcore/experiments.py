@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import FtcoreError
 from .jobs import JobSnapshot, Run, TrainingJob
-from .models import IMAGENET_CLASSES, get_arch, imagenet_categories, locate_weights, read_state_dict
+from .models import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights, read_state_dict
 from .runner import ProcessJob
 from .scheduler import Scheduler
 from .training import TrainConfig, recipe
@@ -84,10 +84,7 @@ def head_init_status(arch: str, weights_file: str | None, classes: list[str]) ->
     weight = read_state_dict(source.path).get(f"{head}.weight")
     if weight is None or weight.shape[0] != IMAGENET_CLASSES:
         return False, (f"the {arch} weights here ({source.path}) have no ImageNet output layer to start from")
-    keys = {c.lower().replace(" ", "").replace("-", "").replace("_", ""): i
-            for i, c in enumerate(imagenet_categories())}
-    matches = [f"{c} = ImageNet row {keys[k]}" for c in classes
-               if (k := c.lower().replace(" ", "").replace("-", "").replace("_", "")) in keys]
+    matches = [f"{c} = ImageNet row {row}" for c in classes if (row := imagenet_row(c)) is not None]
     if not matches:
         return False, (f"none of the classes ({', '.join(classes) or 'none yet'}) is an ImageNet category "
                        "(e.g. hotdog)")

@@ -19,12 +19,8 @@ from PIL import Image
 from torch import nn
 
 from .data import EvalPreset
-from .errors import FtcoreError
-from .models import build_model, get_arch, output_layer
+from .models import build_model, get_arch, spec_of_model
 from .training import TrainConfig
-
-# The last convolutional block of each supported architecture: its feature maps are what Grad-CAM weighs.
-CAM_LAYERS = {"resnet18": "layer4", "resnet34": "layer4", "resnet50": "layer4", "mobilenet_v2": "features"}
 
 # Registering and removing hooks is serialised, so two explanations of one shared model never mix.
 _HOOKS = threading.Lock()
@@ -55,22 +51,14 @@ def recorded(module: nn.Module, what: str = "output") -> Iterator[list[torch.Ten
 
 
 def cam_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
-    """The last convolutional block (ResNets' `layer4`, MobileNetV2's `features`); found by name without `arch`."""
-    if arch is not None:
-        get_arch(arch)
-        return model.get_submodule(CAM_LAYERS[arch])
-    for name in dict.fromkeys(CAM_LAYERS.values()):
-        if hasattr(model, name):
-            return model.get_submodule(name)
-    raise FtcoreError(f"{type(model).__name__} has none of the blocks Grad-CAM knows ({', '.join(CAM_LAYERS)}); "
-                      "use a model trained here")
+    """The last convolutional block (models.ArchSpec.cam_layer); found by layer names without `arch`."""
+    return model.get_submodule((get_arch(arch) if arch is not None else spec_of_model(model)).cam_layer)
 
 
 def head_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
-    """The output layer, whose input is the penultimate-layer feature vector (found by name without `arch`)."""
-    if arch is not None:
-        return output_layer(model, arch)
-    return model.fc if hasattr(model, "fc") else model.get_submodule("classifier.1")
+    """The output layer, whose input is the penultimate-layer feature vector (found by layer names without
+    `arch`)."""
+    return model.get_submodule((get_arch(arch) if arch is not None else spec_of_model(model)).head)
 
 
 # --------------------------------------------------------------------------------------------------

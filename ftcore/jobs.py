@@ -159,6 +159,7 @@ class JobSnapshot:
     heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
     queue_note: str | None = None  # while queued: its place and what it waits for
     resumable: bool = False  # ended before its last epoch with a state saved after an earlier one
+    batchnorm: str = ""  # training.batchnorm_note: BatchNorm over fewer photos than the whole batch, and why
 
     @property
     def done(self) -> bool:
@@ -344,7 +345,8 @@ class TrainingJob:
                                self._info.weights, list(self._info.classes), self._info.train_size,
                                self._info.test_size, self._info.steps_per_epoch,
                                end - self._started if self._started else 0.0, self._error, self._result,
-                               self._saved_to, self._warning, self._info.heldout)
+                               self._saved_to, self._warning, self._info.heldout,
+                               batchnorm=self._info.batchnorm)
 
     def release_model(self) -> None:
         """Forget the trained model once it is saved (its Run reloads it from disk); snapshots then carry none."""

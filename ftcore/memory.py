@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from .decoded import MAX_DECODED_BYTES, estimated_train_bytes
 from .devices import resolve_precision
+from .errors import FtcoreError
 from .models import get_arch
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ MEASURED: dict[str, dict[str, int]] = {
                      "inference_base": 854612656, "inference_photo": 3319893},
 }
 SAFETY_MARGIN = 0.15  # added on top of the model's estimate
+FITS_SHARE = 0.6  # the whole batch is the default when its estimate fits this share of the machine's memory
 MICRO_BATCH_CHOICES = (64, 32, 16, 8)  # after the whole batch, the micro-batches largest_fitting_micro_batch tries
 HELDOUT_PER_TRAIN = 0.5  # held-out photos assumed per training photo when only the training photos are counted
 GB = 1024**3
@@ -72,9 +74,9 @@ def training_precision(config: TrainConfig, precision: str | None = None) -> str
     """The arithmetic a CPU run of `config` trains in (as fit chooses it); `precision` overrides config's."""
     import torch
 
-    chosen = precision or config.precision
-    resolved = resolve_precision(chosen, torch.device("cpu"))
-    return resolved if chosen != "auto" or get_arch(config.arch).bf16_training else "fp32"
+    from .training import training_precision as chosen
+
+    return chosen(dataclasses.replace(config, precision=precision or config.precision), torch.device("cpu"))
 
 
 def cpu_micro_batch(config: TrainConfig, precision: str | None = None) -> int:
@@ -151,9 +153,28 @@ def available_bytes() -> int:
     return available if available is not None else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def largest_fitting_micro_batch(config: TrainConfig, budget_bytes: int) -> int | None:
+def fitting_micro_batch(config: TrainConfig, precision: str) -> int:
+    """Photos per forward pass of a CPU run whose config leaves it to ftcore: the whole batch (the book's
+    BatchNorm) when its estimate fits FITS_SHARE of this machine's memory, else the largest of 64, 32, 16, 8 that
+    fits (8 when none does: the scheduler and the out-of-memory message take it from there)."""
+    chosen = dataclasses.replace(config, precision=precision)
+    return largest_fitting_micro_batch(chosen, FITS_SHARE * total_bytes(), readable_counts(config)) \
+        or min(MICRO_BATCH_CHOICES)
+
+
+def readable_counts(config: TrainConfig) -> PhotoCounts:
+    """The run's photo counts; none where its data cannot be read yet (a config being checked), so that only the
+    model's share is estimated."""
+    try:
+        return photo_counts(config)
+    except FtcoreError:
+        return PhotoCounts(0, 0)
+
+
+def largest_fitting_micro_batch(config: TrainConfig, budget_bytes: float,
+                                counts: PhotoCounts | None = None) -> int | None:
     """The largest of (batch, 64, 32, 16, 8) photos per forward pass whose estimate fits; None when 8 does not."""
-    counts = photo_counts(config)
+    counts = counts or photo_counts(config)
     choices = sorted({m for m in (config.batch_size, *MICRO_BATCH_CHOICES) if m <= config.batch_size}, reverse=True)
     for micro in choices:
         if estimate_from_counts(dataclasses.replace(config, micro_batch=micro), counts) <= budget_bytes:

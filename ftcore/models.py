@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -14,6 +16,7 @@ from torch import nn
 
 from .errors import FtcoreError
 from .paths import shared_dir
+from .splits import class_key
 
 IMAGENET_CLASSES = 1000
 
@@ -27,6 +30,7 @@ class ArchSpec:
     weights_url: str  # torchvision's ImageNet weights (the file its download puts in the hub cache)
     head: str  # dotted name of the output layer that fine-tuning replaces
     feature_dim: int  # in_features of that layer
+    cam_layer: str  # dotted name of the last convolutional block, whose feature maps Grad-CAM weighs
     finetune_lr: float  # default lr of the copied layers with the summed loss
     scratch_lr: float  # default lr from random init with the summed loss
     lr_source: str  # where those defaults come from, shown in --help and the UI
@@ -44,14 +48,15 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
         ArchSpec("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
-                 "fc", 512, 5e-5, 5e-4, "the book's (d2l 13.2)"),
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)"),
         ArchSpec("resnet34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
-                 "fc", 512, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
         ArchSpec("resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url,
-                 "fc", 2048, 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+                 "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
         ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
                  torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
-                 "classifier.1", 1280, 5e-5, 5e-4, "the book's rates, checked on hot-dog for mobilenet_v2",
+                 "classifier.1", 1280, "features", 5e-5, 5e-4,
+                 "the book's rates, checked on hot-dog for mobilenet_v2",
                  bf16_training=False),
     )
 }
@@ -63,6 +68,17 @@ def get_arch(name: str) -> ArchSpec:
         return ARCHITECTURES[name]
     except KeyError:
         raise FtcoreError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+
+
+def spec_of_model(net: nn.Module) -> ArchSpec:
+    """The registry entry whose output layer and Grad-CAM block a model has by name (for models loaded without
+    their architecture's name); FtcoreError when none fits."""
+    names = {name for name, _ in net.named_modules()}
+    for spec in ARCHITECTURES.values():
+        if spec.head in names and spec.cam_layer in names:
+            return spec
+    raise FtcoreError(f"{type(net).__name__} has none of the layers of {', '.join(ARCHITECTURES)}; use a model "
+                      "trained here")
 
 
 def output_layer(net: nn.Module, arch: str) -> nn.Linear:
@@ -99,7 +115,28 @@ class WeightsSource:
     """Where a model's starting weights came from."""
 
     kind: str  # "file", "torch cache", "shared", "download" or "random"
-    path: str | None = None
+    path: str | None = None  # the file the weights were read from
+    url: str | None = None  # where torchvision downloads them ("torch cache" and "download")
+    sha256: str | None = None  # of the file, as it was when the run read it
+
+    def to_dict(self) -> dict:
+        """Plain dict, as checkpoints and metrics.json store it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WeightsSource:
+        """Rebuild a stored source, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+
+    def with_checksum(self) -> WeightsSource:
+        """This source with the sha256 of its file (random weights have none)."""
+        if self.path is None:
+            return self
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return replace(self, sha256=digest.hexdigest())
 
     def describe(self) -> str:
         """One phrase for logs and the UI."""
@@ -134,7 +171,7 @@ def locate_weights(arch: str, weights_file: str | None = None) -> WeightsSource 
         return WeightsSource("file", str(path))
     cached = torch_cache_path(arch)
     if cached.is_file():
-        return WeightsSource("torch cache", str(cached))
+        return WeightsSource("torch cache", str(cached), get_arch(arch).weights_url)
     shared = shared_weights_files(arch)
     if shared:
         return WeightsSource("shared", str(shared[0]))
@@ -169,7 +206,7 @@ def download_weights(arch: str, progress: bool = False) -> WeightsSource:
         reason = getattr(e, "reason", None) or e
         raise FtcoreError(f"could not download ImageNet weights for {arch} from {url} ({reason}); put "
                           f"{target.name} in {target.parent}/ or give a weights file (--weights)") from None
-    return WeightsSource("download", str(target))
+    return WeightsSource("download", str(target), url)
 
 
 def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], origin: str) -> None:
@@ -197,6 +234,17 @@ def imagenet_categories() -> list[str]:
     return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def imagenet_row(name: str) -> int | None:
+    """The ImageNet output row of a class named like an ImageNet category, matched as class names are across
+    datasets (splits.class_key: case, spaces, '-' and '_' aside; "Hot-Dog" is row 934), else None."""
+    return _imagenet_rows().get(class_key(name))
+
+
+@functools.cache
+def _imagenet_rows() -> dict[str, int]:
+    return {class_key(category): row for row, category in enumerate(imagenet_categories())}
+
+
 def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[str, torch.Tensor],
                               arch: str, origin: str) -> list[str]:
     """The book's exercise: start each class whose name is an ImageNet category from that category's row
@@ -207,9 +255,7 @@ def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[
     if weight is None or bias is None or weight.shape != (IMAGENET_CLASSES, layer.in_features):
         raise FtcoreError(f"{origin} has no ImageNet output layer for {arch}, so the new layer cannot start "
                           "from it; use the Xavier init or weights that include the output layer")
-    names = [c.lower().replace(" ", "").replace("-", "").replace("_", "") for c in imagenet_categories()]
-    rows = [names.index(key) if key in names else -1
-            for key in (c.lower().replace(" ", "").replace("-", "").replace("_", "") for c in classes)]
+    rows = [-1 if (row := imagenet_row(c)) is None else row for c in classes]
     if all(r < 0 for r in rows):
         raise FtcoreError(f"none of the classes {', '.join(classes)} is an ImageNet category (e.g. hotdog), "
                           "so the new layer cannot start from ImageNet rows; use the Xavier init")
@@ -251,6 +297,7 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
             source = download_weights(arch)
         state = read_state_dict(source.path)
         load_backbone(net, arch, state, f"weights file {source.path}")
+        source = source.with_checksum()
     layer = replace_output_layer(net, arch, num_classes, xavier=pretrained)
     if head_init == "imagenet":
         init_output_from_imagenet(layer, list(classes or []), state, arch, f"weights file {source.path}")

@@ -259,7 +259,7 @@ class ProcessJob:
                                info.get("weights", ""), list(info.get("classes", [])), info.get("train_size", 0),
                                info.get("test_size", 0), info.get("steps_per_epoch", 0), elapsed, error, None,
                                str(self.folder) if saved else None, None, info.get("heldout", "test"), note,
-                               resumable)
+                               resumable, info.get("batchnorm", ""))
 
     def to_run(self) -> Run:
         """The ended run as a Run of the tab, its model loaded from the folder when first used."""

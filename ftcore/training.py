@@ -7,12 +7,13 @@ checks a `threading.Event` between batches so a UI (or Ctrl-C) can stop it and k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -43,52 +44,61 @@ BOOK_RESULTS = {
 }
 BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
 
-# On CPUs training in fp32, forward/backward on 16 images at a time was fastest here (2-core Xeon, 8 steps of
-# 128: MobileNetV2 25.1 img/s against 11.1 for whole batches; ResNet-18 1.5-2.0x in shorter runs). In bf16
-# (AVX512-BF16/AMX) ResNet-18 ran 46-50 img/s for every chunk from 16 to 128, so bf16 runs and GPUs take the
-# whole batch at once and keep the book's BatchNorm, which chunks cost (1.2 points, MobileNetV2, 3 seeds).
-CPU_MICRO_BATCH = 16
 # Folding BatchNorm into the convolutions for evaluation takes 0.4 s (MobileNetV2) to 1 s (ResNet-50) and
 # halves CPU inference time; below this many images it costs more than it saves.
 FUSE_MIN_IMAGES = 256
+
+
+def knob(default, text: str):
+    """A TrainConfig field: its default (MISSING: none) and the sentence the CLI's --help shows for it."""
+    return field(default=default, metadata={"help": text})
 
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run. `recipe()` fills in the book's defaults for a mode and architecture."""
 
-    data: str  # dataset folder in any layout (splits.LAYOUTS): the book's train/ + test/, train/ + val/, ...
-    val_fraction: float | None = None  # share of each class held out of train for validation: None = 0.2 where
-    #                                    the data has no test/ or val/ (class folders), none where it has one
-    split_seed: int = 0  # seeds which photos are held out (a hash of seed and path, so stable as photos are added)
-    mode: str = "finetune"  # "finetune": ImageNet weights + new output layer; "scratch": all weights random
-    arch: str = "resnet18"  # one of models.ARCHITECTURES
-    lr: float = 5e-5  # learning rate of every layer but the new output layer (book: 5e-5 fine-tune, 5e-4 scratch)
-    param_groups: bool = True  # output layer at head_lr_mult * lr (book: on for fine-tune, off for scratch)
-    head_lr_mult: float = 10.0  # the book's 10x for the freshly initialised output layer
-    epochs: int = 5  # passes over the training set with every trainable layer (book: 5)
-    head_epochs: int = 0  # first, epochs of the new output layer alone on features of the frozen copied layers,
-    #                       computed once per photo (0 = none, the book; the quick and best presets use them)
-    head_views: int = 0  # for those epochs, also this many augmented views (the book's train_augs) of each
-    #                      training photo, each run once through the frozen layers (best preset: 2)
-    head_lr_decay: bool = False  # output-layer epochs lower the lr linearly to 0 (steadier last epochs)
-    batch_size: int = 128  # images per optimiser step (book: 128)
-    loss_reduction: str = "sum"  # book: backprop l.sum(); "mean" shrinks gradients batch_size-fold, so lrs grow
-    weight_decay: float = 1e-3  # SGD weight decay on every parameter (book: 0.001); SGD has no momentum
-    image_size: int = 224  # train crop and test centre crop; the test resize is 256/224 of it
-    limit: int | None = None  # keep at most this many images per class and split (quick runs)
-    device: str = "auto"  # "auto" = all CUDA GPUs (nn.DataParallel), else MPS, else CPU; or cpu, cuda:N, mps
-    precision: str = "auto"  # bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, GPUs), else
-    #                          fp32; "fp32" is the book's arithmetic exactly
-    decode_once: bool = True  # decode each photo once per run and augment in memory (the book decodes every
-    #                           epoch); falls back to streaming from disk when the photos would not fit
-    micro_batch: int = 0  # images per forward/backward inside a step; 0 = auto (16 on a CPU training in fp32,
-    #                       else the whole batch)
-    num_workers: int = 0  # DataLoader worker processes (0 = load in the training thread)
-    seed: int = 0  # seeds model init, shuffling and augmentation: same seed, same run on CPU
-    weights: str | None = None  # ImageNet weights file; None = $FTCORE_WEIGHTS, torch cache, shared, download
-    freeze_body: bool = False  # book exercise: copied layers get requires_grad=False (feature-extractor mode)
-    head_init: str = "xavier"  # "imagenet": start the new layer from ImageNet rows named like the classes
+    data: str = knob(MISSING, "dataset folder in any layout (splits.LAYOUTS): the book's train/ + test/, train/ + val/ "
+                     "[+ test/], train/ alone, or a folder of class folders")
+    val_fraction: float | None = knob(None, "share of each class held out of train for validation (default: 0.2 "
+                                      "where the data has no test/ or val/, none for train/ + test/, where giving "
+                                      "one makes every per-epoch figure use val and test count once)")
+    split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
+    mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
+    arch: str = knob("resnet18", "architecture, one of models.ARCHITECTURES")
+    lr: float = knob(5e-5, "learning rate of every layer but the new output layer (default: per architecture and "
+                     "mode; the book: 5e-5 fine-tune, 5e-4 scratch)")
+    param_groups: bool = knob(True, "output layer at head_lr_mult x lr (book: on for fine-tune, off for scratch)")
+    head_lr_mult: float = knob(10.0, "the book's 10x for the freshly initialised output layer")
+    epochs: int = knob(5, "epochs of every trainable layer (book: 5)")
+    head_epochs: int = knob(0, "before those, epochs of the new output layer alone on features of the frozen "
+                            "copied layers, computed once per photo (book: 0; the quick and best presets use them; "
+                            "fine-tune only)")
+    head_views: int = knob(0, "for those epochs, also this many augmented views of each training photo through the "
+                           "frozen layers (best preset: 2; fine-tune only)")
+    head_lr_decay: bool = knob(False, "output-layer epochs lower the lr linearly to 0 (steadier last epochs)")
+    batch_size: int = knob(128, "images per SGD step (book: 128)")
+    loss_reduction: str = knob("sum", "backprop the sum of per-example losses (book) or their mean (good lrs are "
+                               "then about batch-size times larger)")
+    weight_decay: float = knob(1e-3, "SGD weight decay on every parameter; SGD has no momentum (book: 0.001)")
+    image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it (book: 224)")
+    limit: int | None = knob(None, "keep at most this many images per class and split (quick runs)")
+    device: str = knob("auto", "auto (all CUDA GPUs, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    precision: str = knob("auto", "auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, "
+                          "recent GPUs) and the architecture keeps its accuracy in it, else fp32 (book: fp32)")
+    decode_once: bool = knob(True, "decode each photo once per run and augment in memory (the book decodes every "
+                             "epoch); falls back to streaming from disk when the photos would not fit")
+    micro_batch: int = knob(0, "images per forward/backward within a step, same summed gradient, but BatchNorm "
+                            "normalises over these instead of the whole batch (0 = auto: 16 on a CPU training in "
+                            "fp32, else the whole batch)")
+    num_workers: int = knob(0, "DataLoader worker processes (0 = load in the training thread)")
+    seed: int = knob(0, "seeds model init, shuffling and augmentation: same seed, same run on a CPU")
+    weights: str | None = knob(None, "ImageNet weights file (default: $FTCORE_WEIGHTS, torchvision's cache, the "
+                               "shared folder, then the download)")
+    freeze_body: bool = knob(False, "book exercise: freeze the copied layers (requires_grad=False) and train only "
+                             "the new output layer (fine-tune only)")
+    head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
+                          "output rows named like the classes (fine-tune only)")
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first field a user set to something unusable."""
@@ -123,6 +133,16 @@ class TrainConfig:
             if not ok:
                 raise FtcoreError(message)
         check_val_fraction(self.val_fraction)
+
+    @staticmethod
+    def help(name: str) -> str:
+        """The help sentence of field `name`."""
+        return TrainConfig.__dataclass_fields__[name].metadata["help"]
+
+    @staticmethod
+    def default(name: str):
+        """The default of field `name`."""
+        return TrainConfig.__dataclass_fields__[name].default
 
     @property
     def total_epochs(self) -> int:
@@ -376,6 +396,7 @@ class RunStarted:
     weights: str  # WeightsSource.describe()
     heldout: str = "test"  # the split test_size counts and every epoch is measured on: val or test
     sizes: dict[str, int] = field(default_factory=dict)  # split -> photos, for every split of the run
+    batchnorm: str = ""  # batchnorm_note: why BatchNorm sees fewer photos than the whole batch, if it does
 
 
 @dataclass
@@ -435,18 +456,35 @@ def record_heldout(record: EpochRecord, split: str, accuracy: float | None) -> N
 
 
 def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:
-    """Images per forward/backward: the config's, else 16 on a CPU training in fp32 and the whole batch
-    otherwise (GPUs, and CPUs training in bf16, where chunks were no faster)."""
+    """Images per forward/backward: the config's; else the whole batch, the book's BatchNorm, wherever it fits,
+    and on a CPU whose memory cannot hold the whole batch's activations the largest micro-batch that fits
+    (memory.fitting_micro_batch; `batchnorm_note` says so)."""
     if config.micro_batch:
         return min(config.micro_batch, config.batch_size)
-    if device.type == "cpu" and precision == "fp32":
-        return min(CPU_MICRO_BATCH, config.batch_size)
-    return config.batch_size
+    if device.type != "cpu":
+        return config.batch_size
+    from .memory import fitting_micro_batch  # memory estimates runs of this module's configs
+
+    return fitting_micro_batch(config, precision)
+
+
+def batchnorm_note(config: TrainConfig, micro: int) -> str:
+    """One sentence when BatchNorm sees fewer photos than the book's whole batch, and why; else ""."""
+    if micro >= config.batch_size:
+        return ""
+    if config.micro_batch:
+        return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: micro-batches of {micro} were "
+                "asked for (the book normalises over the whole batch)")
+    from .memory import GB, estimate_from_counts, readable_counts, total_bytes
+
+    whole = estimate_from_counts(dataclasses.replace(config, micro_batch=config.batch_size), readable_counts(config))
+    return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
+            f"{whole / GB:.0f} GB, this machine has {total_bytes() / GB:.0f}")
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
     """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
-    natively and the architecture keeps its accuracy in it."""
+    natively and the architecture keeps its accuracy in it (models.ArchSpec.bf16_training)."""
     precision = resolve_precision(config.precision, device)
     return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
 
@@ -629,7 +667,7 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
     steps = len(data.train) if config.epochs else head_steps
     callback(RunStarted(classes, data.train_size, data.heldout_size, steps, history.devices, weights.describe(),
-                        heldout, dict(data.sizes)))
+                        heldout, dict(data.sizes), batchnorm_note(config, micro) if config.epochs else ""))
 
     def feature_speed() -> float:
         photos = data.train_size * (1 + config.head_views) + data.heldout_size

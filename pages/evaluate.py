@@ -4,34 +4,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from ftcore import charts, export, ui
+from app import ui
+from app.widgets import model_picker_ui
+from ftcore import charts, export
 from ftcore.data import is_image_folder
 from ftcore.errors import FtcoreError
 from ftcore.evaluation import Evaluation, TrainedModel
 from ftcore.training import TrainConfig
 
-CHECKPOINT = "A checkpoint file (.pt)"
 GRID = 6  # photos per row in the galleries
 MAX_CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
 
 
 def model_ui() -> TrainedModel | None:
     """Choose one of this tab's runs, a run saved on this machine, or an uploaded checkpoint."""
-    runs = ui.runs()
-    saved, _ = ui.saved_runs()
-    options = list(range(len(runs))) + [f"saved:{i}" for i in range(len(saved))] + [CHECKPOINT]
-    default = len(runs) - 1 if runs else max(len(saved) - 1, 0)  # the newest run, this tab's first
-    choice = st.selectbox("Model", options, index=default, key="evaluate-model",
-                          format_func=lambda o: ui.model_label(o, runs, saved))
-    if choice != CHECKPOINT:
-        return TrainedModel.from_run(runs[choice] if isinstance(choice, int) else saved[int(choice[6:])])
-    if not runs:
-        st.caption("No run in this tab yet: train one on the Train page, or load a checkpoint.")
-    upload = st.file_uploader("Checkpoint written by training (checkpoint.pt)", type=["pt", "pth"],
-                              key="evaluate-checkpoint")
-    if upload is None:
+    choice = model_picker_ui("evaluate")
+    if choice is None:
         return None
-    return ui.trained_model_for_checkpoint(f"checkpoint-{upload.file_id}", upload.name, upload.getvalue())
+    if choice.run is not None:
+        return TrainedModel.from_run(choice.run)
+    return ui.trained_model_for_checkpoint(choice.key, choice.upload.name, choice.upload.getvalue())
 
 
 def readable(folder: str) -> str | None:

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ftcore import charts, ui
+from app import ui
+from ftcore import charts
 from ftcore.errors import FtcoreError
 from ftcore.experiments import (
     DEFAULT_SWEEP_LRS,

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ftcore import builder, charts, data, splits, ui
+from app import ui
+from ftcore import builder, charts, data, splits
 from ftcore.errors import FtcoreError
 
 SOURCES = ("Hot-dog set (d2l)", "Local folder", "Upload a .zip", "Your own photos")

@@ -2,36 +2,29 @@
 
 import streamlit as st
 
-from ftcore import charts, ui
+from app import ui
+from app.widgets import model_picker_ui
+from ftcore import charts
 from ftcore.predict import UPLOAD_TYPES, Predictor
-
-CHECKPOINT = "A checkpoint file (.pt)"
 
 
 def model_ui() -> tuple[str, Predictor] | None:
     """Choose the model: one of this tab's runs, a run saved on this machine, or an uploaded checkpoint;
     returns (cache key, predictor)."""
-    runs = ui.runs()
-    saved, _ = ui.saved_runs()
-    options = list(range(len(runs))) + [f"saved:{i}" for i in range(len(saved))] + [CHECKPOINT]
-    default = len(runs) - 1 if runs else max(len(saved) - 1, 0)  # the newest run, this tab's first
-    choice = st.selectbox("Model", options, index=default, format_func=lambda o: ui.model_label(o, runs, saved))
-    if choice != CHECKPOINT:
-        run = runs[choice] if isinstance(choice, int) else saved[int(choice[6:])]
-        where = "Trained in this tab" if isinstance(choice, int) else f"Saved in `{run.path}`"
+    choice = model_picker_ui("predict")
+    if choice is None:
+        return None
+    if choice.run is not None:
+        run = choice.run
+        where = "Trained in this tab" if choice.in_tab else f"Saved in `{run.path}`"
         measured = run.history.accuracy_text()
         st.caption(f"{where}; {measured}." if measured else f"{where} (stopped before a test).")
         return run.id, ui.predictor_for_run(run)
-    if not runs:
-        st.caption("No run in this tab yet: train one on the Train page, or load a checkpoint.")
-    upload = st.file_uploader("Checkpoint written by training (checkpoint.pt)", type=["pt", "pth"])
-    if upload is None:
-        return None
-    checkpoint = ui.checkpoint_from_upload(upload.getvalue())
+    checkpoint = ui.checkpoint_from_upload(choice.upload.getvalue())
     measured = checkpoint.history.accuracy_text()
     st.caption(f"{checkpoint.arch}, classes {', '.join(checkpoint.classes)}" + (f"; {measured}" if measured else "")
                + ".")
-    return f"checkpoint-{upload.file_id}", ui.predictor_for_checkpoint(checkpoint)
+    return choice.key, ui.predictor_for_checkpoint(checkpoint)
 
 
 st.title("Predict")

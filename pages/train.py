@@ -4,12 +4,13 @@ import dataclasses
 
 import streamlit as st
 
-from ftcore import charts, ui
+from app import ui
+from ftcore import charts
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
 from ftcore.lr_finder import FinderSettings
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
-from ftcore.training import CPU_MICRO_BATCH, LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
+from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -23,7 +24,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     arch = right.selectbox("Architecture", list(ARCHITECTURES), key="arch")
     preset = st.radio("Recipe", list(PRESETS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
                       help="The book's recipe reproduces the book; quick and best train the new output layer on "
-                      "features the frozen copied layers compute once per photo (README, Speed).")
+                      "features the frozen copied layers compute once per photo (docs/benchmarks.md, Speed).")
     if mode != "finetune" and preset != "book":
         st.caption("Quick and best start from copied ImageNet layers, so they are for fine-tuning; from scratch "
                    "uses the book's recipe.")
@@ -72,7 +73,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
                                          "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
-        auto = f"auto: {CPU_MICRO_BATCH} on a CPU in fp32, else all"
+        auto = "auto: the whole batch where it fits"
         micro_batch = columns[4].selectbox("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
                                            format_func=lambda m: f"{m}" if m else auto, help=ui.MICRO_BATCH_HELP)
     val_fraction, split_seed = ui.data_split()
@@ -145,6 +146,8 @@ def live_ui() -> None:
         st.error(snap.error)
     if snap.warning:
         st.warning(snap.warning)
+    if snap.batchnorm:
+        st.caption(snap.batchnorm.capitalize() + ".")
     if snap.resumable and not POLLING:
         resume_button(ui.current_job().folder, f"Resume from epoch {int(snap.epochs[-1].epoch) if snap.epochs else 0}",
                       "live-resume")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import shutil
 
+from app import ui
 from conftest import open_app, write_tiny_imagefolder
-from ftcore import builder, splits, ui
+from ftcore import builder, splits
 from ftcore.training import fit, recipe
 
 EXPLORE, TRAIN, PREDICT = (f"pages/{name}.py" for name in ("explore", "train", "predict"))

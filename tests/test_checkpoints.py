@@ -86,3 +86,32 @@ def test_a_damaged_checkpoint_is_refused(trained, tmp_path):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(FtcoreError, match="does not exist"):
         checkpoints.load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_weights_provenance_is_stored_as_data_not_as_a_sentence(tiny_data, random_resnet18_file, tmp_path,
+                                                               monkeypatch):
+    import hashlib
+
+    from ftcore.models import WeightsSource
+
+    result = fit(recipe("finetune", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
+                        weights=str(random_resnet18_file)))
+    expected = WeightsSource("file", str(random_resnet18_file),
+                             sha256=hashlib.sha256(random_resnet18_file.read_bytes()).hexdigest())
+    assert result.weights == expected
+    path, metrics = checkpoints.save_run(result, tmp_path / "run")
+    assert json.loads(metrics.read_text())["weights_source"] == expected.to_dict()
+    # rewording the sentence for people changes nothing a program reads back
+    monkeypatch.setattr(WeightsSource, "describe", lambda self: "started from somewhere")
+    assert checkpoints.load_checkpoint(path).weights == expected
+
+
+def test_checkpoints_saved_before_provenance_was_data_still_say_where_they_started(trained, tmp_path):
+    from ftcore.models import WeightsSource
+
+    path, _ = checkpoints.save_run(trained, tmp_path / "run")
+    d = torch.load(path, weights_only=True)
+    del d["weights_source"]
+    d["weights"] = "ImageNet weights from torch cache: /cache/resnet18-f37072fd.pth"
+    torch.save(d, path)
+    assert checkpoints.load_checkpoint(path).weights == WeightsSource("torch cache", "/cache/resnet18-f37072fd.pth")

@@ -16,8 +16,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from torchvision.models import ResNet
 
+from app import ui
 from conftest import REPO
-from ftcore import jobs, ui
+from ftcore import jobs
 from ftcore.data import EvalPreset, resolve_user_path
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image

@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from app import ui
 from conftest import REPO, encode, open_app
-from ftcore import data, ui
+from ftcore import data
 from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
 from ftcore.predict import Predictor, classify_photos
@@ -202,8 +203,8 @@ def test_the_predict_page_classifies_at_most_its_limit_and_says_so(monkeypatch, 
     assert len(at.get("plotly_chart")) == 3 and not at.error
 
 
-def test_the_upload_limit_is_set_deliberately_and_stated_in_the_readme():
+def test_the_upload_limit_is_set_deliberately_and_stated_in_the_docs():
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["maxUploadSize"] == 512
-    readme = (REPO / "README.md").read_text()
-    assert "`server.maxUploadSize = 512`" in readme and "512 MB" in readme
+    errors = (REPO / "docs" / "errors.md").read_text()
+    assert "`server.maxUploadSize = 512`" in errors and "512 MB" in errors

@@ -76,12 +76,14 @@ def test_bf16_and_fp32_ordered_as_measured():
             assert (estimated[0] < estimated[1]) == measured
 
 
-def test_precision_override_and_auto_follow_fit():
+def test_precision_override_and_auto_follow_fit(monkeypatch):
     config = TrainConfig(data="unused", mode="scratch", arch="mobilenet_v2", precision="auto", epochs=1)
     assert memory.training_precision(config) == "fp32"  # MobileNetV2 never trains in bf16 under auto
     assert memory.training_precision(config, "bf16") == "bf16"
-    # fp32 on a CPU trains in chunks of 16, bf16 in whole batches: the override changes the micro-batch too
-    assert memory.cpu_micro_batch(config, "fp32") == 16 and memory.cpu_micro_batch(config, "bf16") == 128
+    # the whole batch where it fits; bf16's smaller activations fit where fp32's do not
+    fp32_whole = memory.estimate_run_bytes(TrainConfig(**{**config.to_dict(), "micro_batch": 128}), 0, "fp32")
+    monkeypatch.setattr(memory, "total_bytes", lambda: round(fp32_whole / memory.FITS_SHARE) - 1)
+    assert memory.cpu_micro_batch(config, "fp32") == 64 and memory.cpu_micro_batch(config, "bf16") == 128
     assert memory.estimate_run_bytes(config, 100, precision="fp32") == memory.estimate_run_bytes(
         TrainConfig(**{**config.to_dict(), "precision": "fp32"}), 100)
 
@@ -123,7 +125,7 @@ def test_too_big_message_names_what_to_lower():
     text = memory.too_big_message(config, int(11.2 * 1024**3), 8 * 1024**3)
     assert text == ("this run needs about 11.2 GB (resnet50, batch 128 in one pass at 224 px) but this machine has "
                     "8.0 GB; lower the batch size, the photos per forward pass or the image size")
-    chunked = TrainConfig(data="unused", arch="resnet18", precision="fp32", epochs=5, image_size=320)
+    chunked = TrainConfig(data="unused", arch="resnet18", precision="fp32", epochs=5, image_size=320, micro_batch=16)
     text = memory.too_big_message(chunked, 5 * 1024**3, 4 * 1024**3)
     assert "(resnet18, batch 128 in passes of 16 at 320 px)" in text
     quick = recipe("finetune", "mobilenet_v2", preset="quick", data="unused")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from ftcore.training import (
     EpochEnded,
     RunStarted,
     TrainConfig,
+    batchnorm_note,
     chunk_sizes,
     fit,
     loss_fn,
@@ -125,14 +127,22 @@ def test_batchnorm_momentum_keeps_the_books_memory_with_micro_batches(tiny_data)
     assert {m.momentum for m in whole.model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}
 
 
-def test_auto_micro_batch_follows_the_training_precision(tiny_data):
-    def momenta(precision: str) -> set[float]:
-        result = fit(tiny_config(tiny_data, batch_size=32, precision=precision))  # micro_batch 0: auto
-        return {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}
+def test_auto_micro_batch_is_the_whole_batch_unless_memory_says_otherwise_and_then_says_so(tiny_data, monkeypatch):
+    from ftcore import memory
 
-    (fp32,) = momenta("fp32")
-    assert fp32 == pytest.approx(1 - 0.9 ** (1 / 2))  # two chunks of 16 per step of 32
-    assert momenta("bf16") == {0.1}  # the whole batch at once: the book's BatchNorm
+    def run(precision: str) -> tuple[set[float], list[str]]:
+        notes = []
+        result = fit(tiny_config(tiny_data, batch_size=32, precision=precision),  # micro_batch 0: auto
+                     lambda e: notes.append(e.batchnorm) if isinstance(e, RunStarted) else None)
+        return {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}, notes
+
+    assert run("fp32") == ({0.1}, [""])  # the whole batch at once: the book's BatchNorm
+    config = tiny_config(tiny_data, batch_size=32, precision="fp32")
+    need = {m: memory.estimate_run_bytes(replace(config, micro_batch=m)) for m in (8, 16, 32)}
+    monkeypatch.setattr(memory, "total_bytes", lambda: round((need[16] + need[32]) / 2 / memory.FITS_SHARE))
+    (momentum,), notes = run("fp32")
+    assert momentum == pytest.approx(1 - 0.9 ** (1 / 2))  # two chunks of 16 per step of 32
+    assert notes[0].startswith("BatchNorm over 16 of the batch's 32 photos: the whole batch needs about")
 
 
 def test_auto_micro_batch_follows_the_precision_training_runs_in_not_the_devices(tiny_data, monkeypatch):
@@ -142,8 +152,7 @@ def test_auto_micro_batch_follows_the_precision_training_runs_in_not_the_devices
     config = recipe("scratch", "mobilenet_v2", data=str(tiny_data), epochs=1, batch_size=32, image_size=32)
     result = fit(config)  # precision auto: MobileNetV2 trains in fp32 even where bf16 is native
     assert result.history.precision == "fp32"
-    (momentum,) = {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)}
-    assert momentum == pytest.approx(1 - 0.9 ** (1 / 2))  # so it still trains in chunks of 16
+    assert {m.momentum for m in result.model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.1}  # whole batch
 
 
 def test_a_last_batch_of_one_image_is_dropped(tmp_path):
@@ -154,12 +163,24 @@ def test_a_last_batch_of_one_image_is_dropped(tmp_path):
     assert len(history.batches) == 3 and history.final().examples == 9
 
 
-def test_micro_batch_is_16_on_a_cpu_in_fp32_else_the_whole_batch_unless_set():
-    config = TrainConfig(data="d")
-    assert micro_batch_size(config, torch.device("cpu"), "fp32") == 16
-    assert micro_batch_size(config, torch.device("cpu"), "bf16") == 128  # chunks were no faster in bf16
-    assert micro_batch_size(TrainConfig(data="d", micro_batch=40), torch.device("cpu"), "bf16") == 40
-    assert micro_batch_size(TrainConfig(data="d", batch_size=8), torch.device("cpu"), "fp32") == 8
+def test_micro_batch_is_the_whole_batch_where_it_fits_else_the_largest_that_fits_unless_set(monkeypatch):
+    from ftcore import memory
+
+    config = TrainConfig(data="d", arch="mobilenet_v2", precision="fp32")
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(memory, "total_bytes", lambda: 64 * memory.GB)
+    assert micro_batch_size(config, cpu, "fp32") == 128  # the book's BatchNorm
+    assert batchnorm_note(config, 128) == ""
+    # a machine between the estimates of 32 and 64 photos per pass gets 32, and is told why
+    need = {m: memory.estimate_run_bytes(replace(config, micro_batch=m), train_photos=0) for m in (32, 64, 128)}
+    monkeypatch.setattr(memory, "total_bytes", lambda: round((need[32] + need[64]) / 2 / memory.FITS_SHARE))
+    assert micro_batch_size(config, cpu, "fp32") == 32
+    assert batchnorm_note(config, 32) == (
+        f"BatchNorm over 32 of the batch's 128 photos: the whole batch needs about {need[128] / memory.GB:.0f} GB, "
+        f"this machine has {memory.total_bytes() / memory.GB:.0f}")
+    assert micro_batch_size(replace(config, micro_batch=40), cpu, "bf16") == 40
+    assert batchnorm_note(replace(config, micro_batch=40), 40).startswith("BatchNorm over 40 of the batch's 128")
+    assert micro_batch_size(replace(config, batch_size=8), cpu, "fp32") == 8
     assert micro_batch_size(config, torch.device("cuda", 0), "fp32") == 128
 
 

@@ -23,21 +23,21 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 from torch import nn
 
-from . import data, experiments, explain, export
-from .checkpoints import Checkpoint, load_checkpoint
-from .errors import FtcoreError
-from .evaluation import Evaluation, TrainedModel, evaluate_model
-from .experiments import Experiment
-from .images import jpeg_thumbnail, open_image
-from .jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
-from .lr_finder import FinderSettings
-from .models import locate_weights
-from .paths import cache_dir, store_bytes
-from .predict import PhotoResult, Predictor, classify_photos
-from .resume import STATE_FILE
-from .runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
-from .scheduler import Scheduler
-from .training import TrainConfig
+from ftcore import data, experiments, explain, export
+from ftcore.checkpoints import Checkpoint, load_checkpoint
+from ftcore.errors import FtcoreError
+from ftcore.evaluation import Evaluation, TrainedModel, evaluate_model
+from ftcore.experiments import Experiment
+from ftcore.images import jpeg_thumbnail, open_image
+from ftcore.jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
+from ftcore.lr_finder import FinderSettings
+from ftcore.models import locate_weights
+from ftcore.paths import cache_dir, store_bytes
+from ftcore.predict import PhotoResult, Predictor, classify_photos
+from ftcore.resume import STATE_FILE
+from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
+from ftcore.scheduler import Scheduler
+from ftcore.training import TrainConfig
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
@@ -565,23 +565,13 @@ def use_finder_range(mode: str, lrs: list[float]) -> None:
 def use_lr(mode: str, arch: str, lr: float) -> None:
     """Move the Train page's slider for `mode` and `arch` to `lr` (a button's on_click, before the slider draws)."""
     st.session_state[lr_key(mode, arch)] = slider_lr(lr)
+
+
 BATCH_SIZES = [8, 16, 32, 64, 128, 256]
 IMAGE_SIZES = [64, 96, 128, 160, 192, 224]
 MICRO_BATCHES = [0, 16, 32, 64, 128, 256]  # 0 = auto: training.micro_batch_size decides
 MICRO_BATCH_HELP = ("Each step's batch runs forward and backward in chunks of this many photos; their gradients "
-                    "add up to the book's, but BatchNorm normalises each chunk on its own. A chunk as large as "
-                    "the batch is the book's BatchNorm. Auto takes 16 on a CPU training in fp32 and the whole "
-                    "batch otherwise. Measured on a 2-core CPU (README, Speed): MobileNetV2 in fp32 trained 1.6x "
-                    "faster in chunks of 16 than of 128, in 28% of the memory, and ended 1.2 points lower in test "
-                    "accuracy (mean of three seeds); ResNet-18 in bf16 ran as fast in chunks of 128 as of 16, with "
-                    "1.8x the peak memory.")
-
-
-def model_label(option: int | str, runs: list[Run], saved: list[Run]) -> str:
-    """How a model selectbox shows a run of this tab (an int), a saved run ("saved:<i>") or the file option."""
-    if isinstance(option, int):
-        return f"#{option + 1} {runs[option].label}"
-    if option.startswith("saved:"):
-        run = saved[int(option[6:])]
-        return f"saved {run.id} {run.label}"
-    return option
+                    "add up to the book's, but BatchNorm normalises each chunk on its own, so this changes "
+                    "BatchNorm's batch. Auto keeps the book's BatchNorm (the whole batch at once) wherever its "
+                    "memory fits, and otherwise takes the largest chunk that fits and says so. Smaller chunks can "
+                    "train faster on a CPU (docs/benchmarks.md, Speed).")
