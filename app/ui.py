@@ -90,7 +90,7 @@ def attach_tab() -> str:
 
 
 def _remember() -> None:
-    """Copy this session's data choice, job, runs and series of runs into the registry under its tab id."""
+    """Copy this session's data choice, job, runs, series of runs and lr finder into the registry under its tab id."""
     tab = st.session_state.get(TAB_KEY)
     if tab is not None:
         state = {key: st.session_state[key] for key in restored_keys() if key in st.session_state}
@@ -226,11 +226,16 @@ def finder_snapshot() -> FinderSnapshot | None:
     return finder.snapshot() if finder is not None else None
 
 
+def finder_running() -> bool:
+    """True while this session's learning-rate finder waits or runs."""
+    snap = finder_snapshot()
+    return snap is not None and not snap.done
+
+
 def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     """Queue the learning-rate finder on `config`'s recipe with the server's scheduler, in a child process of its
     own under <cache>/lr-finder."""
-    snap = finder_snapshot()
-    if snap is not None and not snap.done:
+    if finder_running():
         raise FtcoreError("the learning-rate finder is already running in this tab; stop it or wait for it")
     config.validate()
     if config.weights:
@@ -414,7 +419,7 @@ def chosen_data(note: str = "") -> data.DatasetSummary | None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Evaluate & explain, experiments (issue 6): this session's experiment, and cached evaluations,
+# Evaluate & explain, experiments: this session's experiment, and cached evaluations,
 # explanations and exports keyed by the model's key (a run id, or a checkpoint upload's id).
 
 EXPERIMENT_KEY = "experiment"

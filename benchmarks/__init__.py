@@ -1,1 +1,1 @@
-"""Benchmarks: long measurements whose figures go in the README, never into tests."""
+"""Benchmarks: long measurements whose figures go in docs/benchmarks.md and results/, never into tests."""

@@ -5,7 +5,7 @@
 Each run is named "<kind>, seed N" (a file made with one seed names its runs without the seed; its seed is
 taken from the file). A later file's run replaces an earlier one of the same name, so a re-measured run can
 stand in for the first. Prints each run's test accuracy per full-training epoch, then the mean and range of
-the best and final accuracy of each kind of run (the target is 0.90, as in the README).
+the best and final accuracy of each kind of run (the target is 0.90, as in docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, as run on a lent GPU machine (README, "Speed"): the CUDA paths of the engine's tests, then
+# The GPU checks, as run on a lent GPU machine (docs/benchmarks.md, "GPUs and more than one machine"): the CUDA paths of the engine's tests, then
 # the side-by-side benchmark and time to accuracy. Usage: benchmarks/gpu.sh DATA WEIGHTS OUTDIR
 # DATA is an ImageFolder tree (a 400+400 / 200+200 subset of the shared hot-dog photos was used), WEIGHTS
 # the mobilenet_v2 ImageNet weights file. Needs torch + torchvision with CUDA, numpy, pillow and pytest.

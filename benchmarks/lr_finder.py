@@ -58,7 +58,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def report(results: dict) -> str:
-    """The table the README quotes."""
+    """The table docs/benchmarks.md quotes."""
     limit = f"{results['limit']} photos per class and split" if results["limit"] else "all photos"
     lines = [f"Learning-rate finder against the book's lr: {results['arch']}, {results['epochs']} epochs, {limit}, "
              f"seed {results['seed']}, finder of {results['steps']} steps from {FinderSettings().start_lr:g} to "

@@ -3,7 +3,7 @@
     python -m benchmarks.presets_on_val [--data DIR] [--weights FILE] [--seeds 0 1 2] [--val-fraction 0.2]
 
 For each preset and seed, two runs of MobileNetV2 fine-tuning on the book's layout:
-- "test only": the book's way, every epoch measured on test (what the README's preset figures were);
+- "test only": the book's way, every epoch measured on test (what docs/benchmarks.md's preset figures were);
 - "val chosen": `--val-fraction` of each class of train/ held out; every epoch measured on val, and test
   measured once, at the end.
 Prints one row per run and the mean over seeds; wall time is the whole `fit`, photos decoded included.

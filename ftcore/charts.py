@@ -108,7 +108,7 @@ def probabilities_figure(ranked: Sequence[tuple[str, float]]) -> go.Figure:
 
 
 # --------------------------------------------------------------------------------------------------
-# Evaluation, explanations and experiments (issue 6).
+# Evaluation, explanations and experiments.
 
 
 def confusion_matrix_figure(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> go.Figure:

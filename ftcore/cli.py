@@ -23,7 +23,7 @@ from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
 from .jobs import is_out_of_memory
-from .lr_finder import FinderSettings, LrStep, find_lr, write_curve
+from .lr_finder import FinderSettings, LrStep, check_curve_path, find_lr, write_curve
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import Predictor, format_prediction, open_image
@@ -157,8 +157,8 @@ def build_parser() -> Parser:
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (both sides use it)")
     bench.add_argument("--precision", choices=PRECISIONS, default=None, help="ftcore's precision (default: auto)")
     bench.add_argument("--micro-batch", type=int, default=0, metavar="N", help="ftcore's images per "
-                       "forward/backward (default 0: auto, 16 on a CPU training in fp32, else the whole batch); 128 "
-                       "gives BatchNorm the book's whole batch")
+                       "forward/backward (default 0: auto, the whole batch where it fits, as the book); 16 is "
+                       "faster on a CPU in fp32 but changes BatchNorm's batch")
     bench.add_argument("--time-to-accuracy", action="store_true", help="instead: seconds from process start to "
                        "--target test accuracy for the book's loop (5 epochs) and each --presets (all photos)")
     bench.add_argument("--target", type=float, default=0.90, help="test accuracy to reach (default 0.90)")
@@ -284,11 +284,12 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
     return config
 
 
-def refuse_under_torchrun(command: str) -> None:
-    """`compare` and `sweep` run several trainings in turn; under torchrun only `train` is supported."""
+def refuse_under_torchrun(command: str,
+                          why: str = "runs several trainings one after another") -> None:
+    """`compare`, `sweep` and `lr-find` are one-process commands; under torchrun only `train` is supported."""
     if distributed.launched_by_torchrun():
-        raise FtcoreError(f"`{command}` runs several trainings one after another and is not supported under "
-                          "torchrun; run it as `python -m ftcore`, or use torchrun with `train`")
+        raise FtcoreError(f"`{command}` {why} and is not supported under torchrun; run it as `python -m ftcore`, "
+                          "or use torchrun with `train`")
 
 
 def preflight(config: TrainConfig) -> None:
@@ -456,7 +457,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Issue 6: the book's exercises as flags, evaluation, export and the lr sweep.
+# The book's exercises as flags, evaluation, export, the lr sweep and the lr finder.
 
 
 def add_exercise_arguments(p: argparse.ArgumentParser) -> None:
@@ -589,10 +590,11 @@ def add_lr_find_command(sub: argparse._SubParsersAction) -> None:
 class FinderReporter:
     """A live step counter on stderr, on a terminal."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.live = sys.stderr.isatty()
 
     def __call__(self, step: LrStep) -> None:
+        """Overwrite the counter line with this step."""
         if self.live:
             print(f"\rstep {step.step}/{step.steps}: lr {step.lr:.1e}, loss {step.loss:.3f} per photo",
                   end="", file=sys.stderr, flush=True)
@@ -600,11 +602,12 @@ class FinderReporter:
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
     """`lr-find`: the range test; prints `suggested lr: X` and writes the curve."""
-    refuse_under_torchrun("lr-find")
+    refuse_under_torchrun("lr-find", "steps one process on one device")
     config = config_from_args(args, args.mode, None, args.param_groups)
     preflight(config)
     settings = FinderSettings(steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
     settings.validate()
+    out = check_curve_path(args.out or f"runs/{config.arch}-{config.mode}-lr-find{'.json' if args.json else '.csv'}")
     groups = (f"output layer at {config.head_lr_mult:g}x" if config.param_groups else "one lr for every layer")
     print(f"lr-find: {config.arch} {config.mode}, {config.loss_reduction} loss, batch {config.batch_size}, {groups}; "
           f"{settings.steps} steps from {settings.start_lr:g} to {settings.end_lr:g}", file=sys.stderr, flush=True)
@@ -613,7 +616,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         finding = find_lr(config, settings, reporter, stop)
     if reporter.live:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
-    out = Path(args.out or f"runs/{config.arch}-{config.mode}-lr-find{'.json' if args.json else '.csv'}")
     write_curve(finding, out)
     if args.json:
         print(json.dumps(finding.to_dict(), indent=2))

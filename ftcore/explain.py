@@ -152,7 +152,7 @@ def initial_model(config: TrainConfig, classes: list[str], weights_file: str | N
     """The model a run started from, rebuilt: the same ImageNet weights file (fine-tune) and, as `fit` draws
     them right after torch.manual_seed(config.seed), the same random output layer (or all random weights).
 
-    Exact when nothing else draws from PyTorch's global generator meanwhile (see README, Known limits)."""
+    Exact when nothing else draws from PyTorch's global generator meanwhile (docs/architecture.md, Known limits)."""
     with torch.random.fork_rng(devices=[]):  # leave the caller's random stream where it was
         torch.manual_seed(config.seed)
         model, _ = build_model(config.arch, len(classes), pretrained=config.mode == "finetune",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -36,11 +37,11 @@ from torch import nn
 
 from .devices import resolve_devices
 from .errors import FtcoreError
+from .run_data import make_run_data
 from .training import (
     TrainConfig,
     make_model,
     make_optimizer,
-    make_run_data,
     micro_batch_size,
     to_device,
     train_step,
@@ -211,17 +212,18 @@ def restore_random_states(states: dict) -> None:
 
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device,
                settings: FinderSettings, reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32",
-               callback: Callable[[LrStep], None] | None = None,
-               stop: threading.Event | None = None) -> LrFinding:
+               callback: Callable[[LrStep], None] | None = None, stop: threading.Event | None = None,
+               base_lr: float | None = None) -> LrFinding:
     """Step `optimizer` over `batches` (cycled) with the lr rising exponentially; return the curve and its
-    suggestion. Each parameter group keeps its ratio to the first group's lr (the output layer's 10x). The model,
-    the optimiser and the random generators end as they began."""
+    suggestion. The swept lr stands for `base_lr` (default: the first group's lr), and every parameter group keeps
+    its ratio to it (the output layer's 10x, even when it is the only group left). The model, the optimiser and
+    the global random generators end as they began (the batches' own shuffling generator moves on)."""
     settings.validate()
     stop = stop or threading.Event()
     saved_model = copy.deepcopy(model.state_dict())
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
     saved_random = random_states()
-    base = optimizer.param_groups[0]["lr"]
+    base = base_lr or optimizer.param_groups[0]["lr"]
     ratios = [group["lr"] / base for group in optimizer.param_groups]
     half = settings.half_window
     finding = LrFinding(steps=settings.steps, loss_reduction=reduction)
@@ -264,6 +266,17 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
     return finding
 
 
+LR_SCALE_FIELDS = ("arch", "mode", "loss_reduction", "batch_size", "param_groups", "freeze_body")  # move the lr
+
+
+def recipe_differences(found_on: TrainConfig, other: TrainConfig,
+                       names: tuple[str, ...] = LR_SCALE_FIELDS) -> list[str]:
+    """The settings, among those that move the right learning rate, in which `other` differs from the recipe a
+    finder ran on, as "name found -> other"."""
+    return [f"{name.replace('_', ' ')} {getattr(found_on, name)} -> {getattr(other, name)}" for name in names
+            if getattr(found_on, name) != getattr(other, name)]
+
+
 def check_request(config: TrainConfig, settings: FinderSettings) -> None:
     """Raise FtcoreError, naming what to change, when the finder cannot run on `config` with `settings`."""
     config.validate()
@@ -285,11 +298,13 @@ def find_lr(config: TrainConfig, settings: FinderSettings | None = None,
         device = resolve_devices(config.device)[0]
         precision = training_precision(config, device)
         micro = micro_batch_size(config, device, precision)
-        data = make_run_data(config, device, config.batch_size, measured=False)
+        # the full epochs' training batches only: no held-out photos, no cached-feature views
+        data = make_run_data(dataclasses.replace(config, head_epochs=0, head_views=0), device, config.batch_size,
+                             measured=False)
         model, _ = make_model(config, data.splits.classes, device, math.ceil(config.batch_size / micro))
         optimizer = make_optimizer(model, config)
         finding = range_test(model, optimizer, data.train, device, settings, config.loss_reduction, micro,
-                             precision, callback, stop)
+                             precision, callback, stop, base_lr=config.lr)
     finally:
         restore_random_states(saved_random)
     finding.batch_size = config.batch_size
@@ -298,11 +313,17 @@ def find_lr(config: TrainConfig, settings: FinderSettings | None = None,
     return finding
 
 
-def write_curve(finding: LrFinding, path: str | Path) -> Path:
-    """The curve as CSV (lr, loss, smoothed per row) or, for a .json path, the whole finding; returns the path."""
+def check_curve_path(path: str | Path) -> Path:
+    """The curve file's path; FtcoreError unless it ends in .csv or .json."""
     path = Path(path).expanduser()
     if path.suffix not in CURVE_FORMATS:
         raise FtcoreError(f"the curve file must end in .csv or .json (got {path.name})")
+    return path
+
+
+def write_curve(finding: LrFinding, path: str | Path) -> Path:
+    """The curve as CSV (lr, loss, smoothed per row) or, for a .json path, the whole finding; returns the path."""
+    path = check_curve_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         path.write_text(json.dumps(finding.to_dict(), indent=2))

@@ -34,16 +34,17 @@ class ArchSpec:
     finetune_lr: float  # default lr of the copied layers with the summed loss
     scratch_lr: float  # default lr from random init with the summed loss
     lr_source: str  # where those defaults come from, shown in --help and the UI
-    # Whether precision "auto" trains it in bf16 on hardware with native bf16. Measured on the 2-core test CPU:
-    # ResNet-18 trains 1.9x faster in bf16 (both in chunks of 16) with gradients close to fp32's (cosine 0.93);
-    # MobileNetV2 gains under 10% and its pretrained BatchNorm gradients drift far (cosine 0.67), so it trains
-    # (and is evaluated) in fp32. The cached features of the quick and best presets use bf16 for every architecture.
+    # Whether precision "auto" trains it in bf16 on hardware with native bf16: ResNets train much faster there
+    # with gradients close to fp32's; MobileNetV2's pretrained BatchNorm gradients drift far in bf16 for little
+    # speed, so it trains (and is evaluated) in fp32 (docs/benchmarks.md, Speed). The cached features of the
+    # quick and best presets use bf16 for every architecture.
     bf16_training: bool = True
 
 
 # resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
 # the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
-# measured on the hot-dog set with its shared ImageNet weights (README, "Measured on this machine").
+# checked on the hot-dog set with its shared ImageNet weights (docs/benchmarks.md, "Choosing mobilenet_v2's
+# learning rates").
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
@@ -306,8 +307,8 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
 
 def fused_for_inference(model: nn.Module) -> nn.Module:
     """An eval-mode copy of `model` with every BatchNorm folded into the convolution before it: the same outputs
-    (to float rounding), fewer passes over memory. On the 2-core test CPU MobileNetV2 inference in bf16 went
-    from 108 to 205 images/sec. A model torch.fx cannot trace is returned as it is, in eval mode."""
+    (to float rounding), fewer passes over memory, so CPU inference runs faster (docs/benchmarks.md). A model
+    torch.fx cannot trace is returned as it is, in eval mode."""
     model.eval()
     try:
         fused = torch.fx.experimental.optimization.fuse(model)  # traces and works on a deep copy

@@ -67,6 +67,7 @@ class ProcessJob:
         self.folder = Path(runs_dir) / self.id
         self.resume = resume
         self.procs = 1  # processes of the run (torchrun), set by the scheduler
+        self.max_procs = sys.maxsize  # the most processes this kind of work can use
         self.estimate = 0  # bytes of memory the scheduler reserved for it
         self.scheduler: Scheduler | None = None
         self._lock = threading.Lock()
@@ -300,7 +301,8 @@ class FinderSnapshot:
         if self.status == "cancelled":
             return "cancelled before it started"
         if not self.steps:
-            return f"{self.status}: loading data and model; {self.elapsed:.0f} s"
+            return f"{self.status}: loading data and model; {self.elapsed:.0f} s" if not self.done else \
+                f"{self.status} before its first step"
         last = self.steps[-1]
         return (f"{self.status}: step {last.step}/{last.steps}, lr {last.lr:.1e}, loss {last.loss:.3f} per photo; "
                 f"{self.elapsed:.0f} s")
@@ -311,6 +313,7 @@ class FinderJob(ProcessJob):
 
     def __init__(self, config: TrainConfig, folder_root: str | Path, settings: FinderSettings | None = None):
         super().__init__(config, folder_root)
+        self.max_procs = 1  # a range test is one process on one device, even where training would take several
         self.settings = settings or FinderSettings()
         self._steps: list[LrStep] = []
         self._finding: LrFinding | None = None

@@ -67,8 +67,9 @@ class Scheduler:
 
     def submit(self, job: ProcessJob) -> None:
         """Queue `job`; refuse it at once when it could never fit in this machine's memory."""
-        job.procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto"
-                                                           and self.gpus > 1 else 1)
+        procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto" and self.gpus > 1
+                                                      else 1)
+        job.procs = min(procs, job.max_procs)
         job.estimate = self.check_fits(job.config)
         with self._lock:
             self._queue.append(job)

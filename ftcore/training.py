@@ -14,25 +14,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed, resume
-from .data import EvalPreset, PhotoSplit, TrainPreset, split_photos
-from .decoded import (
-    MAX_DECODED_BYTES,
-    DecodedEvalBatches,
-    DecodedTrainBatches,
-    decode_split,
-    estimated_train_bytes,
-)
+from .data import EvalPreset
 from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, synchronize
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
 from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
-from .splits import DatasetSplits, check_val_fraction, resolve_splits
+from .run_data import RunData, make_run_data
+from .splits import check_val_fraction
 
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -44,12 +39,12 @@ BOOK_RESULTS = {
 }
 BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
 
-# Folding BatchNorm into the convolutions for evaluation takes 0.4 s (MobileNetV2) to 1 s (ResNet-50) and
-# halves CPU inference time; below this many images it costs more than it saves.
+# Folding BatchNorm into the convolutions for evaluation costs a fixed fraction of a second and speeds up every
+# image after it; below this many images it costs more than it saves.
 FUSE_MIN_IMAGES = 256
 
 
-def knob(default, text: str):
+def knob(default: object, text: str) -> Any:
     """A TrainConfig field: its default (MISSING: none) and the sentence the CLI's --help shows for it."""
     return field(default=default, metadata={"help": text})
 
@@ -88,9 +83,9 @@ class TrainConfig:
                           "recent GPUs) and the architecture keeps its accuracy in it, else fp32 (book: fp32)")
     decode_once: bool = knob(True, "decode each photo once per run and augment in memory (the book decodes every "
                              "epoch); falls back to streaming from disk when the photos would not fit")
-    micro_batch: int = knob(0, "images per forward/backward within a step, same summed gradient, but BatchNorm "
-                            "normalises over these instead of the whole batch (0 = auto: 16 on a CPU training in "
-                            "fp32, else the whole batch)")
+    micro_batch: int = knob(0, "images per forward/backward within a step: the same summed gradient, but it "
+                            "changes BatchNorm's batch to these images (0 = auto: the whole batch, the book's "
+                            "BatchNorm, wherever its memory fits, else the largest micro-batch that fits)")
     num_workers: int = knob(0, "DataLoader worker processes (0 = load in the training thread)")
     seed: int = knob(0, "seeds model init, shuffling and augmentation: same seed, same run on a CPU")
     weights: str | None = knob(None, "ImageNet weights file (default: $FTCORE_WEIGHTS, torchvision's cache, the "
@@ -140,7 +135,7 @@ class TrainConfig:
         return TrainConfig.__dataclass_fields__[name].metadata["help"]
 
     @staticmethod
-    def default(name: str):
+    def default(name: str) -> Any:
         """The default of field `name`."""
         return TrainConfig.__dataclass_fields__[name].default
 
@@ -160,10 +155,8 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Named starting points on top of the book's recipe; each sets only the fields it names. Measured on the
-# shared hot-dog set with mobilenet_v2 on a 2-core CPU (README, "Speed"): quick reached 0.90 test accuracy
-# 24 s after process start; best ended at 0.899 (peak 0.909) in 47 s, where the book's loop took 1462 s to
-# a best of 0.898.
+# Named starting points on top of the book's recipe; each sets only the fields it names. Their time to
+# accuracy against the book's loop is in docs/benchmarks.md, "Speed".
 PRESETS: dict[str, dict] = {
     "book": {},
     "quick": {"head_epochs": 20, "epochs": 0},
@@ -475,11 +468,12 @@ def batchnorm_note(config: TrainConfig, micro: int) -> str:
     if config.micro_batch:
         return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: micro-batches of {micro} were "
                 "asked for (the book normalises over the whole batch)")
-    from .memory import GB, estimate_from_counts, readable_counts, total_bytes
+    from .memory import FITS_SHARE, GB, estimate_from_counts, readable_counts, total_bytes
 
     whole = estimate_from_counts(dataclasses.replace(config, micro_batch=config.batch_size), readable_counts(config))
     return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
-            f"{whole / GB:.0f} GB, this machine has {total_bytes() / GB:.0f}")
+            f"{whole / GB:.0f} GB, more than the {FITS_SHARE * total_bytes() / GB:.0f} GB a run may take of this "
+            f"machine's {total_bytes() / GB:.0f}")
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
@@ -532,200 +526,163 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
 
 
 @dataclass
-class RunData:
-    """The batches one run iterates: augmented train batches, the held-out batches every epoch is measured on
-    (val, else test), the test batches measured once at the end when choosing on val, and, for output-layer
-    epochs, the train photos through the test transform."""
+class RunDevices:
+    """Where a run trains: its own device, every device the run spans, and its torchrun context."""
 
-    splits: DatasetSplits
-    train: Iterable
-    heldout: Iterable
-    train_plain: Iterable | None
-    train_views: Iterable | None  # augmented train batches (any order, labels with them) for head_views
-    final_test: Iterable | None  # the test split, where the run chooses on val
-    sizes: dict[str, int]  # split -> photos in this run (after --limit)
-    decode_seconds: float
-
-    @property
-    def train_size(self) -> int:
-        """Training photos."""
-        return self.sizes["train"]
-
-    @property
-    def heldout_size(self) -> int:
-        """Photos of the split every epoch is measured on."""
-        return self.sizes[self.splits.heldout]
+    device: torch.device
+    devices: list[torch.device]
+    ctx: distributed.DistContext = distributed.SINGLE
 
 
-def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
-                  ctx: distributed.DistContext = distributed.SINGLE, measured: bool = True) -> RunData:
-    """The dataset's splits as batches: decoded once into memory when they fit (decode_once), else streamed from
-    disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share. `measured=False`
-    leaves out the held-out and test batches (empty), for work that only trains."""
-    splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
-    train_set = split_photos(splits, "train", TrainPreset(config.image_size), config.limit)
-    eval_transform = EvalPreset(config.image_size)
-    heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit) if measured else None
-    test_set = (split_photos(splits, splits.final_test, eval_transform, config.limit)
-                if splits.final_test and measured else None)
-    sizes = {role: len(split_photos(splits, role, None, config.limit)) for role in splits.roles}
-    # A last batch of one image (on any rank) is dropped, as BatchNorm cannot train on it at small image sizes.
-    per_rank = config.batch_size // ctx.world_size
-    drop_last = math.ceil(len(train_set) / ctx.world_size) % per_rank == 1
-    need_plain, need_views = config.head_epochs > 0, config.head_epochs > 0 and config.head_views > 0
-    start = time.perf_counter()
-    if config.decode_once and estimated_train_bytes(train_set.samples, config.image_size) <= MAX_DECODED_BYTES:
-        load = train_set.loader
+def run_devices(config: TrainConfig) -> RunDevices:
+    """Under torchrun one device per process (DistributedDataParallel); else the config's devices (several CUDA
+    GPUs: the book's nn.DataParallel)."""
+    if not distributed.launched_by_torchrun():
+        devices = resolve_devices(config.device)
+        return RunDevices(devices[0], devices)
+    ctx, device = distributed.setup(config.device)
+    if config.batch_size % ctx.world_size:
+        raise FtcoreError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} processes; "
+                          "pick a multiple of the process count")
+    ranks = [torch.device(device.type, r) if device.type == "cuda" else device for r in range(ctx.world_size)]
+    return RunDevices(device, ranks, ctx)
 
-        def eval_batches(dataset: PhotoSplit, shard: distributed.DistContext = ctx) -> DecodedEvalBatches:
-            return DecodedEvalBatches(decode_split(dataset.samples, load, "eval", config.image_size), eval_batch,
-                                      device, shard)
 
-        heldout = eval_batches(heldout_set) if heldout_set is not None else []
-        final_test = eval_batches(test_set) if test_set is not None else None
-        plain = eval_batches(train_set, distributed.SINGLE) if need_plain else None
-        photos = (decode_split(train_set.samples, load, "train", config.image_size)
-                  if config.epochs or need_views else None)
-        if photos is not None and device.type == "cuda":
-            photos = photos.to(device)  # one copy on the GPU, shared by the training and the view batches
-        train = (DecodedTrainBatches(photos, config.batch_size, config.image_size, device, config.seed, drop_last, ctx)
-                 if config.epochs else [])
-        views = (DecodedTrainBatches(photos, eval_batch, config.image_size, device, config.seed + 1)
-                 if need_views else None)
-        return RunData(splits, train, heldout, plain, views, final_test, sizes, time.perf_counter() - start)
-    loader_args = {"num_workers": config.num_workers, "pin_memory": device.type == "cuda",
-                   "persistent_workers": config.num_workers > 0}
+def wrap_model(model: nn.Module, where: RunDevices) -> nn.Module:
+    """The network the training steps call: DDP under torchrun, DataParallel over several GPUs, else the model."""
+    if where.ctx.world_size > 1:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[where.device]
+                                                   if where.device.type == "cuda" else None)
+    return nn.DataParallel(model, device_ids=where.devices) if len(where.devices) > 1 else model
 
-    def eval_loader(dataset: PhotoSplit) -> DataLoader:
-        if ctx.world_size > 1:
-            dataset = Subset(dataset, distributed.shard(torch.arange(len(dataset)), ctx, pad=False).tolist())
-        return DataLoader(dataset, batch_size=eval_batch, **loader_args)
 
-    if ctx.world_size > 1:
-        sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
-        train = DataLoader(train_set, batch_size=config.batch_size // ctx.world_size, sampler=sampler,
-                           drop_last=drop_last, **loader_args)
-    else:
-        train = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, drop_last=drop_last,
-                           generator=torch.Generator().manual_seed(config.seed), **loader_args)
-    plain = (DataLoader(split_photos(splits, "train", eval_transform, config.limit), batch_size=eval_batch,
-                        **loader_args) if need_plain else None)
-    views = DataLoader(train_set, batch_size=eval_batch, **loader_args) if need_views else None
-    return RunData(splits, train, eval_loader(heldout_set) if heldout_set is not None else [], plain, views,
-                   eval_loader(test_set) if test_set is not None else None, sizes, 0.0)
+class Progress:
+    """The run's history as it grows, its speed (the book's examples/sec), and the events fit sends."""
+
+    def __init__(self, config: TrainConfig, history: History, data: RunData, callback: Callable[[Event], None]):
+        self.config, self.history, self.data, self.callback = config, history, data, callback
+        self.head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
+        self.steps = len(data.train) if config.epochs else self.head_steps
+
+    def started(self, weights: WeightsSource, batchnorm: str) -> None:
+        """Data and model are ready: say what the run trains on, where, and from which weights."""
+        data = self.data
+        self.callback(RunStarted(data.splits.classes, data.train_size, data.heldout_size, self.steps,
+                                 self.history.devices, weights.describe(), data.splits.heldout, dict(data.sizes),
+                                 batchnorm))
+
+    def feature_speed(self) -> float:
+        """Photos per second through the frozen layers (forward only), for output-layer epochs."""
+        photos = self.data.train_size * (1 + self.config.head_views) + self.data.heldout_size
+        return photos / self.history.feature_seconds if self.history.feature_seconds else 0.0
+
+    def batch(self, epoch: int, record: BatchRecord, step: int, seen: int, seconds: float) -> None:
+        """One optimiser step ended: record it, and report it with the speed so far."""
+        self.history.batches.append(record)
+        head = epoch <= self.config.head_epochs
+        full = [e for e in self.history.epochs if e.stage == "full"]
+        speed = self.feature_speed() if head else \
+            (seen + sum(e.examples for e in full)) / (seconds + sum(e.seconds for e in full))
+        self.callback(BatchEnded(epoch, step, self.head_steps if head else self.steps, record, speed))
+
+    def epoch(self, record: EpochRecord) -> None:
+        """One epoch ended: record it and the run's speed over its timed full epochs, and report it."""
+        self.history.epochs.append(record)
+        timed = [e for e in self.history.epochs if e.stage == "full"]
+        self.history.examples_per_sec = (sum(e.examples for e in timed) / max(sum(e.seconds for e in timed), 1e-9)
+                                         if timed else self.feature_speed())
+        self.callback(EpochEnded(record, self.history))
 
 
 def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         stop: threading.Event | None = None, resume_from: dict | None = None,
         on_state: Callable[[dict], None] | None = None) -> TrainResult:
-    """Run `config` to the end (or until `stop` is set) and return the model with its history.
+    """Run `config` to the end (or until `stop` is set) and return the model with its history: the book's
+    train_fine_tuning and train_ch13.
 
     `on_state` receives the run's state (resume.capture) after every epoch of every layer; `resume_from`, such
     a state, continues the run after the epoch it was captured at."""
     config.validate()
-    callback = callback or (lambda event: None)
-    stop = stop or threading.Event()
+    callback, stop = callback or (lambda event: None), stop or threading.Event()
     torch.manual_seed(config.seed)
-    ctx = distributed.SINGLE
-    if distributed.launched_by_torchrun():  # torchrun: one process per device, DDP instead of DataParallel
-        ctx, device = distributed.setup(config.device)
-        devices = [device]
-        if config.batch_size % ctx.world_size:
-            raise FtcoreError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} "
-                              "processes; pick a multiple of the process count")
-    else:
-        devices = resolve_devices(config.device)
-        device = devices[0]
-    precision = resolve_precision(config.precision, device)  # the frozen layers' cached features
-    train_precision = training_precision(config, device)
-    micro = micro_batch_size(config, device, train_precision)
+    where = run_devices(config)
+    feature_precision = resolve_precision(config.precision, where.device)  # the frozen layers' cached features
+    train_precision = training_precision(config, where.device)  # every layer's forward and backward
+    micro = micro_batch_size(config, where.device, train_precision)
 
     # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
-    data = make_run_data(config, device, feature_batch_size(device), ctx)
-    classes = data.splits.classes
-    heldout = data.splits.heldout
-    eval_transform = EvalPreset(config.image_size)
-
-    # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch).
-    model, weights = make_model(config, classes, device, math.ceil(config.batch_size / ctx.world_size / micro))
+    data = make_run_data(config, where.device, feature_batch_size(where.device), where.ctx)
+    # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch), and the book's SGD.
+    model, weights = make_model(config, data.splits.classes, where.device,
+                                math.ceil(config.batch_size / where.ctx.world_size / micro))
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
     if resume_from is not None:
         resume.restore(resume_from, model, optimizer, data.train)
-    if ctx.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    else:
-        net = nn.DataParallel(model, device_ids=devices) if len(devices) > 1 else model  # the book's multi-GPU
-
-    if ctx.world_size > 1:  # one device per process, on one machine
-        devices = [torch.device(device.type, r) if device.type == "cuda" else device for r in range(ctx.world_size)]
-    history = History(devices=[str(d) for d in devices], precision=train_precision,
-                      decode_seconds=data.decode_seconds, heldout=heldout, split=data.splits.record())
-    first_epoch = 1  # output-layer epochs come first, then epochs of every layer
-    if resume_from is not None:
-        history = History.from_dict(resume_from["history"])
-        first_epoch = resume_from["epoch"] + 1
-    head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
-    steps = len(data.train) if config.epochs else head_steps
-    callback(RunStarted(classes, data.train_size, data.heldout_size, steps, history.devices, weights.describe(),
-                        heldout, dict(data.sizes), batchnorm_note(config, micro) if config.epochs else ""))
-
-    def feature_speed() -> float:
-        photos = data.train_size * (1 + config.head_views) + data.heldout_size
-        return photos / history.feature_seconds if history.feature_seconds else 0.0
-
-    def on_batch(epoch: int, record: BatchRecord, step: int, seen: int, seconds: float) -> None:
-        history.batches.append(record)
-        full = [e for e in history.epochs if e.stage == "full"]
-        speed = (feature_speed() if epoch <= config.head_epochs else
-                 (seen + sum(e.examples for e in full)) / (seconds + sum(e.seconds for e in full)))
-        callback(BatchEnded(epoch, step, head_steps if epoch <= config.head_epochs else steps, record, speed))
-
-    def end_epoch(record: EpochRecord) -> None:
-        history.epochs.append(record)
-        timed = [e for e in history.epochs if e.stage == "full"]
-        if timed:
-            history.examples_per_sec = sum(e.examples for e in timed) / max(sum(e.seconds for e in timed), 1e-9)
-        else:  # output-layer epochs only: the photos the frozen layers ran over, per second (forward only)
-            history.examples_per_sec = feature_speed()
-        callback(EpochEnded(record, history))
+    history, first_epoch = starting_history(where, train_precision, data, resume_from)
+    net, progress = wrap_model(model, where), Progress(config, history, data, callback)
+    progress.started(weights, batchnorm_note(config, micro) if config.epochs else "")
 
     def save_state(epoch: int) -> None:
         if on_state is not None and not stop.is_set() and config.epochs:
             on_state(resume.capture(config.to_dict(), epoch, model, optimizer, history.to_dict(), data.train))
 
-    try:
+    try:  # output-layer epochs come first, then epochs of every layer
         if config.head_epochs and first_epoch <= config.head_epochs:
-            train_output_layer(model, config, data, device, precision, history, stop, on_batch, end_epoch)
+            train_output_layer(model, config, data, where.device, feature_precision, history, stop, progress.batch,
+                               progress.epoch)
             distributed.broadcast_module(output_layer(model, config.arch))  # every rank starts from rank 0's
             save_state(config.head_epochs)
         for epoch in range(max(first_epoch, config.head_epochs + 1), config.total_epochs + 1):
-            if stop.is_set():
+            record = None if stop.is_set() else train_full_epoch(net, data, optimizer, config, where.device, micro,
+                                                                 train_precision, epoch, stop, progress)
+            if record is None:
                 break
-            if isinstance(getattr(data.train, "sampler", None), DistributedSampler):
-                data.train.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-            record = train_one_epoch(net, data.train, optimizer, config, device, micro, train_precision, epoch, stop,
-                                     functools.partial(on_batch, epoch))
-            if record.examples == 0:
-                break
-            if not stop.is_set():
-                start = time.perf_counter()
-                # in the arithmetic the model trains in: MobileNetV2 trained in fp32 scored 0.75 points lower
-                # when evaluated in bf16 here, and Predict runs it in fp32
-                record_heldout(record, heldout, evaluate(net, data.heldout, device, train_precision, 0, stop,
-                                                         fuse=data.heldout_size >= FUSE_MIN_IMAGES))
-                record.eval_seconds = time.perf_counter() - start
-            end_epoch(record)
+            progress.epoch(record)
             save_state(epoch)
     except TrainingDiverged as e:
         e.history = history  # the curves up to the last finite batch stay plottable
         raise
+    return finish_run(model, config, data, where.device, train_precision, history, weights, stop)
+
+
+def starting_history(where: RunDevices, precision: str, data: RunData,
+                     resume_from: dict | None) -> tuple[History, int]:
+    """A new run's empty history and first epoch (1), or a resumed run's history and the epoch after its last."""
+    if resume_from is not None:
+        return History.from_dict(resume_from["history"]), resume_from["epoch"] + 1
+    return History(devices=[str(d) for d in where.devices], precision=precision, decode_seconds=data.decode_seconds,
+                   heldout=data.splits.heldout, split=data.splits.record()), 1
+
+
+def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                     device: torch.device, micro: int, precision: str, epoch: int, stop: threading.Event,
+                     progress: Progress) -> EpochRecord | None:
+    """One epoch of every trainable layer, then its held-out accuracy (unless stopped); None when no batch ran."""
+    if isinstance(getattr(data.train, "sampler", None), DistributedSampler):
+        data.train.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+    record = train_one_epoch(net, data.train, optimizer, config, device, micro, precision, epoch, stop,
+                             functools.partial(progress.batch, epoch))
+    if record.examples == 0:
+        return None
+    if not stop.is_set():
+        start = time.perf_counter()
+        # in the arithmetic the model trains in (Predict runs it in fp32, as it trained)
+        record_heldout(record, data.splits.heldout, evaluate(net, data.heldout, device, precision, 0, stop,
+                                                             fuse=data.heldout_size >= FUSE_MIN_IMAGES))
+        record.eval_seconds = time.perf_counter() - start
+    return record
+
+
+def finish_run(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,
+               history: History, weights: WeightsSource, stop: threading.Event) -> TrainResult:
+    """Whether the run ended early, its one measurement on test where it chose on val, and the result."""
     last = history.final()
     history.stopped = last is None or last.epoch < config.total_epochs or last.heldout_acc is None
     if data.final_test is not None and not history.stopped:  # chosen on val; the test photos are seen once, here
-        history.test_acc = evaluate(model, data.final_test, device, train_precision, 0, stop,
+        history.test_acc = evaluate(model, data.final_test, device, precision, 0, stop,
                                     fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
     model.eval()
-    return TrainResult(model, config, classes, history, weights, eval_transform)
+    return TrainResult(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))
 
 
 def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,

@@ -108,9 +108,12 @@ def train(folder: Path, config: TrainConfig, resume: bool, on_event: Callable, s
 
 def yield_cpu() -> None:
     """Lower this process, and the threads it starts later (PyTorch's), below every interactive one."""
-    os.nice(NICENESS)
-    if hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    try:
+        os.nice(NICENESS)
+        if hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:  # a sandbox may refuse it; the run still trains, only without yielding
+        logging.getLogger(__name__).warning("could not lower this run's CPU priority")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from ftcore.experiments import (
     lr_sweep_configs,
     sweep_points,
 )
+from ftcore.lr_finder import recipe_differences
 from ftcore.models import ARCHITECTURES
 from ftcore.training import MODES, TrainConfig, recipe
 
@@ -93,13 +94,16 @@ with sweep:
     found = ui.finder_snapshot()
     finding = found.finding if found is not None else None
     from_finder = finding.sweep_lrs() if finding is not None else []
+    changed = recipe_differences(found.config, base, ("arch", "loss_reduction", "batch_size")) if from_finder else []
+    if changed:
+        st.caption(f"The learning-rate finder's last range is not offered: it ran on other settings "
+                   f"({'; '.join(changed)}).")
+        from_finder = []
     if from_finder:
         st.button(f"From the learning-rate finder: {', '.join(ui.lr_label(lr) for lr in from_finder)}",
                   key="exp-from-finder", on_click=ui.use_finder_range, args=(found.config.mode, from_finder),
                   help=f"The finder's last run on the Train page ({found.config.arch}, {found.config.mode}): a "
                   "decade below its suggestion, the suggestion, and the lr where its loss was lowest.")
-        if found.config.arch != base.arch:
-            st.caption(f"The finder ran on {found.config.arch}; these runs use {base.arch}.")
     mode = st.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="exp-sweep-mode")
     st.session_state.setdefault("exp-lrs", list(DEFAULT_SWEEP_LRS))
     lrs = st.multiselect("Learning rates", sorted({*ui.LR_OPTIONS, *from_finder, *st.session_state["exp-lrs"]}),

@@ -8,7 +8,7 @@ from app import ui
 from ftcore import charts
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
-from ftcore.lr_finder import FinderSettings
+from ftcore.lr_finder import FinderSettings, recipe_differences
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
@@ -35,18 +35,17 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
         st.caption(PRESET_DESCRIPTIONS[preset].capitalize() + ".")
     book = recipe(mode, arch, preset, data=root or "")
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="center")
-    st.session_state.setdefault(ui.lr_key(mode, arch), book.lr)  # the finder's Use button may set it too
+    current = st.session_state.setdefault(ui.lr_key(mode, arch), book.lr)  # the finder's Use button may set it
     lr = left.select_slider("Learning rate of the copied layers (log scale)",
-                            sorted({*ui.LR_OPTIONS, book.lr, *ui.suggested_lrs(mode, arch)}),
+                            sorted({*ui.LR_OPTIONS, book.lr, current, *ui.suggested_lrs(mode, arch)}),
                             format_func=ui.lr_label, key=ui.lr_key(mode, arch),
                             help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
     groups = middle.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
                            help="The book's parameter groups: on for fine-tuning, off from scratch.")
-    finder = ui.finder_snapshot()
     find = right.button("Find a learning rate", icon=":material/query_stats:", key="find-lr",
-                        disabled=not root or finder is not None and not finder.done,
-                        help="A learning-rate range test on these settings: a few dozen steps with the lr rising "
-                        "from 1e-7, then a suggestion for the slider (below).")
+                        disabled=not root or FINDER_POLLING,
+                        help="A learning-rate range test on these settings: up to 100 steps with the lr rising "
+                        "from 1e-7 (fewer once the loss diverges), then a suggestion for the slider (below).")
     how = "fine-tuning" if mode == "finetune" else "from scratch"
     st.caption(f"Defaults for {arch} {how}: lr {book.lr:.0e}, output layer 10x "
                f"{'on' if book.param_groups else 'off'}, batch {book.batch_size}, {book.epochs} epochs"
@@ -124,6 +123,7 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 
 POLLING = ui.job_running()
+FINDER_POLLING = ui.finder_running()
 QUEUED = POLLING and ui.collect_job().status == "queued"
 
 
@@ -147,7 +147,7 @@ def live_ui() -> None:
     if snap.warning:
         st.warning(snap.warning)
     if snap.batchnorm:
-        st.caption(snap.batchnorm.capitalize() + ".")
+        st.caption(snap.batchnorm + ".")
     if snap.resumable and not POLLING:
         resume_button(ui.current_job().folder, f"Resume from epoch {int(snap.epochs[-1].epoch) if snap.epochs else 0}",
                       "live-resume")
@@ -159,13 +159,10 @@ def live_ui() -> None:
     right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
 
 
-FINDER_POLLING = ui.finder_snapshot() is not None and not ui.finder_snapshot().done
-
-
 def lr_finder_ui(config: TrainConfig, find: bool) -> None:
     """The learning-rate finder: its settings, and once started its progress, curve and suggestion."""
     defaults = FinderSettings()
-    with st.expander("Learning-rate finder", expanded=ui.current_finder() is not None):
+    with st.expander("Learning-rate finder", expanded=find or ui.current_finder() is not None):
         st.caption("A range test (Smith 2017, fastai's lr_find) on the settings above: the lr rises exponentially "
                    "step by step while the loss is recorded; it ends early once the loss diverges. The suggestion "
                    "is a tenth of the lr where the smoothed loss is lowest. Press Find a learning rate beside the "
@@ -183,12 +180,13 @@ def lr_finder_ui(config: TrainConfig, find: bool) -> None:
                 st.rerun()
             except FtcoreError as e:
                 ui.show_error(e)
-        finder_live_ui()
+        finder_live_ui(config)
 
 
 @st.fragment(run_every=ui.POLL_SECONDS if FINDER_POLLING else None)
-def finder_live_ui() -> None:
-    """The finder's progress and curve, redrawn every second while it runs; its suggestion once it ends."""
+def finder_live_ui(config: TrainConfig) -> None:
+    """The finder's progress and curve, redrawn every second while it runs; its suggestion once it ends (usable
+    while the settings that move the lr are still those it ran on)."""
     snap = ui.finder_snapshot()
     if snap is None:
         return
@@ -224,6 +222,11 @@ def finder_live_ui() -> None:
         st.warning(finding.summary())
         return
     st.success(finding.summary())
+    changed = recipe_differences(run, config)
+    if changed:
+        st.warning(f"The settings above differ from the ones the finder ran on ({'; '.join(changed)}), and these "
+                   "move the right learning rate: press Find a learning rate again for them.")
+        return
     if st.button(f"Use {ui.lr_label(ui.slider_lr(finding.suggestion))}", key="finder-use", type="primary",
                  on_click=ui.use_lr, args=(run.mode, run.arch, finding.suggestion),
                  help=f"Sets the slider for {run.arch} {run.mode}."):

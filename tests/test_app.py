@@ -263,7 +263,7 @@ def test_predict_with_a_broken_checkpoint_says_so():
 
 def test_photos_per_forward_pass_reaches_the_runs_config(tiny_data):
     at = no_exception(app(TRAIN, data_root=str(tiny_data)))
-    assert at.selectbox(key="micro").value == 0  # auto: 16 on a CPU in fp32, else the whole batch
+    assert at.selectbox(key="micro").value == 0  # auto: the whole batch where it fits
     at.radio(key="mode").set_value("scratch").run()
     at.selectbox(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()

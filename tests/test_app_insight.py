@@ -1,4 +1,4 @@
-"""Issue 6 pages under AppTest: Evaluate & explain, Experiments, Grad-CAM on Predict, the exercises on Train."""
+"""The insight pages under AppTest: Evaluate & explain, Experiments, Grad-CAM on Predict, the exercises on Train."""
 
 from __future__ import annotations
 

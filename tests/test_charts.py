@@ -62,7 +62,7 @@ def test_probabilities_most_likely_on_top():
 
 
 # --------------------------------------------------------------------------------------------------
-# Issue 6: evaluation, explanations and experiments.
+# Evaluation, explanations and experiments.
 
 
 def test_confusion_matrix_carries_counts_and_one_clickable_point_per_cell():

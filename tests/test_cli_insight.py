@@ -1,4 +1,4 @@
-"""Command line for issue 6: `evaluate`, `export`, `sweep`, and the book's exercises as train/compare flags."""
+"""The insight commands: `evaluate`, `export`, `sweep`, and the book's exercises as train/compare flags."""
 
 from __future__ import annotations
 

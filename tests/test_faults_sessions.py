@@ -139,7 +139,7 @@ def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_
     torch.testing.assert_close(Predictor.from_result(saved.result).probabilities(photos), expected)
 
     at = checked(tab().switch_page(PREDICT).run())  # a new tab after the restart offers the saved run
-    assert at.selectbox[0].value == "saved:0"
+    assert at.selectbox[0].value == f"saved:{saved.id}"  # saved runs are offered by id
     at.file_uploader[0].upload("red.png", png((220, 30, 30)), "image/png").run()
     assert len(checked(at).get("plotly_chart")) == 1
     at.switch_page(TRAIN).run()

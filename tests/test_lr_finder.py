@@ -124,6 +124,26 @@ def test_every_group_keeps_its_ratio_to_the_lr_and_a_small_dataset_is_cycled(tin
     assert finding.passes == 6  # 12 steps over 2 batches
 
 
+def test_with_the_copied_layers_frozen_the_output_layer_still_runs_at_its_multiple_of_the_swept_lr(tiny_data):
+    config = recipe("finetune", "resnet18", data=str(tiny_data), freeze_body=True)  # only the output layer's group
+    model = __import__("torchvision").models.resnet18(num_classes=2)
+    optimizer = make_optimizer(model, config)
+    assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["lr"] == 10 * config.lr
+    settings, seen = FinderSettings(steps=6, end_lr=1e-3), []
+    range_test(model, optimizer, [(torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4,)))], torch.device("cpu"),
+               settings, callback=lambda step: seen.append(optimizer.param_groups[0]["lr"]), base_lr=config.lr)
+    assert seen == pytest.approx([10 * settings.lr_at(i) for i in range(6)])  # the suggestion stays in lr's units
+
+
+def test_settings_that_move_the_lr_are_named_when_they_differ():
+    from ftcore.lr_finder import recipe_differences
+
+    found_on = recipe("finetune", "resnet18", data="d")
+    assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", epochs=9)) == []
+    other = recipe("finetune", "resnet18", data="d", loss_reduction="mean", batch_size=64)
+    assert recipe_differences(found_on, other) == ["loss reduction sum -> mean", "batch size 128 -> 64"]
+
+
 def test_with_the_mean_loss_the_same_curve_sits_batch_size_times_further_right():
     # Without weight decay, SGD on the mean at lr * B takes exactly the steps SGD on the sum takes at lr: the
     # per-photo losses match, and so do the suggestions, a factor B apart.
@@ -300,6 +320,8 @@ def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
 
     # the Experiments page's sweep can start from the finder's range
     at.switch_page("pages/experiments.py").run()
+    assert any("ran on other settings (batch size 8 -> 128)" in c.value for c in at.caption)  # not offered
+    at.selectbox(key="exp-batch").set_value(8).run()
     button = next(b for b in at.button if b.label.startswith("From the learning-rate finder"))
     button.click().run()
     lrs = at.multiselect(key="exp-lrs").value
