@@ -45,6 +45,8 @@ LIMIT_LABEL = "Images per class and split (0 = all)"
 PAGES = {"Home": ("/", "Fine-tuning lab"), "Train": ("/train", "Train")}  # name -> (URL path, its title)
 GOAL_RATIO = 1.3  # page latency during training over idle
 STATUS_WORDS = ("queued", "starting", "running", "finished", "stopped", "failed", "cancelled")
+ENDED_WORDS = ("finished", "stopped", "failed", "cancelled")
+SETTLE_SECONDS = 15.0  # after the last run ends, how long the pages get to show it (3 polls of a queued tab)
 WAIT_MS = 120_000  # generous: a page under load may take long to render
 
 
@@ -274,6 +276,18 @@ def watch_status(session: Session, now: float) -> None:
     word = line.split(":", 1)[0].split()[0]
     if not session.statuses or session.statuses[-1][1] != word:
         session.statuses.append((round(now, 1), word))
+
+
+def settle_statuses(sessions: list[Session], watcher, seconds: float) -> None:
+    """Read every session's status line again until each shows how its run ended, or `seconds` pass: a page
+    learns of the end at its next poll, up to a poll interval after the run's folder says so."""
+    deadline = time.monotonic() + seconds
+    while True:
+        for session in sessions:
+            watch_status(session, watcher.now())
+        if all((s.last_line or "").startswith(ENDED_WORDS) for s in sessions) or time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
 
 
 def run_id_from_download(page, problems: list[str], tries: int = 3) -> str | None:
@@ -552,8 +566,7 @@ def classroom(args) -> dict:
                 time.sleep(0.2)
             else:
                 notes.append(f"timed out after {args.timeout:.0f} s with runs still training")
-            for session in sessions:
-                watch_status(session, watcher.now())
+            settle_statuses(sessions, watcher, SETTLE_SECONDS)
             peak = watcher.peak
             runs = watcher.snapshot()
             last_end = max((r.ended for r in runs if r.ended is not None), default=None)
@@ -600,7 +613,8 @@ def classroom(args) -> dict:
         shown = (row["last_line"] or "").split(":", 1)[0]
         if row["status"] and shown and shown != row["status"]:
             notes.append(f"session {row['session']}: its page still shows \"{row['last_line']}\" although its run "
-                         f"ended {row['status']} (the page stopped refreshing)")
+                         f"ended {row['status']} (it had {SETTLE_SECONDS:.0f} s more to show it: the page stopped "
+                         "refreshing)")
     examples = sum(r.examples for r in runs)
     span = last_end - first_click if last_end is not None else None
     first_run = min((r for r in runs if r.started is not None), key=lambda r: r.started, default=None)

@@ -14,7 +14,7 @@ from torch import nn
 
 from .data import EvalPreset
 from .errors import FtcoreError
-from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer
+from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer, state_mismatch
 from .paths import atomic_write
 from .training import History, TrainConfig, TrainResult
 
@@ -121,23 +121,19 @@ def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
 
 def _check_state(path: Path, arch: str, classes: list[str], model: nn.Module, state: dict) -> None:
     """Name the first way `state` does not fit `arch` with len(classes) outputs (before load_state_dict)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise FtcoreError(f"checkpoint {path} says {arch} but holds the weights of another architecture "
-                          f"({len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. {example}); "
-                          "it was altered after training, so train again")
     head = get_arch(arch).head + ".weight"
-    if tuple(state[head].shape) != tuple(expected[head].shape):
+    expected = model.state_dict()
+    if isinstance(state.get(head), torch.Tensor) and set(state) == set(expected) \
+            and tuple(state[head].shape) != tuple(expected[head].shape):
         raise FtcoreError(f"checkpoint {path} lists {len(classes)} classes ({', '.join(classes)}) but its output "
                           f"layer has {state[head].shape[0]} outputs; it was altered after training, so train again")
-    for key, tensor in expected.items():
-        if not isinstance(state[key], torch.Tensor) or tuple(state[key].shape) != tuple(tensor.shape):
-            shape = tuple(state[key].shape) if isinstance(state[key], torch.Tensor) else type(state[key]).__name__
-            raise FtcoreError(f"checkpoint {path} does not fit {arch}: {key} is {shape}, {arch} needs "
-                              f"{tuple(tensor.shape)}; it was altered after training, so train again")
+    problem = state_mismatch(model, state)
+    if problem is not None and "unexpected tensors" in problem:
+        raise FtcoreError(f"checkpoint {path} says {arch} but holds the weights of another architecture "
+                          f"({problem}); it was altered after training, so train again")
+    if problem is not None:
+        raise FtcoreError(f"checkpoint {path} does not fit {arch}: {problem}; it was altered after training, so "
+                          "train again")
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

@@ -210,21 +210,32 @@ def download_weights(arch: str, progress: bool = False) -> WeightsSource:
     return WeightsSource("download", str(target), url)
 
 
+def state_mismatch(model: nn.Module, state: dict, ignore: str | None = None) -> str | None:
+    """The first way `state` does not fit `model`'s own tensors, as a phrase ("3 missing and 0 unexpected tensors,
+    e.g. fc.bias" or "fc.weight is (5, 512), the model needs (2, 512)"); None when it fits. Names starting with
+    `ignore` (an output layer about to be replaced) are left out on both sides."""
+    expected = {k: v for k, v in model.state_dict().items() if ignore is None or not k.startswith(ignore)}
+    given = {k: v for k, v in state.items() if ignore is None or not k.startswith(ignore)}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        return (f"{len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. "
+                f"{(missing or unexpected)[0]}")
+    for key, tensor in expected.items():
+        value = given[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(tensor.shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"{key} is {shape}, the model needs {tuple(tensor.shape)}"
+    return None
+
+
 def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], origin: str) -> None:
     """Load every weight but the output layer's into `net`; refuse a file that does not fit `arch`."""
     head = get_arch(arch).head + "."
-    state = {k: v for k, v in state.items() if not k.startswith(head)}
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as e:
-        detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), "shapes differ")
-        raise FtcoreError(f"{origin} does not fit {arch} ({detail}); pass weights saved from "
-                          f"torchvision's {arch}") from None
-    missing = [k for k in missing if not k.startswith(head)]
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise FtcoreError(f"{origin} does not fit {arch} ({len(missing)} missing and {len(unexpected)} "
-                          f"unexpected tensors, e.g. {example}); pass weights saved from torchvision's {arch}")
+    problem = state_mismatch(net, state, ignore=head)
+    if problem is not None:
+        raise FtcoreError(f"{origin} does not fit {arch} ({problem}); pass weights saved from torchvision's {arch}")
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)}, strict=False)
 
 
 HEAD_INITS = ("xavier", "imagenet")
