@@ -24,3 +24,22 @@ def test_every_ftcore_module_imports_without_streamlit():
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 30  # every module was tried, not an empty package
+
+
+def test_the_package_declares_what_ftcore_imports_and_an_ftcore_command():
+    import ast
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"ftcore": "ftcore.cli:main"}
+    extras = [d for group in project["optional-dependencies"].values() for d in group]  # onnx: `export` only
+    declared = {d.split(">")[0].split("=")[0].split(";")[0].strip().lower() for d in project["dependencies"] + extras}
+    distribution = {"PIL": "pillow"}  # import name -> the distribution that provides it
+    imported = set()
+    for path in (REPO / "ftcore").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            imported |= {name.split(".")[0] for name in names}
+    third_party = {name for name in imported - set(sys.stdlib_module_names) if name != "ftcore"}
+    assert {distribution.get(name, name).lower() for name in third_party} <= declared, third_party

@@ -1,0 +1,324 @@
+"""Benchmark: the book's loop (ftcore.reference) against ftcore's trainer, side by side on one machine.
+
+`python -m ftcore bench` runs both on the same data, architecture, hyperparameters and device, each in a
+fresh process (so peak memory and warm caches are each its own), alternating reference / ftcore for
+`--repeats` rounds, and prints the median of each figure with the ratio ftcore / reference.
+
+`python -m ftcore bench --time-to-accuracy` instead runs the book's recipe through the reference loop and
+each ftcore preset once per `--seeds` seed, and reports the wall seconds from process start until the test
+accuracy first reaches `--target`, plus the best accuracy each reached (over several seeds: mean and range).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .errors import FtcoreError
+
+# What each side reports after its run (one JSON line on stdout).
+
+
+@dataclass
+class SideResult:
+    """One run of one side: its epochs and its resource use."""
+
+    side: str  # "reference" or "ftcore" or a preset name
+    epochs: list[dict] = field(default_factory=list)  # epoch, stage, train_loss, train_acc, test_acc, timings, at
+    peak_rss_mb: float = 0.0  # the process's peak resident memory
+    peak_gpu_mb: float | None = None  # torch.cuda.max_memory_allocated, on GPU runs
+    precision: str = "fp32"
+    devices: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0  # from process start (as the parent launched it) to the end of the run
+
+    def rate(self, key: str, count: str = "examples") -> float:
+        """Images per second over the run's full-training epochs by the `key` timer."""
+        rows = [e for e in self.epochs if e.get("stage", "full") == "full"]
+        seconds = sum(e[key] for e in rows)
+        return sum(e[count] for e in rows) / seconds if seconds else 0.0
+
+    def first_reaching(self, target: float) -> float | None:
+        """Seconds from process start until test accuracy first reached `target`, or None."""
+        return next((e["at"] for e in self.epochs if e["test_acc"] is not None and e["test_acc"] >= target), None)
+
+    def best_acc(self) -> float:
+        """The best test accuracy over the run."""
+        return max((e["test_acc"] for e in self.epochs if e["test_acc"] is not None), default=0.0)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+
+
+# --------------------------------------------------------------------------------------------------
+# The child side: one run, reported as JSON.
+
+
+def run_reference(spec: dict, launched: float) -> SideResult:
+    """The book's loop on `spec` (its recipe: lr, param groups from ftcore.training.recipe)."""
+    from .data import check_image_folder
+    from .devices import resolve_devices
+    from .models import build_model
+    from .reference import train_fine_tuning
+    from .training import recipe
+
+    config = recipe(spec["mode"], spec["arch"], data=spec["data"], weights=spec.get("weights"))
+    torch.manual_seed(spec.get("seed", 0))
+    classes = check_image_folder(spec["data"])
+    net, _ = build_model(config.arch, len(classes), pretrained=config.mode == "finetune", weights_file=config.weights)
+    devices = resolve_devices(spec.get("device", "auto"))  # "auto" is d2l.try_all_gpus(), plus MPS
+    result = SideResult("reference", devices=[str(d) for d in devices])
+
+    def on_epoch(e) -> None:
+        result.epochs.append({**asdict(e), "stage": "full", "test_examples": spec["test_size"],
+                              "at": time.time() - launched})
+
+    train_fine_tuning(net, spec["data"], config.arch, config.lr, config.batch_size, spec["epochs"],
+                      config.param_groups, config.image_size, spec.get("limit"), on_epoch, devices)
+    return result
+
+
+def run_ftcore(spec: dict, launched: float) -> SideResult:
+    """ftcore's trainer on `spec` with `spec["preset"]` (default: the book's recipe)."""
+    from .training import EpochEnded, fit, recipe
+
+    overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
+                 "precision": spec.get("precision"), "seed": spec.get("seed", 0),
+                 "micro_batch": spec.get("micro_batch") or None}
+    config = recipe(spec["mode"], spec["arch"], spec.get("preset", "book"), data=spec["data"],
+                    weights=spec.get("weights"), **overrides)
+    result = SideResult(spec.get("label", "ftcore"))
+
+    def on_event(event) -> None:
+        if isinstance(event, EpochEnded):
+            result.epochs.append({**asdict(event.record), "test_examples": spec["test_size"],
+                                  "at": time.time() - launched})
+
+    history = fit(config, on_event).history
+    result.precision, result.devices = history.precision, history.devices
+    return result
+
+
+def child_main(spec_json: str) -> None:
+    """Entry of a benchmark child process: run one side, print its SideResult as JSON."""
+    spec = json.loads(spec_json)
+    launched = spec["launched"]
+    result = run_reference(spec, launched) if spec["side"] == "reference" else run_ftcore(spec, launched)
+    result.wall_seconds = time.time() - launched
+    result.peak_rss_mb = peak_rss_mb()
+    if torch.cuda.is_available():
+        result.peak_gpu_mb = torch.cuda.max_memory_allocated() / 1024**2
+    print("BENCH-RESULT " + json.dumps(asdict(result)), flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The parent side: launch, collect, tabulate.
+
+
+def launch(spec: dict, timeout: float | None = None) -> SideResult:
+    """Run one side in a fresh Python process and return what it reported."""
+    spec = {**spec, "launched": time.time()}
+    cmd = [sys.executable, "-m", "ftcore.bench", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FtcoreError(f"benchmark run {spec['side']} failed ({tail})")
+    data = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    return SideResult(**data)
+
+
+def machine_description() -> str:
+    """The CPU (and GPU) this benchmark ran on, in one line."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    text = f"{os.cpu_count()}-core {cpu}, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return text
+
+
+def speed_rows(ref: list[SideResult], fast: list[SideResult]) -> list[tuple[str, float, float, str]]:
+    """(figure, reference median, ftcore median, format) rows of the side-by-side table."""
+    def med(results: list[SideResult], fn) -> float:
+        return statistics.median(fn(r) for r in results)
+
+    return [
+        ("train images/sec (compute, the book's timer)", med(ref, lambda r: r.rate("seconds")),
+         med(fast, lambda r: r.rate("seconds")), ".1f"),
+        ("train images/sec (wall, data loading included)", med(ref, lambda r: r.rate("wall_seconds")),
+         med(fast, lambda r: r.rate("wall_seconds")), ".1f"),
+        ("eval images/sec", med(ref, lambda r: r.rate("eval_seconds", "test_examples")),
+         med(fast, lambda r: r.rate("eval_seconds", "test_examples")), ".1f"),
+        ("peak RSS (MB)", med(ref, lambda r: r.peak_rss_mb), med(fast, lambda r: r.peak_rss_mb), ".0f"),
+        *([("peak GPU memory (MB)", med(ref, lambda r: r.peak_gpu_mb or 0), med(fast, lambda r: r.peak_gpu_mb or 0),
+            ".0f")] if ref[0].peak_gpu_mb is not None else []),
+        ("last test accuracy", med(ref, lambda r: r.epochs[-1]["test_acc"]),
+         med(fast, lambda r: r.epochs[-1]["test_acc"]), ".3f"),
+        ("whole process, wall seconds", med(ref, lambda r: r.wall_seconds), med(fast, lambda r: r.wall_seconds),
+         ".1f"),
+    ]
+
+
+def format_speed_table(rows: list[tuple[str, float, float, str]], precision: str) -> str:
+    """The side-by-side table with ratios."""
+    lines = [f"{'':48s} {'reference':>10s} {'ftcore':>10s} {'ftcore/ref':>10s}"]
+    for name, ref, fast, fmt in rows:
+        ratio = f"{fast / ref:.2f}x" if ref else "n/a"
+        lines.append(f"{name:48s} {ref:>10{fmt}} {fast:>10{fmt}} {ratio:>10s}")
+    lines.append(f"(ftcore precision: {precision}; reference: fp32 NCHW, DataLoader decoding every epoch)")
+    return "\n".join(lines)
+
+
+def format_tta_table(results: list[SideResult], target: float) -> str:
+    """Time-to-accuracy: seconds from process start to `target`, best accuracy, total wall."""
+    lines = [f"{'run':34s} {'reaches ' + format(target, '.2f') + ' at':>16s} {'best acc':>9s} {'total wall':>11s}"]
+    for r in results:
+        lines.append(f"{r.side:34s} {reached_text(r, target):>16s} {r.best_acc():9.3f} {r.wall_seconds:9.0f} s")
+    return "\n".join(lines)
+
+
+def reached_text(result: SideResult, target: float) -> str:
+    """When `result` first reached `target` test accuracy, as "N s" from its process start, or "never"."""
+    reached = result.first_reaching(target)
+    return f"{reached:.0f} s" if reached is not None else "never"
+
+
+def test_size(data: str, limit: int | None) -> int:
+    """Photos in the test split after `limit` (what each evaluation pass covers)."""
+    from .data import open_split
+
+    return len(open_split(data, "test", None, limit))
+
+
+def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int, limit: int | None, repeats: int,
+              device: str, precision: str | None, micro_batch: int = 0, out=print) -> dict:
+    """The speed comparison: alternate reference / ftcore `repeats` times; print and return the table."""
+    base = {"data": data, "arch": arch, "weights": weights, "mode": mode, "epochs": epochs, "limit": limit,
+            "device": device, "precision": precision, "micro_batch": micro_batch, "test_size": test_size(data, limit)}
+    out(f"benchmark on {machine_description()}: {arch} {mode}, book recipe, {epochs} epoch(s), "
+        f"limit {limit or 'none'}, {repeats} round(s), ftcore micro-batch {micro_batch or 'auto'}")
+    ref, fast = [], []
+    for round_ in range(1, repeats + 1):
+        ref.append(launch({**base, "side": "reference"}))
+        out(f"  round {round_}: reference {ref[-1].rate('seconds'):.1f} img/s")
+        fast.append(launch({**base, "side": "ftcore"}))
+        out(f"  round {round_}: ftcore    {fast[-1].rate('seconds'):.1f} img/s ({fast[-1].precision})")
+    rows = speed_rows(ref, fast)
+    out(format_speed_table(rows, fast[0].precision))
+    return {"machine": machine_description(), "spec": base, "rows": [r[:3] for r in rows],
+            "reference": [asdict(r) for r in ref], "ftcore": [asdict(r) for r in fast]}
+
+
+def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: float, presets: list[str],
+                         reference: bool, limit: int | None, device: str, seeds: list[int] | None = None,
+                         micro_batch: int = 0, out=print) -> dict:
+    """Each run in its own process: the book's loop (5 epochs) and each ftcore preset, once per seed (in that
+    order, seed after seed); print the table (and, over several seeds, its summary) and return every run."""
+    seeds = seeds or [0]
+    base = {"data": data, "arch": arch, "weights": weights, "mode": "finetune", "limit": limit, "device": device,
+            "micro_batch": micro_batch, "test_size": test_size(data, limit)}
+    out(f"time to accuracy on {machine_description()}: {arch} fine-tune, target {target:.2f}, "
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+    micro_name = f", micro-batch {micro_batch}" if micro_batch else ""
+    results = []
+    for seed in seeds:
+        seed_name = f", seed {seed}" if len(seeds) > 1 else ""
+        if reference:
+            results.append(launch({**base, "side": "reference", "epochs": 5, "seed": seed}))
+            results[-1].side = "book recipe, reference loop" + seed_name
+            out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
+        for preset in presets:
+            results.append(launch({**base, "side": "ftcore", "preset": preset, "seed": seed,
+                                   "label": f"ftcore preset {preset}{micro_name if trains_all_layers(preset) else ''}"
+                                            f"{seed_name}"}))
+            out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
+    out(format_tta_table(results, target))
+    if len(seeds) > 1:
+        out(format_seed_summary(results))
+    return {"machine": machine_description(), "target": target, "seeds": seeds, "spec": base,
+            "runs": [asdict(r) for r in results]}
+
+
+def trains_all_layers(preset: str) -> bool:
+    """Whether `preset` has epochs of every layer (where micro-batches matter), not only output-layer epochs."""
+    from .training import PRESETS
+
+    return PRESETS[preset].get("epochs", 1) > 0
+
+
+def final_acc(result: SideResult) -> float:
+    """The last test accuracy of a run (0 when it was never tested)."""
+    return next((e["test_acc"] for e in reversed(result.epochs) if e["test_acc"] is not None), 0.0)
+
+
+def format_seed_summary(results: list[SideResult]) -> str:
+    """Runs of the same kind over several seeds: mean, min and max of the best and the final test accuracy."""
+    kinds: dict[str, list[SideResult]] = {}
+    for r in results:
+        kinds.setdefault(r.side.rsplit(", seed ", 1)[0], []).append(r)
+    lines = [f"{'over seeds':38s} {'runs':>4s} {'best acc: mean (min-max)':>26s} "
+             f"{'final acc: mean (min-max)':>27s} {'mean wall':>10s}"]
+    for kind, runs in kinds.items():
+        best = [r.best_acc() for r in runs]
+        final = [final_acc(r) for r in runs]
+        lines.append(f"{kind:38s} {len(runs):4d} {statistics.mean(best):>12.3f} ({min(best):.3f}-{max(best):.3f}) "
+                     f"{statistics.mean(final):>13.3f} ({min(final):.3f}-{max(final):.3f}) "
+                     f"{statistics.mean(r.wall_seconds for r in runs):8.0f} s")
+    return "\n".join(lines)
+
+
+def sample_photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:
+    """A JPEG photo-like image (smooth gradients plus noise) of the given size, as an upload would arrive."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def predict_latency(arch: str, device: str = "cpu", repeats: int = 30) -> dict[str, float]:
+    """Median milliseconds to classify one 1024x768 JPEG upload the way the Predict page does (decode, thumbnail,
+    test transform, forward pass), warm; with the model of `arch` at random weights (speed does not depend on them)."""
+    from .data import EvalPreset
+    from .devices import resolve_devices
+    from .models import build_model
+    from .predict import Predictor, classify_photos
+
+    model, _ = build_model(arch, 2, pretrained=False)
+    predictor = Predictor(model.to(resolve_devices(device)[0]), ["a", "b"], EvalPreset(224))
+    photo = [("photo.jpg", sample_photo())]
+    for _ in range(5):
+        classify_photos(predictor, photo)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        classify_photos(predictor, photo)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": statistics.median(times), "min_ms": min(times)}
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1])

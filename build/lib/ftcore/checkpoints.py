@@ -1,0 +1,179 @@
+"""Checkpoints: a trained model's weights plus everything needed to use and explain it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import EvalPreset
+from .errors import FtcoreError
+from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer, state_mismatch
+from .paths import atomic_write
+from .training import History, TrainConfig, TrainResult
+
+FORMAT = "ftcore-checkpoint"
+VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode, on CPU) and what it was trained with."""
+
+    model: nn.Module
+    arch: str
+    classes: list[str]
+    eval_transform: EvalPreset
+    config: TrainConfig
+    history: History
+    weights: WeightsSource  # where the starting weights came from
+    path: str = ""  # the file it was loaded from
+
+    def to_result(self) -> TrainResult:
+        """The checkpoint as the TrainResult its run returned (for prediction, comparison, re-saving)."""
+        return TrainResult(self.model, self.config, list(self.classes), self.history, self.weights,
+                           self.eval_transform)
+
+
+def stored_weights_source(d: dict) -> WeightsSource:
+    """Where a saved run's starting weights came from: the stored record, or, in files saved before it was
+    stored, rebuilt from the phrase they hold instead (WeightsSource.describe() of that version)."""
+    if isinstance(d.get("weights_source"), dict):
+        return WeightsSource.from_dict(d["weights_source"])
+    match = re.fullmatch(r"ImageNet weights from (.+?): (.*)", str(d.get("weights", "")))
+    return WeightsSource(match.group(1), match.group(2)) if match else WeightsSource("random")
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes: it changes when any stored weight does."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_dict(result: TrainResult) -> dict:
+    """The plain dict that is saved: tensors, strings, numbers, lists and dicts only (weights_only-safe)."""
+    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": result.config.arch,
+        "classes": list(result.classes),
+        "eval_transform": result.eval_transform.to_dict(),
+        "config": result.config.to_dict(),
+        "history": result.history.to_dict(),
+        "weights": result.weights.describe(),  # for people reading the file
+        "weights_source": result.weights.to_dict(),
+        "state_dict": state,
+        "state_sha256": state_digest(state),  # torch.load does not notice altered tensor bytes; this does
+    }
+
+
+def checkpoint_bytes(result: TrainResult) -> bytes:
+    """The checkpoint file's bytes, for a download button."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint_dict(result), buffer)
+    return buffer.getvalue()
+
+
+def metrics_dict(result: TrainResult) -> dict:
+    """What metrics.json holds: config, classes, where the weights came from, and the history."""
+    return {"config": result.config.to_dict(), "classes": list(result.classes),
+            "weights": result.weights.describe(), "weights_source": result.weights.to_dict(),
+            "history": result.history.to_dict()}
+
+
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create a run folder (before training, so that an unwritable one fails at once)."""
+    out_dir = Path(out_dir).expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FtcoreError(f"cannot create the output folder {out_dir} ({e.strerror or e}); choose a writable "
+                          "one (--out)") from None
+    return out_dir
+
+
+def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
+    out_dir = prepare_out_dir(out_dir)
+    try:  # metrics.json last: a folder with it holds a whole run (a run still training has none)
+        checkpoint = out_dir / "checkpoint.pt"
+        with atomic_write(checkpoint) as out:
+            torch.save(checkpoint_dict(result), out)
+        metrics = out_dir / "metrics.json"
+        with atomic_write(metrics) as out:
+            out.write((json.dumps(metrics_dict(result), indent=2) + "\n").encode())
+    except OSError as e:
+        raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); choose a writable output "
+                          "folder (--out)") from None
+    return checkpoint, metrics
+
+
+def _check_state(path: Path, arch: str, classes: list[str], model: nn.Module, state: dict) -> None:
+    """Name the first way `state` does not fit `arch` with len(classes) outputs (before load_state_dict)."""
+    head = get_arch(arch).head + ".weight"
+    expected = model.state_dict()
+    if isinstance(state.get(head), torch.Tensor) and set(state) == set(expected) \
+            and tuple(state[head].shape) != tuple(expected[head].shape):
+        raise FtcoreError(f"checkpoint {path} lists {len(classes)} classes ({', '.join(classes)}) but its output "
+                          f"layer has {state[head].shape[0]} outputs; it was altered after training, so train again")
+    problem = state_mismatch(model, state)
+    if problem is not None and "unexpected tensors" in problem:
+        raise FtcoreError(f"checkpoint {path} says {arch} but holds the weights of another architecture "
+                          f"({problem}); it was altered after training, so train again")
+    if problem is not None:
+        raise FtcoreError(f"checkpoint {path} does not fit {arch}: {problem}; it was altered after training, so "
+                          "train again")
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by `save_run` (torch.load with weights_only=True) and rebuild its model.
+
+    A file that is not one, was altered, or whose architecture, weights and class list disagree is refused
+    with a sentence naming the mismatch."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FtcoreError(f"checkpoint {path} does not exist; pass the checkpoint.pt a training run wrote")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip, EOF and runtime errors all mean "not a checkpoint we can read"
+        raise FtcoreError(f"checkpoint {path} cannot be read ({type(e).__name__}); pass the checkpoint.pt "
+                          "a training run wrote") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise FtcoreError(f"{path} is not an ftcore checkpoint; pass the checkpoint.pt a training run wrote")
+    if d.get("arch") not in ARCHITECTURES:
+        raise FtcoreError(f"checkpoint {path} is for the architecture {d.get('arch')!r}, which this version does "
+                          f"not know ({', '.join(ARCHITECTURES)}); use a checkpoint of one of those")
+    try:
+        arch = get_arch(d["arch"]).name
+        classes = [str(c) for c in d["classes"]]
+        state = d["state_dict"]
+        if not isinstance(state, dict):
+            raise TypeError("state_dict is not a dict")
+        if "state_sha256" in d and state_digest(state) != d["state_sha256"]:
+            raise FtcoreError(f"checkpoint {path} was altered after it was saved (its weights do not match the "
+                              "checksum stored with them); use the original file or train again")
+        model = get_arch(arch).build(weights=None)
+        replace_output_layer(model, arch, len(classes))
+        _check_state(path, arch, classes, model, state)
+        model.load_state_dict(state)
+        transform = EvalPreset.from_dict(d["eval_transform"])
+        config = TrainConfig.from_dict(d["config"])
+        history = History.from_dict(d["history"])
+    except FtcoreError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+        raise FtcoreError(f"checkpoint {path} is damaged or from another version ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:120] if str(e) else ''}); train again to make a new one") from None
+    model.eval()
+    return Checkpoint(model, arch, classes, transform, config, history, stored_weights_source(d), str(path))

@@ -1,0 +1,85 @@
+"""Choosing the devices to train on, the way d2l's `try_all_gpus` does, plus MPS."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import FtcoreError
+
+# "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
+# else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def available_devices() -> list[str]:
+    """Device names this machine can train on, `auto` first (for menus)."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+def resolve_devices(spec: str = "auto") -> list[torch.device]:
+    """Turn `auto`/`cpu`/`cuda`/`cuda:N`/`mps` into devices; `auto` is all GPUs, else MPS, else CPU."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        if torch.backends.mps.is_available():
+            return [torch.device("mps")]
+        return [torch.device("cpu")]
+    if spec == "cpu":
+        return [torch.device("cpu")]
+    if spec == "mps":
+        if not torch.backends.mps.is_available():
+            raise FtcoreError("device mps is not available on this machine; use --device auto or cpu")
+        return [torch.device("mps")]
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise FtcoreError(f"device {spec} is not available on this machine (no CUDA GPU); use --device auto or cpu")
+        if spec == "cuda":
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        index = spec.split(":", 1)[1]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise FtcoreError(f"device {spec} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+        return [torch.device("cuda", int(index))]
+    raise FtcoreError(f"unknown device {spec!r}; use one of auto, cpu, cuda, cuda:N, mps")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when `device` computes in bf16 natively (so autocast to bf16 is faster, not emulated)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" becomes bf16 where `device` has native bf16 and fp32 elsewhere; fp32 and bf16 stay."""
+    if precision not in PRECISIONS:
+        raise FtcoreError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast context for `precision` on `device` (a no-op for fp32)."""
+    precision = resolve_precision(precision, device)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so that wall-clock timings measure compute, not launches."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

@@ -1,0 +1,215 @@
+"""Experiments: the book's comparisons as a series of runs, trained one after another in the background.
+
+An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
+one coordinating thread that runs each as a `TrainingJob` and waits for it before starting the next, so only
+one model trains at a time. A UI polls `snapshot()`, as for a single job; `stop()` ends the run in progress
+and skips the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FtcoreError
+from .jobs import JobSnapshot, Run, TrainingJob
+from .models import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights, read_state_dict
+from .runner import ProcessJob
+from .scheduler import Scheduler
+from .training import TrainConfig, recipe
+
+KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch"}
+# The lrs the app offers for a sweep: the book's 5e-5 and a decade each side of it, up to where it breaks.
+DEFAULT_SWEEP_LRS = (1e-5, 5e-5, 5e-4, 5e-3)
+
+
+# --------------------------------------------------------------------------------------------------
+# The series of configs.
+
+
+def parse_lrs(text: str) -> list[float]:
+    """`1e-5,5e-5,5e-4` as positive floats, in the order given; one clear error for anything else."""
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            value = float(part)
+        except ValueError:
+            raise FtcoreError(f"learning rate {part!r} is not a number; give a comma-separated list such as "
+                              "1e-5,5e-5,5e-4") from None
+        if not value > 0:
+            raise FtcoreError(f"learning rate {part} must be positive; give a list such as 1e-5,5e-5,5e-4")
+        values.append(value)
+    if not values:
+        raise FtcoreError("no learning rates given; give a list such as 1e-5,5e-5,5e-4")
+    return values
+
+
+def lr_sweep_configs(base: TrainConfig, lrs: Sequence[float]) -> list[TrainConfig]:
+    """`base` once per learning rate, every other setting (seed included) the same."""
+    if not lrs:
+        raise FtcoreError("an lr sweep needs at least one learning rate")
+    configs = [dataclasses.replace(base, lr=float(lr)) for lr in lrs]
+    for config in configs:
+        config.validate()
+    return configs
+
+
+def finetune_vs_scratch_configs(base: TrainConfig) -> list[TrainConfig]:
+    """The book's two recipes (each with its own lr and parameter groups) sharing `base`'s other settings.
+
+    The exercises (frozen body, ImageNet head init) apply to the fine-tune run only: scratch has no copied layers."""
+    shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)
+              if f.name not in ("mode", "lr", "param_groups", "freeze_body", "head_init")}
+    configs = [recipe("finetune", freeze_body=base.freeze_body, head_init=base.head_init, **shared),
+               recipe("scratch", **shared)]
+    for config in configs:
+        config.validate()
+    return configs
+
+
+def head_init_status(arch: str, weights_file: str | None, classes: list[str]) -> tuple[bool, str]:
+    """Whether the new output layer can start from ImageNet rows here, and one sentence saying why (not)."""
+    try:
+        source = locate_weights(arch, weights_file)
+    except FtcoreError as e:
+        return False, str(e)
+    if source is None:
+        return False, (f"no ImageNet weights for {arch} on this machine yet; they carry the ImageNet output "
+                       "layer this needs")
+    head = get_arch(arch).head
+    weight = read_state_dict(source.path).get(f"{head}.weight")
+    if weight is None or weight.shape[0] != IMAGENET_CLASSES:
+        return False, (f"the {arch} weights here ({source.path}) have no ImageNet output layer to start from")
+    matches = [f"{c} = ImageNet row {row}" for c in classes if (row := imagenet_row(c)) is not None]
+    if not matches:
+        return False, (f"none of the classes ({', '.join(classes) or 'none yet'}) is an ImageNet category "
+                       "(e.g. hotdog)")
+    return True, f"{'; '.join(matches)}; other classes start from the mean of the remaining rows"
+
+
+# --------------------------------------------------------------------------------------------------
+# The series in a background thread.
+
+
+@dataclass
+class ExperimentSnapshot:
+    """A consistent copy of an experiment's state: one JobSnapshot per run started so far."""
+
+    id: str
+    kind: str  # "sweep" or "compare"
+    configs: list[TrainConfig]
+    jobs: list[JobSnapshot]
+    status: str  # running, finished or stopped
+
+    @property
+    def title(self) -> str:
+        """What the experiment is, in words."""
+        return KINDS[self.kind]
+
+    @property
+    def done(self) -> bool:
+        """True once every run has ended or the experiment was stopped."""
+        return self.status in ("finished", "stopped")
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the whole series done, 0 to 1."""
+        if not self.configs:
+            return 1.0
+        finished = sum(1.0 if job.done else job.progress for job in self.jobs)
+        return min(finished / len(self.configs), 1.0)
+
+
+@dataclass
+class SweepPoint:
+    """One lr of a sweep: its final held-out accuracy (val where the data has it, else test), or why there is none."""
+
+    lr: float
+    heldout_acc: float | None
+    status: str  # the run's status: starting, running, finished, stopped or failed
+    error: str | None = None
+
+
+def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
+    """Final held-out accuracy per lr of the runs started so far (None while running, stopped early or failed)."""
+    points = []
+    for job in snapshot.jobs:
+        tested = [e.heldout_acc for e in job.epochs if e.heldout_acc is not None]
+        final = tested[-1] if tested and job.status == "finished" else None
+        points.append(SweepPoint(job.config.lr, final, job.status, job.error))
+    return points
+
+
+class Experiment:
+    """A series of TrainConfigs trained one after another in one background thread."""
+
+    def __init__(self, kind: str, configs: Sequence[TrainConfig], experiment_id: str | None = None,
+                 runs_dir: str | Path | None = None, scheduler: Scheduler | None = None):
+        if kind not in KINDS:
+            raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
+        self.id = experiment_id or uuid.uuid4().hex[:10]
+        self.kind = kind
+        self.configs = list(configs)
+        self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see jobs.TrainingJob)
+        self.scheduler = scheduler  # with one, each run trains in a child process through its queue
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._jobs: list[TrainingJob | ProcessJob] = []
+        self._runs: dict[str, Run] = {}  # job id -> its Run, once it ended with a model
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name=f"ftcore-experiment-{self.id}", daemon=True)
+
+    def start(self) -> Experiment:
+        """Start the series (once) and return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the run in progress after its current batch and start no more."""
+        with self._lock:
+            self._stop.set()
+            current = self._jobs[-1] if self._jobs else None
+        if current is not None:
+            current.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the series; True when it has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def snapshot(self) -> ExperimentSnapshot:
+        """Copy the current state (each job's own snapshot is taken under its lock)."""
+        with self._lock:
+            jobs, ended, stopped = list(self._jobs), self._ended, self._stop.is_set()
+        status = ("stopped" if stopped else "finished") if ended else "running"
+        return ExperimentSnapshot(self.id, self.kind, list(self.configs), [job.snapshot() for job in jobs], status)
+
+    def runs(self, skip: Container[str] = ()) -> list[Run]:
+        """The runs that ended with a model (finished or stopped), in order, except those whose id is in `skip`."""
+        with self._lock:
+            return [run for job_id, run in self._runs.items() if job_id not in skip]
+
+    def _run(self) -> None:
+        for config in self.configs:
+            with self._lock:  # checked and appended together, so a stop() never misses a job
+                if self._stop.is_set():
+                    break
+                job = (ProcessJob(config, self.runs_dir) if self.scheduler is not None
+                       else TrainingJob(config, runs_dir=self.runs_dir))
+                self._jobs.append(job)
+            try:
+                job.start(self.scheduler) if self.scheduler is not None else job.start()
+            except FtcoreError:  # checked before the series started; memory may have changed since
+                job.cancel()
+            job.join()  # a failed run (e.g. a diverging lr) does not end the series
+            if job.snapshot().has_model:
+                run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
+                with self._lock:
+                    self._runs[job.id] = run
+                job.release_model()  # so a long sweep does not keep every model alive through its jobs
+        with self._lock:
+            self._ended = True

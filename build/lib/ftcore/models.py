@@ -1,0 +1,343 @@
+"""Models: the supported architectures, their output layers, and where their ImageNet weights come from."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import torch.fx.experimental.optimization
+import torchvision
+from torch import nn
+
+from .errors import FtcoreError
+from .paths import shared_dir
+from .splits import class_key
+
+IMAGENET_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One torchvision architecture: how to build it, where its output layer sits, its default rates."""
+
+    name: str
+    build: Callable[..., nn.Module]  # torchvision constructor, called with weights=None
+    weights_url: str  # torchvision's ImageNet weights (the file its download puts in the hub cache)
+    head: str  # dotted name of the output layer that fine-tuning replaces
+    feature_dim: int  # in_features of that layer
+    cam_layer: str  # dotted name of the last convolutional block, whose feature maps Grad-CAM weighs
+    finetune_lr: float  # default lr of the copied layers with the summed loss
+    scratch_lr: float  # default lr from random init with the summed loss
+    lr_source: str  # where those defaults come from, shown in --help and the UI
+    # Whether precision "auto" trains it in bf16 on hardware with native bf16: ResNets train much faster there
+    # with gradients close to fp32's; MobileNetV2's pretrained BatchNorm gradients drift far in bf16 for little
+    # speed, so it trains (and is evaluated) in fp32 (docs/benchmarks.md, Speed). The cached features of the
+    # quick and best presets use bf16 for every architecture.
+    bf16_training: bool = True
+
+
+# resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
+# the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
+# checked on the hot-dog set with its shared ImageNet weights (docs/benchmarks.md, "Choosing mobilenet_v2's
+# learning rates").
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in (
+        ArchSpec("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)"),
+        ArchSpec("resnet34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+        ArchSpec("resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url,
+                 "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+        ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
+                 torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
+                 "classifier.1", 1280, "features", 5e-5, 5e-4,
+                 "the book's rates, checked on hot-dog for mobilenet_v2",
+                 bf16_training=False),
+    )
+}
+
+
+def get_arch(name: str) -> ArchSpec:
+    """The spec of a supported architecture, or a clear error listing the supported ones."""
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise FtcoreError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
+
+
+def spec_of_model(net: nn.Module) -> ArchSpec:
+    """The registry entry whose output layer and Grad-CAM block a model has by name (for models loaded without
+    their architecture's name); FtcoreError when none fits."""
+    names = {name for name, _ in net.named_modules()}
+    for spec in ARCHITECTURES.values():
+        if spec.head in names and spec.cam_layer in names:
+            return spec
+    raise FtcoreError(f"{type(net).__name__} has none of the layers of {', '.join(ARCHITECTURES)}; use a model "
+                      "trained here")
+
+
+def output_layer(net: nn.Module, arch: str) -> nn.Linear:
+    """The output layer ("fc" of a ResNet, "classifier.1" of MobileNetV2)."""
+    return net.get_submodule(get_arch(arch).head)
+
+
+def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bool = True) -> nn.Linear:
+    """Put a fresh Linear(in_features, num_classes) where the output layer was; Xavier-init its weight."""
+    parent_name, _, child = get_arch(arch).head.rpartition(".")
+    parent = net.get_submodule(parent_name) if parent_name else net
+    new = nn.Linear(output_layer(net, arch).in_features, num_classes)
+    if xavier:  # the book: nn.init.xavier_uniform_(finetune_net.fc.weight); the bias keeps Linear's init
+        nn.init.xavier_uniform_(new.weight)
+    setattr(parent, child, new)  # also right for Sequential, whose children are named "0", "1", ...
+    return new
+
+
+def describe_output_layers(arch: str, num_classes: int) -> tuple[str, str]:
+    """The source model's output layer and the target model's, as PyTorch prints them."""
+    d = get_arch(arch).feature_dim
+    return (f"Linear(in_features={d}, out_features={IMAGENET_CLASSES}, bias=True)",
+            f"Linear(in_features={d}, out_features={num_classes}, bias=True)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Where the ImageNet weights come from, in order: an explicit file (argument, then $FTCORE_WEIGHTS),
+# torchvision's own hub cache ($TORCH_HOME), a development copy in shared/weights beside the checkout,
+# and last torchvision's download (which fills that same hub cache).
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's starting weights came from."""
+
+    kind: str  # "file", "torch cache", "shared", "download" or "random"
+    path: str | None = None  # the file the weights were read from
+    url: str | None = None  # where torchvision downloads them ("torch cache" and "download")
+    sha256: str | None = None  # of the file, as it was when the run read it
+
+    def to_dict(self) -> dict:
+        """Plain dict, as checkpoints and metrics.json store it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WeightsSource:
+        """Rebuild a stored source, ignoring keys this version does not know."""
+        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+
+    def with_checksum(self) -> WeightsSource:
+        """This source with the sha256 of its file (random weights have none)."""
+        if self.path is None:
+            return self
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return replace(self, sha256=digest.hexdigest())
+
+    def describe(self) -> str:
+        """One phrase for logs and the UI."""
+        if self.kind == "random":
+            return "random initialisation"
+        return f"ImageNet weights from {self.kind}: {self.path}"
+
+
+def torch_cache_path(arch: str) -> Path:
+    """The file torchvision's download writes and reads: $TORCH_HOME/hub/checkpoints/<name>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(get_arch(arch).weights_url)
+
+
+def shared_weights_files(arch: str) -> list[Path]:
+    """Development copies of ImageNet weights for `arch` in shared/weights beside the checkout."""
+    shared = shared_dir()
+    if shared is None or not (shared / "weights").is_dir():
+        return []
+    return sorted(p for p in (shared / "weights").iterdir()
+                  if p.suffix in (".pth", ".pt") and p.name.startswith((f"{arch}_", f"{arch}-")))
+
+
+def locate_weights(arch: str, weights_file: str | None = None) -> WeightsSource | None:
+    """The first weights on disk for `arch` (explicit file, $FTCORE_WEIGHTS, hub cache, shared), or None."""
+    explicit = weights_file or os.environ.get("FTCORE_WEIGHTS")
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            origin = "weights file" if weights_file else "$FTCORE_WEIGHTS file"
+            raise FtcoreError(f"{origin} {path} does not exist; pass an existing .pth file or leave it unset "
+                              "to use torchvision's cache and download")
+        return WeightsSource("file", str(path))
+    cached = torch_cache_path(arch)
+    if cached.is_file():
+        return WeightsSource("torch cache", str(cached), get_arch(arch).weights_url)
+    shared = shared_weights_files(arch)
+    if shared:
+        return WeightsSource("shared", str(shared[0]))
+    return None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file or an ftcore checkpoint, loaded with weights_only=True."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises pickle, zip, EOF and runtime errors for files that are not its own
+        raise FtcoreError(f"weights file {path} is not a PyTorch state dict ({type(e).__name__}); "
+                          "pass a .pth file saved with torch.save(model.state_dict())") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]  # an ftcore checkpoint, or a trainer's
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise FtcoreError(f"weights file {path} holds no state dict of tensors; "
+                          "pass a .pth file saved with torch.save(model.state_dict())")
+    return {k.removeprefix("module."): v for k, v in obj.items()}  # nn.DataParallel prefixes "module."
+
+
+def download_weights(arch: str, progress: bool = False) -> WeightsSource:
+    """torchvision's own download into its hub cache; an offline machine gets one clear error."""
+    url = get_arch(arch).weights_url
+    target = torch_cache_path(arch)
+    match = torch.hub.HASH_REGEX.search(target.name)  # torchvision names files <arch>-<sha256 prefix>.pth
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=match.group(1) if match else None,
+                                       progress=progress)
+    except Exception as e:  # URLError, HTTPError, timeouts, disk errors: all mean "no weights"
+        reason = getattr(e, "reason", None) or e
+        raise FtcoreError(f"could not download ImageNet weights for {arch} from {url} ({reason}); put "
+                          f"{target.name} in {target.parent}/ or give a weights file (--weights)") from None
+    return WeightsSource("download", str(target), url)
+
+
+def state_mismatch(model: nn.Module, state: dict, ignore: str | None = None) -> str | None:
+    """The first way `state` does not fit `model`'s own tensors, as a phrase ("3 missing and 0 unexpected tensors,
+    e.g. fc.bias" or "fc.weight is (5, 512), the model needs (2, 512)"); None when it fits. Names starting with
+    `ignore` (an output layer about to be replaced) are left out on both sides."""
+    expected = {k: v for k, v in model.state_dict().items() if ignore is None or not k.startswith(ignore)}
+    given = {k: v for k, v in state.items() if ignore is None or not k.startswith(ignore)}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    if missing or unexpected:
+        return (f"{len(missing)} missing and {len(unexpected)} unexpected tensors, e.g. "
+                f"{(missing or unexpected)[0]}")
+    for key, tensor in expected.items():
+        value = given[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(tensor.shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"{key} is {shape}, the model needs {tuple(tensor.shape)}"
+    return None
+
+
+def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load every weight but the output layer's into `net`; refuse a file that does not fit `arch`."""
+    head = get_arch(arch).head + "."
+    problem = state_mismatch(net, state, ignore=head)
+    if problem is not None:
+        raise FtcoreError(f"{origin} does not fit {arch} ({problem}); pass weights saved from torchvision's {arch}")
+    net.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)}, strict=False)
+
+
+HEAD_INITS = ("xavier", "imagenet")
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names in output-row order (row 934 is "hotdog")."""
+    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenet_row(name: str) -> int | None:
+    """The ImageNet output row of a class named like an ImageNet category, matched as class names are across
+    datasets (splits.class_key: case, spaces, '-' and '_' aside; "Hot-Dog" is row 934), else None."""
+    return _imagenet_rows().get(class_key(name))
+
+
+@functools.cache
+def _imagenet_rows() -> dict[str, int]:
+    return {class_key(category): row for row, category in enumerate(imagenet_categories())}
+
+
+def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[str, torch.Tensor],
+                              arch: str, origin: str) -> list[str]:
+    """The book's exercise: start each class whose name is an ImageNet category from that category's row
+    of the pretrained output layer; every other class gets the mean of the remaining rows ("anything else").
+    Returns the ImageNet categories used, one per class ("" for the mean)."""
+    head = get_arch(arch).head
+    weight, bias = state.get(f"{head}.weight"), state.get(f"{head}.bias")
+    if weight is None or bias is None or weight.shape != (IMAGENET_CLASSES, layer.in_features):
+        raise FtcoreError(f"{origin} has no ImageNet output layer for {arch}, so the new layer cannot start "
+                          "from it; use the Xavier init or weights that include the output layer")
+    rows = [-1 if (row := imagenet_row(c)) is None else row for c in classes]
+    if all(r < 0 for r in rows):
+        raise FtcoreError(f"none of the classes {', '.join(classes)} is an ImageNet category (e.g. hotdog), "
+                          "so the new layer cannot start from ImageNet rows; use the Xavier init")
+    rest = torch.ones(IMAGENET_CLASSES, dtype=torch.bool)
+    rest[[r for r in rows if r >= 0]] = False
+    with torch.no_grad():
+        for i, r in enumerate(rows):
+            layer.weight[i] = weight[r] if r >= 0 else weight[rest].mean(0)
+            layer.bias[i] = bias[r] if r >= 0 else bias[rest].mean()
+    categories = imagenet_categories()
+    return [categories[r] if r >= 0 else "" for r in rows]
+
+
+def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str | None = None,
+                download: bool = True, head_init: str = "xavier",
+                classes: list[str] | None = None) -> tuple[nn.Module, WeightsSource]:
+    """The target model: `arch` with ImageNet weights (pretrained) or random ones, and a new output layer.
+
+    As in the book, a fine-tuned model's new layer gets Xavier-uniform weights while the scratch model
+    keeps nn.Linear's default init; head_init="imagenet" instead starts it from the ImageNet rows of the
+    classes' names (the book's hotdog exercise). Without weights on disk and no way to download them this
+    raises; it never falls back to random weights silently.
+    """
+    if head_init not in HEAD_INITS:
+        raise FtcoreError(f"head init must be xavier or imagenet (got {head_init!r})")
+    if head_init == "imagenet" and not pretrained:
+        raise FtcoreError("the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch")
+    spec = get_arch(arch)
+    net = spec.build(weights=None)
+    source = WeightsSource("random")
+    state: dict[str, torch.Tensor] = {}
+    if pretrained:
+        source = locate_weights(arch, weights_file)
+        if source is None:
+            if not download:
+                target = torch_cache_path(arch)
+                raise FtcoreError(f"no ImageNet weights for {arch} on this machine; put {target.name} in "
+                                  f"{target.parent}/ or give a weights file (--weights)")
+            source = download_weights(arch)
+        state = read_state_dict(source.path)
+        load_backbone(net, arch, state, f"weights file {source.path}")
+        source = source.with_checksum()
+    layer = replace_output_layer(net, arch, num_classes, xavier=pretrained)
+    if head_init == "imagenet":
+        init_output_from_imagenet(layer, list(classes or []), state, arch, f"weights file {source.path}")
+    return net, source
+
+
+def fused_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm folded into the convolution before it: the same outputs
+    (to float rounding), fewer passes over memory, so CPU inference runs faster (docs/benchmarks.md). A model
+    torch.fx cannot trace is returned as it is, in eval mode."""
+    model.eval()
+    try:
+        fused = torch.fx.experimental.optimization.fuse(model)  # traces and works on a deep copy
+    except Exception:  # an architecture fx cannot trace: plain eval mode is still correct
+        return model
+    first = next(model.parameters())
+    channels_last = first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+    return fused.to(memory_format=torch.channels_last) if channels_last else fused
+
+
+def weights_status(arch: str) -> tuple[str, str]:
+    """(state, sentence) for the home page: state is "found", "downloadable" or "error"."""
+    try:
+        source = locate_weights(arch)
+    except FtcoreError as e:
+        return "error", str(e)
+    if source is not None:
+        return "found", source.describe()
+    target = torch_cache_path(arch)
+    return "downloadable", (f"not on disk; torchvision downloads {target.name} into {target.parent}/ on first "
+                            "use (needs internet; offline, put the file there or pass a weights file)")

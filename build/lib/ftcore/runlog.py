@@ -1,0 +1,130 @@
+"""Run folders: the files a run in a child process writes, and the events it reports, read back by the server.
+
+<runs>/<run id>/ holds request.json (what to do, written by the server: train, or find a learning rate),
+events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, epoch, end), resume.pt
+(after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
+and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
+current batch. Everything is on disk, so a refreshed page or a restarted server reads the same curves, and a run
+that dies keeps everything it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from . import distributed
+from .lr_finder import LrStep
+from .training import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, TrainConfig
+
+REQUEST_FILE = "request.json"
+EVENTS_FILE = "events.jsonl"
+STOP_FILE = "stop"
+LOG_FILE = "worker.log"
+METRICS_FILE = "metrics.json"
+FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finder.LrFinding)
+
+
+TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
+
+
+def write_request(folder: Path, config: TrainConfig, resume: bool = False, task: str = "train",
+                  options: dict | None = None) -> None:
+    """What the child does: the task (training, or the learning-rate finder with its `options`), the config,
+    and whether a training continues from resume.pt."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {}}
+    (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
+
+
+def read_request(folder: Path) -> tuple[TrainConfig, bool]:
+    """The config and the resume flag the server wrote."""
+    request = json.loads((folder / REQUEST_FILE).read_text())
+    return TrainConfig.from_dict(request["config"]), bool(request.get("resume", False))
+
+
+def read_task(folder: Path) -> tuple[str, dict]:
+    """The task the server asked for ("train" for requests written before there were others) and its options."""
+    request = json.loads((folder / REQUEST_FILE).read_text())
+    return request.get("task", "train"), dict(request.get("options") or {})
+
+
+def event_dict(event: Event | LrStep) -> dict:
+    """A training (or finder) event as one JSON-able object with its type."""
+    if isinstance(event, RunStarted):
+        return {"type": "started", **asdict(event)}
+    if isinstance(event, BatchEnded):
+        return {"type": "batch", "epoch": event.epoch, "step": event.step, "steps": event.steps,
+                "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
+    if isinstance(event, EpochEnded):
+        return {"type": "epoch", "record": asdict(event.record),
+                "examples_per_sec": event.history.examples_per_sec}
+    if isinstance(event, LrStep):
+        return {"type": "lr", **asdict(event)}
+    raise TypeError(f"not a training event: {event!r}")
+
+
+class EventLog:
+    """Appends a run's events to <folder>/events.jsonl, one line each, flushed at once (under torchrun, rank 0
+    alone writes)."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / EVENTS_FILE
+
+    def write(self, record: dict) -> None:
+        """Append one object as a line; the line reaches the OS before this returns."""
+        if not distributed.context().is_main:
+            return
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+    def __call__(self, event: Event | LrStep) -> None:
+        self.write(event_dict(event))
+
+    def end(self, status: str, error: str | None = None, history: dict | None = None) -> None:
+        """The last line: how the run ended (finished, stopped, failed), why, and the history when it failed."""
+        self.write({"type": "end", "status": status, "error": error, "history": history})
+
+
+def read_events(folder: Path, offset: int = 0) -> tuple[list[dict], int]:
+    """The whole lines of events.jsonl from byte `offset` on, and the offset after them (a line the run is still
+    writing is left for the next read)."""
+    path = Path(folder) / EVENTS_FILE
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = chunk[:chunk.rfind(b"\n") + 1]
+    events = []
+    for line in whole.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash in the middle of a write: the rest of the log still counts
+    return events, offset + len(whole)
+
+
+def epoch_record(d: dict) -> EpochRecord:
+    """An EpochRecord from its logged dict."""
+    return EpochRecord(**d)
+
+
+def batch_record(d: dict) -> BatchRecord:
+    """A BatchRecord from its logged dict."""
+    return BatchRecord(**d)
+
+
+def request_stop(folder: Path) -> None:
+    """Ask the run in `folder` to end after its current batch."""
+    (Path(folder) / STOP_FILE).touch()
+
+
+def stop_requested(folder: Path) -> bool:
+    """True once the server asked the run to stop."""
+    return os.path.exists(Path(folder) / STOP_FILE)

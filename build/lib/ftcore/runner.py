@@ -1,0 +1,373 @@
+"""A run in a child process: launched when the scheduler admits it, stopped, and watched through its folder.
+
+`ProcessJob` has the interface of `jobs.TrainingJob` (start, stop, join, snapshot, to_run), so pages draw both
+alike; but nothing of the run lives in the server: the child writes its events, states and checkpoint into
+<runs>/<run id>/ (see runlog), and a snapshot is what that folder says, plus whether the process still lives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
+from .lr_finder import FinderSettings, LrFinding, LrStep, check_request
+from .paths import REPO_ROOT
+from .resume import STATE_FILE
+from .runlog import (
+    FINDING_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    REQUEST_FILE,
+    batch_record,
+    epoch_record,
+    read_events,
+    read_request,
+    request_stop,
+    write_request,
+)
+from .training import History, TrainConfig
+
+if TYPE_CHECKING:
+    from .scheduler import Scheduler
+
+STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
+PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
+
+
+def worker_command(folder: Path, procs: int) -> list[str]:
+    """The child's command line: the worker itself, or torchrun with `procs` processes of it."""
+    if procs > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+                "-m", "ftcore.worker", str(folder)]
+    return [sys.executable, "-m", "ftcore.worker", str(folder)]
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class ProcessJob:
+    """One run trained by `python -m ftcore.worker` in a child process of its own."""
+
+    def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False):
+        self.id = job_id or new_run_id()
+        self.config = config
+        self.folder = Path(runs_dir) / self.id
+        self.resume = resume
+        self.procs = 1  # processes of the run (torchrun), set by the scheduler
+        self.max_procs = sys.maxsize  # the most processes this kind of work can use
+        self.estimate = 0  # bytes of memory the scheduler reserved for it
+        self.scheduler: Scheduler | None = None
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._status = "new"
+        self._queued = self._started = self._ended = self._stop_asked = 0.0
+        self._offset = 0
+        self._info: dict = {}
+        self._epochs: list = []
+        self._batches: list = []
+        self._last_batch = (0, 0)  # (epoch, step) of the last batch the run reported
+        self._examples_per_sec = 0.0
+        self._end: dict | None = None
+
+    @classmethod
+    def resumed(cls, folder: str | Path) -> ProcessJob:
+        """A job that continues the interrupted run in `folder` from its last saved epoch."""
+        folder = Path(folder)
+        config, _ = read_request(folder)
+        return cls(config, folder.parent, folder.name, resume=True)
+
+    # ---- the server's side
+
+    def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
+        """Queue the run with `scheduler` (or launch it at once without one) and return self."""
+        if scheduler is not None:
+            scheduler.check_fits(self.config)  # a run that can never fit is refused before anything is written
+        if self.resume:  # the stopped run's checkpoint stays until this one replaces it
+            (self.folder / "stop").unlink(missing_ok=True)
+            with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
+                self._read()
+                self._end = None
+        self._write_request()
+        self._queued = time.monotonic()
+        self._status = "queued"
+        if scheduler is None:
+            self.launch({})
+        else:
+            self.scheduler = scheduler
+            scheduler.submit(self)
+        return self
+
+    def _write_request(self) -> None:
+        write_request(self.folder, self.config, self.resume)
+
+    def launch(self, env: dict[str, str]) -> None:
+        """Start the child process (the scheduler calls this when the run is admitted)."""
+        environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        with open(self.folder / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(worker_command(self.folder, self.procs), cwd=REPO_ROOT, env=environment,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # Ctrl-C on the server's terminal is the server's
+        with self._lock:
+            self._proc, self._status, self._started = proc, "starting", time.monotonic()
+
+    def cancel(self) -> None:
+        """Mark a queued run as cancelled (the scheduler has dropped it); a new run's folder goes with it."""
+        with self._lock:
+            self._status, self._ended = "cancelled", time.monotonic()
+        if not self.resume:  # it holds nothing but the request (a resumed run's folder keeps its run)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Cancel the run if it is still queued; else ask it to end after its current batch."""
+        if self.scheduler is not None and self.scheduler.cancel(self):
+            return
+        with self._lock:
+            if self._proc is None or self._stop_asked:
+                return
+            self._stop_asked = time.monotonic()
+        request_stop(self.folder)
+        if self.procs == 1:  # the worker stops within its batch; torchrun's launcher would die of SIGUSR1
+            self.terminate(signal.SIGUSR1)
+
+    def alive(self) -> bool:
+        """True while the child process runs; ends it when it outlives Stop by STOP_GRACE_SECONDS."""
+        with self._lock:
+            proc, asked = self._proc, self._stop_asked
+        if proc is None:
+            return False
+        if proc.poll() is not None:
+            return False
+        if asked and time.monotonic() - asked > STOP_GRACE_SECONDS:
+            self.terminate(signal.SIGKILL)
+            return False
+        return True
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` to the run's processes (its torchrun workers too)."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the run has ended (or was cancelled); True when it has."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.snapshot().done:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child process now (0 when it is not running or cannot be read)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return 0
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                line = next(line for line in f if line.startswith("VmRSS:"))
+            return int(line.split()[1]) * 1024
+        except (OSError, StopIteration, ValueError):
+            return 0
+
+    # ---- reading the folder
+
+    def _read(self) -> None:
+        """Take in the events written since the last read."""
+        events, self._offset = read_events(self.folder, self._offset)
+        for event in events:
+            self._take(event)
+
+    def _take(self, event: dict) -> None:
+        """Take in one event of the run."""
+        kind = event.get("type")
+        if kind == "resumed":  # a new process continues after epoch E: what came after it is gone
+            self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
+            self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
+            self._end = None
+        elif kind == "started":
+            self._info = event
+            if self._status in ("starting", "queued", "new"):
+                self._status = "running"
+        elif kind == "batch":
+            self._batches.append(batch_record(event["record"]))
+            self._last_batch = (event["epoch"], event["step"])
+            self._examples_per_sec = event["examples_per_sec"]
+        elif kind == "epoch":
+            self._epochs.append(epoch_record(event["record"]))
+            self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
+        elif kind == "end":
+            self._end = event
+
+    def _status_now(self, alive: bool) -> tuple[str, str | None]:
+        """The status and error, from the last event and whether the process still lives."""
+        if self._end is not None and (not alive or self._end["status"] != "failed"):
+            return self._end["status"], self._end.get("error")
+        if self._status in ("queued", "cancelled", "new") or alive:
+            return self._status, None
+        return "failed", self._killed_message()
+
+    def _killed_message(self) -> str:
+        epoch, step = self._last_batch
+        return (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch {step}; "
+                "its curves up to then are kept")
+
+    def _observe(self) -> tuple[str, str | None, float]:
+        """(status, error, seconds since queued) after reading the new events; called under the lock."""
+        self._read()
+        # the process and the status are read together: launch() sets both under this lock
+        alive = self._proc is not None and self._proc.poll() is None
+        status, error = self._status_now(alive)
+        if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
+            self._ended = time.monotonic()
+        end = self._ended or time.monotonic()
+        return status, error, end - self._queued if self._queued else 0.0
+
+    def snapshot(self) -> JobSnapshot:
+        """What the folder says now, and whether the process lives."""
+        self.alive()  # ends a run that outlived Stop's grace period
+        # asked before taking this job's lock: the scheduler's thread holds its own lock while it asks jobs
+        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        with self._lock:
+            status, error, elapsed = self._observe()
+            info = self._info
+            # written (atomically) before the end event; a resumed run's earlier checkpoint does not count
+            saved = self._end is not None and (self.folder / METRICS_FILE).is_file()
+            if self._end is not None and self._end.get("history") and not self._epochs:
+                self._epochs = History.from_dict(self._end["history"]).epochs
+            last_epoch = self._epochs[-1].epoch if self._epochs else 0
+            resumable = (status in ("failed", "stopped") and (self.folder / STATE_FILE).is_file()
+                         and last_epoch < self.config.total_epochs)
+            return JobSnapshot(self.id, run_label(self.config), self.config, status, list(self._epochs),
+                               list(self._batches), self._examples_per_sec, list(info.get("devices", [])),
+                               info.get("weights", ""), list(info.get("classes", [])), info.get("train_size", 0),
+                               info.get("test_size", 0), info.get("steps_per_epoch", 0), elapsed, error, None,
+                               str(self.folder) if saved else None, None, info.get("heldout", "test"), note,
+                               resumable, info.get("batchnorm", ""))
+
+    def to_run(self) -> Run:
+        """The ended run as a Run of the tab, its model loaded from the folder when first used."""
+        return load_saved_run(self.folder)
+
+    def release_model(self) -> None:
+        """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
+
+
+@dataclass
+class FinderSnapshot:
+    """A learning-rate finder's state at one moment, for the page to draw."""
+
+    id: str
+    config: TrainConfig
+    settings: FinderSettings
+    status: str  # queued, starting, running, finished, stopped, failed or cancelled
+    steps: list[LrStep]  # the steps taken so far
+    elapsed: float
+    error: str | None = None
+    finding: LrFinding | None = None  # once it has ended with a curve
+    queue_note: str | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once the finder has ended, whatever the outcome."""
+        return self.status in ("finished", "stopped", "failed", "cancelled")
+
+    @property
+    def progress(self) -> float:
+        """Share of the planned steps taken (1 once ended)."""
+        return 1.0 if self.done else len(self.steps) / self.settings.steps
+
+    def status_line(self) -> str:
+        """Status, step and lr reached, in one line."""
+        if self.status == "queued":
+            return self.queue_note or "queued"
+        if self.status == "cancelled":
+            return "cancelled before it started"
+        if not self.steps:
+            return f"{self.status}: loading data and model; {self.elapsed:.0f} s" if not self.done else \
+                f"{self.status} before its first step"
+        last = self.steps[-1]
+        return (f"{self.status}: step {last.step}/{last.steps}, lr {last.lr:.1e}, loss {last.loss:.3f} per photo; "
+                f"{self.elapsed:.0f} s")
+
+
+class FinderJob(ProcessJob):
+    """The learning-rate finder on a run's recipe, in a child process queued like a training run."""
+
+    def __init__(self, config: TrainConfig, folder_root: str | Path, settings: FinderSettings | None = None):
+        super().__init__(config, folder_root)
+        self.max_procs = 1  # a range test is one process on one device, even where training would take several
+        self.settings = settings or FinderSettings()
+        self._steps: list[LrStep] = []
+        self._finding: LrFinding | None = None
+
+    def start(self, scheduler: Scheduler | None = None) -> FinderJob:
+        """Check the recipe and the settings, then queue it like a run."""
+        check_request(self.config, self.settings)
+        super().start(scheduler)
+        return self
+
+    def _write_request(self) -> None:
+        write_request(self.folder, self.config, task="lr_find", options=asdict(self.settings))
+
+    def _take(self, event: dict) -> None:
+        if event.get("type") == "lr":
+            self._steps.append(LrStep(**{k: v for k, v in event.items() if k != "type"}))
+            self._last_batch = (1, event["step"])
+            if self._status in ("starting", "queued", "new"):
+                self._status = "running"
+        else:
+            super()._take(event)
+
+    def _killed_message(self) -> str:
+        return (f"the learning-rate finder was killed by the system (probably out of memory) at step "
+                f"{self._last_batch[1]}; start it again with a smaller batch or image size")
+
+    def snapshot(self) -> FinderSnapshot:  # type: ignore[override]
+        """What the folder says now: the steps so far, and the curve with its suggestion once it has ended."""
+        self.alive()
+        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        with self._lock:
+            status, error, elapsed = self._observe()
+            if status in ("finished", "stopped") and self._finding is None and (self.folder / FINDING_FILE).is_file():
+                self._finding = LrFinding.from_dict(json.loads((self.folder / FINDING_FILE).read_text()))
+            return FinderSnapshot(self.id, self.config, self.settings, status, list(self._steps), elapsed, error,
+                                  self._finding, note)
+
+    def to_run(self) -> Run:
+        """A finder trains no model to keep."""
+        raise TypeError("a learning-rate finder has no run to keep")
+
+
+def list_interrupted(runs_dir: str | Path) -> list[Path]:
+    """Run folders that ended (or died) before their last epoch with a state to resume from, oldest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = []
+    for folder in sorted(runs_dir.iterdir()):
+        if folder.name.startswith(".") or not all((folder / name).is_file() for name in (STATE_FILE, REQUEST_FILE)):
+            continue
+        events, _ = read_events(folder)
+        ends = [e for e in events if e.get("type") == "end"]
+        if not ends or ends[-1]["status"] != "finished":
+            found.append(folder)
+    return found
+

@@ -1,0 +1,163 @@
+"""The scheduler: one per server, it admits runs to child processes by capacity and memory, first in, first out.
+
+By default one run trains at a time on a CPU machine and one per GPU on a GPU machine ($FTCORE_MAX_RUNS
+changes that). A run also waits until the memory it is estimated to need (ftcore.memory) is free; a run that
+could never fit on this machine is refused when it is submitted, with a sentence naming what to lower. Each
+admitted run gets an equal share of the cores (its PyTorch threads), so concurrent runs do not oversubscribe
+them, and, on a GPU machine, GPUs of its own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+
+import torch
+
+from . import memory
+from .errors import FtcoreError
+from .runner import PROCS_ENV, ProcessJob, ordinal
+from .training import TrainConfig
+from .worker import THREADS_ENV
+
+SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per GPU, else one)
+POLL_SECONDS = 0.25  # how often the scheduler looks for ended runs and admits the next
+NEVER_FITS_SHARE = 0.9  # a run whose estimate exceeds this share of the machine's memory is refused outright
+
+
+def default_slots() -> int:
+    """$FTCORE_MAX_RUNS, else one per GPU, else one."""
+    value = os.environ.get(SLOTS_ENV, "").strip()
+    if value:
+        try:
+            slots = int(value)
+        except ValueError:
+            raise FtcoreError(f"{SLOTS_ENV} must be a whole number of runs (got {value!r}); unset it or set e.g. 2") \
+                from None
+        if slots < 1:
+            raise FtcoreError(f"{SLOTS_ENV} must be at least 1 (got {slots})")
+        return slots
+    return max(1, torch.cuda.device_count())
+
+
+class Scheduler:
+    """Queues ProcessJobs and launches them as capacity and memory allow; a daemon thread does the admitting."""
+
+    def __init__(self, slots: int | None = None, check_memory: bool = True):
+        self.slots = slots or default_slots()
+        self.check_memory = check_memory
+        self.gpus = torch.cuda.device_count()
+        self._queue: list[ProcessJob] = []
+        self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
+        self._lock = threading.Condition()
+        self._thread: threading.Thread | None = None
+        atexit.register(self.shutdown)
+
+    # ---- what the server calls
+
+    def check_fits(self, config: TrainConfig) -> int:
+        """The run's estimated memory in bytes; FtcoreError naming what to lower when it could never fit here."""
+        if not self.check_memory:
+            return 0
+        need, total = memory.estimate_run_bytes(config), memory.total_bytes()
+        if need > NEVER_FITS_SHARE * total:
+            raise FtcoreError(memory.too_big_message(config, need, total))
+        return need
+
+    def submit(self, job: ProcessJob) -> None:
+        """Queue `job`; refuse it at once when it could never fit in this machine's memory."""
+        procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto" and self.gpus > 1
+                                                      else 1)
+        job.procs = min(procs, job.max_procs)
+        job.estimate = self.check_fits(job.config)
+        with self._lock:
+            self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="ftcore-scheduler", daemon=True)
+                self._thread.start()
+            self._lock.notify_all()
+
+    def cancel(self, job: ProcessJob) -> bool:
+        """Drop a queued job (True), or do nothing for one already admitted (False)."""
+        with self._lock:
+            if job not in self._queue:
+                return False
+            self._queue.remove(job)
+            job.cancel()
+            self._lock.notify_all()
+            return True
+
+    def position(self, job: ProcessJob) -> int | None:
+        """1 for the next run to start, 2 for the one after it...; None when not queued."""
+        with self._lock:
+            return self._queue.index(job) + 1 if job in self._queue else None
+
+    def queue_note(self, job: ProcessJob) -> str:
+        """The queued job's place and what it waits for, in one line."""
+        with self._lock:
+            if job not in self._queue:
+                return "starting"
+            place = self._queue.index(job) + 1
+            running = len(self._running)
+        if place > 1:
+            return f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have started"
+        if running >= self.slots:
+            return (f"queued: next in line; starts when one of the {running} run(s) training now ends "
+                    f"({self.slots} at a time on this server, ${SLOTS_ENV})")
+        need, free = job.estimate, self._free_bytes()
+        return (f"queued: next in line; starts when {need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} "
+                "GB is now)")
+
+    def running(self) -> list[ProcessJob]:
+        """The jobs admitted and not yet seen to end."""
+        with self._lock:
+            return [job for job, _ in self._running.values()]
+
+    def shutdown(self) -> None:
+        """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
+        their last epoch's state to resume from)."""
+        with self._lock:
+            for job in self._queue:
+                job.cancel()
+            self._queue.clear()
+            running = [job for job, _ in self._running.values()]
+        for job in running:
+            job.terminate()
+
+    # ---- the admitting thread
+
+    def _free_bytes(self) -> int:
+        """Memory available now, less what the runs that are still growing will take."""
+        reserved = sum(max(0, job.estimate - job.rss_bytes()) for job, _ in self._running.values())
+        return memory.available_bytes() - reserved
+
+    def _free_gpus(self) -> list[int]:
+        used = {gpu for _, gpus in self._running.values() for gpu in gpus}
+        return [gpu for gpu in range(self.gpus) if gpu not in used]
+
+    def _admit(self, job: ProcessJob) -> bool:
+        """Launch `job` if a slot (and its GPUs, and its memory) is free now."""
+        if len(self._running) >= self.slots:
+            return False
+        gpus = self._free_gpus()[:max(1, job.procs)] if self.gpus else []
+        if self.gpus and len(gpus) < max(1, job.procs):
+            return False
+        if self.check_memory and job.estimate > self._free_bytes():
+            return False
+        env = {THREADS_ENV: str(max(1, (os.cpu_count() or 1) // self.slots))}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        job.launch(env)
+        self._running[job.id] = (job, gpus)
+        return True
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                for job_id, (job, _) in list(self._running.items()):
+                    if not job.alive():
+                        del self._running[job_id]
+                while self._queue and self._admit(self._queue[0]):
+                    self._queue.pop(0)
+                self._lock.wait(POLL_SECONDS)

@@ -1,0 +1,736 @@
+"""Training: the book's recipe as one config, explicit parameter groups, and a loop that reports through callbacks.
+
+Reads top to bottom like d2l's `train_fine_tuning` + `train_ch13`: data, model, optimiser, then epochs of
+`train_one_epoch` and `evaluate`. The loop never draws and never prints; it calls `callback(event)` and
+checks a `threading.Event` between batches so a UI (or Ctrl-C) can stop it and keep what was learned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import distributed, resume
+from .data import EvalPreset
+from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, synchronize
+from .errors import FtcoreError
+from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
+from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
+from .run_data import RunData, make_run_data
+from .splits import check_val_fraction
+
+MODES = ("finetune", "scratch")
+LOSS_REDUCTIONS = ("sum", "mean")
+
+# What the book printed (ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, two GPUs).
+BOOK_RESULTS = {
+    "finetune": {"train_loss": 0.220, "train_acc": 0.915, "test_acc": 0.939, "examples_per_sec": 999.1},
+    "scratch": {"train_loss": 0.374, "train_acc": 0.839, "test_acc": 0.843, "examples_per_sec": 1623.8},
+}
+BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
+
+# Folding BatchNorm into the convolutions for evaluation costs a fixed fraction of a second and speeds up every
+# image after it; below this many images it costs more than it saves.
+FUSE_MIN_IMAGES = 256
+
+
+def knob(default: object, text: str) -> Any:
+    """A TrainConfig field: its default (MISSING: none) and the sentence the CLI's --help shows for it."""
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run. `recipe()` fills in the book's defaults for a mode and architecture."""
+
+    data: str = knob(MISSING, "dataset folder in any layout (splits.LAYOUTS): the book's train/ + test/, train/ + val/ "
+                     "[+ test/], train/ alone, or a folder of class folders")
+    val_fraction: float | None = knob(None, "share of each class held out of train for validation (default: 0.2 "
+                                      "where the data has no test/ or val/, none for train/ + test/, where giving "
+                                      "one makes every per-epoch figure use val and test count once)")
+    split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
+    mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
+    arch: str = knob("resnet18", "architecture, one of models.ARCHITECTURES")
+    lr: float = knob(5e-5, "learning rate of every layer but the new output layer (default: per architecture and "
+                     "mode; the book: 5e-5 fine-tune, 5e-4 scratch)")
+    param_groups: bool = knob(True, "output layer at head_lr_mult x lr (book: on for fine-tune, off for scratch)")
+    head_lr_mult: float = knob(10.0, "the book's 10x for the freshly initialised output layer")
+    epochs: int = knob(5, "epochs of every trainable layer (book: 5)")
+    head_epochs: int = knob(0, "before those, epochs of the new output layer alone on features of the frozen "
+                            "copied layers, computed once per photo (book: 0; the quick and best presets use them; "
+                            "fine-tune only)")
+    head_views: int = knob(0, "for those epochs, also this many augmented views of each training photo through the "
+                           "frozen layers (best preset: 2; fine-tune only)")
+    head_lr_decay: bool = knob(False, "output-layer epochs lower the lr linearly to 0 (steadier last epochs)")
+    batch_size: int = knob(128, "images per SGD step (book: 128)")
+    loss_reduction: str = knob("sum", "backprop the sum of per-example losses (book) or their mean (good lrs are "
+                               "then about batch-size times larger)")
+    weight_decay: float = knob(1e-3, "SGD weight decay on every parameter; SGD has no momentum (book: 0.001)")
+    image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it (book: 224)")
+    limit: int | None = knob(None, "keep at most this many images per class and split (quick runs)")
+    device: str = knob("auto", "auto (all CUDA GPUs, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    precision: str = knob("auto", "auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, "
+                          "recent GPUs) and the architecture keeps its accuracy in it, else fp32 (book: fp32)")
+    decode_once: bool = knob(True, "decode each photo once per run and augment in memory (the book decodes every "
+                             "epoch); falls back to streaming from disk when the photos would not fit")
+    micro_batch: int = knob(0, "images per forward/backward within a step: the same summed gradient, but it "
+                            "changes BatchNorm's batch to these images (0 = auto: the whole batch, the book's "
+                            "BatchNorm, wherever its memory fits, else the largest micro-batch that fits)")
+    num_workers: int = knob(0, "DataLoader worker processes (0 = load in the training thread)")
+    seed: int = knob(0, "seeds model init, shuffling and augmentation: same seed, same run on a CPU")
+    weights: str | None = knob(None, "ImageNet weights file (default: $FTCORE_WEIGHTS, torchvision's cache, the "
+                               "shared folder, then the download)")
+    freeze_body: bool = knob(False, "book exercise: freeze the copied layers (requires_grad=False) and train only "
+                             "the new output layer (fine-tune only)")
+    head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
+                          "output rows named like the classes (fine-tune only)")
+
+    def validate(self) -> None:
+        """Raise FtcoreError naming the first field a user set to something unusable."""
+        get_arch(self.arch)
+        checks = [
+            (self.mode in MODES, f"mode must be finetune or scratch (got {self.mode!r})"),
+            (self.loss_reduction in LOSS_REDUCTIONS,
+             f"loss reduction must be sum or mean (got {self.loss_reduction!r})"),
+            (self.head_init in HEAD_INITS, f"head init must be xavier or imagenet (got {self.head_init!r})"),
+            (not (self.head_init == "imagenet" and self.mode != "finetune"),
+             "the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch"),
+            (not (self.head_epochs and self.mode != "finetune"),
+             "output-layer epochs train on features of the copied layers; use them with fine-tuning, not scratch"),
+            (not (self.freeze_body and self.mode != "finetune"),
+             "freezing the copied layers needs copied layers; use it with fine-tuning, not scratch"),
+            (self.precision in PRECISIONS, f"precision must be auto, fp32 or bf16 (got {self.precision!r})"),
+            (self.lr > 0, f"learning rate must be positive (got {self.lr})"),
+            (self.head_lr_mult > 0, f"output-layer lr multiplier must be positive (got {self.head_lr_mult})"),
+            (self.weight_decay >= 0, f"weight decay must be 0 or more (got {self.weight_decay})"),
+            (self.epochs >= 0 and self.head_epochs >= 0,
+             f"epochs must be 0 or more (got {self.epochs} and {self.head_epochs} output-layer epochs)"),
+            (self.epochs + self.head_epochs >= 1,
+             f"epochs must add up to at least 1 (got {self.epochs} full and {self.head_epochs} output-layer)"),
+            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
+            (self.head_views >= 0, f"augmented views must be 0 or more (got {self.head_views})"),
+            (self.micro_batch >= 0, f"micro-batch must be 0 (auto) or more (got {self.micro_batch})"),
+            (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
+            (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
+            (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FtcoreError(message)
+        check_val_fraction(self.val_fraction)
+
+    @staticmethod
+    def help(name: str) -> str:
+        """The help sentence of field `name`."""
+        return TrainConfig.__dataclass_fields__[name].metadata["help"]
+
+    @staticmethod
+    def default(name: str) -> Any:
+        """The default of field `name`."""
+        return TrainConfig.__dataclass_fields__[name].default
+
+    @property
+    def total_epochs(self) -> int:
+        """Output-layer epochs plus full epochs: the length of the run's x axis."""
+        return self.head_epochs + self.epochs
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON- and weights_only-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Rebuild a config, ignoring keys this version does not know."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+# Named starting points on top of the book's recipe; each sets only the fields it names. Their time to
+# accuracy against the book's loop is in docs/benchmarks.md, "Speed".
+PRESETS: dict[str, dict] = {
+    "book": {},
+    "quick": {"head_epochs": 20, "epochs": 0},
+    "best": {"head_epochs": 20, "epochs": 0, "head_views": 2, "head_lr_decay": True},
+}
+PRESET_DESCRIPTIONS = {
+    "book": "the book's recipe: 5 epochs of every layer, copied layers at lr, output layer at 10x",
+    "quick": "frozen copied layers run once per photo, then 20 epochs of the output layer alone (fine-tune only)",
+    "best": "like quick, plus 2 augmented views of every training photo through the frozen layers, and the "
+            "output layer's lr decayed to 0 (fine-tune only)",
+}
+
+
+def recipe(mode: str = "finetune", arch: str = "resnet18", preset: str = "book", **overrides) -> TrainConfig:
+    """The book's recipe for `mode` (its lr, the arch's own off ResNet-18, and param groups), then `preset`'s
+    fields, then `overrides` (None values ignored)."""
+    spec = get_arch(arch)
+    if mode not in MODES:
+        raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
+    if preset not in PRESETS:
+        raise FtcoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    defaults = {"lr": spec.finetune_lr if mode == "finetune" else spec.scratch_lr,
+                "param_groups": mode == "finetune", **PRESETS[preset]}
+    defaults.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(mode=mode, arch=arch, **defaults)
+
+
+# --------------------------------------------------------------------------------------------------
+# The optimiser and the loss, as the book builds them.
+
+
+def make_param_groups(model: nn.Module, arch: str, lr: float, head_lr_mult: float, enabled: bool,
+                      freeze_body: bool = False) -> list[dict]:
+    """SGD groups: the output layer at head_lr_mult * lr and everything else at lr, or one group at lr.
+
+    With freeze_body the copied layers get requires_grad=False and only the output layer's group is
+    returned (at head_lr_mult * lr when groups are enabled, else at lr)."""
+    head = get_arch(arch).head + "."
+    body = [p for n, p in model.named_parameters() if not n.startswith(head)]
+    output = [p for n, p in model.named_parameters() if n.startswith(head)]
+    if freeze_body:
+        for p in body:
+            p.requires_grad_(False)
+        return [{"name": "output layer", "params": output, "lr": lr * head_lr_mult if enabled else lr}]
+    if not enabled:
+        return [{"name": "all layers", "params": list(model.parameters()), "lr": lr}]
+    return [{"name": "copied layers", "params": body, "lr": lr},
+            {"name": "output layer", "params": output, "lr": lr * head_lr_mult}]
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """Plain SGD (no momentum) with the book's weight decay over the parameter groups."""
+    groups = make_param_groups(model, config.arch, config.lr, config.head_lr_mult, config.param_groups,
+                               config.freeze_body)
+    return torch.optim.SGD(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+# The book's loss: one value per example; the objective is their sum (or, optionally, their mean).
+loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+
+def chunk_sizes(n: int, micro_batch: int) -> list[int]:
+    """Split n images into micro-batches, folding a lone last image into the one before it
+    (BatchNorm cannot normalise one image whose feature maps have shrunk to 1x1)."""
+    sizes = [micro_batch] * (n // micro_batch) + ([n % micro_batch] if n % micro_batch else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
+def scale_batchnorm_momentum(model: nn.Module, updates_per_step: int) -> None:
+    """With k micro-batches per step BatchNorm updates its running statistics k times per step; scale its
+    momentum so they still average over as many images as one update per step (0.1 -> 1 - 0.9 ** (1 / k))."""
+    if updates_per_step <= 1:
+        return
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.momentum is not None:
+            module.momentum = 1 - (1 - module.momentum) ** (1 / updates_per_step)
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
+               reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32",
+               grad_scale: float = 1.0) -> tuple[float, int]:
+    """One optimiser step on a batch; returns (summed loss, correct predictions).
+
+    The batch may be split into micro-batches whose gradients add up: the gradient of the summed (or
+    mean) loss over the whole batch is the same, only BatchNorm sees fewer images at a time. grad_scale
+    multiplies the loss (DDP averages gradients over ranks; world_size undoes that for a summed loss).
+    """
+    net.train()
+    optimizer.zero_grad(set_to_none=True)
+    divisor = (len(y) if reduction == "mean" else 1) / grad_scale
+    loss_sum = torch.zeros((), device=y.device)
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    sizes = chunk_sizes(len(y), micro_batch or len(y))
+    for Xc, yc in zip(X.split(sizes), y.split(sizes), strict=True):
+        with autocast(y.device, precision):
+            logits = net(Xc)
+        losses = loss_fn(logits.float(), yc)
+        (losses.sum() / divisor).backward()
+        loss_sum += losses.detach().sum()
+        correct += (logits.argmax(dim=1) == yc).sum()
+    optimizer.step()
+    return loss_sum.item(), int(correct.item())
+
+
+def to_device(X: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move an image batch to `device`, channels-last where that is faster (CPU and CUDA convolutions)."""
+    fmt = torch.channels_last if device.type in ("cpu", "cuda") and X.dim() == 4 else torch.contiguous_format
+    return X.to(device, memory_format=fmt, non_blocking=True)
+
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, precision: str = "fp32",
+             micro_batch: int = 0, stop: threading.Event | None = None, fuse: bool = True) -> float | None:
+    """Accuracy on `loader` in eval mode (BatchNorm folded into the convolutions, except under DataParallel, which
+    keeps splitting batches over the GPUs); None when `stop` is set before it finishes."""
+    if isinstance(net, nn.parallel.DistributedDataParallel):
+        net = net.module
+    net = fused_for_inference(net) if fuse and not isinstance(net, nn.DataParallel) else net.eval()
+    correct = seen = 0
+    for X, y in loader:
+        if stop is not None and stop.is_set():
+            return None
+        X, y = to_device(X, device), y.to(device)
+        for Xc, yc in zip(X.split(micro_batch or len(y)), y.split(micro_batch or len(y)), strict=True):
+            with autocast(device, precision):
+                correct += int((net(Xc).argmax(dim=1) == yc).sum())
+        seen += len(y)
+    correct, seen = distributed.all_reduce_sum([correct, seen], device)  # a no-op in one process
+    return correct / max(seen, 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# What the loop reports and returns.
+
+
+@dataclass
+class EpochRecord:
+    """Metrics of one epoch, as the book prints them."""
+
+    epoch: float  # epochs completed; fractional when a run stopped mid-epoch
+    train_loss: float  # mean per-example loss over the augmented batches seen this epoch
+    train_acc: float  # accuracy on those same augmented batches
+    test_acc: float | None  # on the test split, for runs without a val split (the book); None when stopped first
+    examples: int  # training images seen this epoch
+    seconds: float  # training compute this epoch (batches on the device, not data loading or evaluation)
+    wall_seconds: float = 0.0  # the whole training pass, data loading and augmentation included
+    eval_seconds: float = 0.0  # evaluating the held-out split (val, else test) after the epoch
+    stage: str = "full"  # "full": every trainable layer; "head": the output layer alone on cached features
+    val_acc: float | None = None  # on the val split, where the data has one (then test_acc stays None)
+
+    @property
+    def heldout_acc(self) -> float | None:
+        """The epoch's accuracy on the split every choice uses: val where there is one, else test."""
+        return self.val_acc if self.val_acc is not None else self.test_acc
+
+
+@dataclass
+class BatchRecord:
+    """Metrics of one optimiser step."""
+
+    epoch: float  # progress in epochs, e.g. 1.25 after a quarter of the second epoch
+    loss: float  # mean per-example loss of this batch
+    acc: float  # accuracy on this batch
+
+
+@dataclass
+class History:
+    """Everything a run measured; plain data, stored in checkpoints and metrics.json."""
+
+    devices: list[str] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    batches: list[BatchRecord] = field(default_factory=list)
+    examples_per_sec: float = 0.0  # training images per second of training compute, as the book reports
+    stopped: bool = False  # True when stopped before the last epoch finished
+    precision: str = "fp32"  # the arithmetic of the training steps ("auto" resolved; evaluation may use bf16)
+    decode_seconds: float = 0.0  # decoding the photos once (decode_once), before the first epoch
+    feature_seconds: float = 0.0  # running the frozen copied layers once over every photo (head epochs)
+    heldout: str = "test"  # the split of the per-epoch accuracy: "val" where the data has one, else "test"
+    test_acc: float | None = None  # with a val split: the test split, evaluated once at the end (None: no test)
+    split: dict = field(default_factory=dict)  # DatasetSplits.record(): layout, held-out share, seed, photos
+
+    def final(self) -> EpochRecord | None:
+        """The last epoch record (what the book's closing line prints), if any."""
+        return self.epochs[-1] if self.epochs else None
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON- and weights_only-safe)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        """Rebuild a history written by `to_dict`."""
+        return cls(devices=list(d.get("devices", [])),
+                   epochs=[EpochRecord(**e) for e in d.get("epochs", [])],
+                   batches=[BatchRecord(**b) for b in d.get("batches", [])],
+                   examples_per_sec=float(d.get("examples_per_sec", 0.0)),
+                   stopped=bool(d.get("stopped", False)), precision=str(d.get("precision", "fp32")),
+                   decode_seconds=float(d.get("decode_seconds", 0.0)),
+                   feature_seconds=float(d.get("feature_seconds", 0.0)), heldout=str(d.get("heldout", "test")),
+                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}))
+
+    def accuracy_text(self) -> str:
+        """"test acc 0.939" as the book, or "val acc 0.912, test acc 0.905" where the run chose on val (the test
+        split measured once, at the end); "" before any epoch was measured."""
+        last = self.final()
+        if last is None or last.heldout_acc is None:
+            return ""
+        text = f"{self.heldout} acc {last.heldout_acc:.3f}"
+        if self.heldout == "val" and self.test_acc is not None:
+            text += f", test acc {self.test_acc:.3f}"
+        return text
+
+    def final_heldout(self) -> float | None:
+        """The last epoch's accuracy on the held-out split (val where there is one, else test)."""
+        last = self.final()
+        return last.heldout_acc if last is not None else None
+
+
+@dataclass
+class RunStarted:
+    """Sent once the data and model are ready, before the first batch."""
+
+    classes: list[str]
+    train_size: int
+    test_size: int
+    steps_per_epoch: int
+    devices: list[str]
+    weights: str  # WeightsSource.describe()
+    heldout: str = "test"  # the split test_size counts and every epoch is measured on: val or test
+    sizes: dict[str, int] = field(default_factory=dict)  # split -> photos, for every split of the run
+    batchnorm: str = ""  # batchnorm_note: why BatchNorm sees fewer photos than the whole batch, if it does
+
+
+@dataclass
+class BatchEnded:
+    """Sent after every optimiser step."""
+
+    epoch: int  # 1-based
+    step: int  # 1-based, within the epoch
+    steps: int  # steps per epoch
+    record: BatchRecord
+    examples_per_sec: float  # over the run so far
+
+
+@dataclass
+class EpochEnded:
+    """Sent after each epoch's evaluation (or when a stop cut the epoch short)."""
+
+    record: EpochRecord
+    history: History
+
+
+Event = RunStarted | BatchEnded | EpochEnded
+
+
+class TrainingDiverged(FtcoreError):
+    """The loss became NaN or infinite; `history` holds everything measured before that batch."""
+
+    def __init__(self, epoch: int, step: int, loss: float, history: History | None = None):
+        super().__init__(f"training diverged at epoch {epoch}, batch {step} (loss {loss}); "
+                         "lower the learning rate and start again")
+        self.epoch, self.step, self.loss = epoch, step, loss
+        self.history = history or History()
+
+
+@dataclass
+class TrainResult:
+    """A trained model and everything needed to use and explain it."""
+
+    model: nn.Module  # the target model (never the DataParallel wrapper), in eval mode
+    config: TrainConfig
+    classes: list[str]
+    history: History
+    weights: WeightsSource
+    eval_transform: EvalPreset
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def record_heldout(record: EpochRecord, split: str, accuracy: float | None) -> None:
+    """Store an epoch's held-out accuracy under its split's name: val_acc, or test_acc as the book."""
+    if split == "val":
+        record.val_acc = accuracy
+    else:
+        record.test_acc = accuracy
+
+
+def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:
+    """Images per forward/backward: the config's; else the whole batch, the book's BatchNorm, wherever it fits,
+    and on a CPU whose memory cannot hold the whole batch's activations the largest micro-batch that fits
+    (memory.fitting_micro_batch; `batchnorm_note` says so)."""
+    if config.micro_batch:
+        return min(config.micro_batch, config.batch_size)
+    if device.type != "cpu":
+        return config.batch_size
+    from .memory import fitting_micro_batch  # memory estimates runs of this module's configs
+
+    return fitting_micro_batch(config, precision)
+
+
+def batchnorm_note(config: TrainConfig, micro: int) -> str:
+    """One sentence when BatchNorm sees fewer photos than the book's whole batch, and why; else ""."""
+    if micro >= config.batch_size:
+        return ""
+    if config.micro_batch:
+        return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: micro-batches of {micro} were "
+                "asked for (the book normalises over the whole batch)")
+    from .memory import FITS_SHARE, GB, estimate_from_counts, readable_counts, total_bytes
+
+    whole = estimate_from_counts(dataclasses.replace(config, micro_batch=config.batch_size), readable_counts(config))
+    return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
+            f"{whole / GB:.0f} GB, more than the {FITS_SHARE * total_bytes() / GB:.0f} GB a run may take of this "
+            f"machine's {total_bytes() / GB:.0f}")
+
+
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
+    natively and the architecture keeps its accuracy in it (models.ArchSpec.bf16_training)."""
+    precision = resolve_precision(config.precision, device)
+    return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
+
+
+def make_model(config: TrainConfig, classes: list[str], device: torch.device,
+               updates_per_step: int) -> tuple[nn.Module, WeightsSource]:
+    """The run's network on `device`: ImageNet weights and a new output layer (fine-tune) or random weights
+    (scratch), its BatchNorm momentum scaled for `updates_per_step` micro-batches per optimiser step."""
+    model, weights = build_model(config.arch, len(classes), pretrained=config.mode == "finetune",
+                                 weights_file=config.weights, head_init=config.head_init, classes=classes)
+    model = model.to(device, memory_format=torch.channels_last if device.type != "mps" else torch.preserve_format)
+    scale_batchnorm_momentum(model, updates_per_step)
+    return model, weights
+
+
+def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                    device: torch.device, micro: int, precision: str, epoch: int, stop: threading.Event,
+                    on_batch: Callable[[BatchRecord, int, int, float], None]) -> EpochRecord:
+    """Train over `loader` once (or until `stop`); after each step call on_batch(record, step, seen, seconds)."""
+    steps = len(loader)
+    loss_sum, correct, seen, seconds, step = 0.0, 0, 0, 0.0, 0
+    world = distributed.context().world_size
+    grad_scale = world if config.loss_reduction == "sum" else 1.0
+    wall_start = time.perf_counter()
+    for step, (X, y) in enumerate(loader, start=1):
+        if stop.is_set():
+            step -= 1
+            break
+        start = time.perf_counter()  # the book's timer: device transfer + step, not data loading
+        batch_loss, batch_correct = train_step(net, optimizer, to_device(X, device), y.to(device),
+                                               config.loss_reduction, micro, precision, grad_scale)
+        synchronize(device)
+        seconds += time.perf_counter() - start
+        if not math.isfinite(batch_loss):
+            raise TrainingDiverged(epoch, step, batch_loss)
+        loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
+        on_batch(BatchRecord(epoch - 1 + step / steps, batch_loss / len(y), batch_correct / len(y)),
+                 step, seen, seconds)
+    wall = time.perf_counter() - wall_start
+    if world > 1:  # every rank reports the whole global batch's epoch; speeds add up across ranks
+        loss_sum, correct, seen = distributed.all_reduce_sum([loss_sum, correct, seen], device)
+        seen = int(seen)
+    return EpochRecord(epoch - 1 + step / steps, loss_sum / max(seen, 1), correct / max(seen, 1), None,
+                       seen, seconds, wall)
+
+
+@dataclass
+class RunDevices:
+    """Where a run trains: its own device, every device the run spans, and its torchrun context."""
+
+    device: torch.device
+    devices: list[torch.device]
+    ctx: distributed.DistContext = distributed.SINGLE
+
+
+def run_devices(config: TrainConfig) -> RunDevices:
+    """Under torchrun one device per process (DistributedDataParallel); else the config's devices (several CUDA
+    GPUs: the book's nn.DataParallel)."""
+    if not distributed.launched_by_torchrun():
+        devices = resolve_devices(config.device)
+        return RunDevices(devices[0], devices)
+    ctx, device = distributed.setup(config.device)
+    if config.batch_size % ctx.world_size:
+        raise FtcoreError(f"batch size {config.batch_size} does not split evenly over {ctx.world_size} processes; "
+                          "pick a multiple of the process count")
+    ranks = [torch.device(device.type, r) if device.type == "cuda" else device for r in range(ctx.world_size)]
+    return RunDevices(device, ranks, ctx)
+
+
+def wrap_model(model: nn.Module, where: RunDevices) -> nn.Module:
+    """The network the training steps call: DDP under torchrun, DataParallel over several GPUs, else the model."""
+    if where.ctx.world_size > 1:
+        return nn.parallel.DistributedDataParallel(model, device_ids=[where.device]
+                                                   if where.device.type == "cuda" else None)
+    return nn.DataParallel(model, device_ids=where.devices) if len(where.devices) > 1 else model
+
+
+class Progress:
+    """The run's history as it grows, its speed (the book's examples/sec), and the events fit sends."""
+
+    def __init__(self, config: TrainConfig, history: History, data: RunData, callback: Callable[[Event], None]):
+        self.config, self.history, self.data, self.callback = config, history, data, callback
+        self.head_steps = math.ceil(data.train_size * (1 + config.head_views) / config.batch_size)
+        self.steps = len(data.train) if config.epochs else self.head_steps
+
+    def started(self, weights: WeightsSource, batchnorm: str) -> None:
+        """Data and model are ready: say what the run trains on, where, and from which weights."""
+        data = self.data
+        self.callback(RunStarted(data.splits.classes, data.train_size, data.heldout_size, self.steps,
+                                 self.history.devices, weights.describe(), data.splits.heldout, dict(data.sizes),
+                                 batchnorm))
+
+    def feature_speed(self) -> float:
+        """Photos per second through the frozen layers (forward only), for output-layer epochs."""
+        photos = self.data.train_size * (1 + self.config.head_views) + self.data.heldout_size
+        return photos / self.history.feature_seconds if self.history.feature_seconds else 0.0
+
+    def batch(self, epoch: int, record: BatchRecord, step: int, seen: int, seconds: float) -> None:
+        """One optimiser step ended: record it, and report it with the speed so far."""
+        self.history.batches.append(record)
+        head = epoch <= self.config.head_epochs
+        full = [e for e in self.history.epochs if e.stage == "full"]
+        speed = self.feature_speed() if head else \
+            (seen + sum(e.examples for e in full)) / (seconds + sum(e.seconds for e in full))
+        self.callback(BatchEnded(epoch, step, self.head_steps if head else self.steps, record, speed))
+
+    def epoch(self, record: EpochRecord) -> None:
+        """One epoch ended: record it and the run's speed over its timed full epochs, and report it."""
+        self.history.epochs.append(record)
+        timed = [e for e in self.history.epochs if e.stage == "full"]
+        self.history.examples_per_sec = (sum(e.examples for e in timed) / max(sum(e.seconds for e in timed), 1e-9)
+                                         if timed else self.feature_speed())
+        self.callback(EpochEnded(record, self.history))
+
+
+def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
+        stop: threading.Event | None = None, resume_from: dict | None = None,
+        on_state: Callable[[dict], None] | None = None) -> TrainResult:
+    """Run `config` to the end (or until `stop` is set) and return the model with its history: the book's
+    train_fine_tuning and train_ch13.
+
+    `on_state` receives the run's state (resume.capture) after every epoch of every layer; `resume_from`, such
+    a state, continues the run after the epoch it was captured at."""
+    config.validate()
+    callback, stop = callback or (lambda event: None), stop or threading.Event()
+    torch.manual_seed(config.seed)
+    where = run_devices(config)
+    feature_precision = resolve_precision(config.precision, where.device)  # the frozen layers' cached features
+    train_precision = training_precision(config, where.device)  # every layer's forward and backward
+    micro = micro_batch_size(config, where.device, train_precision)
+
+    # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
+    data = make_run_data(config, where.device, feature_batch_size(where.device), where.ctx)
+    # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch), and the book's SGD.
+    model, weights = make_model(config, data.splits.classes, where.device,
+                                math.ceil(config.batch_size / where.ctx.world_size / micro))
+    optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
+    if resume_from is not None:
+        resume.restore(resume_from, model, optimizer, data.train)
+    history, first_epoch = starting_history(where, train_precision, data, resume_from)
+    net, progress = wrap_model(model, where), Progress(config, history, data, callback)
+    progress.started(weights, batchnorm_note(config, micro) if config.epochs else "")
+
+    def save_state(epoch: int) -> None:
+        if on_state is not None and not stop.is_set() and config.epochs:
+            on_state(resume.capture(config.to_dict(), epoch, model, optimizer, history.to_dict(), data.train))
+
+    try:  # output-layer epochs come first, then epochs of every layer
+        if config.head_epochs and first_epoch <= config.head_epochs:
+            train_output_layer(model, config, data, where.device, feature_precision, history, stop, progress.batch,
+                               progress.epoch)
+            distributed.broadcast_module(output_layer(model, config.arch))  # every rank starts from rank 0's
+            save_state(config.head_epochs)
+        for epoch in range(max(first_epoch, config.head_epochs + 1), config.total_epochs + 1):
+            record = None if stop.is_set() else train_full_epoch(net, data, optimizer, config, where.device, micro,
+                                                                 train_precision, epoch, stop, progress)
+            if record is None:
+                break
+            progress.epoch(record)
+            save_state(epoch)
+    except TrainingDiverged as e:
+        e.history = history  # the curves up to the last finite batch stay plottable
+        raise
+    return finish_run(model, config, data, where.device, train_precision, history, weights, stop)
+
+
+def starting_history(where: RunDevices, precision: str, data: RunData,
+                     resume_from: dict | None) -> tuple[History, int]:
+    """A new run's empty history and first epoch (1), or a resumed run's history and the epoch after its last."""
+    if resume_from is not None:
+        return History.from_dict(resume_from["history"]), resume_from["epoch"] + 1
+    return History(devices=[str(d) for d in where.devices], precision=precision, decode_seconds=data.decode_seconds,
+                   heldout=data.splits.heldout, split=data.splits.record()), 1
+
+
+def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                     device: torch.device, micro: int, precision: str, epoch: int, stop: threading.Event,
+                     progress: Progress) -> EpochRecord | None:
+    """One epoch of every trainable layer, then its held-out accuracy (unless stopped); None when no batch ran."""
+    if isinstance(getattr(data.train, "sampler", None), DistributedSampler):
+        data.train.sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
+    record = train_one_epoch(net, data.train, optimizer, config, device, micro, precision, epoch, stop,
+                             functools.partial(progress.batch, epoch))
+    if record.examples == 0:
+        return None
+    if not stop.is_set():
+        start = time.perf_counter()
+        # in the arithmetic the model trains in (Predict runs it in fp32, as it trained)
+        record_heldout(record, data.splits.heldout, evaluate(net, data.heldout, device, precision, 0, stop,
+                                                             fuse=data.heldout_size >= FUSE_MIN_IMAGES))
+        record.eval_seconds = time.perf_counter() - start
+    return record
+
+
+def finish_run(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,
+               history: History, weights: WeightsSource, stop: threading.Event) -> TrainResult:
+    """Whether the run ended early, its one measurement on test where it chose on val, and the result."""
+    last = history.final()
+    history.stopped = last is None or last.epoch < config.total_epochs or last.heldout_acc is None
+    if data.final_test is not None and not history.stopped:  # chosen on val; the test photos are seen once, here
+        history.test_acc = evaluate(model, data.final_test, device, precision, 0, stop,
+                                    fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
+    model.eval()
+    return TrainResult(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))
+
+
+def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,
+                       history: History, stop: threading.Event, on_batch: Callable, end_epoch: Callable) -> None:
+    """Output-layer epochs: features of the frozen copied layers once per photo (and per augmented view), then
+    the new layer alone on them with the book's optimiser (SGD, weight decay, lr: head_lr_mult * lr with
+    param groups), its lr optionally decayed linearly to 0."""
+    start = time.perf_counter()
+    # The copied layers are frozen here, so BatchNorm can be folded into them once (a copy; the model is kept).
+    frozen = fused_for_inference(model) if data.train_size + data.heldout_size >= FUSE_MIN_IMAGES else model.eval()
+    parts = [extract_features(frozen, config.arch, data.train_plain, device, precision, stop)]
+    for _ in range(config.head_views):
+        parts.append(extract_features(frozen, config.arch, data.train_views, device, precision, stop))
+    test = extract_features(frozen, config.arch, data.heldout, device, precision, stop)
+    history.feature_seconds = time.perf_counter() - start
+    if test is None or any(part is None for part in parts):
+        return
+    features, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    layer = output_layer(model, config.arch)
+    lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
+    optimizer = torch.optim.SGD(layer.parameters(), lr=lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    steps = math.ceil(len(labels) / config.batch_size)
+    total_steps = steps * config.head_epochs
+    for epoch in range(1, config.head_epochs + 1):
+        if stop.is_set():
+            return
+        step = 0
+        t0 = time.perf_counter()
+
+        def report(loss: float, correct: int, n: int, epoch: int = epoch, t0: float = t0) -> None:
+            nonlocal step
+            step += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged(epoch, step, loss)
+            if config.head_lr_decay:  # the lr of the next step, falling linearly to 0 at the last one
+                done = (epoch - 1) * steps + step
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * (1 - done / total_steps)
+            on_batch(epoch, BatchRecord(epoch - 1 + step / steps, loss / n, correct / n), step,
+                     step * config.batch_size, time.perf_counter() - t0)
+
+        loss_sum, correct, seen = train_head_epoch(layer, optimizer, features, labels, config.batch_size,
+                                                   config.loss_reduction, generator, report)
+        seconds = time.perf_counter() - t0
+        record = EpochRecord(float(epoch), loss_sum / max(seen, 1), correct / max(seen, 1), None, seen, seconds,
+                             seconds, stage="head")
+        t1 = time.perf_counter()
+        record_heldout(record, data.splits.heldout, head_accuracy(layer, test[0], test[1]))
+        record.eval_seconds = time.perf_counter() - t1
+        end_epoch(record)

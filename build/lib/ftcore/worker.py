@@ -1,0 +1,131 @@
+"""The child process of one run: `python -m ftcore.worker RUN_FOLDER` (or torchrun ... -m ftcore.worker).
+
+It reads request.json and does its task. A training runs `fit`, saves resume.pt after every epoch and
+checkpoint.pt + metrics.json at the end; the learning-rate finder runs `lr_finder.find_lr` and saves lr_find.json.
+Either appends every event to events.jsonl and writes a last `end` event saying how it ended. It never talks to
+the server otherwise: a crash, an OOM kill or `kill -9` costs this process only, and the folder keeps what it
+wrote. A `stop` file in the folder, or SIGTERM, ends it after the current batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from . import distributed
+from .checkpoints import save_run
+from .errors import FtcoreError, user_message
+from .jobs import is_out_of_memory, out_of_memory_message
+from .lr_finder import FinderSettings, find_lr, write_curve
+from .resume import STATE_FILE, load_state, save_state
+from .runlog import FINDING_FILE, EventLog, read_request, read_task, stop_requested
+from .training import TrainConfig, TrainingDiverged, fit
+
+THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the scheduler sets it so that runs share the cores
+STOP_POLL_SECONDS = 0.2
+# Training is batch work: the server, and the pages it serves, get the cores first. Where the system has it
+# (Linux), the run takes only CPU time nothing else wants (SCHED_IDLE); elsewhere the lowest niceness.
+NICENESS = 19
+
+
+def watch_for_stop(folder: Path, stop: threading.Event) -> None:
+    """Set `stop` once the server asks: SIGUSR1 (at once, within the batch in progress) or a `stop` file (also
+    seen by torchrun's processes and after a server restart), or SIGTERM (the server is shutting down)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(sig, lambda signum, frame: stop.set())
+
+    def poll() -> None:
+        while not stop.is_set():
+            if stop_requested(folder):
+                stop.set()
+            time.sleep(STOP_POLL_SECONDS)
+
+    threading.Thread(target=poll, name="ftcore-stop-watch", daemon=True).start()
+
+
+def run(folder: Path) -> int:
+    """Do the task of the run in `folder` to its end; returns the exit status (0 unless it failed)."""
+    if os.environ.get(THREADS_ENV):
+        torch.set_num_threads(max(1, int(os.environ[THREADS_ENV])))
+    config, resume = read_request(folder)
+    task, options = read_task(folder)
+    log = EventLog(folder)
+    stop = threading.Event()
+    watch_for_stop(folder, stop)
+    devices: list[str] = []
+
+    def on_event(event) -> None:
+        devices[:] = getattr(event, "devices", devices)
+        log(event)
+
+    try:
+        if task == "lr_find":
+            finding = find_lr(config, FinderSettings(**options), log, stop)
+            write_curve(finding, folder / FINDING_FILE)
+            stopped = finding.stopped
+        else:
+            stopped = train(folder, config, resume, on_event, stop)
+        log.end("stopped" if stopped else "finished")
+        return 0
+    except TrainingDiverged as e:
+        log.end("failed", user_message(e), e.history.to_dict())
+    except FtcoreError as e:
+        log.end("failed", user_message(e))
+    except BaseException as e:  # the run must always say how it ended
+        if is_out_of_memory(e):
+            log.end("failed", out_of_memory_message(config, devices))
+        else:  # a bug in ftcore: the traceback goes to worker.log
+            logging.getLogger(__name__).exception("%s in %s failed", task, folder)
+            log.end("failed", f"the run failed unexpectedly ({type(e).__name__}: {e}); {folder / 'worker.log'} "
+                    "has the details")
+    finally:
+        distributed.teardown()
+    return 1
+
+
+def train(folder: Path, config: TrainConfig, resume: bool, on_event: Callable, stop: threading.Event) -> bool:
+    """Train (or continue after resume.pt) and save the run in `folder`; True when it was stopped early."""
+    state = load_state(folder) if resume else None
+    if state is not None:
+        EventLog(folder).write({"type": "resumed", "epoch": state["epoch"]})
+    result = fit(config, on_event, stop, resume_from=state,
+                 on_state=lambda s: save_state(s, folder) if distributed.context().is_main else None)
+    if distributed.context().is_main:
+        save_run(result, folder)
+        if not result.history.stopped:
+            (folder / STATE_FILE).unlink(missing_ok=True)  # nothing left to resume
+    return result.history.stopped
+
+
+def yield_cpu() -> None:
+    """Lower this process, and the threads it starts later (PyTorch's), below every interactive one."""
+    try:
+        os.nice(NICENESS)
+        if hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:  # a sandbox may refuse it; the run still trains, only without yielding
+        logging.getLogger(__name__).warning("could not lower this run's CPU priority")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one argument, the run's folder."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m ftcore.worker RUN_FOLDER", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    yield_cpu()
+    return run(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
