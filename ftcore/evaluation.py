@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from .checkpoints import Checkpoint
 from .data import EvalPreset, check_image_folder, split_photos
-from .explain import head_layer, recorded
 from .jobs import Run
+from .models import activations, spec_for
 from .splits import match_classes, resolve_splits
 from .training import History, TrainConfig, to_device
 
@@ -196,16 +196,17 @@ def evaluate_model(model: nn.Module, classes: list[str], transform: EvalPreset, 
     loader = DataLoader(dataset, batch_size=EVAL_BATCH)
     device = next(model.parameters()).device
     probabilities, features, targets = [], [], []
-    with recorded(head_layer(model, arch), "input") as head_inputs:
-        for X, y in loader:
-            if stop is not None and stop.is_set():
-                break
-            logits = model(to_device(X, device)).float()
-            probabilities.append(torch.softmax(logits, dim=1).cpu())
-            features.append(head_inputs.pop().flatten(1).float().cpu())
-            targets.append(y)
-            if progress is not None:
-                progress(sum(len(t) for t in targets), len(dataset))
+    spec = spec_for(model, arch)
+    view = activations(model, {spec.feature_node: "features", spec.head: "logits"})
+    for X, y in loader:
+        if stop is not None and stop.is_set():
+            break
+        out = view(to_device(X, device))
+        probabilities.append(torch.softmax(out["logits"].float(), dim=1).cpu())
+        features.append(out["features"].flatten(1).float().cpu())
+        targets.append(y)
+        if progress is not None:
+            progress(sum(len(t) for t in targets), len(dataset))
     seen = sum(len(t) for t in targets)
     return Evaluation(list(classes), [path for path, _ in dataset.samples[:seen]],
                       torch.cat(targets).numpy() if targets else np.zeros(0, dtype=np.int64),

@@ -1,15 +1,13 @@
 """Explanations: Grad-CAM heatmaps, the penultimate-layer feature map, and what fine-tuning changed in the weights.
 
-Everything reads a trained model through forward hooks and never changes it: the models the app shares
-between sessions stay as they are (no hooks left behind, no `.grad` written on their parameters).
+Everything reads a trained model through torch.fx views of it and never changes it: the models the app shares
+between sessions stay as they are (no hooks, no `.grad` written on their parameters).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,46 +17,13 @@ from PIL import Image
 from torch import nn
 
 from .data import EvalPreset
-from .models import build_model, get_arch, spec_of_model
+from .models import activations, build_model, spec_for
 from .training import TrainConfig
-
-# Registering and removing hooks is serialised, so two explanations of one shared model never mix.
-_HOOKS = threading.Lock()
-
-
-# --------------------------------------------------------------------------------------------------
-# Hooks that record what one module saw, for the calling thread only (another session may be running the
-# same cached model at the same time; its forward passes must not land in our records).
-
-
-@contextlib.contextmanager
-def recorded(module: nn.Module, what: str = "output") -> Iterator[list[torch.Tensor]]:
-    """While open, append the module's output (or first input) of every forward pass made by this thread."""
-    owner = threading.get_ident()
-    seen: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if threading.get_ident() == owner:
-            seen.append(inputs[0] if what == "input" else output)
-
-    with _HOOKS:
-        handle = module.register_forward_hook(hook)
-    try:
-        yield seen
-    finally:
-        with _HOOKS:
-            handle.remove()
 
 
 def cam_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
     """The last convolutional block (models.ArchSpec.cam_layer); found by layer names without `arch`."""
-    return model.get_submodule((get_arch(arch) if arch is not None else spec_of_model(model)).cam_layer)
-
-
-def head_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
-    """The output layer, whose input is the penultimate-layer feature vector (found by layer names without
-    `arch`)."""
-    return model.get_submodule((get_arch(arch) if arch is not None else spec_of_model(model)).head)
+    return model.get_submodule(spec_for(model, arch).cam_layer)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,12 +36,14 @@ def grad_cam(model: nn.Module, batch: torch.Tensor, class_index: int | None = No
     """Grad-CAM of one preprocessed image (1 x 3 x H x W): an H x W map in [0, 1] and the class it explains
     (the predicted one unless `class_index` is given)."""
     device = next(model.parameters()).device
-    with torch.inference_mode(False), torch.enable_grad(), recorded(cam_layer(model, arch)) as outputs:
+    spec = spec_for(model, arch)
+    view = activations(model, {spec.cam_layer: "maps", spec.head: "logits"})
+    with torch.inference_mode(False), torch.enable_grad():
         # A private leaf that requires grad (cloned outside inference mode, so autograd may use it): the
         # activations then carry a graph even when the copied layers are frozen.
         x = batch.detach().clone().to(device).requires_grad_(True)
-        logits = model(x)
-        activation = outputs[-1]
+        out = view(x)
+        activation, logits = out["maps"], out["logits"]
         if class_index is None:
             class_index = int(logits[0].argmax())
         # autograd.grad, not backward(): no .grad is written on the (possibly shared) model's parameters.

@@ -17,7 +17,7 @@ from torch import nn
 
 from .devices import autocast
 from .distributed import all_reduce_sum
-from .models import output_layer
+from .models import activations, get_arch, output_layer
 
 # Images per forward pass while extracting features: on the 2-core test CPU batches of 16 ran MobileNetV2
 # at 143 img/s in bf16, batches of 128 at 95 (cache pressure); GPUs take large batches.
@@ -37,18 +37,15 @@ def extract_features(model: nn.Module, arch: str, batches: Iterable[tuple[torch.
     """(features, labels): what the output layer receives for every image of `batches`, in order, as float32
     on `device`; None when `stop` is set first."""
     model.eval()
+    view = activations(model, {get_arch(arch).feature_node: "features"})  # the output layer itself never runs
     captured: list[torch.Tensor] = []
-    hook = output_layer(model, arch).register_forward_hook(lambda m, inputs, out: captured.append(inputs[0].float()))
     labels = []
-    try:
-        for X, y in batches:
-            if stop is not None and stop.is_set():
-                return None
-            with autocast(device, precision):
-                model(X.to(device, non_blocking=True))  # streamed batches arrive on the CPU
-            labels.append(y)
-    finally:
-        hook.remove()
+    for X, y in batches:
+        if stop is not None and stop.is_set():
+            return None
+        with autocast(device, precision):
+            captured.append(view(X.to(device, non_blocking=True))["features"].float())  # streamed: from the CPU
+        labels.append(y)
     if not captured:
         return torch.empty(0, output_layer(model, arch).in_features, device=device), torch.empty(0, dtype=torch.long)
     return torch.cat(captured), torch.cat(labels).to(device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 import torch.fx.experimental.optimization
 import torchvision
 from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
 
 from .errors import FtcoreError
 from .paths import shared_dir
@@ -39,6 +41,7 @@ class ArchSpec:
     # speed, so it trains (and is evaluated) in fp32 (docs/benchmarks.md, Speed). The cached features of the
     # quick and best presets use bf16 for every architecture.
     bf16_training: bool = True
+    feature_node: str = "flatten"  # the traced graph's node whose output the output layer receives (fx name)
 
 
 # resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
@@ -80,6 +83,33 @@ def spec_of_model(net: nn.Module) -> ArchSpec:
             return spec
     raise FtcoreError(f"{type(net).__name__} has none of the layers of {', '.join(ARCHITECTURES)}; use a model "
                       "trained here")
+
+
+# --------------------------------------------------------------------------------------------------
+# What a model computes inside, read through torch.fx views of it (create_feature_extractor): they share the
+# model's parameters and never place a hook on it, so sessions that share one cached model cannot mix their
+# activations.
+
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {nodes: its traced view}
+
+
+def activations(model: nn.Module, nodes: dict[str, str]) -> nn.Module:
+    """A view of `model` whose forward returns the outputs of the named graph nodes ({node: key}), traced once
+    per model and set of nodes; in the model's train/eval mode."""
+    views = _VIEWS.setdefault(model, {})
+    key = tuple(sorted(nodes.items()))
+    if key not in views:
+        try:
+            views[key] = create_feature_extractor(model, return_nodes=dict(nodes))
+        except Exception as e:  # torch.fx raises many kinds for models it cannot trace
+            raise FtcoreError(f"{type(model).__name__} cannot be traced to read its {', '.join(nodes)} "
+                              f"({type(e).__name__}); use a model trained here") from None
+    return views[key].train(model.training)
+
+
+def spec_for(model: nn.Module, arch: str | None) -> ArchSpec:
+    """The registry entry of `arch`, else the one whose layers the model has."""
+    return get_arch(arch) if arch is not None else spec_of_model(model)
 
 
 def output_layer(net: nn.Module, arch: str) -> nn.Linear:

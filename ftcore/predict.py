@@ -36,7 +36,7 @@ class Predictor:
     @property
     def inference_model(self) -> nn.Module:
         """What probabilities() runs: a copy with BatchNorm folded into the convolutions (same outputs, faster
-        on CPU), made on first use; `model` itself stays as trained, for hooks such as Grad-CAM's."""
+        on CPU), made on first use; `model` itself stays as trained, for Grad-CAM's view of its activations."""
         if self._inference_model is None:
             self._inference_model = fused_for_inference(self.model)
         return self._inference_model

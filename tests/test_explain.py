@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from PIL import Image
 
 from ftcore import explain
@@ -128,15 +129,21 @@ def test_grad_cam_works_on_every_architecture_and_leaves_the_model_untouched(arc
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_recorded_ignores_forward_passes_of_other_threads():
-    model = torch.nn.Linear(2, 2)
-    with explain.recorded(model) as seen:
-        model(torch.zeros(1, 2))
-        worker = threading.Thread(target=lambda: model(torch.zeros(5, 2)))
-        worker.start()
-        worker.join()
-    assert [t.shape[0] for t in seen] == [1]
-    assert not model._forward_hooks
+def test_activations_are_read_without_hooks_from_a_view_sharing_the_models_weights():
+    from ftcore.models import activations
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    view = activations(model, {"flatten": "features", "fc": "logits"})
+    out = view(x)
+    torch.testing.assert_close(out["logits"], model(x))
+    torch.testing.assert_close(model.fc(out["features"]), out["logits"])  # what the output layer receives
+    assert activations(model, {"fc": "logits", "flatten": "features"}) is view  # traced once per model
+    with torch.no_grad():
+        model.fc.weight.mul_(2)  # the view shares the weights
+    torch.testing.assert_close(view(x)["logits"], model(x))
+    assert not any(m._forward_hooks for m in model.modules())
 
 
 def test_overlay_keeps_the_photo_size_and_colours_hot_regions_red():
