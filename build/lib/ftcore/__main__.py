@@ -1,5 +1,0 @@
-"""`python -m ftcore ...`: the command line."""
-
-from .cli import main
-
-raise SystemExit(main())
