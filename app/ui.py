@@ -30,7 +30,7 @@ from ftcore.evaluation import Evaluation, TrainedModel, evaluate_model
 from ftcore.experiments import Experiment
 from ftcore.images import jpeg_thumbnail, open_image
 from ftcore.jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
-from ftcore.lr_finder import FinderSettings
+from ftcore.lr_finder import FinderSettings, two_digits
 from ftcore.models import locate_weights
 from ftcore.paths import cache_dir, store_bytes
 from ftcore.predict import PhotoResult, Predictor, classify_photos
@@ -553,12 +553,7 @@ def suggested_lrs(mode: str, arch: str) -> list[float]:
         return []
     if (snap.config.mode, snap.config.arch) != (mode, arch):
         return []
-    return [slider_lr(snap.finding.suggestion)]
-
-
-def slider_lr(lr: float) -> float:
-    """A suggestion rounded to two significant digits, as the slider offers it."""
-    return float(f"{lr:.1e}")
+    return [two_digits(snap.finding.suggestion)]
 
 
 def use_finder_range(mode: str, lrs: list[float]) -> None:
@@ -569,7 +564,7 @@ def use_finder_range(mode: str, lrs: list[float]) -> None:
 
 def use_lr(mode: str, arch: str, lr: float) -> None:
     """Move the Train page's slider for `mode` and `arch` to `lr` (a button's on_click, before the slider draws)."""
-    st.session_state[lr_key(mode, arch)] = slider_lr(lr)
+    st.session_state[lr_key(mode, arch)] = two_digits(lr)
 
 
 BATCH_SIZES = [8, 16, 32, 64, 128, 256]

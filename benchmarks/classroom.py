@@ -34,6 +34,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from benchmarks.app_server import app_server
 from ftcore.bench import machine_description
 from ftcore.data import find_data
+from ftcore.jobs import ENDED_STATUSES
 from ftcore.runlog import REQUEST_FILE, read_events
 from ftcore.scheduler import SLOTS_ENV, default_slots
 
@@ -44,8 +45,8 @@ SCRATCH = "From scratch (random weights)"  # ui.MODE_LABELS["scratch"]
 LIMIT_LABEL = "Images per class and split (0 = all)"
 PAGES = {"Home": ("/", "Fine-tuning lab"), "Train": ("/train", "Train")}  # name -> (URL path, its title)
 GOAL_RATIO = 1.3  # page latency during training over idle
-STATUS_WORDS = ("queued", "starting", "running", "finished", "stopped", "failed", "cancelled")
-ENDED_WORDS = ("finished", "stopped", "failed", "cancelled")
+ENDED_WORDS = ENDED_STATUSES
+STATUS_WORDS = ("queued", "starting", "running", *ENDED_WORDS)
 SETTLE_SECONDS = 15.0  # after the last run ends, how long the pages get to show it (3 polls of a queued tab)
 WAIT_MS = 120_000  # generous: a page under load may take long to render
 

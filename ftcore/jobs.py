@@ -134,6 +134,9 @@ def run_label(config: TrainConfig) -> str:
     return f"{mode} {config.arch} lr {config.lr:.0e}{groups}"
 
 
+ENDED_STATUSES = ("finished", "stopped", "failed", "cancelled")  # how a run (or a finder) can end
+
+
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state at one moment; safe to read and draw without the lock."""
@@ -164,7 +167,7 @@ class JobSnapshot:
     @property
     def done(self) -> bool:
         """True once the run has ended, whatever the outcome."""
-        return self.status in ("finished", "stopped", "failed", "cancelled")
+        return self.status in ENDED_STATUSES
 
     @property
     def has_model(self) -> bool:

@@ -37,6 +37,7 @@ from torch import nn
 
 from .devices import resolve_devices
 from .errors import FtcoreError
+from .resume import restore_torch_generators, torch_generators
 from .run_data import make_run_data
 from .training import (
     TrainConfig,
@@ -110,7 +111,6 @@ class LrFinding:
     seconds: float = 0.0
     loss_reduction: str = "sum"
     batch_size: int = 128
-    head_lr_mult: float | None = None  # the output layer's multiple of the lr; None without param groups
     config: dict = field(default_factory=dict)  # the run's TrainConfig
 
     def to_dict(self) -> dict:
@@ -128,7 +128,7 @@ class LrFinding:
         the lr at the minimum (two significant digits); none without a suggestion."""
         if self.suggestion is None or self.minimum_lr is None:
             return []
-        return sorted({float(f"{lr:.1e}") for lr in (self.suggestion / 10, self.suggestion, self.minimum_lr)})
+        return sorted({two_digits(lr) for lr in (self.suggestion / 10, self.suggestion, self.minimum_lr)})
 
     def summary(self) -> str:
         """One line: the suggestion (or why there is none) and how the test went."""
@@ -137,6 +137,11 @@ class LrFinding:
             return f"no suggestion ({ran}): {self.note}"
         return f"suggested lr: {self.suggestion:.2g} ({ran}; lowest loss at lr {self.minimum_lr:.2g})" + \
             (f"; {self.note}" if self.note else "")
+
+
+def two_digits(lr: float) -> float:
+    """A rate rounded to two significant digits, as the finder offers it (1.2e-04)."""
+    return float(f"{lr:.1e}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,20 +199,16 @@ def cycle(batches: Iterable) -> Iterator:
 
 
 def random_states() -> dict:
-    """Every random number generator a training step can draw from."""
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+    """Every global random number generator a training step can draw from: PyTorch's (as resume saves them),
+    Python's and NumPy's."""
+    return {**torch_generators(), "python": random.getstate(), "numpy": np.random.get_state()}
 
 
 def restore_random_states(states: dict) -> None:
     """Put back what random_states() took."""
-    torch.set_rng_state(states["torch"])
+    restore_torch_generators(states)
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    if "cuda" in states:
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device,
@@ -308,7 +309,6 @@ def find_lr(config: TrainConfig, settings: FinderSettings | None = None,
     finally:
         restore_random_states(saved_random)
     finding.batch_size = config.batch_size
-    finding.head_lr_mult = config.head_lr_mult if config.param_groups else None
     finding.config = config.to_dict()
     return finding
 

@@ -79,13 +79,12 @@ def training_precision(config: TrainConfig, precision: str | None = None) -> str
     return chosen(dataclasses.replace(config, precision=precision or config.precision), torch.device("cpu"))
 
 
-def cpu_micro_batch(config: TrainConfig, precision: str | None = None) -> int:
-    """Photos per forward/backward of a CPU run of `config` (training.micro_batch_size)."""
-    import torch
-
-    from .training import micro_batch_size
-
-    return micro_batch_size(config, torch.device("cpu"), training_precision(config, precision))
+def cpu_micro_batch(config: TrainConfig, precision: str | None = None, counts: PhotoCounts | None = None) -> int:
+    """Photos per forward/backward of a CPU run of `config`: the config's, else fitting_micro_batch's (the run's
+    `counts`, when known, spare reading its dataset again)."""
+    if config.micro_batch:
+        return min(config.micro_batch, config.batch_size)
+    return fitting_micro_batch(config, training_precision(config, precision), counts)
 
 
 def estimate_from_counts(config: TrainConfig, counts: PhotoCounts, precision: str | None = None) -> int:
@@ -116,7 +115,7 @@ def estimate_from_counts(config: TrainConfig, counts: PhotoCounts, precision: st
         phases.append(figures["inference_base"] + activations + batch * crop * 4 + features + photos)
     if config.epochs:
         train_precision = training_precision(config, precision)
-        micro = cpu_micro_batch(config, precision)
+        micro = cpu_micro_batch(config, precision, counts)
         per_photo = figures["fp32_photo"] if train_precision == "fp32" else figures["bf16_photo"]
         inputs = config.batch_size * crop * 4 * (1 if decoded else 2)
         photos = estimated_train_bytes([("", 0)] * counts.train, side) if decoded else 0
@@ -153,12 +152,12 @@ def available_bytes() -> int:
     return available if available is not None else os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def fitting_micro_batch(config: TrainConfig, precision: str) -> int:
+def fitting_micro_batch(config: TrainConfig, precision: str, counts: PhotoCounts | None = None) -> int:
     """Photos per forward pass of a CPU run whose config leaves it to ftcore: the whole batch (the book's
     BatchNorm) when its estimate fits FITS_SHARE of this machine's memory, else the largest of 64, 32, 16, 8 that
     fits (8 when none does: the scheduler and the out-of-memory message take it from there)."""
     chosen = dataclasses.replace(config, precision=precision)
-    return largest_fitting_micro_batch(chosen, FITS_SHARE * total_bytes(), readable_counts(config)) \
+    return largest_fitting_micro_batch(chosen, FITS_SHARE * total_bytes(), counts or readable_counts(config)) \
         or min(MICRO_BATCH_CHOICES)
 
 

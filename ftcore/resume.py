@@ -28,6 +28,19 @@ def batches_generator(batches: object) -> torch.Generator | None:
     return getattr(batches, "generator", None)
 
 
+def torch_generators() -> dict:
+    """PyTorch's global generators (the CPU one, and every GPU's), as plain tensors."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_torch_generators(state: dict) -> None:
+    """Put back what torch_generators() took."""
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
 def capture(config_dict: dict, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer, history_dict: dict,
             batches: object) -> dict:
     """The state after `epoch` epochs (output-layer epochs included): copies of plain tensors and dicts, safe to
@@ -35,9 +48,7 @@ def capture(config_dict: dict, epoch: int, model: nn.Module, optimizer: torch.op
     generator = batches_generator(batches)
     return {"format": FORMAT, "version": VERSION, "config": config_dict, "epoch": epoch,
             "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "optimizer": copy.deepcopy(optimizer.state_dict()), "history": history_dict,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "optimizer": copy.deepcopy(optimizer.state_dict()), "history": history_dict, **torch_generators(),
             "batches_rng": generator.get_state() if generator is not None else None}
 
 
@@ -45,9 +56,7 @@ def restore(state: dict, model: nn.Module, optimizer: torch.optim.Optimizer, bat
     """Put a captured state back into a freshly built model, optimiser and training batches."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    restore_torch_generators(state)
     generator = batches_generator(batches)
     if generator is not None and state["batches_rng"] is not None:
         generator.set_state(state["batches_rng"])

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
+from .jobs import ENDED_STATUSES, JobSnapshot, Run, load_saved_run, new_run_id, run_label
 from .lr_finder import FinderSettings, LrFinding, LrStep, check_request
 from .paths import REPO_ROOT
 from .resume import STATE_FILE
@@ -235,16 +235,20 @@ class ProcessJob:
         # the process and the status are read together: launch() sets both under this lock
         alive = self._proc is not None and self._proc.poll() is None
         status, error = self._status_now(alive)
-        if status in ("finished", "stopped", "failed", "cancelled") and not self._ended:
+        if status in ENDED_STATUSES and not self._ended:
             self._ended = time.monotonic()
         end = self._ended or time.monotonic()
         return status, error, end - self._queued if self._queued else 0.0
 
+    def _queue_note(self) -> str | None:
+        """Its place in the queue while queued; ends a run that outlived Stop's grace period. Called before taking
+        this job's lock: the scheduler's thread holds its own lock while it asks jobs."""
+        self.alive()
+        return self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+
     def snapshot(self) -> JobSnapshot:
         """What the folder says now, and whether the process lives."""
-        self.alive()  # ends a run that outlived Stop's grace period
-        # asked before taking this job's lock: the scheduler's thread holds its own lock while it asks jobs
-        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        note = self._queue_note()
         with self._lock:
             status, error, elapsed = self._observe()
             info = self._info
@@ -287,12 +291,19 @@ class FinderSnapshot:
     @property
     def done(self) -> bool:
         """True once the finder has ended, whatever the outcome."""
-        return self.status in ("finished", "stopped", "failed", "cancelled")
+        return self.status in ENDED_STATUSES
 
     @property
     def progress(self) -> float:
         """Share of the planned steps taken (1 once ended)."""
         return 1.0 if self.done else len(self.steps) / self.settings.steps
+
+    def curve(self) -> tuple[list[float], list[float], list[float]]:
+        """(lrs, losses, smoothed) to plot: the finished curve once there is one, else the steps so far with the
+        average each had when it was taken."""
+        if self.finding is not None:
+            return self.finding.lrs, self.finding.losses, self.finding.smoothed
+        return [s.lr for s in self.steps], [s.loss for s in self.steps], [s.smoothed for s in self.steps]
 
     def status_line(self) -> str:
         """Status, step and lr reached, in one line."""
@@ -342,8 +353,7 @@ class FinderJob(ProcessJob):
 
     def snapshot(self) -> FinderSnapshot:  # type: ignore[override]
         """What the folder says now: the steps so far, and the curve with its suggestion once it has ended."""
-        self.alive()
-        note = self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        note = self._queue_note()
         with self._lock:
             status, error, elapsed = self._observe()
             if status in ("finished", "stopped") and self._finding is None and (self.folder / FINDING_FILE).is_file():

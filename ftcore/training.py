@@ -452,13 +452,11 @@ def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) 
     """Images per forward/backward: the config's; else the whole batch, the book's BatchNorm, wherever it fits,
     and on a CPU whose memory cannot hold the whole batch's activations the largest micro-batch that fits
     (memory.fitting_micro_batch; `batchnorm_note` says so)."""
-    if config.micro_batch:
-        return min(config.micro_batch, config.batch_size)
-    if device.type != "cpu":
+    if device.type != "cpu" and not config.micro_batch:
         return config.batch_size
-    from .memory import fitting_micro_batch  # memory estimates runs of this module's configs
+    from .memory import cpu_micro_batch  # memory estimates runs of this module's configs
 
-    return fitting_micro_batch(config, precision)
+    return cpu_micro_batch(config, precision)
 
 
 def batchnorm_note(config: TrainConfig, micro: int) -> str:

@@ -8,7 +8,7 @@ from app import ui
 from ftcore import charts
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
-from ftcore.lr_finder import FinderSettings, recipe_differences
+from ftcore.lr_finder import FinderSettings, recipe_differences, two_digits
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
@@ -197,13 +197,8 @@ def finder_live_ui(config: TrainConfig) -> None:
         ui.current_finder().stop()
     if snap.error:
         st.error(snap.error)
-    run = snap.config
-    finding = snap.finding
-    if finding is not None:
-        lrs, losses, smoothed = finding.lrs, finding.losses, finding.smoothed
-    else:
-        lrs, losses, smoothed = ([s.lr for s in snap.steps], [s.loss for s in snap.steps],
-                                 [s.smoothed for s in snap.steps])
+    run, finding = snap.config, snap.finding
+    lrs, losses, smoothed = snap.curve()
     if lrs:
         current = st.session_state.get(ui.lr_key(run.mode, run.arch))
         st.plotly_chart(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
@@ -227,7 +222,7 @@ def finder_live_ui(config: TrainConfig) -> None:
         st.warning(f"The settings above differ from the ones the finder ran on ({'; '.join(changed)}), and these "
                    "move the right learning rate: press Find a learning rate again for them.")
         return
-    if st.button(f"Use {ui.lr_label(ui.slider_lr(finding.suggestion))}", key="finder-use", type="primary",
+    if st.button(f"Use {ui.lr_label(two_digits(finding.suggestion))}", key="finder-use", type="primary",
                  on_click=ui.use_lr, args=(run.mode, run.arch, finding.suggestion),
                  help=f"Sets the slider for {run.arch} {run.mode}."):
         st.rerun()  # the whole page, so that the slider shows it

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from conftest import open_app
@@ -111,7 +112,7 @@ def test_range_test_leaves_the_model_the_optimiser_and_the_random_state_as_they_
 def test_every_group_keeps_its_ratio_to_the_lr_and_a_small_dataset_is_cycled(tiny_data):
     config = recipe("finetune", "resnet18", data=str(tiny_data), batch_size=8, image_size=32, precision="fp32")
     torch.manual_seed(0)
-    model = __import__("torchvision").models.resnet18(num_classes=2)
+    model = torchvision.models.resnet18(num_classes=2)
     optimizer = make_optimizer(model, config)  # copied layers at lr, the output layer at 10x
     seen = []
     batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 2, (8,))) for _ in range(2)]
@@ -126,7 +127,7 @@ def test_every_group_keeps_its_ratio_to_the_lr_and_a_small_dataset_is_cycled(tin
 
 def test_with_the_copied_layers_frozen_the_output_layer_still_runs_at_its_multiple_of_the_swept_lr(tiny_data):
     config = recipe("finetune", "resnet18", data=str(tiny_data), freeze_body=True)  # only the output layer's group
-    model = __import__("torchvision").models.resnet18(num_classes=2)
+    model = torchvision.models.resnet18(num_classes=2)
     optimizer = make_optimizer(model, config)
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["lr"] == 10 * config.lr
     settings, seen = FinderSettings(steps=6, end_lr=1e-3), []
