@@ -24,20 +24,20 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from torch import nn
 
 from ftcore import data, experiments, explain, export
-from ftcore.checkpoints import Checkpoint, load_checkpoint
+from ftcore.checkpoints import load_checkpoint
 from ftcore.errors import FtcoreError
-from ftcore.evaluation import Evaluation, TrainedModel, evaluate_model
+from ftcore.evaluation import Evaluation, evaluate_model
 from ftcore.experiments import Experiment
 from ftcore.images import jpeg_thumbnail, open_image
 from ftcore.jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
 from ftcore.lr_finder import FinderSettings, two_digits
 from ftcore.models import locate_weights
 from ftcore.paths import cache_dir, store_bytes
-from ftcore.predict import PhotoResult, Predictor, classify_photos
+from ftcore.predict import PhotoResult, classify_photos
 from ftcore.resume import STATE_FILE
 from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
 from ftcore.scheduler import Scheduler
-from ftcore.training import TrainConfig
+from ftcore.training import TrainConfig, TrainedModel
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
@@ -353,30 +353,20 @@ def unpacked_upload(upload: UploadedFile) -> str:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint...")
-def _checkpoint(path: str, mtime: float) -> Checkpoint:
+def _checkpoint(path: str, mtime: float) -> TrainedModel:
     return load_checkpoint(path)
 
 
-def predictor_for_run(run: Run) -> Predictor:
-    """A read-only predictor for a run (its model from memory, or reloaded from its folder)."""
-    return Predictor.from_result(run.result)
-
-
-def checkpoint_from_upload(payload: bytes) -> Checkpoint:
+def checkpoint_from_upload(payload: bytes) -> TrainedModel:
     """An uploaded checkpoint file, stored once under the cache and loaded once (keyed by path and mtime)."""
     path = store_bytes(payload, "checkpoints", ".pt")
     return _checkpoint(str(path), path.stat().st_mtime)
 
 
-def predictor_for_checkpoint(checkpoint: Checkpoint) -> Predictor:
-    """A predictor around a cached checkpoint's model (used in eval mode only)."""
-    return Predictor(checkpoint.model, checkpoint.classes, checkpoint.eval_transform)
-
-
 @st.cache_data(show_spinner="Classifying...", max_entries=16)
-def classify(model_key: str, _predictor: Predictor, photos: list[tuple[str, bytes]]) -> list[PhotoResult]:
+def classify(model_key: str, _trained: TrainedModel, photos: list[tuple[str, bytes]]) -> list[PhotoResult]:
     """predict.classify_photos, cached by model key and photo contents."""
-    return classify_photos(_predictor, photos)
+    return classify_photos(_trained, photos)
 
 
 def three_decimals(*columns: str) -> dict:
@@ -459,59 +449,54 @@ def _collect_experiment_runs(kept: list[Run]) -> bool:
     return bool(new)
 
 
-def trained_model_for_checkpoint(key: str, name: str, payload: bytes) -> TrainedModel:
-    """An uploaded checkpoint as a TrainedModel (stored and loaded once)."""
-    return TrainedModel.from_checkpoint(key, name, checkpoint_from_upload(payload))
-
-
-def evaluation(model_key: str, subject: TrainedModel, root: str, limit: int | None) -> Evaluation:
+def evaluation(model_key: str, trained: TrainedModel, root: str, limit: int | None) -> Evaluation:
     """evaluate_model on `root`'s test split, else its val split (the run's own split on its own data; at most
     `limit` photos per class), cached."""
-    return _evaluation(model_key, subject, root, limit, split_for(root, subject.config))
+    return _evaluation(model_key, trained, root, limit, split_for(root, trained.config))
 
 
 @st.cache_data(show_spinner="Evaluating the held-out photos...", max_entries=8)
-def _evaluation(model_key: str, _subject: TrainedModel, root: str, limit: int | None,
+def _evaluation(model_key: str, _trained: TrainedModel, root: str, limit: int | None,
                 split: tuple[float | None, int]) -> Evaluation:
-    return evaluate_model(_subject.model, _subject.classes, _subject.transform, root, None, limit, _subject.arch,
+    return evaluate_model(_trained.model, _trained.classes, _trained.eval_transform, root, None, limit, _trained.arch,
                           val_fraction=split[0], split_seed=split[1])
 
 
 @st.cache_resource(max_entries=2, show_spinner="Rebuilding the weights the run started from...")
-def _initial_model(model_key: str, _subject: TrainedModel) -> nn.Module:
-    return explain.initial_model(_subject.config, _subject.classes, _subject.weights_file)
+def _initial_model(model_key: str, _trained: TrainedModel) -> nn.Module:
+    return explain.initial_model(_trained.config, _trained.classes, _trained.weights.path)
 
 
 @st.cache_data(show_spinner="Computing the feature maps...", max_entries=8)
-def feature_map(model_key: str, _subject: TrainedModel, root: str, limit: int | None) -> dict:
+def feature_map(model_key: str, _trained: TrainedModel, root: str, limit: int | None) -> dict:
     """PCA of the penultimate features of the test photos, before training (the starting weights) and after."""
-    after = evaluation(model_key, _subject, root, limit)
-    val_fraction, split_seed = split_for(root, _subject.config)
-    before = evaluate_model(_initial_model(model_key, _subject), _subject.classes, _subject.transform, root,
-                            None, limit, _subject.arch, val_fraction=val_fraction, split_seed=split_seed)
+    after = evaluation(model_key, _trained, root, limit)
+    val_fraction, split_seed = split_for(root, _trained.config)
+    before = evaluate_model(_initial_model(model_key, _trained), _trained.classes, _trained.eval_transform, root,
+                            None, limit, _trained.arch, val_fraction=val_fraction, split_seed=split_seed)
     (before_xy, before_ratio), (after_xy, after_ratio) = explain.pca_2d(before.features), explain.pca_2d(after.features)
     return {"before": (before_xy, before_ratio), "after": (after_xy, after_ratio), "targets": after.targets,
             "names": [Path(p).name for p in after.paths]}
 
 
 @st.cache_data(show_spinner="Comparing the weights with where they started...", max_entries=16)
-def weight_changes(model_key: str, _subject: TrainedModel) -> list[explain.BlockChange]:
+def weight_changes(model_key: str, _trained: TrainedModel) -> list[explain.BlockChange]:
     """Relative change of each block's weights from the run's starting weights."""
-    return explain.model_weight_change(_initial_model(model_key, _subject), _subject.model)
+    return explain.model_weight_change(_initial_model(model_key, _trained), _trained.model)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM...", max_entries=64)
-def grad_cam_overlay(model_key: str, _predictor: Predictor, name: str, payload: bytes) -> tuple[bytes, str]:
+def grad_cam_overlay(model_key: str, _trained: TrainedModel, name: str, payload: bytes) -> tuple[bytes, str]:
     """The photo with the Grad-CAM heatmap of its predicted class over it (JPEG), and that class."""
     image = open_image(payload, name)
-    cam, index = explain.grad_cam_photo(_predictor.model, _predictor.transform, image)
-    return jpeg_thumbnail(explain.overlay(image, cam), 320), _predictor.classes[index]
+    cam, index = explain.grad_cam_photo(_trained.model, _trained.eval_transform, image)
+    return jpeg_thumbnail(explain.overlay(image, cam), 320), _trained.classes[index]
 
 
 @st.cache_data(show_spinner="Exporting...", max_entries=8)
-def export_file(model_key: str, _subject: TrainedModel, fmt: str) -> bytes:
+def export_file(model_key: str, _trained: TrainedModel, fmt: str) -> bytes:
     """The model as TorchScript or ONNX bytes, for a download button."""
-    return export.export_bytes(_subject.model, _subject.transform, _subject.classes, _subject.arch, fmt)
+    return export.export_bytes(_trained.model, _trained.eval_transform, _trained.classes, _trained.arch, fmt)
 
 
 def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tuple[bool, str]:

@@ -9,6 +9,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app import ui
 from ftcore.jobs import Run
+from ftcore.training import TrainedModel
 
 CHECKPOINT = "A checkpoint file (.pt)"
 
@@ -25,6 +26,15 @@ class ModelChoice:
     def key(self) -> str:
         """What a cache of this model's results is keyed by."""
         return self.run.id if self.run is not None else f"checkpoint-{self.upload.file_id}"
+
+    @property
+    def label(self) -> str:
+        """What the page calls the model: the run's label, or the checkpoint file's name."""
+        return self.run.label if self.run is not None else self.upload.name
+
+    def trained_model(self) -> TrainedModel:
+        """The model and what it was trained with (read from disk when it is not in memory)."""
+        return self.run.trained if self.run is not None else ui.checkpoint_from_upload(self.upload.getvalue())
 
 
 def model_picker_ui(page: str) -> ModelChoice | None:

@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FTCORE_CACHE"] = cache
         from ftcore import builder
-        from ftcore.predict import Predictor, classify_photos
+        from ftcore.predict import classify_photos
         from ftcore.runner import ProcessJob
         from ftcore.scheduler import Scheduler
         from ftcore.training import recipe
@@ -59,7 +59,7 @@ def main() -> None:
             if not snap.has_model:
                 raise SystemExit(f"the run failed: {snap.error}")
             run = job.to_run()
-            result = classify_photos(Predictor.from_result(run.result), [probe])[0]
+            result = classify_photos(run.trained, [probe])[0]
             done = time.perf_counter()
             assert result.ranked is not None, result.error
             totals.append(done - start)

@@ -4,8 +4,10 @@
 
 Each run is named "<kind>, seed N" (a file made with one seed names its runs without the seed; its seed is
 taken from the file). A later file's run replaces an earlier one of the same name, so a re-measured run can
-stand in for the first. Prints each run's test accuracy per full-training epoch, then the mean and range of
-the best and final accuracy of each kind of run (the target is 0.90, as in docs/benchmarks.md).
+stand in for the first. Runs of every layer are named by the photos BatchNorm saw per forward pass; runs saved
+before that was recorded are named as they were asked for, when a CPU training in fp32 used 16 by default.
+Prints each run's test accuracy per full-training epoch, then the mean and range of the best and final accuracy
+of each kind of run (the target is 0.90, as in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 
-from ftcore.bench import SideResult, final_acc, format_seed_summary, reached_text
+from ftcore.bench import SideResult, batchnorm_suffix, final_acc, format_seed_summary, reached_text, trains_all_layers
+from ftcore.training import recipe
+
+LEGACY_DEFAULT_MICRO_BATCH = 16  # what `--micro-batch 0` gave a CPU training in fp32 before the whole batch did
+
+
+def legacy_name(run: SideResult) -> str:
+    """A run of every layer saved before SideResult.micro_batch, named by the photos BatchNorm saw."""
+    kind, seed_sep, seed = run.side.partition(", seed ")
+    preset = kind.removeprefix("ftcore preset ").split(",")[0]
+    if not kind.startswith("ftcore preset ") or not trains_all_layers(preset):
+        return run.side
+    batch = recipe(preset=preset, data="").batch_size
+    default = LEGACY_DEFAULT_MICRO_BATCH if (run.devices, run.precision) == (["cpu"], "fp32") else batch
+    asked = int(kind.rpartition(", micro-batch ")[2]) if ", micro-batch " in kind else default
+    return f"ftcore preset {preset}{batchnorm_suffix(asked, batch)}{seed_sep}{seed}"
 
 
 def load_runs(paths: list[str]) -> list[SideResult]:
@@ -25,6 +42,8 @@ def load_runs(paths: list[str]) -> list[SideResult]:
         seeds = report.get("seeds", [0])
         for data in report["runs"]:
             run = SideResult(**data)
+            if data.get("micro_batch") is None:
+                run.side = legacy_name(run)
             if len(seeds) == 1:
                 run.side += f", seed {seeds[0]}"
             runs[run.side] = run

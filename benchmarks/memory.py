@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ftcore import jobs
-from ftcore.predict import Predictor
+from ftcore.predict import rank_classes
 from ftcore.training import recipe
 
 
@@ -70,7 +70,7 @@ def main() -> None:
             session.append(job.to_run())
             del job  # the tab's next Start replaces its job
             for run in (session[-1], session[0]):
-                Predictor.from_result(run.result).predict(photos)
+                rank_classes(run.trained, photos)
             gc.collect()
             sizes.append(rss_mib())
             print(f"run {i + 1:2d}: {sizes[-1]:.0f} MiB (models in memory: {len(jobs.MODELS.ids())})")

@@ -39,6 +39,7 @@ class SideResult:
     precision: str = "fp32"
     devices: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0  # from process start (as the parent launched it) to the end of the run
+    micro_batch: int | None = None  # photos per forward pass of an ftcore run of every layer: BatchNorm's batch
 
     def rate(self, key: str, count: str = "examples") -> float:
         """Images per second over the run's full-training epochs by the `key` timer."""
@@ -91,7 +92,7 @@ def run_reference(spec: dict, launched: float) -> SideResult:
 
 def run_ftcore(spec: dict, launched: float) -> SideResult:
     """ftcore's trainer on `spec` with `spec["preset"]` (default: the book's recipe)."""
-    from .training import EpochEnded, fit, recipe
+    from .training import EpochEnded, fit, micro_batch_size, recipe
 
     overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
                  "precision": spec.get("precision"), "seed": spec.get("seed", 0),
@@ -107,6 +108,9 @@ def run_ftcore(spec: dict, launched: float) -> SideResult:
 
     history = fit(config, on_event).history
     result.precision, result.devices = history.precision, history.devices
+    if config.epochs:
+        result.micro_batch = micro_batch_size(config, torch.device(history.devices[0]), history.precision)
+        result.side += batchnorm_suffix(result.micro_batch, config.batch_size)
     return result
 
 
@@ -235,7 +239,6 @@ def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: floa
             "micro_batch": micro_batch, "test_size": test_size(data, limit)}
     out(f"time to accuracy on {machine_description()}: {arch} fine-tune, target {target:.2f}, "
         f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
-    micro_name = f", micro-batch {micro_batch}" if micro_batch else ""
     results = []
     for seed in seeds:
         seed_name = f", seed {seed}" if len(seeds) > 1 else ""
@@ -245,14 +248,19 @@ def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: floa
             out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
         for preset in presets:
             results.append(launch({**base, "side": "ftcore", "preset": preset, "seed": seed,
-                                   "label": f"ftcore preset {preset}{micro_name if trains_all_layers(preset) else ''}"
-                                            f"{seed_name}"}))
+                                   "label": f"ftcore preset {preset}"}))
+            results[-1].side += seed_name  # after the BatchNorm batch the run names itself by
             out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
     out(format_tta_table(results, target))
     if len(seeds) > 1:
         out(format_seed_summary(results))
     return {"machine": machine_description(), "target": target, "seeds": seeds, "spec": base,
             "runs": [asdict(r) for r in results]}
+
+
+def batchnorm_suffix(micro_batch: int, batch_size: int) -> str:
+    """How a run's name says what BatchNorm saw: ", whole batch" (the book's) or ", micro-batch N"."""
+    return ", whole batch" if micro_batch >= batch_size else f", micro-batch {micro_batch}"
 
 
 def trains_all_layers(preset: str) -> bool:
@@ -305,17 +313,19 @@ def predict_latency(arch: str, device: str = "cpu", repeats: int = 30) -> dict[s
     from .data import EvalPreset
     from .devices import resolve_devices
     from .models import build_model
-    from .predict import Predictor, classify_photos
+    from .predict import classify_photos
+    from .training import History, TrainedModel, recipe
 
-    model, _ = build_model(arch, 2, pretrained=False)
-    predictor = Predictor(model.to(resolve_devices(device)[0]), ["a", "b"], EvalPreset(224))
+    model, weights = build_model(arch, 2, pretrained=False)
+    trained = TrainedModel(model.to(resolve_devices(device)[0]).eval(), recipe("scratch", arch, data=""), ["a", "b"],
+                           History(), weights, EvalPreset(224))
     photo = [("photo.jpg", sample_photo())]
     for _ in range(5):
-        classify_photos(predictor, photo)
+        classify_photos(trained, photo)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        classify_photos(predictor, photo)
+        classify_photos(trained, photo)
         times.append((time.perf_counter() - start) * 1000)
     return {"median_ms": statistics.median(times), "min_ms": min(times)}
 

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,29 +15,10 @@ from .data import EvalPreset
 from .errors import FtcoreError
 from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer, state_mismatch
 from .paths import atomic_write
-from .training import History, TrainConfig, TrainResult
+from .training import History, TrainConfig, TrainedModel
 
 FORMAT = "ftcore-checkpoint"
 VERSION = 1
-
-
-@dataclass
-class Checkpoint:
-    """A loaded checkpoint: the model (eval mode, on CPU) and what it was trained with."""
-
-    model: nn.Module
-    arch: str
-    classes: list[str]
-    eval_transform: EvalPreset
-    config: TrainConfig
-    history: History
-    weights: WeightsSource  # where the starting weights came from
-    path: str = ""  # the file it was loaded from
-
-    def to_result(self) -> TrainResult:
-        """The checkpoint as the TrainResult its run returned (for prediction, comparison, re-saving)."""
-        return TrainResult(self.model, self.config, list(self.classes), self.history, self.weights,
-                           self.eval_transform)
 
 
 def stored_weights_source(d: dict) -> WeightsSource:
@@ -60,36 +40,36 @@ def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def checkpoint_dict(result: TrainResult) -> dict:
+def checkpoint_dict(trained: TrainedModel) -> dict:
     """The plain dict that is saved: tensors, strings, numbers, lists and dicts only (weights_only-safe)."""
-    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in trained.model.state_dict().items()}
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": result.config.arch,
-        "classes": list(result.classes),
-        "eval_transform": result.eval_transform.to_dict(),
-        "config": result.config.to_dict(),
-        "history": result.history.to_dict(),
-        "weights": result.weights.describe(),  # for people reading the file
-        "weights_source": result.weights.to_dict(),
+        "arch": trained.config.arch,
+        "classes": list(trained.classes),
+        "eval_transform": trained.eval_transform.to_dict(),
+        "config": trained.config.to_dict(),
+        "history": trained.history.to_dict(),
+        "weights": trained.weights.describe(),  # for people reading the file
+        "weights_source": trained.weights.to_dict(),
         "state_dict": state,
         "state_sha256": state_digest(state),  # torch.load does not notice altered tensor bytes; this does
     }
 
 
-def checkpoint_bytes(result: TrainResult) -> bytes:
+def checkpoint_bytes(trained: TrainedModel) -> bytes:
     """The checkpoint file's bytes, for a download button."""
     buffer = io.BytesIO()
-    torch.save(checkpoint_dict(result), buffer)
+    torch.save(checkpoint_dict(trained), buffer)
     return buffer.getvalue()
 
 
-def metrics_dict(result: TrainResult) -> dict:
+def metrics_dict(trained: TrainedModel) -> dict:
     """What metrics.json holds: config, classes, where the weights came from, and the history."""
-    return {"config": result.config.to_dict(), "classes": list(result.classes),
-            "weights": result.weights.describe(), "weights_source": result.weights.to_dict(),
-            "history": result.history.to_dict()}
+    return {"config": trained.config.to_dict(), "classes": list(trained.classes),
+            "weights": trained.weights.describe(), "weights_source": trained.weights.to_dict(),
+            "history": trained.history.to_dict()}
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -103,16 +83,16 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def save_run(result: TrainResult, out_dir: str | Path) -> tuple[Path, Path]:
+def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:
     """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
     out_dir = prepare_out_dir(out_dir)
     try:  # metrics.json last: a folder with it holds a whole run (a run still training has none)
         checkpoint = out_dir / "checkpoint.pt"
         with atomic_write(checkpoint) as out:
-            torch.save(checkpoint_dict(result), out)
+            torch.save(checkpoint_dict(trained), out)
         metrics = out_dir / "metrics.json"
         with atomic_write(metrics) as out:
-            out.write((json.dumps(metrics_dict(result), indent=2) + "\n").encode())
+            out.write((json.dumps(metrics_dict(trained), indent=2) + "\n").encode())
     except OSError as e:
         raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); choose a writable output "
                           "folder (--out)") from None
@@ -136,7 +116,7 @@ def _check_state(path: Path, arch: str, classes: list[str], model: nn.Module, st
                           "train again")
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
+def load_checkpoint(path: str | Path) -> TrainedModel:
     """Load a checkpoint written by `save_run` (torch.load with weights_only=True) and rebuild its model.
 
     A file that is not one, was altered, or whose architecture, weights and class list disagree is refused
@@ -169,6 +149,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model.load_state_dict(state)
         transform = EvalPreset.from_dict(d["eval_transform"])
         config = TrainConfig.from_dict(d["config"])
+        if config.arch != arch:
+            raise FtcoreError(f"checkpoint {path} holds {arch} weights but its settings say {config.arch}; it was "
+                              "altered after training, so train again")
         history = History.from_dict(d["history"])
     except FtcoreError:
         raise
@@ -176,4 +159,4 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FtcoreError(f"checkpoint {path} is damaged or from another version ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:120] if str(e) else ''}); train again to make a new one") from None
     model.eval()
-    return Checkpoint(model, arch, classes, transform, config, history, stored_weights_source(d), str(path))
+    return TrainedModel(model, config, classes, history, stored_weights_source(d), transform)

@@ -26,7 +26,7 @@ from .jobs import is_out_of_memory
 from .lr_finder import FinderSettings, LrStep, check_curve_path, find_lr, write_curve
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
-from .predict import Predictor, format_prediction, open_image
+from .predict import format_prediction, open_image, rank_classes
 from .resume import STATE_FILE, load_state, save_state
 from .training import (
     BOOK_RESULTS,
@@ -40,8 +40,8 @@ from .training import (
     History,
     RunStarted,
     TrainConfig,
+    TrainedModel,
     TrainingDiverged,
-    TrainResult,
     fit,
     recipe,
 )
@@ -247,7 +247,7 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
 
 
 def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = None,
-                    resume_from: dict | None = None) -> TrainResult:
+                    resume_from: dict | None = None) -> TrainedModel:
     """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts; with
     `out`, the run's state is saved there after every epoch (for `train --resume`)."""
     def keep_state(state: dict) -> None:
@@ -327,19 +327,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         config, state = config_from_args(args, args.mode, args.lr, args.param_groups), None
         preflight(config)
         out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
-    result = run_with_ctrl_c(config, out=out, resume_from=state)
+    trained = run_with_ctrl_c(config, out=out, resume_from=state)
     if not distributed.context().is_main:  # under torchrun rank 0 alone prints and writes the run
         return 0
-    last = result.history.final()
+    last = trained.history.final()
     if last is not None:
-        print(closing_line(result.history))
-        what = "" if any(e.stage == "full" for e in result.history.epochs) else \
+        print(closing_line(trained.history))
+        what = "" if any(e.stage == "full" for e in trained.history.epochs) else \
             " through the frozen copied layers (forward only)"
-        print(f"{result.history.examples_per_sec:.1f} examples/sec{what} on {book_devices(result.history.devices)}")
-    checkpoint, metrics = save_run(result, out)
-    if not result.history.stopped:
+        print(f"{trained.history.examples_per_sec:.1f} examples/sec{what} on {book_devices(trained.history.devices)}")
+    checkpoint, metrics = save_run(trained, out)
+    if not trained.history.stopped:
         (out / STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
-    stopped = f" (stopped early; `train --resume {out}` goes on)" if result.history.stopped else ""
+    stopped = f" (stopped early; `train --resume {out}` goes on)" if trained.history.stopped else ""
     print(f"saved {checkpoint} and {metrics}{stopped}", file=sys.stderr)
     return 0
 
@@ -355,11 +355,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for mode, config in configs.items():
         print(f"[{mode}] lr {config.lr:g}, param groups {'on' if config.param_groups else 'off'}", file=sys.stderr)
         start = time.perf_counter()
-        result = run_with_ctrl_c(config, prefix=f"[{mode}] ")
+        trained = run_with_ctrl_c(config, prefix=f"[{mode}] ")
         wall = time.perf_counter() - start
-        save_run(result, out / mode)
-        rows.append((f"{mode} ({config.arch}, here)", result.history, result.history.examples_per_sec, wall))
-        if result.history.stopped:
+        save_run(trained, out / mode)
+        rows.append((f"{mode} ({config.arch}, here)", trained.history, trained.history.examples_per_sec, wall))
+        if trained.history.stopped:
             break
     print(f"\n{'run':32s} {'loss':>6s} {'train acc':>9s} {'test acc':>8s} {'examples/sec':>12s} {'wall':>8s}")
     for name, history, speed, wall in rows:
@@ -377,10 +377,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """`predict`: `IMAGE: class p, class p` per photo, or JSON."""
-    predictor = Predictor.from_checkpoint(args.checkpoint)
+    trained = load_checkpoint(args.checkpoint)
     images = [open_image(path) for path in args.images]  # every photo is checked before any output
     ranked = [pairs for start in range(0, len(images), PREDICT_BATCH)
-              for pairs in predictor.predict(images[start:start + PREDICT_BATCH])]
+              for pairs in rank_classes(trained, images[start:start + PREDICT_BATCH])]
     if args.json:
         print(json.dumps([{"image": name, "probabilities": dict(pairs), "prediction": pairs[0][0]}
                           for name, pairs in zip(args.images, ranked, strict=True)], indent=2))
@@ -507,18 +507,18 @@ def add_insight_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """`evaluate`: per-class table, accuracy, confusion matrix and the worst photos (or JSON)."""
-    checkpoint = load_checkpoint(args.checkpoint)
-    data = args.data or (checkpoint.config.data if Path(checkpoint.config.data).is_dir() else find_data())
+    trained = load_checkpoint(args.checkpoint)
+    data = args.data or (trained.config.data if Path(trained.config.data).is_dir() else find_data())
     if data is None:
         raise FtcoreError("no data given and the run's own data folder is gone; pass --data DIR")
     if args.top < 0:
         raise FtcoreError(f"--top must be 0 or more (got {args.top})")
-    model = checkpoint.model.to(resolve_devices(args.device)[0])
+    model = trained.model.to(resolve_devices(args.device)[0])
     val_fraction, split_seed = args.val_fraction, args.split_seed
-    if val_fraction is None and Path(data).expanduser().resolve() == Path(checkpoint.config.data).resolve():
-        val_fraction, split_seed = checkpoint.config.val_fraction, checkpoint.config.split_seed  # the run's split
-    evaluation = evaluate_model(model, checkpoint.classes, checkpoint.eval_transform, str(data), args.split,
-                                args.limit, checkpoint.arch, val_fraction=val_fraction, split_seed=split_seed)
+    if val_fraction is None and Path(data).expanduser().resolve() == Path(trained.config.data).resolve():
+        val_fraction, split_seed = trained.config.val_fraction, trained.config.split_seed  # the run's split
+    evaluation = evaluate_model(model, trained.classes, trained.eval_transform, str(data), args.split,
+                                args.limit, trained.arch, val_fraction=val_fraction, split_seed=split_seed)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "data": str(data),
                           **evaluation.to_dict(args.top)}, indent=2))
@@ -529,12 +529,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """`export`: TorchScript or ONNX, and what input it expects."""
-    checkpoint = load_checkpoint(args.checkpoint)
+    trained = load_checkpoint(args.checkpoint)
     out = args.out or Path(args.checkpoint).expanduser().parent / f"model{export.SUFFIXES[args.format]}"
-    path = export.save_export(checkpoint.model, checkpoint.eval_transform, checkpoint.classes, checkpoint.arch,
+    path = export.save_export(trained.model, trained.eval_transform, trained.classes, trained.arch,
                        args.format, out)
     print(f"wrote {path} ({args.format})")
-    print(export.input_note(checkpoint.eval_transform, checkpoint.classes))
+    print(export.input_note(trained.eval_transform, trained.classes))
     return 0
 
 
@@ -550,14 +550,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"[lr {config.lr:g}] {config.mode}, param groups {'on' if config.param_groups else 'off'}",
               file=sys.stderr)
         try:
-            result = run_with_ctrl_c(config, prefix=f"[lr {config.lr:g}] ")
+            trained = run_with_ctrl_c(config, prefix=f"[lr {config.lr:g}] ")
         except TrainingDiverged as e:
             rows.append((config.lr, f"diverged (epoch {e.epoch}, batch {e.step})"))
             continue
-        save_run(result, out / f"lr-{config.lr:g}")
-        heldout = result.history.heldout
-        rows.append((config.lr, fmt_acc(result.history.final_heldout())))
-        if result.history.stopped:
+        save_run(trained, out / f"lr-{config.lr:g}")
+        heldout = trained.history.heldout
+        rows.append((config.lr, fmt_acc(trained.history.final_heldout())))
+        if trained.history.stopped:
             break
     print(f"\n{'lr':>10s}  {heldout} acc")
     for lr, outcome in rows:

@@ -11,42 +11,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import Checkpoint
 from .data import EvalPreset, check_image_folder, split_photos
-from .jobs import Run
 from .models import activations, spec_for
 from .splits import match_classes, resolve_splits
-from .training import History, TrainConfig, to_device
+from .training import to_device
 
 EVAL_BATCH = 32  # photos per forward pass
-
-
-@dataclass
-class TrainedModel:
-    """A model to evaluate and explain, from a run of this session or a checkpoint file."""
-
-    key: str  # what caches are keyed by: the run id, or the checkpoint upload's id
-    label: str
-    model: nn.Module  # eval mode; never changed
-    arch: str
-    classes: list[str]
-    transform: EvalPreset
-    config: TrainConfig
-    history: History
-    weights_file: str | None  # the ImageNet weights file the run started from (None: random or unknown)
-
-    @classmethod
-    def from_run(cls, run: Run) -> TrainedModel:
-        """One of this session's runs."""
-        result = run.result
-        return cls(run.id, run.label, result.model, result.config.arch, list(result.classes),
-                   result.eval_transform, result.config, result.history, result.weights.path)
-
-    @classmethod
-    def from_checkpoint(cls, key: str, label: str, checkpoint: Checkpoint) -> TrainedModel:
-        """A loaded checkpoint, with the weights file its run started from."""
-        return cls(key, label, checkpoint.model, checkpoint.arch, list(checkpoint.classes),
-                   checkpoint.eval_transform, checkpoint.config, checkpoint.history, checkpoint.weights.path)
 
 
 @dataclass

@@ -38,8 +38,8 @@ from .training import (
     History,
     RunStarted,
     TrainConfig,
+    TrainedModel,
     TrainingDiverged,
-    TrainResult,
     fit,
 )
 
@@ -111,7 +111,7 @@ class LruStore(Generic[V]):
             self._values.clear()
 
 
-class ModelCache(LruStore[TrainResult]):
+class ModelCache(LruStore[TrainedModel]):
     """The models of at most `capacity` runs (MODELS_IN_MEMORY by default)."""
 
     def __init__(self, capacity: int = MODELS_IN_MEMORY):
@@ -156,7 +156,7 @@ class JobSnapshot:
     steps_per_epoch: int
     elapsed: float  # wall seconds since start (to the end, once done)
     error: str | None = None
-    result: TrainResult | None = None  # set once finished or stopped
+    trained: TrainedModel | None = None  # set once finished or stopped
     saved_to: str | None = None  # the run's folder once written to the runs folder
     warning: str | None = None  # a finished run that could not be saved says why here
     heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
@@ -172,7 +172,7 @@ class JobSnapshot:
     @property
     def has_model(self) -> bool:
         """True when the run ended with a model (in memory, or saved in its folder)."""
-        return self.done and (self.result is not None or (self.saved_to is not None and self.status != "failed"))
+        return self.done and (self.trained is not None or (self.saved_to is not None and self.status != "failed"))
 
     def status_line(self) -> str:
         """Status, epoch and progress through it (output-layer epochs count), speed, devices and time, in one line."""
@@ -203,20 +203,20 @@ class Run:
     its model itself."""
 
     def __init__(self, id: str, label: str, config: TrainConfig, history: History,
-                 result: TrainResult | None = None, path: str | Path | None = None):
-        if result is None and path is None:
-            raise ValueError(f"run {id} needs its result or the folder it was saved to")
+                 trained: TrainedModel | None = None, path: str | Path | None = None):
+        if trained is None and path is None:
+            raise ValueError(f"run {id} needs its trained model or the folder it was saved to")
         self.id, self.label, self.config, self.history = id, label, config, history
         self.path = Path(path) if path is not None else None
-        self._pinned = result if self.path is None else None  # nowhere else to reload it from
-        if result is not None and self.path is not None:
-            MODELS.put(id, result)
+        self._pinned = trained if self.path is None else None  # nowhere else to reload it from
+        if trained is not None and self.path is not None:
+            MODELS.put(id, trained)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, {self.label!r}, path={str(self.path) if self.path else None!r})"
 
     @property
-    def result(self) -> TrainResult:
+    def trained(self) -> TrainedModel:
         """The trained model and what it was trained with (reloaded from disk if it left memory)."""
         if self._pinned is not None:
             return self._pinned
@@ -224,7 +224,7 @@ class Run:
 
     @property
     def in_memory(self) -> bool:
-        """True when asking for `result` needs no disk read."""
+        """True when asking for `trained` needs no disk read."""
         return self._pinned is not None or self.id in MODELS.ids()
 
     def checkpoint_bytes(self) -> bytes:
@@ -232,14 +232,14 @@ class Run:
         if self.path is not None and (self.path / "checkpoint.pt").is_file():
             return (self.path / "checkpoint.pt").read_bytes()
         from .checkpoints import checkpoint_bytes
-        return checkpoint_bytes(self.result)
+        return checkpoint_bytes(self.trained)
 
-    def _load(self) -> TrainResult:
+    def _load(self) -> TrainedModel:
         from .checkpoints import load_checkpoint  # checkpoints imports training; keep jobs light to import
-        return load_checkpoint(self.path / "checkpoint.pt").to_result()
+        return load_checkpoint(self.path / "checkpoint.pt")
 
 
-def save_run_folder(result: TrainResult, runs_dir: str | Path, run_id: str) -> Path:
+def save_run_folder(trained: TrainedModel, runs_dir: str | Path, run_id: str) -> Path:
     """Write a run to <runs_dir>/<run_id>/ (checkpoint.pt, metrics.json) through a temporary folder, so a
     listing never sees half a run and an existing run is never overwritten."""
     from .checkpoints import save_run
@@ -256,7 +256,7 @@ def save_run_folder(result: TrainResult, runs_dir: str | Path, run_id: str) -> P
         raise FtcoreError(f"cannot write runs to {runs_dir} ({e.strerror or e}); free some space or make it "
                           "writable") from None
     try:
-        save_run(result, tmp)
+        save_run(trained, tmp)
         os.rename(tmp, final)  # fails rather than replace a folder another run took meanwhile
     except (FtcoreError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -315,7 +315,7 @@ class TrainingJob:
         self._started = self._ended = 0.0
         self._info = RunStarted([], 0, 0, 0, [], "")
         self._error: str | None = None
-        self._result: TrainResult | None = None
+        self._trained: TrainedModel | None = None
         self._saved_to: str | None = None
         self._warning: str | None = None
 
@@ -347,7 +347,7 @@ class TrainingJob:
                                list(self._batches), self._examples_per_sec, list(self._info.devices),
                                self._info.weights, list(self._info.classes), self._info.train_size,
                                self._info.test_size, self._info.steps_per_epoch,
-                               end - self._started if self._started else 0.0, self._error, self._result,
+                               end - self._started if self._started else 0.0, self._error, self._trained,
                                self._saved_to, self._warning, self._info.heldout,
                                batchnorm=self._info.batchnorm)
 
@@ -355,14 +355,14 @@ class TrainingJob:
         """Forget the trained model once it is saved (its Run reloads it from disk); snapshots then carry none."""
         with self._lock:
             if self._saved_to is not None:
-                self._result = None
+                self._trained = None
 
     def to_run(self) -> Run:
         """The finished job as a Run (call once it is done and did not fail)."""
         snap = self.snapshot()
-        if snap.result is None:
-            raise ValueError(f"job {self.id} has no result (status {snap.status})")
-        return Run(self.id, snap.label, self.config, snap.result.history, snap.result, snap.saved_to)
+        if snap.trained is None:
+            raise ValueError(f"job {self.id} has no trained model (status {snap.status})")
+        return Run(self.id, snap.label, self.config, snap.trained.history, snap.trained, snap.saved_to)
 
     # ---- the thread's side: it writes only through these, under the lock.
 
@@ -378,9 +378,9 @@ class TrainingJob:
                 self._examples_per_sec = event.history.examples_per_sec
 
     def _run(self) -> None:
-        result, error, history = None, None, None
+        trained, error, history = None, None, None
         try:
-            result = fit(self.config, self._on_event, self._stop)
+            trained = fit(self.config, self._on_event, self._stop)
         except TrainingDiverged as e:
             error, history = user_message(e), e.history  # the curves up to the last finite batch stay
         except FtcoreError as e:
@@ -392,25 +392,25 @@ class TrainingJob:
                 log.exception("training job %s failed", self.id)
                 error = f"training failed unexpectedly ({type(e).__name__}: {e}); the server log has the details"
         saved_to, warning = None, None
-        if result is not None and self.runs_dir is not None:
+        if trained is not None and self.runs_dir is not None:
             try:
-                saved_to = str(save_run_folder(result, self.runs_dir, self.id))
+                saved_to = str(save_run_folder(trained, self.runs_dir, self.id))
             except FtcoreError as e:
                 warning = user_message(e)
         with self._lock:
             self._ended = time.monotonic()
-            self._result, self._error = result, error
+            self._trained, self._error = trained, error
             self._saved_to, self._warning = saved_to, warning
-            if result is not None:
-                self._status = "stopped" if result.history.stopped else "finished"
-                history = result.history
+            if trained is not None:
+                self._status = "stopped" if trained.history.stopped else "finished"
+                history = trained.history
             else:
                 self._status = "failed"
             if history is not None:
                 self._epochs = list(history.epochs)
                 self._batches = list(history.batches)
                 self._examples_per_sec = history.examples_per_sec or self._examples_per_sec
-        if result is None:
+        if trained is None:
             gc.collect()  # free the failed run's model and batches now, not at some later collection
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -40,7 +40,9 @@ MEASURED: dict[str, dict[str, int]] = {
                      "inference_base": 854612656, "inference_photo": 3319893},
 }
 SAFETY_MARGIN = 0.15  # added on top of the model's estimate
-FITS_SHARE = 0.6  # the whole batch is the default when its estimate fits this share of the machine's memory
+# The whole batch is the default when its estimate fits this share of the machine's memory; the rest is left to
+# the system, the server and a browser.
+FITS_SHARE = 0.75
 MICRO_BATCH_CHOICES = (64, 32, 16, 8)  # after the whole batch, the micro-batches largest_fitting_micro_batch tries
 HELDOUT_PER_TRAIN = 0.5  # held-out photos assumed per training photo when only the training photos are counted
 GB = 1024**3

@@ -2,66 +2,53 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoints import load_checkpoint
-from .data import EvalPreset
 from .errors import FtcoreError
 from .images import jpeg_thumbnail, open_image
 from .models import fused_for_inference
-from .training import TrainResult
+from .training import TrainedModel
 
 # Photo types the app's uploader accepts; the CLI reads anything PIL can decode.
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp")
 
 
-@dataclass
-class Predictor:
-    """A trained model ready to classify photos; it is only ever used in eval mode, never changed."""
+# model -> its fused copy, freed with the model (None: the model cannot be fused and runs as it is)
+_FUSED: weakref.WeakKeyDictionary[nn.Module, nn.Module | None] = weakref.WeakKeyDictionary()
+_FUSING = threading.Lock()  # sessions predicting with one model at once fuse it once
 
-    model: nn.Module
-    classes: list[str]
-    transform: EvalPreset
 
-    def __post_init__(self) -> None:
-        self.model.eval()
-        self.device = next(self.model.parameters()).device
-        self._inference_model: nn.Module | None = None
+def inference_model(model: nn.Module) -> nn.Module:
+    """What predictions run: a copy of `model` with BatchNorm folded into the convolutions (same outputs, faster
+    on CPU), made once per model and kept while the model is; `model` itself stays as trained, for Grad-CAM's
+    view of its activations."""
+    with _FUSING:
+        if model not in _FUSED:
+            fused = fused_for_inference(model)
+            _FUSED[model] = None if fused is model else fused  # a value holding its key would keep it alive forever
+        fused = _FUSED[model]
+    return model if fused is None else fused
 
-    @property
-    def inference_model(self) -> nn.Module:
-        """What probabilities() runs: a copy with BatchNorm folded into the convolutions (same outputs, faster
-        on CPU), made on first use; `model` itself stays as trained, for Grad-CAM's view of its activations."""
-        if self._inference_model is None:
-            self._inference_model = fused_for_inference(self.model)
-        return self._inference_model
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Predictor:
-        """A predictor for a checkpoint file written by a training run."""
-        checkpoint = load_checkpoint(path)
-        return cls(checkpoint.model, checkpoint.classes, checkpoint.eval_transform)
+@torch.inference_mode()
+def probabilities(trained: TrainedModel, images: list[Image.Image]) -> torch.Tensor:
+    """Softmax class probabilities, one row per image (the test transform first, as in evaluation)."""
+    model = inference_model(trained.model)
+    device = next(model.parameters()).device
+    batch = torch.stack([trained.eval_transform(image) for image in images]).to(device)
+    return torch.softmax(model(batch).float(), dim=1).cpu()
 
-    @classmethod
-    def from_result(cls, result: TrainResult) -> Predictor:
-        """A predictor for a run that just finished in this process."""
-        return cls(result.model, list(result.classes), result.eval_transform)
 
-    @torch.inference_mode()
-    def probabilities(self, images: list[Image.Image]) -> torch.Tensor:
-        """Softmax class probabilities, one row per image (the test transform first, as in evaluation)."""
-        batch = torch.stack([self.transform(image) for image in images]).to(self.device)
-        return torch.softmax(self.inference_model(batch).float(), dim=1).cpu()
-
-    def predict(self, images: list[Image.Image]) -> list[list[tuple[str, float]]]:
-        """For each image, (class, probability) pairs from most to least likely."""
-        rows = self.probabilities(images).tolist()
-        return [sorted(zip(self.classes, row, strict=True), key=lambda pair: -pair[1]) for row in rows]
+def rank_classes(trained: TrainedModel, images: list[Image.Image]) -> list[list[tuple[str, float]]]:
+    """For each image, (class, probability) pairs from most to least likely."""
+    rows = probabilities(trained, images).tolist()
+    return [sorted(zip(trained.classes, row, strict=True), key=lambda pair: -pair[1]) for row in rows]
 
 
 def format_prediction(name: str, ranked: list[tuple[str, float]]) -> str:
@@ -79,14 +66,14 @@ class PhotoResult:
     error: str | None = None
 
 
-def classify_photos(predictor: Predictor, photos: list[tuple[str, bytes]], batch: int = 32) -> list[PhotoResult]:
+def classify_photos(trained: TrainedModel, photos: list[tuple[str, bytes]], batch: int = 32) -> list[PhotoResult]:
     """Classify uploaded photos; a photo that cannot be decoded gets an error and the others go on.
 
     At most `batch` decoded photos are held at once, so many large photos do not add up in memory."""
     results, decoded = [], []
 
     def flush() -> None:
-        for (result, _), ranked in zip(decoded, predictor.predict([image for _, image in decoded]), strict=True):
+        for (result, _), ranked in zip(decoded, rank_classes(trained, [image for _, image in decoded]), strict=True):
             result.ranked = ranked
         decoded.clear()
 

@@ -425,15 +425,21 @@ class TrainingDiverged(FtcoreError):
 
 
 @dataclass
-class TrainResult:
-    """A trained model and everything needed to use and explain it."""
+class TrainedModel:
+    """A trained model and what it was trained with: what `fit` returns and a checkpoint holds, and what
+    prediction, evaluation, explanation and export take."""
 
-    model: nn.Module  # the target model (never the DataParallel wrapper), in eval mode
-    config: TrainConfig
-    classes: list[str]
-    history: History
-    weights: WeightsSource
-    eval_transform: EvalPreset
+    model: nn.Module  # the target model (never the DataParallel wrapper), in eval mode; never changed after
+    config: TrainConfig  # the run's settings, which rebuild the architecture and re-run it
+    classes: list[str]  # output i is classes[i]
+    history: History  # everything measured while it trained
+    weights: WeightsSource  # where its starting weights came from
+    eval_transform: EvalPreset  # the test transform it was measured with, which every prediction repeats
+
+    @property
+    def arch(self) -> str:
+        """The architecture's registry name (models.ARCHITECTURES)."""
+        return self.config.arch
 
 
 # --------------------------------------------------------------------------------------------------
@@ -470,8 +476,8 @@ def batchnorm_note(config: TrainConfig, micro: int) -> str:
 
     whole = estimate_from_counts(dataclasses.replace(config, micro_batch=config.batch_size), readable_counts(config))
     return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
-            f"{whole / GB:.0f} GB, more than the {FITS_SHARE * total_bytes() / GB:.0f} GB a run may take of this "
-            f"machine's {total_bytes() / GB:.0f}")
+            f"{whole / GB:.1f} GB, more than the {FITS_SHARE * total_bytes() / GB:.1f} GB a run may take of this "
+            f"machine's {total_bytes() / GB:.1f}")
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
@@ -594,7 +600,7 @@ class Progress:
 
 def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
         stop: threading.Event | None = None, resume_from: dict | None = None,
-        on_state: Callable[[dict], None] | None = None) -> TrainResult:
+        on_state: Callable[[dict], None] | None = None) -> TrainedModel:
     """Run `config` to the end (or until `stop` is set) and return the model with its history: the book's
     train_fine_tuning and train_ch13.
 
@@ -672,7 +678,7 @@ def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optim
 
 
 def finish_run(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,
-               history: History, weights: WeightsSource, stop: threading.Event) -> TrainResult:
+               history: History, weights: WeightsSource, stop: threading.Event) -> TrainedModel:
     """Whether the run ended early, its one measurement on test where it chose on val, and the result."""
     last = history.final()
     history.stopped = last is None or last.epoch < config.total_epochs or last.heldout_acc is None
@@ -680,7 +686,7 @@ def finish_run(model: nn.Module, config: TrainConfig, data: RunData, device: tor
         history.test_acc = evaluate(model, data.final_test, device, precision, 0, stop,
                                     fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
     model.eval()
-    return TrainResult(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))
+    return TrainedModel(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))
 
 
 def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, device: torch.device, precision: str,

@@ -97,13 +97,13 @@ def train(folder: Path, config: TrainConfig, resume: bool, on_event: Callable, s
     state = load_state(folder) if resume else None
     if state is not None:
         EventLog(folder).write({"type": "resumed", "epoch": state["epoch"]})
-    result = fit(config, on_event, stop, resume_from=state,
-                 on_state=lambda s: save_state(s, folder) if distributed.context().is_main else None)
+    trained = fit(config, on_event, stop, resume_from=state,
+                  on_state=lambda s: save_state(s, folder) if distributed.context().is_main else None)
     if distributed.context().is_main:
-        save_run(result, folder)
-        if not result.history.stopped:
+        save_run(trained, folder)
+        if not trained.history.stopped:
             (folder / STATE_FILE).unlink(missing_ok=True)  # nothing left to resume
-    return result.history.stopped
+    return trained.history.stopped
 
 
 def yield_cpu() -> None:

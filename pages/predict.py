@@ -5,26 +5,26 @@ import streamlit as st
 from app import ui
 from app.widgets import model_picker_ui
 from ftcore import charts
-from ftcore.predict import UPLOAD_TYPES, Predictor
+from ftcore.predict import UPLOAD_TYPES
+from ftcore.training import TrainedModel
 
 
-def model_ui() -> tuple[str, Predictor] | None:
+def model_ui() -> tuple[str, TrainedModel] | None:
     """Choose the model: one of this tab's runs, a run saved on this machine, or an uploaded checkpoint;
-    returns (cache key, predictor)."""
+    returns (cache key, model)."""
     choice = model_picker_ui("predict")
     if choice is None:
         return None
     if choice.run is not None:
-        run = choice.run
-        where = "Trained in this tab" if choice.in_tab else f"Saved in `{run.path}`"
-        measured = run.history.accuracy_text()
+        where = "Trained in this tab" if choice.in_tab else f"Saved in `{choice.run.path}`"
+        measured = choice.run.history.accuracy_text()
         st.caption(f"{where}; {measured}." if measured else f"{where} (stopped before a test).")
-        return run.id, ui.predictor_for_run(run)
-    checkpoint = ui.checkpoint_from_upload(choice.upload.getvalue())
-    measured = checkpoint.history.accuracy_text()
-    st.caption(f"{checkpoint.arch}, classes {', '.join(checkpoint.classes)}" + (f"; {measured}" if measured else "")
+        return choice.key, choice.trained_model()
+    trained = choice.trained_model()
+    measured = trained.history.accuracy_text()
+    st.caption(f"{trained.arch}, classes {', '.join(trained.classes)}" + (f"; {measured}" if measured else "")
                + ".")
-    return choice.key, ui.predictor_for_checkpoint(checkpoint)
+    return choice.key, trained
 
 
 st.title("Predict")
@@ -49,15 +49,15 @@ if len(photos) > ui.MAX_PHOTOS:
     st.warning(f"{len(photos)} photos uploaded; the first {ui.MAX_PHOTOS} are classified. Remove some, or "
                "classify the rest in another go.")
     photos = photos[:ui.MAX_PHOTOS]
-key, predictor = chosen
-results = ui.classify(key, predictor, [(photo.name, photo.getvalue()) for photo in photos])
+key, trained = chosen
+results = ui.classify(key, trained, [(photo.name, photo.getvalue()) for photo in photos])
 for i, result in enumerate(results):
     if result.error:
         st.error(result.error)
         continue
     left, right = st.columns([1, 2], vertical_alignment="center")
     if gradcam:
-        heatmap, explained = ui.grad_cam_overlay(key, predictor, result.name, photos[i].getvalue())
+        heatmap, explained = ui.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
         left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch")
     else:
         left.image(result.thumbnail, caption=result.name, width="stretch")

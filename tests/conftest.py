@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from ftcore.training import TrainedModel
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SHARED_HOTDOG = SHARED / "data" / "hotdog"
@@ -119,3 +121,13 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     out = io.BytesIO()
     image.save(out, format=fmt, **kwargs)
     return out.getvalue()
+
+
+def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 32) -> TrainedModel:
+    """`model` as a TrainedModel for `classes` (an untrained scratch recipe, no history), to test what takes one."""
+    from ftcore.data import EvalPreset
+    from ftcore.models import WeightsSource
+    from ftcore.training import History, recipe
+
+    config = recipe("scratch", data="colours", image_size=image_size)
+    return TrainedModel(model.eval(), config, list(classes), History(), WeightsSource("random"), EvalPreset(image_size))

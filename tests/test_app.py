@@ -248,7 +248,7 @@ def test_predict_a_bad_upload_is_one_error_line(finished_run):
 
 def test_predict_with_an_uploaded_checkpoint(finished_run):
     at = app(PREDICT)
-    at.file_uploader[0].upload("run.pt", checkpoints.checkpoint_bytes(finished_run.result)).run()
+    at.file_uploader[0].upload("run.pt", checkpoints.checkpoint_bytes(finished_run.trained)).run()
     at.file_uploader[1].upload("blue.png", png_bytes((30, 30, 220)), "image/png").run()
     no_exception(at)
     assert len(plotly_specs(at)) == 1

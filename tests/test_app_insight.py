@@ -54,7 +54,7 @@ def finished_run(tiny_data) -> jobs.Run:
 
 def test_evaluate_shows_accuracy_table_confusion_matrix_and_photos(tiny_data, finished_run):
     at = no_exception(app(EVALUATE, data_root=str(tiny_data), runs=[finished_run]))
-    expected = evaluate_model(finished_run.result.model, ["blue", "red"], finished_run.result.eval_transform,
+    expected = evaluate_model(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
                               str(tiny_data))
     assert at.metric[0].value == f"{expected.accuracy:.3f}"
     table = at.dataframe[0].value
@@ -71,7 +71,7 @@ def test_evaluate_shows_accuracy_table_confusion_matrix_and_photos(tiny_data, fi
 
 def test_choosing_another_cell_shows_its_photos(tiny_data, finished_run):
     at = app(EVALUATE, data_root=str(tiny_data), runs=[finished_run])
-    expected = evaluate_model(finished_run.result.model, ["blue", "red"], finished_run.result.eval_transform,
+    expected = evaluate_model(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
                               str(tiny_data))
     at.selectbox(key="cell-insight-run").set_value((1, 1)).run()
     no_exception(at)
@@ -106,11 +106,11 @@ def test_keep_and_share_offers_export_and_reruns_the_same_settings(tiny_data, fi
 def test_evaluate_an_uploaded_checkpoint(tiny_data, finished_run):
     at = app(EVALUATE, data_root=str(tiny_data))
     assert at.selectbox(key="evaluate-model").value == "A checkpoint file (.pt)"
-    at.file_uploader(key="evaluate-checkpoint").upload("run.pt", checkpoints.checkpoint_bytes(finished_run.result))
+    at.file_uploader(key="evaluate-checkpoint").upload("run.pt", checkpoints.checkpoint_bytes(finished_run.trained))
     at.run()
     no_exception(at)
     assert titled(at, "Confusion matrix")["data"][0]["z"] == evaluate_model(
-        finished_run.result.model, ["blue", "red"], finished_run.result.eval_transform, str(tiny_data)
+        finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform, str(tiny_data)
     ).confusion.tolist()
 
 

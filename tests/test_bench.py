@@ -62,6 +62,8 @@ def test_bench_runs_both_sides_and_writes_json(tiny_data, tmp_path, capsys):
     for side in ("reference", "ftcore"):
         run = report[side][0]
         assert run["peak_rss_mb"] > 0 and len(run["epochs"]) == 1 and run["epochs"][0]["examples"] == 16
+    # ftcore's run says what BatchNorm saw: the whole batch of 128 (all 16 photos), as the book's loop
+    assert report["ftcore"][0]["micro_batch"] == 128 and report["ftcore"][0]["side"] == "ftcore, whole batch"
 
 
 def test_time_to_accuracy_times_presets_from_process_start(tiny_data, tmp_path, random_resnet18_file, capsys):
@@ -113,29 +115,38 @@ def test_speed_table_defaults_to_100_photos_per_class_and_time_to_accuracy_to_al
 def test_combining_tta_files_names_runs_by_seed_and_lets_a_later_file_replace_a_run(tmp_path):
     from benchmarks.combine_tta import load_runs
 
-    def report(path, seeds, runs):
-        runs = [SideResult(side, eps).__dict__ for side, eps in runs]
+    def report(path, seeds, runs, micro_batch=None):
+        runs = [SideResult(side, eps, devices=["cpu"], micro_batch=micro_batch).__dict__ for side, eps in runs]
+        for run in runs:
+            if micro_batch is None:
+                del run["micro_batch"]  # saved before runs recorded BatchNorm's batch
         path.write_text(json.dumps({"seeds": seeds, "runs": runs} if seeds else {"runs": runs}))  # older: no seeds
         return str(path)
 
     first = report(tmp_path / "a.json", None, [("ftcore preset book", [epoch(1, 0.80, 9.0)]),
                                                ("book recipe, reference loop", [epoch(1, 0.85, 30.0)])])
     again = report(tmp_path / "b.json", [0], [("ftcore preset book", [epoch(1, 0.82, 9.0)])])
-    seeds = report(tmp_path / "c.json", [1, 2], [("ftcore preset book, seed 1", [epoch(1, 0.84, 9.0)]),
-                                                  ("ftcore preset book, seed 2", [epoch(1, 0.86, 9.0)])])
-    runs = load_runs([first, again, seeds])
+    asked = report(tmp_path / "c.json", [1], [("ftcore preset book, micro-batch 128", [epoch(1, 0.83, 9.0)]),
+                                              ("ftcore preset quick", [epoch(1, 0.9, 1.0, "head")])])
+    seeds = report(tmp_path / "d.json", [1, 2], [("ftcore preset book, whole batch, seed 1", [epoch(1, 0.84, 9.0)]),
+                                                  ("ftcore preset book, whole batch, seed 2", [epoch(1, 0.86, 9.0)])],
+                   micro_batch=128)
+    runs = load_runs([first, again, asked, seeds])
+    # older runs are named by what BatchNorm saw: 16 photos by default in fp32 on a CPU, or what was asked for
     assert [(r.side, r.best_acc()) for r in runs] == [
-        ("book recipe, reference loop, seed 0", 0.85), ("ftcore preset book, seed 0", 0.82),
-        ("ftcore preset book, seed 1", 0.84), ("ftcore preset book, seed 2", 0.86)]
+        ("book recipe, reference loop, seed 0", 0.85), ("ftcore preset book, micro-batch 16, seed 0", 0.82),
+        ("ftcore preset book, whole batch, seed 1", 0.84), ("ftcore preset book, whole batch, seed 2", 0.86),
+        ("ftcore preset quick, seed 1", 0.9)]
 
 
 def test_time_to_accuracy_runs_every_preset_once_per_seed_with_its_seed(monkeypatch):
     specs = []
 
-    def fake_launch(spec, timeout=None):
+    def fake_launch(spec, timeout=None):  # a run of every layer names itself by BatchNorm's batch, as run_ftcore
         specs.append(spec)
         acc = 0.8 + spec["seed"] / 100
-        return SideResult(spec.get("label", "ftcore"), [epoch(1, acc, 10.0)], wall_seconds=12)
+        suffix = bench.batchnorm_suffix(spec["micro_batch"], 128) if spec.get("preset") == "book" else ""
+        return SideResult(spec.get("label", "ftcore") + suffix, [epoch(1, acc, 10.0)], wall_seconds=12)
 
     monkeypatch.setattr(bench, "launch", fake_launch)
     monkeypatch.setattr(bench, "test_size", lambda data, limit: 50)
@@ -146,9 +157,9 @@ def test_time_to_accuracy_runs_every_preset_once_per_seed_with_its_seed(monkeypa
         ("reference", None, 3, 128), ("ftcore", "book", 3, 128), ("ftcore", "quick", 3, 128),
         ("reference", None, 5, 128), ("ftcore", "book", 5, 128), ("ftcore", "quick", 5, 128)]
     assert [r["side"] for r in report["runs"]] == [
-        "book recipe, reference loop, seed 3", "ftcore preset book, micro-batch 128, seed 3",
+        "book recipe, reference loop, seed 3", "ftcore preset book, whole batch, seed 3",
         "ftcore preset quick, seed 3",  # output-layer epochs only: micro-batches do not apply
-        "book recipe, reference loop, seed 5", "ftcore preset book, micro-batch 128, seed 5",
+        "book recipe, reference loop, seed 5", "ftcore preset book, whole batch, seed 5",
         "ftcore preset quick, seed 5"]
     assert report["seeds"] == [3, 5]
     summary = lines[-1].splitlines()

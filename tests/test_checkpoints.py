@@ -11,7 +11,7 @@ import torch
 from ftcore import checkpoints
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
-from ftcore.predict import Predictor
+from ftcore.predict import probabilities
 from ftcore.training import fit, recipe
 
 
@@ -27,8 +27,8 @@ def test_round_trip_predicts_the_same(trained, tiny_data, tmp_path):
     assert loaded.config == trained.config and loaded.history == trained.history
     assert loaded.eval_transform.to_dict() == trained.eval_transform.to_dict() and not loaded.model.training
     photos = [open_image(tiny_data / "test" / c / "001.png") for c in ("blue", "red")]
-    before = Predictor.from_result(trained).probabilities(photos)
-    after = Predictor.from_checkpoint(checkpoint_path).probabilities(photos)
+    before = probabilities(trained, photos)
+    after = probabilities(loaded, photos)
     torch.testing.assert_close(after, before)
     metrics = json.loads(metrics_path.read_text())
     assert metrics["classes"] == ["blue", "red"] and metrics["config"]["mode"] == "scratch"

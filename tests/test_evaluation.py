@@ -13,7 +13,6 @@ from ftcore import checkpoints, jobs
 from ftcore.errors import FtcoreError
 from ftcore.evaluation import (
     Evaluation,
-    TrainedModel,
     accuracy,
     class_metrics,
     confusion_matrix,
@@ -84,13 +83,13 @@ def test_to_dict_and_text_carry_the_same_numbers():
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_data):
-    result = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
-    return jobs.Run("eval-run", jobs.run_label(result.config), result.config, result.history, result)
+    trained = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
+    return jobs.Run("eval-run", jobs.run_label(trained.config), trained.config, trained.history, trained)
 
 
 def test_evaluating_a_run_agrees_with_the_training_loops_test_accuracy(tiny_run, tiny_data):
-    subject = TrainedModel.from_run(tiny_run)
-    ev = evaluate_model(subject.model, subject.classes, subject.transform, str(tiny_data), arch=subject.arch)
+    subject = tiny_run.trained
+    ev = evaluate_model(subject.model, subject.classes, subject.eval_transform, str(tiny_data), arch=subject.arch)
     assert len(ev.paths) == 16 and ev.accuracy == pytest.approx(tiny_run.history.final().test_acc)
     assert all(Path(path).parent.name == ev.classes[t] for path, t in zip(ev.paths, ev.targets, strict=True))
     assert ev.confusion.sum() == 16 and ev.probabilities.sum(axis=1) == pytest.approx(np.ones(16))
@@ -98,12 +97,13 @@ def test_evaluating_a_run_agrees_with_the_training_loops_test_accuracy(tiny_run,
 
 
 def test_a_checkpoint_evaluates_like_its_run(tiny_run, tiny_data, tmp_path):
-    path, _ = checkpoints.save_run(tiny_run.result, tmp_path)
-    subject = TrainedModel.from_checkpoint("ck", "checkpoint", checkpoints.load_checkpoint(path))
-    assert subject.arch == "resnet18" and subject.classes == ["blue", "red"] and subject.weights_file is None
-    ev = evaluate_model(subject.model, subject.classes, subject.transform, str(tiny_data), limit=4)
+    path, _ = checkpoints.save_run(tiny_run.trained, tmp_path)
+    subject = checkpoints.load_checkpoint(path)
+    assert subject.arch == "resnet18" and subject.classes == ["blue", "red"] and subject.weights.path is None
+    ev = evaluate_model(subject.model, subject.classes, subject.eval_transform, str(tiny_data), limit=4)
     assert len(ev.paths) == 8 and ev.accuracy == pytest.approx(
-        evaluate_model(tiny_run.result.model, subject.classes, subject.transform, str(tiny_data), limit=4).accuracy)
+        evaluate_model(tiny_run.trained.model, subject.classes, subject.eval_transform, str(tiny_data),
+                       limit=4).accuracy)
 
 
 def test_data_with_other_classes_is_refused(tiny_run, tmp_path):
@@ -113,4 +113,4 @@ def test_data_with_other_classes_is_refused(tiny_run, tmp_path):
     (other / "train" / "red").rename(other / "train" / "green")
     (other / "test" / "red").rename(other / "test" / "green")
     with pytest.raises(FtcoreError, match="has classes blue, green but the model was trained on blue, red"):
-        evaluate_model(tiny_run.result.model, ["blue", "red"], tiny_run.result.eval_transform, str(other))
+        evaluate_model(tiny_run.trained.model, ["blue", "red"], tiny_run.trained.eval_transform, str(other))

@@ -18,22 +18,21 @@ from ftcore import checkpoints
 from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
 from ftcore.models import WeightsSource, build_model
-from ftcore.predict import Predictor
-from ftcore.training import History, TrainResult, recipe
+from ftcore.training import History, TrainedModel, recipe
 
 
 @pytest.fixture(scope="module")
-def result() -> TrainResult:
+def untrained() -> TrainedModel:
     """An untrained resnet18 for two classes (no training needed to test the file format)."""
     torch.manual_seed(0)
     model, weights = build_model("resnet18", 2, pretrained=False)
     config = recipe("scratch", "resnet18", data="colours", image_size=32)
-    return TrainResult(model.eval(), config, ["blue", "red"], History(), weights, EvalPreset(32))
+    return TrainedModel(model.eval(), config, ["blue", "red"], History(), weights, EvalPreset(32))
 
 
 @pytest.fixture
-def saved(result, tmp_path) -> Path:
-    return checkpoints.save_run(result, tmp_path / "run")[0]
+def saved(untrained, tmp_path) -> Path:
+    return checkpoints.save_run(untrained, tmp_path / "run")[0]
 
 
 def rewrite(path: Path, change) -> Path:
@@ -48,9 +47,8 @@ def test_checkpoints_are_only_ever_loaded_with_weights_only(saved, monkeypatch):
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
-    Predictor.from_checkpoint(saved)
     checkpoints.load_checkpoint(saved)
-    assert len(calls) == 2 and all(k.get("weights_only") is True for k in calls)
+    assert len(calls) == 1 and all(k.get("weights_only") is True for k in calls)
 
 
 class Payload:
@@ -63,9 +61,9 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
-def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(result, tmp_path):
+def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(untrained, tmp_path):
     marker = tmp_path / "code-ran"
-    d = checkpoints.checkpoint_dict(result)
+    d = checkpoints.checkpoint_dict(untrained)
     d["history"] = Payload(str(marker))
     path = tmp_path / "evil.pt"
     torch.save(d, path)
@@ -107,6 +105,14 @@ def test_weights_of_another_architecture_are_named(saved):
     assert str(info.value).endswith("it was altered after training, so train again")
 
 
+def test_settings_naming_another_architecture_are_named(saved):
+    rewrite(saved, lambda d: d["config"].update(arch="resnet34"))
+    with pytest.raises(FtcoreError) as info:
+        checkpoints.load_checkpoint(saved)
+    assert str(info.value) == (f"checkpoint {saved} holds resnet18 weights but its settings say resnet34; it was "
+                               "altered after training, so train again")
+
+
 def test_an_unknown_architecture_is_named(saved):
     rewrite(saved, lambda d: d.update(arch="vgg11"))
     with pytest.raises(FtcoreError) as info:
@@ -141,12 +147,12 @@ def test_a_checkpoint_used_on_data_with_other_classes_names_both_lists(saved, tm
                                "blue, red; choose the data it was trained on")
 
 
-def test_a_loaded_checkpoint_is_the_saved_run(result, saved):
-    again = checkpoints.load_checkpoint(saved).to_result()
-    assert again.classes == ["blue", "red"] and again.config == result.config
+def test_a_loaded_checkpoint_is_the_saved_run(untrained, saved):
+    again = checkpoints.load_checkpoint(saved)
+    assert again.classes == ["blue", "red"] and again.config == untrained.config
     assert again.weights == WeightsSource("random")
-    assert again.eval_transform.to_dict() == result.eval_transform.to_dict()
-    for key, value in result.model.state_dict().items():
+    assert again.eval_transform.to_dict() == untrained.eval_transform.to_dict()
+    for key, value in untrained.model.state_dict().items():
         assert torch.equal(again.model.state_dict()[key], value), key
 
 

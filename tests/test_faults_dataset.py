@@ -178,7 +178,7 @@ def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tm
     job = TrainingJob(recipe("scratch", data=str(tree), batch_size=4, image_size=32), runs_dir=tmp_path / "runs")
     assert job.start().join(timeout=120)
     snap = job.snapshot()
-    assert snap.status == "failed" and snap.result is None and "\n" not in snap.error
+    assert snap.status == "failed" and snap.trained is None and "\n" not in snap.error
     assert snap.error.startswith(f"{folders.real_root_of(tree) / 'train' / 'red' / '001.png'} cannot be decoded (")
     assert snap.error.endswith("); remove or replace that file")
     assert not (tmp_path / "runs").exists()

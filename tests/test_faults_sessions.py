@@ -24,8 +24,8 @@ from ftcore.errors import FtcoreError
 from ftcore.images import open_image
 from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_id, save_run_folder
 from ftcore.models import build_model
-from ftcore.predict import Predictor
-from ftcore.training import History, TrainResult, recipe
+from ftcore.predict import probabilities, rank_classes
+from ftcore.training import History, TrainedModel, recipe
 
 HOME = REPO / "streamlit_app.py"
 EXPLORE, TRAIN, PREDICT = "pages/explore.py", "pages/train.py", "pages/predict.py"
@@ -91,7 +91,7 @@ def test_two_sessions_training_at_once_are_isolated(tiny_data, fresh_models):
         assert [r.id for r in at.session_state["runs"]] == [job.id]  # each tab sees its own run only
     folders = sorted(p.name for p in ui.runs_dir().iterdir())
     assert folders == sorted(job.id for job in started)
-    models = [job.to_run().result.model for job in started]
+    models = [job.to_run().trained.model for job in started]
     for job, model in zip(started, models, strict=True):  # each folder holds the model its own tab trained
         on_disk = torch.load(ui.runs_dir() / job.id / "checkpoint.pt", weights_only=True)["state_dict"]
         assert all(torch.equal(on_disk[k], v) for k, v in model.state_dict().items())
@@ -128,15 +128,15 @@ def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_
     folder = ui.runs_dir() / job.id
     assert snap.saved_to == str(folder) and sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt",
                                                                                            "metrics.json"]
-    assert json.loads((folder / "metrics.json").read_text())["history"] == snap.result.history.to_dict()
+    assert json.loads((folder / "metrics.json").read_text())["history"] == snap.trained.history.to_dict()
     photos = [open_image(png((220, 30, 30))), open_image(png((30, 30, 220)))]
-    expected = Predictor.from_result(snap.result).probabilities(photos)
+    expected = probabilities(snap.trained, photos)
     del job, snap
     fresh_models.clear()  # the server restarts: no model in memory
 
     (saved,), problems = list_saved_runs(ui.runs_dir())
     assert problems == [] and saved.id == folder.name and not saved.in_memory
-    torch.testing.assert_close(Predictor.from_result(saved.result).probabilities(photos), expected)
+    torch.testing.assert_close(probabilities(saved.trained, photos), expected)
 
     at = checked(tab().switch_page(PREDICT).run())  # a new tab after the restart offers the saved run
     assert at.selectbox[0].value == f"saved:{saved.id}"  # saved runs are offered by id
@@ -164,44 +164,46 @@ def test_an_unreadable_run_folder_is_named_and_the_others_still_listed(tiny_data
     assert problems == [f"saved run {runs_dir / 'broken'} cannot be read (JSONDecodeError); delete that folder"]
 
 
-def untrained_result() -> TrainResult:
+def untrained_model() -> TrainedModel:
     model, weights = build_model("resnet18", 2, pretrained=False)
-    return TrainResult(model.eval(), recipe("scratch", data="colours", image_size=32), ["blue", "red"], History(),
-                       weights, EvalPreset(32))
+    return TrainedModel(model.eval(), recipe("scratch", data="colours", image_size=32), ["blue", "red"], History(),
+                        weights, EvalPreset(32))
 
 
 def test_only_a_few_models_stay_in_memory_and_the_rest_reload_from_disk(tmp_path, fresh_models):
     runs_dir = tmp_path / "runs"
-    save_run_folder(untrained_result(), runs_dir, "run-0")
+    save_run_folder(untrained_model(), runs_dir, "run-0")
     for i in range(1, 6):
         shutil.copytree(runs_dir / "run-0", runs_dir / f"run-{i}")
     runs, _ = list_saved_runs(runs_dir)
     for run in runs:
-        assert isinstance(run.result.model, ResNet)
+        assert isinstance(run.trained.model, ResNet)
         assert len(fresh_models.ids()) <= 3
     assert fresh_models.ids() == ["run-3", "run-4", "run-5"]
     assert not runs[0].in_memory and runs[5].in_memory
-    reloaded = runs[0].result  # on demand, from its folder
+    reloaded = runs[0].trained  # on demand, from its folder
     assert fresh_models.ids() == ["run-4", "run-5", "run-0"]
-    assert torch.equal(reloaded.model.fc.weight, runs[5].result.model.fc.weight)
-    unsaved = Run("unsaved", "tiny", reloaded.config, History(), untrained_result())
+    assert torch.equal(reloaded.model.fc.weight, runs[5].trained.model.fc.weight)
+    unsaved = Run("unsaved", "tiny", reloaded.config, History(), untrained_model())
     for run in runs:
-        assert run.result.classes == ["blue", "red"]
+        assert run.trained.classes == ["blue", "red"]
     assert unsaved.in_memory  # no folder to reload it from, so it keeps its model
 
 
 def test_a_long_session_of_train_and_predict_keeps_at_most_three_models(tiny_data, fresh_models):
     gc.collect()
     before = sum(isinstance(o, ResNet) for o in gc.get_objects())
+    fused_before = sum(isinstance(o, torch.fx.GraphModule) for o in gc.get_objects())
     session: list[Run] = []
     for seed in range(6):
         job = TrainingJob(small(tiny_data, seed=seed), runs_dir=ui.runs_dir()).start()
         assert job.join(timeout=120)
         session.append(job.to_run())
-        Predictor.from_result(session[-1].result).predict([open_image(png((seed * 40, 0, 0)))])
+        rank_classes(session[-1].trained, [open_image(png((seed * 40, 0, 0)))])
         del job
     gc.collect()
     assert sum(isinstance(o, ResNet) for o in gc.get_objects()) - before <= 3
+    assert sum(isinstance(o, torch.fx.GraphModule) for o in gc.get_objects()) - fused_before <= 3  # their fused copies
     assert all(run.history.final() is not None for run in session)  # every run's history is still at hand
 
 

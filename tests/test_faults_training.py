@@ -108,7 +108,7 @@ def test_divergence_stops_the_run_names_epoch_and_batch_and_keeps_the_history(ti
     assert job.join(timeout=120)
     snap = job.snapshot()
     match = DIVERGED.fullmatch(snap.error)
-    assert snap.status == "failed" and match and snap.result is None
+    assert snap.status == "failed" and match and snap.trained is None
     epoch, batch = int(match.group(1)), int(match.group(2))
     assert len(snap.batches) == (epoch - 1) * snap.steps_per_epoch + batch - 1 > 0  # every batch before it
     assert all(math.isfinite(b.loss) for b in snap.batches) and len(snap.epochs) == epoch - 1
@@ -161,7 +161,7 @@ def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monke
     job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
     assert job.join(timeout=60)
     snap = job.snapshot()
-    assert (snap.status, snap.error, snap.result) == ("failed", OUT_OF_MEMORY, None)
+    assert (snap.status, snap.error, snap.trained) == ("failed", OUT_OF_MEMORY, None)
     assert len(snap.batches) == 1  # what it did before memory ran out is still shown
 
 

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 
 from app import ui
-from conftest import REPO, encode, open_app
+from conftest import REPO, encode, open_app, trained_model
 from ftcore import data
-from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
-from ftcore.predict import Predictor, classify_photos
+from ftcore.predict import classify_photos
+from ftcore.training import TrainedModel
 
 EXPLORE, PREDICT = "pages/explore.py", "pages/predict.py"
 
@@ -62,8 +62,8 @@ class Constant(torch.nn.Module):
         return torch.tensor([[1.0, 3.0]]).repeat(len(x), 1) + self.w
 
 
-def predictor() -> Predictor:
-    return Predictor(Constant(), ["blue", "red"], EvalPreset(32))
+def constant_model() -> TrainedModel:
+    return trained_model(Constant(), ["blue", "red"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def test_a_zip_without_a_dataset_keeps_no_copy():
 
 
 def test_a_jpg_that_is_not_an_image_is_named_and_the_others_are_classified():
-    model = predictor()
+    model = constant_model()
     results = classify_photos(model, [("cat.jpg", b"GIF89a but not really"), ("red.png", photo())])
     assert results[0].error == "cat.jpg is not an image (UnidentifiedImageError); use a JPEG, PNG or WebP photo"
     assert results[0].ranked is None and results[0].thumbnail is None
@@ -157,7 +157,7 @@ def test_a_jpg_that_is_not_an_image_is_named_and_the_others_are_classified():
 
 
 def test_an_empty_file_is_named():
-    (result,) = classify_photos(predictor(), [("empty.png", b"")])
+    (result,) = classify_photos(constant_model(), [("empty.png", b"")])
     assert result.error == "empty.png is empty; use a JPEG, PNG or WebP photo" and result.ranked is None
 
 
@@ -170,14 +170,14 @@ def test_very_large_photos_are_classified_or_refused_by_size():
         return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
     big = encode(Image.new("RGB", (4000, 3000), (200, 20, 20)), "JPEG")  # 12 MP, a phone photo
-    results = classify_photos(predictor(), [("phone.jpg", big), ("poster.png", claiming(12000, 9000))])
+    results = classify_photos(constant_model(), [("phone.jpg", big), ("poster.png", claiming(12000, 9000))])
     assert results[0].ranked is not None and max(Image.open(io.BytesIO(results[0].thumbnail)).size) == 320
     assert results[1].error == ("poster.png is 12000x9000 pixels, more than the 100 megapixels allowed; shrink it "
                                 "first")
 
 
 def test_many_photos_are_classified_a_batch_at_a_time():
-    model = predictor()
+    model = constant_model()
     photos = [(f"{i}.png", photo((i, 0, 0))) for i in range(70)] + [("bad.jpg", b"nope")]
     results = classify_photos(model, photos, batch=32)
     assert [r.name for r in results] == [name for name, _ in photos]

@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
-from conftest import write_tiny_imagefolder
+from conftest import trained_model, write_tiny_imagefolder
 from ftcore import data, folders
 from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
-from ftcore.predict import Predictor, classify_photos
+from ftcore.predict import classify_photos
 
 # A failing run writes its examples as patches under hypothesis' home folder: keep that out of the checkout.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "ftcore-hypothesis")
@@ -88,14 +88,14 @@ class Tiny(torch.nn.Module):
         return self.body(x)
 
 
-PREDICTOR = Predictor(Tiny(), ["blue", "red"], EvalPreset(32))
+TINY_MODEL = trained_model(Tiny(), ["blue", "red"])
 
 
 @FUZZ
 @given(image_bytes())
 def test_the_predict_path_gives_a_prediction_or_one_clear_error(photo):
     ext, payload = photo
-    (result,) = classify_photos(PREDICTOR, [(f"upload.{ext}", payload)])
+    (result,) = classify_photos(TINY_MODEL, [(f"upload.{ext}", payload)])
     if result.error is None:
         assert [label for label, _ in result.ranked] in (["blue", "red"], ["red", "blue"])
         assert sum(p for _, p in result.ranked) == pytest.approx(1, abs=1e-5) and result.thumbnail

@@ -29,7 +29,7 @@ def test_job_runs_in_the_background_and_its_history_grows(tiny_data, slow_steps)
     assert sizes == sorted(sizes) and len(set(sizes)) > 2  # seen growing while it ran
     assert snap.devices == ["cpu"] and snap.classes == ["blue", "red"] and snap.train_size == 32
     run = job.to_run()
-    assert run.id == job.id and run.history.final().epoch == 2 and run.result.model is snap.result.model
+    assert run.id == job.id and run.history.final().epoch == 2 and run.trained.model is snap.trained.model
     assert run.label == "scratch resnet18 lr 5e-04"
 
 
@@ -41,7 +41,7 @@ def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data):
     stopped_at = len(job.snapshot().batches)
     assert job.join(timeout=60)
     snap = job.snapshot()
-    assert snap.status == "stopped" and snap.result is not None
+    assert snap.status == "stopped" and snap.trained is not None
     assert stopped_at <= len(snap.batches) <= stopped_at + 1
     assert job.to_run().history.stopped
 
@@ -60,7 +60,7 @@ def test_a_user_error_fails_the_job_with_one_readable_line(tmp_path):
     job = TrainingJob(recipe("scratch", data=str(tmp_path / "nowhere"))).start()
     assert job.join(timeout=30)
     snap = job.snapshot()
-    assert snap.status == "failed" and snap.result is None
+    assert snap.status == "failed" and snap.trained is None
     assert snap.error.startswith("data folder") and "\n" not in snap.error
 
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ftcore.data import EvalPreset
+from conftest import trained_model
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
-from ftcore.predict import Predictor, classify_photos, format_prediction
+from ftcore.predict import classify_photos, format_prediction, rank_classes
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -109,8 +109,7 @@ class Constant(torch.nn.Module):
 
 
 def test_predictions_are_softmax_sorted():
-    predictor = Predictor(Constant(), ["a", "b", "c"], EvalPreset(32))
-    ranked = predictor.predict([RGB, RGB])
+    ranked = rank_classes(trained_model(Constant(), ["a", "b", "c"]), [RGB, RGB])
     e = np.exp([1.0, 3.0, 0.0])
     expected = sorted(zip(["a", "b", "c"], e / e.sum(), strict=True), key=lambda p: -p[1])
     assert [label for label, _ in ranked[0]] == ["b", "a", "c"]
@@ -119,10 +118,29 @@ def test_predictions_are_softmax_sorted():
 
 
 def test_classify_photos_reports_bad_ones_and_classifies_the_rest():
-    predictor = Predictor(Constant(), ["a", "b", "c"], EvalPreset(32))
-    results = classify_photos(predictor, [("good.png", encode(RGB, "PNG")), ("bad.jpg", b"nope"),
-                                          ("good.webp", encode(RGB, "WEBP"))], batch=1)
+    photos = [("good.png", encode(RGB, "PNG")), ("bad.jpg", b"nope"), ("good.webp", encode(RGB, "WEBP"))]
+    results = classify_photos(trained_model(Constant(), ["a", "b", "c"]), photos, batch=1)
     assert [r.name for r in results] == ["good.png", "bad.jpg", "good.webp"]
     assert results[1].ranked is None and "bad.jpg is not an image" in results[1].error
     assert results[0].ranked[0][0] == "b" and results[2].ranked[0][0] == "b"
     assert Image.open(io.BytesIO(results[0].thumbnail)).format == "JPEG"
+
+
+@pytest.mark.parametrize("traces", [True, False], ids=["fused copy", "untraceable model"])
+def test_the_fused_copy_is_made_once_per_model_and_freed_with_it(monkeypatch, traces):
+    import gc
+
+    from ftcore import predict
+
+    made = []
+    monkeypatch.setattr(predict, "fused_for_inference",
+                        lambda model: made.append(model) or (torch.nn.Identity() if traces else model))
+    trained = trained_model(Constant(), ["a", "b", "c"])
+    first = predict.inference_model(trained.model)
+    assert predict.inference_model(trained.model) is first and len(made) == 1
+    assert (first is trained.model) is not traces
+    made.clear()
+    size = len(predict._FUSED)
+    del trained, first
+    gc.collect()
+    assert len(predict._FUSED) == size - 1

@@ -132,7 +132,7 @@ def test_stop_ends_the_run_after_its_batch_and_keeps_the_model(tiny_data, tmp_pa
     assert job.join(60)
     snap = job.snapshot()
     assert snap.status == "stopped" and snap.has_model and snap.resumable
-    assert job.to_run().history.stopped and job.to_run().result.model is not None
+    assert job.to_run().history.stopped and job.to_run().trained.model is not None
     again = ProcessJob.resumed(job.folder).start()  # the stopped model stays usable until the new one replaces it
     assert not again.snapshot().has_model and (job.folder / "checkpoint.pt").is_file()
     assert again.join(TIMEOUT)
