@@ -19,17 +19,19 @@ from .training import TrainedModel
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp")
 
 
-# model -> its fused copy, freed with the model (None: the model cannot be fused and runs as it is)
+# The model predicted with last -> its fused copy (None: the model cannot be fused and runs as it is). One copy
+# at a time, so prediction adds one model's memory however many are kept; freed with its model.
 _FUSED: weakref.WeakKeyDictionary[nn.Module, nn.Module | None] = weakref.WeakKeyDictionary()
 _FUSING = threading.Lock()  # sessions predicting with one model at once fuse it once
 
 
 def inference_model(model: nn.Module) -> nn.Module:
     """What predictions run: a copy of `model` with BatchNorm folded into the convolutions (same outputs, faster
-    on CPU), made once per model and kept while the model is; `model` itself stays as trained, for Grad-CAM's
-    view of its activations."""
+    on CPU), made when a model is predicted with and kept until another one is; `model` itself stays as trained,
+    for Grad-CAM's view of its activations."""
     with _FUSING:
         if model not in _FUSED:
+            _FUSED.clear()
             fused = fused_for_inference(model)
             _FUSED[model] = None if fused is model else fused  # a value holding its key would keep it alive forever
         fused = _FUSED[model]
