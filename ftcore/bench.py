@@ -191,9 +191,9 @@ def format_speed_table(rows: list[tuple[str, float, float, str]], precision: str
 
 def format_tta_table(results: list[SideResult], target: float) -> str:
     """Time-to-accuracy: seconds from process start to `target`, best accuracy, total wall."""
-    lines = [f"{'run':34s} {'reaches ' + format(target, '.2f') + ' at':>16s} {'best acc':>9s} {'total wall':>11s}"]
+    lines = [f"{'run':44s} {'reaches ' + format(target, '.2f') + ' at':>16s} {'best acc':>9s} {'total wall':>11s}"]
     for r in results:
-        lines.append(f"{r.side:34s} {reached_text(r, target):>16s} {r.best_acc():9.3f} {r.wall_seconds:9.0f} s")
+        lines.append(f"{r.side:44s} {reached_text(r, target):>16s} {r.best_acc():9.3f} {r.wall_seconds:9.0f} s")
     return "\n".join(lines)
 
 
@@ -249,7 +249,7 @@ def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: floa
         for preset in presets:
             results.append(launch({**base, "side": "ftcore", "preset": preset, "seed": seed,
                                    "label": f"ftcore preset {preset}"}))
-            results[-1].side += seed_name  # after the BatchNorm batch the run names itself by
+            results[-1].side += seed_name  # after the BatchNorm suffix run_ftcore adds to its name
             out(f"  {results[-1].side}: best {results[-1].best_acc():.3f} in {results[-1].wall_seconds:.0f} s")
     out(format_tta_table(results, target))
     if len(seeds) > 1:

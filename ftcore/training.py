@@ -426,8 +426,8 @@ class TrainingDiverged(FtcoreError):
 
 @dataclass
 class TrainedModel:
-    """A trained model and what it was trained with: what `fit` returns and a checkpoint holds, and what
-    prediction, evaluation, explanation and export take."""
+    """A trained model and what it was trained with: what `fit` returns, a checkpoint holds and prediction takes
+    (evaluation, Grad-CAM and export take its parts)."""
 
     model: nn.Module  # the target model (never the DataParallel wrapper), in eval mode; never changed after
     config: TrainConfig  # the run's settings, which rebuild the architecture and re-run it
@@ -477,7 +477,7 @@ def batchnorm_note(config: TrainConfig, micro: int) -> str:
     whole = estimate_from_counts(dataclasses.replace(config, micro_batch=config.batch_size), readable_counts(config))
     return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
             f"{whole / GB:.1f} GB, more than the {FITS_SHARE * total_bytes() / GB:.1f} GB a run may take of this "
-            f"machine's {total_bytes() / GB:.1f}")
+            f"machine's {total_bytes() / GB:.1f} GB")
 
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:

@@ -15,15 +15,15 @@ def model_ui() -> tuple[str, TrainedModel] | None:
     choice = model_picker_ui("predict")
     if choice is None:
         return None
-    if choice.run is not None:
+    if choice.run is not None:  # said before the model loads: a saved run may need its file read first
         where = "Trained in this tab" if choice.in_tab else f"Saved in `{choice.run.path}`"
         measured = choice.run.history.accuracy_text()
         st.caption(f"{where}; {measured}." if measured else f"{where} (stopped before a test).")
-        return choice.key, choice.trained_model()
     trained = choice.trained_model()
-    measured = trained.history.accuracy_text()
-    st.caption(f"{trained.arch}, classes {', '.join(trained.classes)}" + (f"; {measured}" if measured else "")
-               + ".")
+    if choice.run is None:
+        measured = trained.history.accuracy_text()
+        st.caption(f"{trained.arch}, classes {', '.join(trained.classes)}" + (f"; {measured}" if measured else "")
+                   + ".")
     return choice.key, trained
 
 

@@ -13,21 +13,18 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, trained_model
 from ftcore import checkpoints
-from ftcore.data import EvalPreset
 from ftcore.errors import FtcoreError
 from ftcore.models import WeightsSource, build_model
-from ftcore.training import History, TrainedModel, recipe
+from ftcore.training import TrainedModel
 
 
 @pytest.fixture(scope="module")
 def untrained() -> TrainedModel:
     """An untrained resnet18 for two classes (no training needed to test the file format)."""
     torch.manual_seed(0)
-    model, weights = build_model("resnet18", 2, pretrained=False)
-    config = recipe("scratch", "resnet18", data="colours", image_size=32)
-    return TrainedModel(model.eval(), config, ["blue", "red"], History(), weights, EvalPreset(32))
+    return trained_model(build_model("resnet18", 2, pretrained=False)[0], ["blue", "red"])
 
 
 @pytest.fixture

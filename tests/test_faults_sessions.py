@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 from torchvision.models import ResNet
 
 from app import ui
-from conftest import REPO
+from conftest import REPO, trained_model
 from ftcore import jobs
-from ftcore.data import EvalPreset, resolve_user_path
+from ftcore.data import resolve_user_path
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
 from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_id, save_run_folder
@@ -165,9 +165,7 @@ def test_an_unreadable_run_folder_is_named_and_the_others_still_listed(tiny_data
 
 
 def untrained_model() -> TrainedModel:
-    model, weights = build_model("resnet18", 2, pretrained=False)
-    return TrainedModel(model.eval(), recipe("scratch", data="colours", image_size=32), ["blue", "red"], History(),
-                        weights, EvalPreset(32))
+    return trained_model(build_model("resnet18", 2, pretrained=False)[0], ["blue", "red"])
 
 
 def test_only_a_few_models_stay_in_memory_and_the_rest_reload_from_disk(tmp_path, fresh_models):

@@ -178,7 +178,7 @@ def test_micro_batch_is_the_whole_batch_where_it_fits_else_the_largest_that_fits
     total = memory.total_bytes() / memory.GB
     assert batchnorm_note(config, 32) == (
         f"BatchNorm over 32 of the batch's 128 photos: the whole batch needs about {need[128] / memory.GB:.1f} GB, "
-        f"more than the {memory.FITS_SHARE * total:.1f} GB a run may take of this machine's {total:.1f}")
+        f"more than the {memory.FITS_SHARE * total:.1f} GB a run may take of this machine's {total:.1f} GB")
     assert micro_batch_size(replace(config, micro_batch=40), cpu, "bf16") == 40
     assert batchnorm_note(replace(config, micro_batch=40), 40).startswith("BatchNorm over 40 of the batch's 128")
     assert micro_batch_size(replace(config, batch_size=8), cpu, "fp32") == 8
