@@ -364,9 +364,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"\n{'run':32s} {'loss':>6s} {'train acc':>9s} {'test acc':>8s} {'examples/sec':>12s} {'wall':>8s}")
     for name, history, speed, wall in rows:
         last = history.final()
-        if last is not None:  # with a val split, the test split's one measurement, as the book's column
-            tested = history.test_acc if history.heldout == "val" else last.test_acc
-            print(f"{name:32s} {last.train_loss:6.3f} {last.train_acc:9.3f} {fmt_acc(tested):>8s} "
+        if last is not None:
+            print(f"{name:32s} {last.train_loss:6.3f} {last.train_acc:9.3f} {fmt_acc(history.final_test()):>8s} "
                   f"{speed:12.1f} {wall:7.0f}s")
     for mode, book in BOOK_RESULTS.items():
         print(f"{mode + ' (book)':32s} {book['train_loss']:6.3f} {book['train_acc']:9.3f} "

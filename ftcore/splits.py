@@ -30,6 +30,7 @@ LAYOUTS = {
     "class folders": "one folder per class; validation held out of them",
 }
 BOOK_LAYOUT = "train/test"
+HOLDOUT_LAYOUTS = ("train", "class folders")  # no split to measure on: validation is held out of train
 # The share of each class held out for validation where a layout has no split to validate on.
 DEFAULT_VAL_FRACTION = 0.2
 HASH_SPACE = 2**64  # a photo's hash, as a number in [0, 1): its first 16 hex digits over this
@@ -168,8 +169,8 @@ def resolve_splits(root: str | Path, val_fraction: float | None = None, split_se
         raise FtcoreError(f"data folder {shown} has its own {role_folders['val']}/ split, so nothing is held out "
                           "of train/; drop the validation share")
     if val_fraction is None:
-        val_fraction = DEFAULT_VAL_FRACTION if layout in ("class folders", "train") else 0.0
-    if layout in ("class folders", "train") and val_fraction == 0:
+        val_fraction = DEFAULT_VAL_FRACTION if layout in HOLDOUT_LAYOUTS else 0.0
+    if layout in HOLDOUT_LAYOUTS and val_fraction == 0:
         raise FtcoreError(f"data folder {shown} has no test/ or val/ split, so some photos must be held out to "
                           "measure the model; give a validation share above 0 (e.g. 0.2)")
 

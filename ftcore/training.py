@@ -371,6 +371,14 @@ class History:
             text += f", test acc {self.test_acc:.3f}"
         return text
 
+    def final_test(self) -> float | None:
+        """The run's test accuracy: with a val split, the test split's one measurement at the end; else the last
+        epoch's (the book's column)."""
+        if self.heldout == "val":
+            return self.test_acc
+        last = self.final()
+        return last.test_acc if last is not None else None
+
     def final_heldout(self) -> float | None:
         """The last epoch's accuracy on the held-out split (val where there is one, else test)."""
         last = self.final()

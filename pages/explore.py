@@ -154,7 +154,7 @@ def split_ui(summary: data.DatasetSummary) -> None:
     description = splits.LAYOUTS[summary.layout]
     st.markdown(f"**Layout: {summary.layout}** ({description}).")
     val_fraction, split_seed = ui.data_split()
-    holds_out = summary.layout in ("class folders", "train")
+    holds_out = summary.layout in splits.HOLDOUT_LAYOUTS
     if summary.layout == splits.BOOK_LAYOUT:
         carve = st.toggle("Hold out a validation split from train/", value=bool(val_fraction), key="carve-val",
                           help="Off: the book's way, every per-epoch figure is on test. On: curves, the best epoch "

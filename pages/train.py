@@ -240,8 +240,7 @@ def runs_ui() -> None:
         rows.append({"run": run.label, "epochs": last.epoch if last else 0,
                      "train loss": last.train_loss if last else None, "train acc": last.train_acc if last else None,
                      "val acc": last.val_acc if last else None,
-                     "test acc": run.history.test_acc if run.history.heldout == "val" else
-                     (last.test_acc if last else None),
+                     "test acc": run.history.final_test(),
                      "examples/sec": round(run.history.examples_per_sec, 1),
                      "devices": ", ".join(run.history.devices), "stopped": run.history.stopped})
     st.dataframe(rows, hide_index=True, column_config=ui.three_decimals("train loss", "train acc", "val acc",

@@ -268,3 +268,14 @@ def test_finetune_starts_from_the_given_weights_file(tiny_data, random_resnet18_
 def test_bad_data_folder_is_a_user_error(tmp_path):
     with pytest.raises(FtcoreError, match="does not exist"):
         fit(recipe("scratch", data=str(tmp_path / "missing")))
+
+
+def test_a_runs_test_accuracy_is_the_last_epochs_or_with_a_val_split_the_one_at_the_end():
+    from ftcore.training import EpochRecord, History
+
+    book = History(epochs=[EpochRecord(1, 0.5, 0.8, 0.85, 10, 1.0), EpochRecord(2, 0.4, 0.9, 0.91, 10, 1.0)])
+    assert book.final_test() == 0.91 and History().final_test() is None
+    chosen_on_val = History(epochs=[EpochRecord(1, 0.5, 0.8, None, 10, 1.0, val_acc=0.88)], heldout="val",
+                            test_acc=0.86)
+    assert chosen_on_val.final_test() == 0.86 and chosen_on_val.final_heldout() == 0.88
+    assert History(epochs=chosen_on_val.epochs, heldout="val").final_test() is None  # stopped before the test
