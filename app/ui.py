@@ -37,7 +37,7 @@ from ftcore.predict import PhotoResult, classify_photos
 from ftcore.resume import STATE_FILE
 from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
 from ftcore.scheduler import Scheduler
-from ftcore.training import TrainConfig, TrainedModel
+from ftcore.training import TrainConfig, TrainedModel, lr_text
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
@@ -528,7 +528,7 @@ def lr_key(mode: str, arch: str) -> str:
 
 def lr_label(lr: float) -> str:
     """5e-05 for the slider's round values, 1.2e-04 for a finder's suggestion."""
-    return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.1e}"
+    return lr_text(lr)
 
 
 def suggested_lrs(mode: str, arch: str) -> list[float]:

@@ -204,8 +204,10 @@ def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "te
     return fig
 
 
-def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequence[BatchRecord]]]) -> go.Figure:
-    """Several runs as they progress: held-out accuracy per epoch and loss per batch, with the book's final values."""
+def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequence[BatchRecord]]],
+                         title: str | None = None) -> go.Figure:
+    """Several runs as they progress: held-out accuracy per epoch and loss per batch, with the book's final values
+    (without them under another `title`: a scaled-down recipe is not the book's)."""
     validated = any(e.val_acc is not None for _, epochs, _ in series for e in epochs)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{'val' if validated else 'test'} accuracy per epoch",
                                                         "train loss per batch"))
@@ -218,12 +220,13 @@ def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequ
         fig.add_trace(go.Scatter(name=label, legendgroup=label, showlegend=False, x=[b.epoch for b in batches],
                                  y=[b.loss for b in batches], mode="lines", line={"color": color, "width": 1}),
                       row=1, col=2)
-    for mode, book in BOOK_RESULTS.items():
+    for mode, book in BOOK_RESULTS.items() if title is None else ():
         name = f"book {'fine-tune' if mode == 'finetune' else 'scratch'}"
         for col, key in ((1, "test_acc"), (2, "train_loss")):
             fig.add_hline(y=book[key], line={"dash": "dash" if mode == "finetune" else "dot", "color": COLORS["book"]},
                           annotation_text=f"{name} {book[key]:.3f}", row=1, col=col)
-    fig.update_layout(title="Fine-tune vs scratch (dashed/dotted: the book's final values, ResNet-18)", **LAYOUT)
+    fig.update_layout(title=title or "Fine-tune vs scratch (dashed/dotted: the book's final values, ResNet-18)",
+                      **LAYOUT)
     fig.update_xaxes(title_text="epoch")
     return fig
 

@@ -23,12 +23,14 @@ from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
 from .jobs import is_out_of_memory
+from .lesson import scaled_down_text
 from .lr_finder import FinderSettings, LrStep, check_curve_path, find_lr, write_curve
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
 from .resume import STATE_FILE, load_state, save_state
 from .training import (
+    ALL_MODE_PRESETS,
     BOOK_RESULTS,
     BOOK_SETUP,
     LOSS_REDUCTIONS,
@@ -88,19 +90,20 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help=TrainConfig.help("data") + " (default: the hot-dog set "
                    "`python -m ftcore data` finds)")
     add_split_arguments(p)
-    flag(p, "--arch", choices=list(ARCHITECTURES))
+    flag(p, "--arch", choices=list(ARCHITECTURES), default=None)
     p.add_argument("--preset", choices=list(PRESETS), default="book",
                    help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items()) + " (default: book)")
     flag(p, "--epochs", type=int, default=None)
     flag(p, "--head-epochs", type=int, default=None)
     flag(p, "--head-views", type=int, default=None)
     flag(p, "--decode-once", action=argparse.BooleanOptionalAction)
-    flag(p, "--batch-size", type=int)
+    flag(p, "--batch-size", type=int, default=None)
     flag(p, "--loss-reduction", choices=LOSS_REDUCTIONS)
     flag(p, "--weight-decay", type=float)
     flag(p, "--weights", metavar="FILE")
-    flag(p, "--image-size", type=int)
+    flag(p, "--image-size", type=int, default=None)
     flag(p, "--limit", type=int, metavar="N")
+    flag(p, "--heldout-limit", type=int, metavar="N")
     flag(p, "--device")
     flag(p, "--precision", choices=PRECISIONS)
     flag(p, "--micro-batch", type=int, metavar="N")
@@ -267,12 +270,14 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
         raise FtcoreError("no data given and no hot-dog set found; pass --data DIR or run "
                           "`python -m ftcore data --download`")
     preset, head_epochs, head_views = ((args.preset, args.head_epochs, args.head_views)
-                                       if mode == "finetune" or args.command == "train" else ("book", None, None))
+                                       if mode == "finetune" or args.command == "train"
+                                       or args.preset in ALL_MODE_PRESETS else ("book", None, None))
     config = recipe(mode, args.arch, preset, data=str(data), lr=lr, param_groups=param_groups,
                     epochs=args.epochs, head_epochs=head_epochs, head_views=head_views,
                     decode_once=args.decode_once,
                     batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
-                    image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
+                    image_size=args.image_size, limit=args.limit, heldout_limit=args.heldout_limit,
+                    device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
                     val_fraction=args.val_fraction, split_seed=args.split_seed,
                     **exercise_overrides(args, mode))
@@ -350,7 +355,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     configs = {mode: config_from_args(args, mode) for mode in MODES}
     for config in configs.values():
         preflight(config)
-    out = prepare_out_dir(args.out or f"runs/{args.arch}-compare")
+    arch = configs["finetune"].arch
+    out = prepare_out_dir(args.out or f"runs/{arch}-{'lesson' if args.preset == 'lesson' else 'compare'}")
+    if args.preset == "lesson":
+        print(scaled_down_text(), file=sys.stderr)
     rows = []
     for mode, config in configs.items():
         print(f"[{mode}] lr {config.lr:g}, param groups {'on' if config.param_groups else 'off'}", file=sys.stderr)
@@ -367,6 +375,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if last is not None:
             print(f"{name:32s} {last.train_loss:6.3f} {last.train_acc:9.3f} {fmt_acc(history.final_test()):>8s} "
                   f"{speed:12.1f} {wall:7.0f}s")
+    if args.preset == "lesson":  # the book's numbers are for its full recipe, not this scaled-down one
+        print(f"the full recipe: `compare` without --preset lesson; runs saved in {out}/", file=sys.stderr)
+        return 0
     for mode, book in BOOK_RESULTS.items():
         print(f"{mode + ' (book)':32s} {book['train_loss']:6.3f} {book['train_acc']:9.3f} "
               f"{book['test_acc']:8.3f} {book['examples_per_sec']:12.1f}")
@@ -543,7 +554,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     lrs = parse_lrs(args.lrs)
     configs = lr_sweep_configs(config_from_args(args, args.mode, lrs[0], args.param_groups), lrs)
     preflight(configs[0])
-    out = prepare_out_dir(args.out or f"runs/{args.arch}-sweep")
+    out = prepare_out_dir(args.out or f"runs/{configs[0].arch}-sweep")
     rows, heldout = [], "test"
     for config in configs:
         print(f"[lr {config.lr:g}] {config.mode}, param groups {'on' if config.param_groups else 'off'}",

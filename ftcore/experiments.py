@@ -1,9 +1,10 @@
-"""Experiments: the book's comparisons as a series of runs, trained one after another in the background.
+"""Experiments: the book's comparisons as a series of runs, trained in the background.
 
 An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
-one coordinating thread that runs each as a `TrainingJob` and waits for it before starting the next, so only
-one model trains at a time. A UI polls `snapshot()`, as for a single job; `stop()` ends the run in progress
-and skips the rest.
+one coordinating thread that runs each as a job and waits for it before starting the next, so only one model
+trains at a time; or, for the lesson (ftcore.lesson), starts them all at once, side by side, sharing the cores
+of one of the scheduler's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends the runs in
+progress and skips the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ from .runner import ProcessJob
 from .scheduler import Scheduler
 from .training import TrainConfig, recipe
 
-KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch"}
+KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch",
+         "lesson": "the lesson in a minute: fine-tune vs scratch", "lesson-lr": "the lesson in a minute: three rates",
+         "lesson-groups": "the lesson in a minute: the output layer's 10x on and off"}
+# The kinds whose runs train side by side (started together), not one after another.
+SIDE_BY_SIDE = ("lesson", "lesson-lr", "lesson-groups")
 # The lrs the app offers for a sweep: the book's 5e-5 and a decade each side of it, up to where it breaks.
 DEFAULT_SWEEP_LRS = (1e-5, 5e-5, 5e-4, 5e-3)
 
@@ -154,6 +159,7 @@ class Experiment:
         self.id = experiment_id or uuid.uuid4().hex[:10]
         self.kind = kind
         self.configs = list(configs)
+        self.side_by_side = kind in SIDE_BY_SIDE  # every run starts at once, sharing the cores
         self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see jobs.TrainingJob)
         self.scheduler = scheduler  # with one, each run trains in a child process through its queue
         self._lock = threading.Lock()
@@ -169,12 +175,12 @@ class Experiment:
         return self
 
     def stop(self) -> None:
-        """End the run in progress after its current batch and start no more."""
+        """End the runs in progress after their current batch and start no more."""
         with self._lock:
             self._stop.set()
-            current = self._jobs[-1] if self._jobs else None
-        if current is not None:
-            current.stop()
+            current = list(self._jobs)
+        for job in current:
+            job.stop()  # a no-op for a job that has ended
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the series; True when it has ended."""
@@ -193,23 +199,56 @@ class Experiment:
         with self._lock:
             return [run for job_id, run in self._runs.items() if job_id not in skip]
 
+    def _new_job(self, config: TrainConfig) -> TrainingJob | ProcessJob:
+        return (ProcessJob(config, self.runs_dir) if self.scheduler is not None
+                else TrainingJob(config, runs_dir=self.runs_dir))
+
     def _run(self) -> None:
-        for config in self.configs:
-            with self._lock:  # checked and appended together, so a stop() never misses a job
-                if self._stop.is_set():
-                    break
-                job = (ProcessJob(config, self.runs_dir) if self.scheduler is not None
-                       else TrainingJob(config, runs_dir=self.runs_dir))
-                self._jobs.append(job)
-            try:
-                job.start(self.scheduler) if self.scheduler is not None else job.start()
-            except FtcoreError:  # checked before the series started; memory may have changed since
-                job.cancel()
-            job.join()  # a failed run (e.g. a diverging lr) does not end the series
-            if job.snapshot().has_model:
-                run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
-                with self._lock:
-                    self._runs[job.id] = run
-                job.release_model()  # so a long sweep does not keep every model alive through its jobs
+        if self.side_by_side:
+            self._run_side_by_side()
+        else:
+            for config in self.configs:
+                with self._lock:  # checked and appended together, so a stop() never misses a job
+                    if self._stop.is_set():
+                        break
+                    job = self._new_job(config)
+                    self._jobs.append(job)
+                try:
+                    job.start(self.scheduler) if self.scheduler is not None else job.start()
+                except FtcoreError:  # checked before the series started; memory may have changed since
+                    job.cancel()
+                job.join()  # a failed run (e.g. a diverging lr) does not end the series
+                self._keep(job)
         with self._lock:
             self._ended = True
+
+    def _run_side_by_side(self) -> None:
+        """Start every run at once (with a scheduler: queued together, admitted into one slot) and wait for all."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            jobs = [self._new_job(config) for config in self.configs]
+            self._jobs.extend(jobs)
+        try:
+            if self.scheduler is not None:
+                for job in jobs:
+                    job.prepare(self.scheduler)
+                self.scheduler.submit(*jobs)
+            else:
+                for job in jobs:
+                    job.start()
+        except FtcoreError:  # checked before the series started; memory may have changed since
+            for job in jobs:
+                job.cancel()
+        for job in jobs:
+            job.join()
+        for job in jobs:
+            self._keep(job)
+
+    def _keep(self, job: TrainingJob | ProcessJob) -> None:
+        """Keep an ended job's run when it has a model."""
+        if job.snapshot().has_model:
+            run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
+            with self._lock:
+                self._runs[job.id] = run
+            job.release_model()  # so a long sweep does not keep every model alive through its jobs

@@ -41,6 +41,7 @@ from .training import (
     TrainedModel,
     TrainingDiverged,
     fit,
+    lr_text,
 )
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def run_label(config: TrainConfig) -> str:
     """A short name for a run: mode, architecture, lr and whether the output layer gets 10x."""
     mode = "fine-tune" if config.mode == "finetune" else "scratch"
     groups = f", head {config.head_lr_mult:g}x" if config.param_groups else ""
-    return f"{mode} {config.arch} lr {config.lr:.0e}{groups}"
+    return f"{mode} {config.arch} lr {lr_text(config.lr)}{groups}"
 
 
 ENDED_STATUSES = ("finished", "stopped", "failed", "cancelled")  # how a run (or a finder) can end

@@ -69,6 +69,7 @@ class ProcessJob:
         self.procs = 1  # processes of the run (torchrun), set by the scheduler
         self.max_procs = sys.maxsize  # the most processes this kind of work can use
         self.estimate = 0  # bytes of memory the scheduler reserved for it
+        self.group = self.id  # jobs submitted together share one group: admitted at once, sharing one slot
         self.scheduler: Scheduler | None = None
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
@@ -93,6 +94,16 @@ class ProcessJob:
 
     def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
         """Queue the run with `scheduler` (or launch it at once without one) and return self."""
+        self.prepare(scheduler)
+        if scheduler is None:
+            self.launch({})
+        else:
+            scheduler.submit(self)
+        return self
+
+    def prepare(self, scheduler: Scheduler | None) -> None:
+        """Everything of `start` but the queueing: refuse a run that can never fit, write its request, mark it
+        queued (Scheduler.submit queues several prepared jobs to start together)."""
         if scheduler is not None:
             scheduler.check_fits(self.config)  # a run that can never fit is refused before anything is written
         if self.resume:  # the stopped run's checkpoint stays until this one replaces it
@@ -103,12 +114,7 @@ class ProcessJob:
         self._write_request()
         self._queued = time.monotonic()
         self._status = "queued"
-        if scheduler is None:
-            self.launch({})
-        else:
-            self.scheduler = scheduler
-            scheduler.submit(self)
-        return self
+        self.scheduler = scheduler
 
     def _write_request(self) -> None:
         write_request(self.folder, self.config, self.resume)

@@ -49,7 +49,7 @@ class Scheduler:
         self.check_memory = check_memory
         self.gpus = torch.cuda.device_count()
         self._queue: list[ProcessJob] = []
-        self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
+        self._running: dict[str, tuple[str, ProcessJob, list[int]]] = {}  # job id -> (its group, job, its GPUs)
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         atexit.register(self.shutdown)
@@ -65,14 +65,17 @@ class Scheduler:
             raise FtcoreError(memory.too_big_message(config, need, total))
         return need
 
-    def submit(self, job: ProcessJob) -> None:
-        """Queue `job`; refuse it at once when it could never fit in this machine's memory."""
-        procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto" and self.gpus > 1
-                                                      else 1)
-        job.procs = min(procs, job.max_procs)
-        job.estimate = self.check_fits(job.config)
+    def submit(self, *jobs: ProcessJob) -> None:
+        """Queue prepared jobs (ProcessJob.prepare); several given together are admitted together, into one slot
+        whose cores they share (a lesson's runs, trained side by side). Refuse any that could never fit."""
+        for job in jobs:
+            procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto" and self.gpus > 1
+                                                          else 1)
+            job.procs = min(procs, job.max_procs) if len(jobs) == 1 else 1
+            job.estimate = self.check_fits(job.config)
+            job.group = jobs[0].id
         with self._lock:
-            self._queue.append(job)
+            self._queue.extend(jobs)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="ftcore-scheduler", daemon=True)
                 self._thread.start()
@@ -89,30 +92,39 @@ class Scheduler:
             return True
 
     def position(self, job: ProcessJob) -> int | None:
-        """1 for the next run to start, 2 for the one after it...; None when not queued."""
+        """1 for the next run to start, 2 for the one after it...; None when not queued (runs submitted together
+        share their place)."""
         with self._lock:
-            return self._queue.index(job) + 1 if job in self._queue else None
+            return self._place(job)
+
+    def _place(self, job: ProcessJob) -> int | None:
+        """The job's place in line, counting each group of jobs submitted together once; under the lock."""
+        if job not in self._queue:
+            return None
+        ahead = self._queue[:self._queue.index(job)]
+        return len({other.group for other in ahead if other.group != job.group}) + 1
 
     def queue_note(self, job: ProcessJob) -> str:
         """The queued job's place and what it waits for, in one line."""
         with self._lock:
             if job not in self._queue:
                 return "starting"
-            place = self._queue.index(job) + 1
-            running = len(self._running)
+            place = self._place(job)
+            running = len({group for group, _, _ in self._running.values()})
+            need = sum(other.estimate for other in self._queue if other.group == job.group)
         if place > 1:
             return f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have started"
         if running >= self.slots:
             return (f"queued: next in line; starts when one of the {running} run(s) training now ends "
                     f"({self.slots} at a time on this server, ${SLOTS_ENV})")
-        need, free = job.estimate, self._free_bytes()
+        free = self._free_bytes()
         return (f"queued: next in line; starts when {need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} "
                 "GB is now)")
 
     def running(self) -> list[ProcessJob]:
         """The jobs admitted and not yet seen to end."""
         with self._lock:
-            return [job for job, _ in self._running.values()]
+            return [job for _, job, _ in self._running.values()]
 
     def shutdown(self) -> None:
         """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
@@ -121,7 +133,7 @@ class Scheduler:
             for job in self._queue:
                 job.cancel()
             self._queue.clear()
-            running = [job for job, _ in self._running.values()]
+            running = [job for _, job, _ in self._running.values()]
         for job in running:
             job.terminate()
 
@@ -129,35 +141,44 @@ class Scheduler:
 
     def _free_bytes(self) -> int:
         """Memory available now, less what the runs that are still growing will take."""
-        reserved = sum(max(0, job.estimate - job.rss_bytes()) for job, _ in self._running.values())
+        reserved = sum(max(0, job.estimate - job.rss_bytes()) for _, job, _ in self._running.values())
         return memory.available_bytes() - reserved
 
     def _free_gpus(self) -> list[int]:
-        used = {gpu for _, gpus in self._running.values() for gpu in gpus}
+        used = {gpu for _, _, gpus in self._running.values() for gpu in gpus}
         return [gpu for gpu in range(self.gpus) if gpu not in used]
 
-    def _admit(self, job: ProcessJob) -> bool:
-        """Launch `job` if a slot (and its GPUs, and its memory) is free now."""
-        if len(self._running) >= self.slots:
+    def _admit(self, jobs: list[ProcessJob]) -> bool:
+        """Launch `jobs` (one, or a group submitted together) if a slot, their GPUs and their memory are free now;
+        a group shares its slot's cores."""
+        if len({group for group, _, _ in self._running.values()}) >= self.slots:
             return False
-        gpus = self._free_gpus()[:max(1, job.procs)] if self.gpus else []
-        if self.gpus and len(gpus) < max(1, job.procs):
+        want = sum(max(1, job.procs) for job in jobs)
+        gpus = self._free_gpus()[:want] if self.gpus else []
+        if self.gpus and len(gpus) < want:
             return False
-        if self.check_memory and job.estimate > self._free_bytes():
+        if self.check_memory and sum(job.estimate for job in jobs) > self._free_bytes():
             return False
-        env = {THREADS_ENV: str(max(1, (os.cpu_count() or 1) // self.slots))}
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-        job.launch(env)
-        self._running[job.id] = (job, gpus)
+        threads = max(1, (os.cpu_count() or 1) // self.slots // len(jobs))
+        for job in jobs:
+            env = {THREADS_ENV: str(threads)}
+            mine, gpus = gpus[:max(1, job.procs)] if gpus else [], gpus[max(1, job.procs):]
+            if mine:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, mine))
+            job.launch(env)
+            self._running[job.id] = (job.group, job, mine)
         return True
+
+    def _next_group(self) -> list[ProcessJob]:
+        """The queue's first job and the jobs submitted with it."""
+        return [job for job in self._queue if job.group == self._queue[0].group]
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                for job_id, (job, _) in list(self._running.items()):
+                for job_id, (_, job, _) in list(self._running.items()):
                     if not job.alive():
                         del self._running[job_id]
-                while self._queue and self._admit(self._queue[0]):
-                    self._queue.pop(0)
+                while self._queue and self._admit(group := self._next_group()):
+                    self._queue = [job for job in self._queue if job not in group]
                 self._lock.wait(POLL_SECONDS)

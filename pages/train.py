@@ -5,12 +5,13 @@ import dataclasses
 import streamlit as st
 
 from app import ui
-from ftcore import charts
+from ftcore import charts, lesson
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
+from ftcore.experiments import SIDE_BY_SIDE
 from ftcore.lr_finder import FinderSettings, recipe_differences, two_digits
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
-from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
+from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, TrainConfig, lr_text, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -22,7 +23,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
     arch = right.selectbox("Architecture", list(ARCHITECTURES), key="arch")
-    preset = st.radio("Recipe", list(PRESETS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
+    preset = st.radio("Recipe", list(PRESET_LABELS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
                       help="The book's recipe reproduces the book; quick and best train the new output layer on "
                       "features the frozen copied layers compute once per photo (docs/benchmarks.md, Speed).")
     if mode != "finetune" and preset != "book":
@@ -123,6 +124,7 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 
 POLLING = ui.job_running()
+LESSON_POLLING = ui.experiment_running()
 FINDER_POLLING = ui.finder_running()
 QUEUED = POLLING and ui.collect_job().status == "queued"
 
@@ -157,6 +159,54 @@ def live_ui() -> None:
                                                  snap.heldout),
                       key="live-epochs")
     right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
+
+
+def lesson_ui(config: TrainConfig, startable: bool) -> None:
+    """The lesson in a minute: the book's comparisons, scaled down, trained side by side on one chart."""
+    st.subheader("The lesson in a minute")
+    st.caption(f"{lesson.scaled_down_text()} The runs train side by side and their curves grow together. The full "
+               "recipe is one click away: Start below trains the settings above, and Experiments runs the book's "
+               "fine-tune vs scratch at full size.")
+    busy = POLLING or LESSON_POLLING or not startable
+    rates = ", ".join(lr_text(config.lr * f) for f in lesson.LR_ROW_FACTORS)
+    buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:", lesson.compare_configs,
+                "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
+               ("lesson-lr", f"Rates {rates}", ":material/tune:",
+                lambda base: lesson.lr_row_configs(base, base.lr),
+                "Three fine-tuning runs: the slider's rate and a decade each side of it (each times the lesson's "
+                "scale)."),
+               ("lesson-groups", "Output layer 10x on vs off", ":material/toggle_on:",
+                lambda base: lesson.groups_configs(base, base.lr),
+                "Fine-tuning at the slider's rate with the output layer at 10x, against one rate for every layer.")]
+    for column, (kind, label, icon, configs_of, text) in zip(st.columns(len(buttons)), buttons, strict=True):
+        if column.button(label, icon=icon, disabled=busy, key=f"start-{kind}", help=text, width="stretch"):
+            try:
+                ui.start_experiment(kind, configs_of(config))
+                st.rerun()
+            except FtcoreError as e:
+                ui.show_error(e)
+    if LESSON_POLLING and st.button("Stop the lesson", icon=":material/stop:", key="lesson-stop"):
+        ui.current_experiment().stop()
+    lesson_live_ui()
+
+
+@st.fragment(run_every=ui.POLL_SECONDS if LESSON_POLLING else None)
+def lesson_live_ui() -> None:
+    """The lesson's runs and their curves on one chart, redrawn every second while they train."""
+    experiment = ui.current_experiment()
+    if experiment is None or experiment.kind not in SIDE_BY_SIDE:
+        return
+    snap = experiment.snapshot()
+    ui.runs()  # its runs join this tab's runs as they end
+    if LESSON_POLLING and snap.done:
+        st.rerun()
+    st.progress(snap.progress, text=f"{snap.title}: {snap.status}")
+    for job in snap.jobs:
+        line = f"**{job.label}**: {job.status_line()}"
+        (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
+    series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
+    st.plotly_chart(charts.runs_progress_figure(series, title="The lesson in a minute: a scaled-down recipe"),
+                    key="lesson-chart")
 
 
 def lr_finder_ui(config: TrainConfig, find: bool) -> None:
@@ -322,10 +372,11 @@ config = exercises_ui(config, summary.classes if summary else [])
 lr_finder_ui(config, find_lr and summary is not None)
 output_layers_ui(config, summary.classes if summary else [])
 
-start, stop, note = st.columns([1, 1, 4])
 startable = summary is not None and not summary.unreadable
-if start.button("Start", type="primary", disabled=POLLING or not startable, icon=":material/play_arrow:",
-                key="start"):
+lesson_ui(config, startable)
+start, stop, note = st.columns([1, 1, 4])
+if start.button("Start", type="primary", disabled=POLLING or LESSON_POLLING or not startable,
+                icon=":material/play_arrow:", key="start"):
     try:
         ui.start_job(config)
         st.rerun()
