@@ -1,0 +1,178 @@
+"""The lesson in a minute: its settings against the book's recipe, runs submitted together sharing one slot, the
+side-by-side experiment, the command line and the Train page's buttons. Its timings are in the benchmark
+(benchmarks/lesson.py), not here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, open_app
+from ftcore import lesson
+from ftcore.experiments import Experiment
+from ftcore.scheduler import Scheduler
+from ftcore.training import LESSON_LR_SCALE, PRESETS, RunStarted, fit, recipe
+
+TIMEOUT = 240
+
+
+def test_the_lesson_keeps_the_books_optimiser_loss_and_ratio_of_rates():
+    book_ft, book_scratch = recipe("finetune", "mobilenet_v2", data="d"), recipe("scratch", "mobilenet_v2", data="d")
+    ft, scratch = recipe("finetune", preset="lesson", data="d"), recipe("scratch", preset="lesson", data="d")
+    assert ft.arch == scratch.arch == "mobilenet_v2"  # the preset's network when none is named
+    assert (ft.lr, scratch.lr) == pytest.approx((book_ft.lr * LESSON_LR_SCALE, book_scratch.lr * LESSON_LR_SCALE))
+    assert scratch.lr / ft.lr == pytest.approx(book_scratch.lr / book_ft.lr)  # the book's 1:10
+    assert (ft.param_groups, ft.head_lr_mult, scratch.param_groups) == (True, 10.0, False)
+    for config in (ft, scratch):  # the book's loss and SGD; what it scales down is smaller than the book's
+        assert (config.loss_reduction, config.weight_decay, config.micro_batch) == ("sum", 1e-3, 0)
+        assert config.image_size < 224 and config.epochs < 5 and config.batch_size < 128
+        assert config.heldout_limit < config.limit
+        config.validate()
+    assert recipe("finetune", "resnet18", "lesson", data="d").arch == "resnet18"  # a named network is kept
+
+
+def test_the_lessons_rows_share_the_page_data_and_differ_in_one_setting_each(tiny_data):
+    base = recipe("finetune", "resnet18", data=str(tiny_data), seed=7, val_fraction=0.25, weights="r18.pth")
+    compare = lesson.compare_configs(base)
+    assert [c.mode for c in compare] == ["finetune", "scratch"]
+    for config in compare:
+        assert (config.data, config.seed, config.val_fraction) == (str(tiny_data), 7, 0.25)
+        assert config.weights is None  # a ResNet-18 file is no MobileNetV2 weights
+    row = lesson.lr_row_configs(base, 5e-5)
+    assert [c.lr for c in row] == pytest.approx([5e-6 * LESSON_LR_SCALE, 5e-5 * LESSON_LR_SCALE,
+                                                 5e-4 * LESSON_LR_SCALE])
+    assert {c.mode for c in row} == {"finetune"} and all(c.param_groups for c in row)
+    on, off = lesson.groups_configs(base, 1e-4)
+    assert (on.param_groups, off.param_groups) == (True, False) and on.lr == off.lr == pytest.approx(3e-4)
+    same_arch = dataclasses.replace(base, arch=PRESETS["lesson"]["arch"], weights="mnv2.pth")
+    assert lesson.compare_configs(same_arch)[0].weights == "mnv2.pth"
+    assert "112 px" in lesson.scaled_down_text() and "mobilenet_v2" in lesson.scaled_down_text()
+
+
+def test_the_heldout_limit_cuts_test_but_not_train(tiny_data):
+    started = []
+    history = fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
+                         limit=6, heldout_limit=3),
+                  lambda event: started.append(event) if isinstance(event, RunStarted) else None).history
+    assert history.epochs[0].examples == 12  # 6 photos per class trained on
+    assert started[0].sizes == {"train": 12, "test": 6} and started[0].test_size == 6
+
+
+class FakeJob:
+    """What the scheduler asks of a job, recording the environment it was launched with."""
+
+    def __init__(self, name: str):
+        self.id = self.group = name
+        self.config = recipe("scratch", data="d")
+        self.procs, self.max_procs, self.estimate = 1, 1, 0
+        self.env: dict | None = None
+        self.running = False
+
+    def prepare(self, scheduler) -> None:
+        self.scheduler = scheduler
+
+    def launch(self, env: dict) -> None:
+        self.env, self.running = env, True
+
+    def alive(self) -> bool:
+        return self.running
+
+    def rss_bytes(self) -> int:
+        return 0
+
+    def cancel(self) -> None:
+        self.running = False
+
+    def terminate(self) -> None:
+        self.running = False
+
+
+def wait_until(condition, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_runs_submitted_together_start_together_in_one_slot_and_share_its_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    scheduler = Scheduler(slots=1, check_memory=False)
+    pair, single = [FakeJob("a"), FakeJob("b")], FakeJob("c")
+    scheduler.submit(*pair)
+    scheduler.submit(single)
+    wait_until(lambda: all(job.env is not None for job in pair), "the pair to start")
+    assert [job.env["FTCORE_THREADS"] for job in pair] == ["2", "2"]  # the slot's 4 cores, halved
+    assert {job.group for job in pair} == {"a"}
+    time.sleep(0.6)  # two scheduler rounds: the single run waits for the pair's slot
+    assert single.env is None and scheduler.position(single) == 1
+    assert scheduler.queue_note(single).startswith("queued: next in line; starts when one of the 1 run(s)")
+    pair[0].running = False
+    time.sleep(0.6)
+    assert single.env is None  # half the pair still trains
+    pair[1].running = False
+    wait_until(lambda: single.env is not None, "the single run to start")
+    assert single.env["FTCORE_THREADS"] == "4"
+    scheduler.shutdown()
+
+
+def tiny_lesson(tiny_data, weights) -> list:
+    """The lesson's fine-tune vs scratch on the tiny photos, one short epoch at 32 px."""
+    base = recipe("finetune", "mobilenet_v2", data=str(tiny_data), weights=str(weights))
+    return [dataclasses.replace(c, image_size=32, epochs=1, batch_size=8, precision="fp32")
+            for c in lesson.compare_configs(base)]
+
+
+def test_the_lesson_trains_its_runs_side_by_side_in_child_processes(tiny_data, shared_mobilenet, tmp_path):
+    scheduler = Scheduler(slots=1, check_memory=False)
+    experiment = Experiment("lesson", tiny_lesson(tiny_data, shared_mobilenet), runs_dir=tmp_path / "runs",
+                            scheduler=scheduler).start()
+    seen = []
+    while not experiment.snapshot().done:
+        seen.append(tuple(job.status for job in experiment.snapshot().jobs))
+        assert len(seen) < TIMEOUT * 20, "the lesson did not end"
+        time.sleep(0.05)
+    active = ("starting", "running")
+    assert any(len(s) == 2 and s[0] in active and s[1] in active for s in seen)  # both at once
+    snap = experiment.snapshot()
+    assert [job.status for job in snap.jobs] == ["finished", "finished"]
+    assert [job.config.mode for job in snap.jobs] == ["finetune", "scratch"]
+    assert len(experiment.runs()) == 2 and all(run.history.final().test_acc is not None for run in experiment.runs())
+
+
+def test_compare_preset_lesson_on_the_command_line(tiny_data, shared_mobilenet, tmp_path):
+    out = tmp_path / "lesson"
+    proc = subprocess.run([sys.executable, "-m", "ftcore", "compare", "--preset", "lesson", "--data", str(tiny_data),
+                           "--weights", str(shared_mobilenet), "--image-size", "32", "--epochs", "1",
+                           "--precision", "fp32", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "The lesson in a minute is" in proc.stderr and "the full recipe" in proc.stderr
+    assert "(book)" not in proc.stdout  # the book's full-recipe numbers are not this recipe's
+    for mode, lr in (("finetune", 1.5e-4), ("scratch", 1.5e-3)):
+        saved = json.loads((out / mode / "metrics.json").read_text())["config"]
+        assert (saved["arch"], saved["batch_size"], saved["heldout_limit"]) == ("mobilenet_v2", 32, 100)
+        assert saved["lr"] == pytest.approx(lr) and saved["image_size"] == 32  # the flag wins over the preset
+
+
+def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, shared_mobilenet, monkeypatch):
+    monkeypatch.setenv("FTCORE_WEIGHTS", str(shared_mobilenet))
+    monkeypatch.setitem(PRESETS, "lesson", {**PRESETS["lesson"], "image_size": 32, "epochs": 1})
+    at = open_app("pages/train.py", data_root=str(tiny_data))
+    assert "The lesson in a minute is" in " ".join(c.value for c in at.caption)
+    at.button(key="start-lesson").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    experiment = at.session_state["experiment"]
+    assert at.button(key="start").disabled and at.button(key="start-lesson-lr").disabled
+    assert experiment.join(TIMEOUT)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lesson" in c.proto.spec)
+    names = {trace["name"] for trace in chart["data"]}
+    assert {"fine-tune mobilenet_v2 lr 1.5e-04, head 10x", "scratch mobilenet_v2 lr 1.5e-03"} <= names
+    assert len(at.session_state["runs"]) == 2
