@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from .devices import ISA_CAPS, onednn_isa
 from .errors import FtcoreError
 
 # What each side reports after its run (one JSON line on stdout).
@@ -40,6 +41,7 @@ class SideResult:
     devices: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0  # from process start (as the parent launched it) to the end of the run
     micro_batch: int | None = None  # photos per forward pass of an ftcore run of every layer: BatchNorm's batch
+    aten_kernels: str = ""  # the vectorised kernels ATen ran (torch.backends.cpu.get_cpu_capability)
 
     def rate(self, key: str, count: str = "examples") -> float:
         """Images per second over the run's full-training epochs by the `key` timer."""
@@ -74,7 +76,8 @@ def run_reference(spec: dict, launched: float) -> SideResult:
     from .reference import train_fine_tuning
     from .training import recipe
 
-    config = recipe(spec["mode"], spec["arch"], data=spec["data"], weights=spec.get("weights"))
+    config = recipe(spec["mode"], spec["arch"], data=spec["data"], weights=spec.get("weights"),
+                    batch_size=spec.get("batch_size"))
     torch.manual_seed(spec.get("seed", 0))
     classes = check_image_folder(spec["data"])
     net, _ = build_model(config.arch, len(classes), pretrained=config.mode == "finetune", weights_file=config.weights)
@@ -96,7 +99,7 @@ def run_ftcore(spec: dict, launched: float) -> SideResult:
 
     overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
                  "precision": spec.get("precision"), "seed": spec.get("seed", 0),
-                 "micro_batch": spec.get("micro_batch") or None}
+                 "micro_batch": spec.get("micro_batch") or None, "batch_size": spec.get("batch_size")}
     config = recipe(spec["mode"], spec["arch"], spec.get("preset", "book"), data=spec["data"],
                     weights=spec.get("weights"), **overrides)
     result = SideResult(spec.get("label", "ftcore"))
@@ -121,6 +124,7 @@ def child_main(spec_json: str) -> None:
     result = run_reference(spec, launched) if spec["side"] == "reference" else run_ftcore(spec, launched)
     result.wall_seconds = time.time() - launched
     result.peak_rss_mb = peak_rss_mb()
+    result.aten_kernels = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
         result.peak_gpu_mb = torch.cuda.max_memory_allocated() / 1024**2
     print("BENCH-RESULT " + json.dumps(asdict(result)), flush=True)
@@ -131,16 +135,27 @@ def child_main(spec_json: str) -> None:
 
 
 def launch(spec: dict, timeout: float | None = None) -> SideResult:
-    """Run one side in a fresh Python process and return what it reported."""
+    """Run one side in a fresh Python process (its kernels capped as spec["isa"] says) and return what it
+    reported."""
     spec = {**spec, "launched": time.time()}
     cmd = [sys.executable, "-m", "ftcore.bench", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, **ISA_CAPS[spec.get("isa", "native")]}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise FtcoreError(f"benchmark run {spec['side']} failed ({tail})")
     data = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
     return SideResult(**data)
+
+
+def kernels_description(isa: str) -> str:
+    """Which CPU kernels a benchmark child runs under `isa`'s caps, as ATen and oneDNN report them."""
+    env = {**os.environ, **ISA_CAPS[isa]}
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    aten = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout.strip()
+    capped = f" (capped: {' '.join(f'{k}={v}' for k, v in ISA_CAPS[isa].items())})" if ISA_CAPS[isa] else ""
+    return f"kernels: ATen {aten or 'unknown'}, oneDNN {onednn_isa(env)}{capped}"
 
 
 def machine_description() -> str:
@@ -211,12 +226,18 @@ def test_size(data: str, limit: int | None) -> int:
 
 
 def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int, limit: int | None, repeats: int,
-              device: str, precision: str | None, micro_batch: int = 0, out=print) -> dict:
+              device: str, precision: str | None, micro_batch: int = 0, out=print, batch_size: int | None = None,
+              isa: str = "native") -> dict:
     """The speed comparison: alternate reference / ftcore `repeats` times; print and return the table."""
     base = {"data": data, "arch": arch, "weights": weights, "mode": mode, "epochs": epochs, "limit": limit,
-            "device": device, "precision": precision, "micro_batch": micro_batch, "test_size": test_size(data, limit)}
+            "device": device, "precision": precision, "micro_batch": micro_batch, "test_size": test_size(data, limit),
+            "batch_size": batch_size, "isa": isa}
+    from .training import TrainConfig
+
+    kernels = kernels_description(isa)
     out(f"benchmark on {machine_description()}: {arch} {mode}, book recipe, {epochs} epoch(s), "
-        f"limit {limit or 'none'}, {repeats} round(s), ftcore micro-batch {micro_batch or 'auto'}")
+        f"batch {batch_size or TrainConfig.default('batch_size')}, limit {limit or 'none'}, {repeats} round(s), "
+        f"ftcore micro-batch {micro_batch or 'auto'}; {kernels}")
     ref, fast = [], []
     for round_ in range(1, repeats + 1):
         ref.append(launch({**base, "side": "reference"}))
@@ -225,20 +246,20 @@ def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int,
         out(f"  round {round_}: ftcore    {fast[-1].rate('seconds'):.1f} img/s ({fast[-1].precision})")
     rows = speed_rows(ref, fast)
     out(format_speed_table(rows, fast[0].precision))
-    return {"machine": machine_description(), "spec": base, "rows": [r[:3] for r in rows],
+    return {"machine": machine_description(), "kernels": kernels, "spec": base, "rows": [r[:3] for r in rows],
             "reference": [asdict(r) for r in ref], "ftcore": [asdict(r) for r in fast]}
 
 
 def run_time_to_accuracy(data: str, arch: str, weights: str | None, target: float, presets: list[str],
                          reference: bool, limit: int | None, device: str, seeds: list[int] | None = None,
-                         micro_batch: int = 0, out=print) -> dict:
+                         micro_batch: int = 0, out=print, isa: str = "native") -> dict:
     """Each run in its own process: the book's loop (5 epochs) and each ftcore preset, once per seed (in that
     order, seed after seed); print the table (and, over several seeds, its summary) and return every run."""
     seeds = seeds or [0]
     base = {"data": data, "arch": arch, "weights": weights, "mode": "finetune", "limit": limit, "device": device,
-            "micro_batch": micro_batch, "test_size": test_size(data, limit)}
+            "micro_batch": micro_batch, "test_size": test_size(data, limit), "isa": isa}
     out(f"time to accuracy on {machine_description()}: {arch} fine-tune, target {target:.2f}, "
-        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}; {kernels_description(isa)}")
     results = []
     for seed in seeds:
         seed_name = f", seed {seed}" if len(seeds) > 1 else ""

@@ -18,7 +18,7 @@ from . import distributed, export
 from .bench import run_bench, run_time_to_accuracy
 from .checkpoints import load_checkpoint, prepare_out_dir, save_run
 from .data import SPLITS, check_image_folder, download_hotdog, find_data, format_summary, summarize
-from .devices import PRECISIONS, resolve_devices
+from .devices import ISA_CAPS, PRECISIONS, resolve_devices
 from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
@@ -156,6 +156,11 @@ def build_parser() -> Parser:
     bench.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
     bench.add_argument("--limit", type=int, default=None, metavar="N", help="images per class and split "
                        "(0 = all; default 100 for the speed table, all for --time-to-accuracy)")
+    bench.add_argument("--batch-size", type=int, default=None, metavar="N", help="images per SGD step on both "
+                       "sides (default: the book's 128)")
+    bench.add_argument("--cpu-isa", choices=list(ISA_CAPS), default="native", help="native: this CPU's best "
+                       "kernels; avx2: ATen's and oneDNN's kernels capped at AVX2 (no AVX-512, no native bf16), to "
+                       "time this machine as a CPU without them; the table names the kernels that ran")
     bench.add_argument("--repeats", type=int, default=2, help="alternating rounds of reference, ftcore (default 2)")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps (both sides use it)")
     bench.add_argument("--precision", choices=PRECISIONS, default=None, help="ftcore's precision (default: auto)")
@@ -447,6 +452,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise FtcoreError(f"unknown preset {unknown[0]!r} in --presets; choose from {', '.join(PRESETS)}")
     seeds = bench_seeds(args.seeds, args.time_to_accuracy)
     limit = args.limit if args.limit is not None else (0 if args.time_to_accuracy else 100)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise FtcoreError("--batch-size must be at least 1")
     if args.epochs < 1 or args.repeats < 1:
         raise FtcoreError("--epochs and --repeats must be at least 1")
     if limit < 0 or args.micro_batch < 0:
@@ -456,10 +463,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     preflight(arch_mode)
     if args.time_to_accuracy:
         report = run_time_to_accuracy(str(data), args.arch, args.weights, args.target, presets, args.reference,
-                                      limit or None, args.device, seeds, args.micro_batch)
+                                      limit or None, args.device, seeds, args.micro_batch, isa=args.cpu_isa)
     else:
         report = run_bench(str(data), args.arch, args.weights, args.mode, args.epochs, limit or None,
-                           args.repeats, args.device, args.precision, args.micro_batch)
+                           args.repeats, args.device, args.precision, args.micro_batch, batch_size=args.batch_size,
+                           isa=args.cpu_isa)
     if args.json:
         with atomic_write(Path(args.json)) as f:
             f.write(json.dumps(report, indent=2).encode())

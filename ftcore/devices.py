@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -83,3 +86,24 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+# Kernel caps a benchmark can run under, to time this machine as a CPU without AVX-512 or bf16 would run:
+# ATen's vectorised kernels and oneDNN's convolutions both stop at AVX2 (and bf16 is then not native).
+ISA_CAPS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+ONEDNN_PROBE = "import torch; torch.nn.functional.conv2d(torch.randn(2, 16, 16, 16), torch.randn(16, 16, 3, 3))"
+
+
+def onednn_isa(env: dict[str, str] | None = None) -> str:
+    """The instruction set oneDNN's CPU kernels use in a process with `env` (e.g. "Intel AVX2"), as oneDNN itself
+    reports it; "unknown" where it does not say."""
+    env = {**(os.environ if env is None else env), "ONEDNN_VERBOSE": "1"}
+    try:
+        out = subprocess.run([sys.executable, "-c", ONEDNN_PROBE], capture_output=True, text=True, env=env,
+                             timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return next((line.split("isa:", 1)[1].strip() for line in out.splitlines() if "isa:" in line), "unknown")
