@@ -121,7 +121,8 @@ def run(lever: str, args: argparse.Namespace, isa: str) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("LEVER ")]
     if proc.returncode or not lines:
-        return {"lever": lever, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
+        said = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("W")]
+        return {"lever": lever, "error": f"exit status {proc.returncode}: {(said or ['no message'])[-1][:160]}"}
     return json.loads(lines[-1].removeprefix("LEVER "))
 
 

@@ -1,0 +1,97 @@
+"""The lesson in a minute, timed as the Train page runs it: its runs side by side in child processes through the
+server's scheduler, from the button press until the last run has ended.
+
+    python -m benchmarks.lesson [--data DIR] [--weights FILE] [--seeds 0 1 2] [--kinds lesson lesson-lr
+                                lesson-groups] [--lr 5e-5] [--cpu-isa native|avx2] [--json FILE]
+
+For each seed and kind (fine-tune vs scratch; three rates around --lr; the output layer's 10x on and off) it
+prints every run's last held-out accuracy and the wall seconds of the whole lesson, then the mean and range over
+the seeds. `--cpu-isa avx2` caps the children's kernels at AVX2 (no AVX-512, no native bf16), as on the laptops
+the lesson is sized for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+from ftcore import lesson
+from ftcore.bench import kernels_description, machine_description
+from ftcore.data import find_data
+from ftcore.devices import ISA_CAPS
+from ftcore.experiments import KINDS, Experiment
+from ftcore.models import locate_weights
+from ftcore.scheduler import Scheduler
+from ftcore.training import recipe
+
+CONFIGS = {
+    "lesson": lambda base, lr: lesson.compare_configs(base),
+    "lesson-lr": lesson.lr_row_configs,
+    "lesson-groups": lesson.groups_configs,
+}
+
+
+def run_lesson(kind: str, base, lr: float, runs_dir: str) -> dict:
+    """One lesson as the Train page starts it; its runs' labels, accuracies and the wall seconds of the whole."""
+    start = time.perf_counter()
+    experiment = Experiment(kind, CONFIGS[kind](base, lr), runs_dir=runs_dir,
+                            scheduler=Scheduler(slots=1, check_memory=False)).start()
+    experiment.join()
+    wall = time.perf_counter() - start
+    snap = experiment.snapshot()
+    return {"kind": kind, "seed": base.seed, "wall_s": wall,
+            "runs": [{"label": job.label, "status": job.status, "error": job.error,
+                      "accs": [e.heldout_acc for e in job.epochs], "elapsed_s": job.elapsed} for job in snap.jobs]}
+
+
+def main() -> None:
+    """Print one row per lesson and seed, then the summary over seeds; optionally save everything as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--lr", type=float, default=5e-5, help="the slider's rate (default: the book's 5e-5)")
+    parser.add_argument("--cpu-isa", choices=list(ISA_CAPS), default="native")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    os.environ.update(ISA_CAPS[args.cpu_isa])  # the children inherit the caps
+    data = args.data or str(find_data())
+    weights = args.weights or str(locate_weights("mobilenet_v2", None).path)
+    print(f"# {machine_description()}; {kernels_description(args.cpu_isa)}", flush=True)
+    print(f"# {lesson.scaled_down_text()}", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory() as runs_dir:
+        for seed in args.seeds:
+            base = recipe("finetune", "mobilenet_v2", data=data, weights=weights, seed=seed)
+            for kind in args.kinds:
+                result = run_lesson(kind, base, args.lr, runs_dir)
+                results.append(result)
+                accs = "; ".join(f"{r['label']}: {r['accs'][-1] if r['accs'] else r['status']}"
+                                 for r in result["runs"])
+                print(f"{KINDS[kind]}, seed {seed}: {result['wall_s']:.0f} s; {accs}", flush=True)
+    print("\nover seeds (last held-out accuracy: mean, min-max; wall seconds of the whole lesson: mean, max)")
+    for kind in args.kinds:
+        rows = [r for r in results if r["kind"] == kind]
+        walls = [r["wall_s"] for r in rows]
+        print(f"{KINDS[kind]}: wall {statistics.mean(walls):.0f} s (max {max(walls):.0f} s)")
+        for i, run in enumerate(rows[0]["runs"]):
+            finals = [r["runs"][i]["accs"][-1] for r in rows if r["runs"][i]["accs"]]
+            if finals:
+                print(f"  {run['label']:44s} {statistics.mean(finals):.3f} ({min(finals):.3f}-{max(finals):.3f})")
+        if kind == "lesson":
+            gaps = [r["runs"][0]["accs"][-1] - r["runs"][1]["accs"][-1] for r in rows
+                    if r["runs"][0]["accs"] and r["runs"][1]["accs"]]
+            print(f"  fine-tune ahead by {statistics.mean(gaps) * 100:.1f} points (least {min(gaps) * 100:.1f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine_description(), "kernels": kernels_description(args.cpu_isa),
+                       "lesson": lesson.scaled_down_text(), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
