@@ -103,7 +103,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     flag(p, "--weights", metavar="FILE")
     flag(p, "--image-size", type=int, default=None)
     flag(p, "--limit", type=int, metavar="N")
-    flag(p, "--heldout-limit", type=int, metavar="N")
     flag(p, "--device")
     flag(p, "--precision", choices=PRECISIONS)
     flag(p, "--micro-batch", type=int, metavar="N")
@@ -281,8 +280,7 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     epochs=args.epochs, head_epochs=head_epochs, head_views=head_views,
                     decode_once=args.decode_once,
                     batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
-                    image_size=args.image_size, limit=args.limit, heldout_limit=args.heldout_limit,
-                    device=args.device, precision=args.precision,
+                    image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
                     val_fraction=args.val_fraction, split_seed=args.split_seed,
                     **exercise_overrides(args, mode))

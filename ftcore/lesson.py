@@ -1,16 +1,16 @@
 """The lesson in a minute: the book's comparisons at a size a laptop CPU answers while the question is fresh.
 
 The book's recipe is 10,000 photo passes per run; on a 2-core CPU without AVX-512 that is half an hour for each
-position of the learning-rate slider. The lesson keeps what the comparison is about (the book's optimiser and
-summed loss, fine-tuning's 10x output layer, the 1:10 ratio of the fine-tune and scratch rates) and scales the
-rest down (training.PRESETS["lesson"]: a smaller network, smaller and fewer photos, fewer epochs). Its runs
+position of the learning-rate slider. The lesson keeps what the comparison is about (the book's optimiser,
+summed loss and learning rates, fine-tuning's 10x output layer) and scales the rest down
+(training.PRESETS["lesson"]: a smaller network, smaller and fewer photos, fewer epochs, smaller batches). Its runs
 train side by side, so their curves grow together on one chart. How fast and how far apart, measured over
 seeds: docs/benchmarks.md, "The lesson in a minute".
 """
 
 from __future__ import annotations
 
-from .training import LESSON_LR_SCALE, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
+from .training import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
 # A lesson's learning-rate row: the slider's rate and a decade each side of it.
 LR_ROW_FACTORS = (0.1, 1.0, 10.0)
@@ -35,17 +35,14 @@ def compare_configs(base: TrainConfig) -> list[TrainConfig]:
 
 
 def lr_row_configs(base: TrainConfig, lr: float) -> list[TrainConfig]:
-    """Three fine-tuning runs side by side: a decade below `lr`, `lr`, and a decade above it, each at the
-    lesson's scale of the book's rates."""
-    return [lesson_config(base, "finetune", lr=float(f"{lr * factor * LESSON_LR_SCALE:.6g}"))
-            for factor in LR_ROW_FACTORS]
+    """Three fine-tuning runs side by side: a decade below `lr`, `lr`, and a decade above it."""
+    return [lesson_config(base, "finetune", lr=float(f"{lr * factor:.6g}")) for factor in LR_ROW_FACTORS]
 
 
 def groups_configs(base: TrainConfig, lr: float) -> list[TrainConfig]:
-    """Fine-tuning at `lr` (lesson-scaled) with the output layer at 10x, against the same with one lr."""
-    scaled = float(f"{lr * LESSON_LR_SCALE:.6g}")
-    return [lesson_config(base, "finetune", lr=scaled, param_groups=True),
-            lesson_config(base, "finetune", lr=scaled, param_groups=False)]
+    """Fine-tuning at `lr` with the output layer at 10x, against the same with one lr for every layer."""
+    return [lesson_config(base, "finetune", lr=lr, param_groups=True),
+            lesson_config(base, "finetune", lr=lr, param_groups=False)]
 
 
 def scaled_down_text() -> str:

@@ -65,8 +65,8 @@ def photo_counts(config: TrainConfig, train_photos: int | None = None) -> PhotoC
     splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
 
     def count(role: str) -> int:
-        per_class, limit = splits.counts(role).values(), config.split_limit(role)
-        return sum(per_class if limit is None else (min(n, limit) for n in per_class))
+        per_class = splits.counts(role).values()
+        return sum(per_class if config.limit is None else (min(n, config.limit) for n in per_class))
 
     evaluation = count(splits.heldout) + (count(splits.final_test) if splits.final_test else 0)
     return PhotoCounts(count("train"), evaluation)

@@ -65,11 +65,10 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
     train_set = split_photos(splits, "train", TrainPreset(config.image_size), config.limit)
     eval_transform = EvalPreset(config.image_size)
-    heldout_set = (split_photos(splits, splits.heldout, eval_transform, config.split_limit(splits.heldout))
-                   if measured else None)
-    test_set = (split_photos(splits, splits.final_test, eval_transform, config.split_limit(splits.final_test))
+    heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit) if measured else None
+    test_set = (split_photos(splits, splits.final_test, eval_transform, config.limit)
                 if splits.final_test and measured else None)
-    sizes = {role: len(split_photos(splits, role, None, config.split_limit(role))) for role in splits.roles}
+    sizes = {role: len(split_photos(splits, role, None, config.limit)) for role in splits.roles}
     # A last batch of one image (on any rank) is dropped, as BatchNorm cannot train on it at small image sizes.
     per_rank = config.batch_size // ctx.world_size
     drop_last = math.ceil(len(train_set) / ctx.world_size) % per_rank == 1

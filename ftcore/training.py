@@ -78,9 +78,6 @@ class TrainConfig:
     weight_decay: float = knob(1e-3, "SGD weight decay on every parameter; SGD has no momentum (book: 0.001)")
     image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it (book: 224)")
     limit: int | None = knob(None, "keep at most this many images per class and split (quick runs)")
-    heldout_limit: int | None = knob(None, "keep at most this many images per class of the held-out and test "
-                                     "splits (default: the limit above; the lesson measures on fewer photos than "
-                                     "it trains on)")
     device: str = knob("auto", "auto (all CUDA GPUs, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     precision: str = knob("auto", "auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, "
                           "recent GPUs) and the architecture keeps its accuracy in it, else fp32 (book: fp32)")
@@ -126,8 +123,6 @@ class TrainConfig:
             (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
             (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
             (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
-            (self.heldout_limit is None or self.heldout_limit >= 1,
-             f"held-out limit must be at least 1 image per class (got {self.heldout_limit})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -143,10 +138,6 @@ class TrainConfig:
     def default(name: str) -> Any:
         """The default of field `name`."""
         return TrainConfig.__dataclass_fields__[name].default
-
-    def split_limit(self, role: str) -> int | None:
-        """Images per class kept of split `role`: the held-out limit for val and test, else the limit."""
-        return self.heldout_limit or self.limit if role in ("val", "test") else self.limit
 
     @property
     def total_epochs(self) -> int:
@@ -166,26 +157,22 @@ class TrainConfig:
 
 # Named starting points on top of the book's recipe; each sets only the fields it names. Their time to
 # accuracy against the book's loop is in docs/benchmarks.md, "Speed". "lesson" is the book's comparison scaled
-# down to answer within a minute or two on a laptop CPU (docs/benchmarks.md, "The lesson in a minute"): its
-# architecture is the default where none is named, and both modes keep the book's ratio of learning rates,
-# each multiplied by LESSON_LR_SCALE (fewer, smaller photos give fewer steps to move in).
-LESSON_LR_SCALE = 3.0
+# down to answer within a minute or two on a laptop CPU, at the book's rates (docs/benchmarks.md, "The lesson in
+# a minute"); its architecture is the one used where none is named.
 PRESETS: dict[str, dict] = {
     "book": {},
     "quick": {"head_epochs": 20, "epochs": 0},
     "best": {"head_epochs": 20, "epochs": 0, "head_views": 2, "head_lr_decay": True},
-    "lesson": {"arch": "mobilenet_v2", "image_size": 112, "limit": 300, "heldout_limit": 100, "epochs": 2,
-               "batch_size": 32},
+    "lesson": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 2, "batch_size": 32},
 }
 PRESET_DESCRIPTIONS = {
     "book": "the book's recipe: 5 epochs of every layer, copied layers at lr, output layer at 10x",
     "quick": "frozen copied layers run once per photo, then 20 epochs of the output layer alone (fine-tune only)",
     "best": "like quick, plus 2 augmented views of every training photo through the frozen layers, and the "
             "output layer's lr decayed to 0 (fine-tune only)",
-    "lesson": "the book's recipe scaled down to answer in a minute or two on a laptop CPU: {arch}, {image_size} px, "
-              "{limit} training and {heldout_limit} held-out photos per class, batch {batch_size}, {epochs} epochs, "
-              "every rate {lr_scale:g}x the book's (fine-tune and scratch)".format(**PRESETS["lesson"],
-                                                                                   lr_scale=LESSON_LR_SCALE),
+    "lesson": "the book's recipe and rates scaled down to answer in about a minute on a laptop CPU: {arch}, "
+              "{image_size} px, {limit} training photos per class, batch {batch_size}, {epochs} epochs "
+              "(fine-tune and scratch)".format(**PRESETS["lesson"]),
 }
 # Presets that train every layer of both modes, so `compare` runs its scratch side with them too.
 ALL_MODE_PRESETS = ("book", "lesson")
@@ -194,11 +181,6 @@ ALL_MODE_PRESETS = ("book", "lesson")
 def lr_text(lr: float) -> str:
     """A learning rate as people write it: 5e-05 for round values, 1.5e-04 otherwise."""
     return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.1e}"
-
-
-def preset_lr_scale(preset: str) -> float:
-    """What `preset` multiplies the mode's default learning rate by (1 but for the lesson)."""
-    return LESSON_LR_SCALE if preset == "lesson" else 1.0
 
 
 def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book", **overrides) -> TrainConfig:
@@ -212,8 +194,8 @@ def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book"
     spec = get_arch(arch)
     if mode not in MODES:
         raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
-    base_lr = spec.finetune_lr if mode == "finetune" else spec.scratch_lr
-    defaults = {"lr": float(f"{base_lr * preset_lr_scale(preset):.6g}"), "param_groups": mode == "finetune", **fields_}
+    defaults = {"lr": spec.finetune_lr if mode == "finetune" else spec.scratch_lr, "param_groups": mode == "finetune",
+                **fields_}
     defaults.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(mode=mode, arch=arch, **defaults)
 

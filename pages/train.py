@@ -173,8 +173,7 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
                ("lesson-lr", f"Rates {rates}", ":material/tune:",
                 lambda base: lesson.lr_row_configs(base, base.lr),
-                "Three fine-tuning runs: the slider's rate and a decade each side of it (each times the lesson's "
-                "scale)."),
+                "Three fine-tuning runs: the slider's rate and a decade each side of it."),
                ("lesson-groups", "Output layer 10x on vs off", ":material/toggle_on:",
                 lambda base: lesson.groups_configs(base, base.lr),
                 "Fine-tuning at the slider's rate with the output layer at 10x, against one rate for every layer.")]

@@ -11,28 +11,24 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from conftest import REPO, open_app
 from ftcore import lesson
 from ftcore.experiments import Experiment
 from ftcore.scheduler import Scheduler
-from ftcore.training import LESSON_LR_SCALE, PRESETS, RunStarted, fit, recipe
+from ftcore.training import PRESETS, recipe
 
 TIMEOUT = 240
 
 
-def test_the_lesson_keeps_the_books_optimiser_loss_and_ratio_of_rates():
-    book_ft, book_scratch = recipe("finetune", "mobilenet_v2", data="d"), recipe("scratch", "mobilenet_v2", data="d")
+def test_the_lesson_keeps_the_books_optimiser_loss_and_rates():
+    book_ft, book_scratch = recipe("finetune", "resnet18", data="d"), recipe("scratch", "resnet18", data="d")
     ft, scratch = recipe("finetune", preset="lesson", data="d"), recipe("scratch", preset="lesson", data="d")
     assert ft.arch == scratch.arch == "mobilenet_v2"  # the preset's network when none is named
-    assert (ft.lr, scratch.lr) == pytest.approx((book_ft.lr * LESSON_LR_SCALE, book_scratch.lr * LESSON_LR_SCALE))
-    assert scratch.lr / ft.lr == pytest.approx(book_scratch.lr / book_ft.lr)  # the book's 1:10
+    assert (ft.lr, scratch.lr) == (book_ft.lr, book_scratch.lr) == (5e-5, 5e-4)  # the book's rates
     assert (ft.param_groups, ft.head_lr_mult, scratch.param_groups) == (True, 10.0, False)
     for config in (ft, scratch):  # the book's loss and SGD; what it scales down is smaller than the book's
         assert (config.loss_reduction, config.weight_decay, config.micro_batch) == ("sum", 1e-3, 0)
-        assert config.image_size < 224 and config.epochs < 5 and config.batch_size < 128
-        assert config.heldout_limit < config.limit
+        assert config.image_size < 224 and config.epochs < 5 and config.batch_size < 128 and config.limit
         config.validate()
     assert recipe("finetune", "resnet18", "lesson", data="d").arch == "resnet18"  # a named network is kept
 
@@ -45,23 +41,13 @@ def test_the_lessons_rows_share_the_page_data_and_differ_in_one_setting_each(tin
         assert (config.data, config.seed, config.val_fraction) == (str(tiny_data), 7, 0.25)
         assert config.weights is None  # a ResNet-18 file is no MobileNetV2 weights
     row = lesson.lr_row_configs(base, 5e-5)
-    assert [c.lr for c in row] == pytest.approx([5e-6 * LESSON_LR_SCALE, 5e-5 * LESSON_LR_SCALE,
-                                                 5e-4 * LESSON_LR_SCALE])
+    assert [c.lr for c in row] == [5e-6, 5e-5, 5e-4]
     assert {c.mode for c in row} == {"finetune"} and all(c.param_groups for c in row)
     on, off = lesson.groups_configs(base, 1e-4)
-    assert (on.param_groups, off.param_groups) == (True, False) and on.lr == off.lr == pytest.approx(3e-4)
+    assert (on.param_groups, off.param_groups) == (True, False) and on.lr == off.lr == 1e-4
     same_arch = dataclasses.replace(base, arch=PRESETS["lesson"]["arch"], weights="mnv2.pth")
     assert lesson.compare_configs(same_arch)[0].weights == "mnv2.pth"
-    assert "112 px" in lesson.scaled_down_text() and "mobilenet_v2" in lesson.scaled_down_text()
-
-
-def test_the_heldout_limit_cuts_test_but_not_train(tiny_data):
-    started = []
-    history = fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
-                         limit=6, heldout_limit=3),
-                  lambda event: started.append(event) if isinstance(event, RunStarted) else None).history
-    assert history.epochs[0].examples == 12  # 6 photos per class trained on
-    assert started[0].sizes == {"train": 12, "test": 6} and started[0].test_size == 6
+    assert "96 px" in lesson.scaled_down_text() and "mobilenet_v2" in lesson.scaled_down_text()
 
 
 class FakeJob:
@@ -154,10 +140,10 @@ def test_compare_preset_lesson_on_the_command_line(tiny_data, shared_mobilenet, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "The lesson in a minute is" in proc.stderr and "the full recipe" in proc.stderr
     assert "(book)" not in proc.stdout  # the book's full-recipe numbers are not this recipe's
-    for mode, lr in (("finetune", 1.5e-4), ("scratch", 1.5e-3)):
+    for mode, lr in (("finetune", 5e-5), ("scratch", 5e-4)):
         saved = json.loads((out / mode / "metrics.json").read_text())["config"]
-        assert (saved["arch"], saved["batch_size"], saved["heldout_limit"]) == ("mobilenet_v2", 32, 100)
-        assert saved["lr"] == pytest.approx(lr) and saved["image_size"] == 32  # the flag wins over the preset
+        assert (saved["arch"], saved["batch_size"], saved["limit"]) == ("mobilenet_v2", 32, 500)
+        assert saved["lr"] == lr and saved["image_size"] == 32  # the flag wins over the preset
 
 
 def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, shared_mobilenet, monkeypatch):
@@ -174,5 +160,5 @@ def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, s
     assert not at.exception, [e.message for e in at.exception]
     chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lesson" in c.proto.spec)
     names = {trace["name"] for trace in chart["data"]}
-    assert {"fine-tune mobilenet_v2 lr 1.5e-04, head 10x", "scratch mobilenet_v2 lr 1.5e-03"} <= names
+    assert {"fine-tune mobilenet_v2 lr 5e-05, head 10x", "scratch mobilenet_v2 lr 5e-04"} <= names
     assert len(at.session_state["runs"]) == 2
