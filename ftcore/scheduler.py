@@ -153,20 +153,18 @@ class Scheduler:
         a group shares its slot's cores."""
         if len({group for group, _, _ in self._running.values()}) >= self.slots:
             return False
-        want = sum(max(1, job.procs) for job in jobs)
+        want = max(max(1, job.procs) for job in jobs)  # a group shares its slot's GPUs as it shares its cores
         gpus = self._free_gpus()[:want] if self.gpus else []
         if self.gpus and len(gpus) < want:
             return False
         if self.check_memory and sum(job.estimate for job in jobs) > self._free_bytes():
             return False
-        threads = max(1, (os.cpu_count() or 1) // self.slots // len(jobs))
+        env = {THREADS_ENV: str(max(1, (os.cpu_count() or 1) // self.slots // len(jobs)))}
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         for job in jobs:
-            env = {THREADS_ENV: str(threads)}
-            mine, gpus = gpus[:max(1, job.procs)] if gpus else [], gpus[max(1, job.procs):]
-            if mine:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, mine))
             job.launch(env)
-            self._running[job.id] = (job.group, job, mine)
+            self._running[job.id] = (job.group, job, gpus)
         return True
 
     def _next_group(self) -> list[ProcessJob]:

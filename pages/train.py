@@ -11,7 +11,7 @@ from ftcore.errors import FtcoreError
 from ftcore.experiments import SIDE_BY_SIDE
 from ftcore.lr_finder import FinderSettings, recipe_differences, two_digits
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
-from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, TrainConfig, lr_text, recipe
+from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, lr_text, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -184,6 +184,10 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
                 st.rerun()
             except FtcoreError as e:
                 ui.show_error(e)
+    arch = PRESETS["lesson"]["arch"]
+    state, sentence = weights_status(arch)
+    if state != "found":  # fine-tuning needs them; the runs would stop at once with this sentence
+        st.caption(f"The lesson fine-tunes {arch}; its ImageNet weights: {sentence}")
     if LESSON_POLLING and st.button("Stop the lesson", icon=":material/stop:", key="lesson-stop"):
         ui.current_experiment().stop()
     lesson_live_ui()

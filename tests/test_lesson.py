@@ -107,6 +107,16 @@ def test_runs_submitted_together_start_together_in_one_slot_and_share_its_cores(
     scheduler.shutdown()
 
 
+def test_a_group_on_a_one_gpu_machine_shares_the_gpu(monkeypatch):
+    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler.gpus = 1  # as on a machine with one GPU
+    pair = [FakeJob("a"), FakeJob("b")]
+    scheduler.submit(*pair)
+    wait_until(lambda: all(job.env is not None for job in pair), "the pair to start")
+    assert [job.env["CUDA_VISIBLE_DEVICES"] for job in pair] == ["0", "0"]
+    scheduler.shutdown()
+
+
 def tiny_lesson(tiny_data, weights) -> list:
     """The lesson's fine-tune vs scratch on the tiny photos, one short epoch at 32 px."""
     base = recipe("finetune", "mobilenet_v2", data=str(tiny_data), weights=str(weights))
