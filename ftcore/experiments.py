@@ -116,6 +116,12 @@ class ExperimentSnapshot:
         return KINDS[self.kind]
 
     @property
+    def chart_title(self) -> str | None:
+        """The title of its runs' chart: None for the book's own recipes (the chart marks the book's numbers), else
+        what it is, scaled down."""
+        return f"{self.title[0].upper()}{self.title[1:]}: a scaled-down recipe" if self.kind in SIDE_BY_SIDE else None
+
+    @property
     def done(self) -> bool:
         """True once every run has ended or the experiment was stopped."""
         return self.status in ("finished", "stopped")
@@ -180,7 +186,8 @@ class Experiment:
             self._stop.set()
             current = list(self._jobs)
         for job in current:
-            job.stop()  # a no-op for a job that has ended
+            if not job.snapshot().done:
+                job.stop()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the series; True when it has ended."""

@@ -208,8 +208,7 @@ def lesson_live_ui() -> None:
         line = f"**{job.label}**: {job.status_line()}"
         (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
-    st.plotly_chart(charts.runs_progress_figure(series, title="The lesson in a minute: a scaled-down recipe"),
-                    key="lesson-chart")
+    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title), key="lesson-chart")
 
 
 def lr_finder_ui(config: TrainConfig, find: bool) -> None:

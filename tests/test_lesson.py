@@ -169,6 +169,8 @@ def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, s
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lesson" in c.proto.spec)
+    assert chart["layout"]["title"]["text"] == "The lesson in a minute: fine-tune vs scratch: a scaled-down recipe"
+    assert "book fine-tune" not in json.dumps(chart)  # the book's full-recipe lines are not this recipe's
     names = {trace["name"] for trace in chart["data"]}
     assert {"fine-tune mobilenet_v2 lr 5e-05, head 10x", "scratch mobilenet_v2 lr 5e-04"} <= names
     assert len(at.session_state["runs"]) == 2
