@@ -124,7 +124,8 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 
 POLLING = ui.job_running()
-LESSON_POLLING = ui.experiment_running()
+EXPERIMENT_RUNNING = ui.experiment_running()  # a lesson here, or a series from Experiments
+LESSON_POLLING = EXPERIMENT_RUNNING and ui.current_experiment().kind in SIDE_BY_SIDE
 FINDER_POLLING = ui.finder_running()
 QUEUED = POLLING and ui.collect_job().status == "queued"
 
@@ -167,7 +168,7 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
     st.caption(f"{lesson.scaled_down_text()} The runs train side by side and their curves grow together. The full "
                "recipe is one click away: Start below trains the settings above, and Experiments runs the book's "
                "fine-tune vs scratch at full size.")
-    busy = POLLING or LESSON_POLLING or not startable
+    busy = POLLING or EXPERIMENT_RUNNING or not startable
     rates = ", ".join(lr_text(config.lr * f) for f in lesson.LR_ROW_FACTORS)
     buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:", lesson.compare_configs,
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
@@ -377,7 +378,7 @@ output_layers_ui(config, summary.classes if summary else [])
 startable = summary is not None and not summary.unreadable
 lesson_ui(config, startable)
 start, stop, note = st.columns([1, 1, 4])
-if start.button("Start", type="primary", disabled=POLLING or LESSON_POLLING or not startable,
+if start.button("Start", type="primary", disabled=POLLING or EXPERIMENT_RUNNING or not startable,
                 icon=":material/play_arrow:", key="start"):
     try:
         ui.start_job(config)
