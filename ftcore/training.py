@@ -60,7 +60,7 @@ class TrainConfig:
                                       "one makes every per-epoch figure use val and test count once)")
     split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
     mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
-    arch: str = knob("resnet18", "architecture, one of models.ARCHITECTURES")
+    arch: str = knob("resnet18", "architecture, one of models.ARCHITECTURES (book: resnet18)")
     lr: float = knob(5e-5, "learning rate of every layer but the new output layer (default: per architecture and "
                      "mode; the book: 5e-5 fine-tune, 5e-4 scratch)")
     param_groups: bool = knob(True, "output layer at head_lr_mult x lr (book: on for fine-tune, off for scratch)")
