@@ -335,6 +335,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config, state = config_from_args(args, args.mode, args.lr, args.param_groups), None
         preflight(config)
         out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
+        if args.preset == "lesson":
+            print(scaled_down_text(), file=sys.stderr)
     trained = run_with_ctrl_c(config, out=out, resume_from=state)
     if not distributed.context().is_main:  # under torchrun rank 0 alone prints and writes the run
         return 0
