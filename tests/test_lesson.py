@@ -141,6 +141,18 @@ def test_the_lesson_trains_its_runs_side_by_side_in_child_processes(tiny_data, s
     assert len(experiment.runs()) == 2 and all(run.history.final().test_acc is not None for run in experiment.runs())
 
 
+def test_stopping_a_lesson_stops_every_run_and_keeps_their_models(tiny_data, shared_mobilenet, tmp_path):
+    configs = [dataclasses.replace(c, epochs=200) for c in tiny_lesson(tiny_data, shared_mobilenet)]
+    experiment = Experiment("lesson", configs, runs_dir=tmp_path / "runs",
+                            scheduler=Scheduler(slots=1, check_memory=False)).start()
+    wait_until(lambda: len(experiment.snapshot().jobs) == 2
+               and all(job.batches for job in experiment.snapshot().jobs), "both runs to train", TIMEOUT)
+    experiment.stop()
+    assert experiment.join(TIMEOUT)
+    assert [job.status for job in experiment.snapshot().jobs] == ["stopped", "stopped"]
+    assert len(experiment.runs()) == 2  # each kept what it had learned
+
+
 def test_compare_preset_lesson_on_the_command_line(tiny_data, shared_mobilenet, tmp_path):
     out = tmp_path / "lesson"
     proc = subprocess.run([sys.executable, "-m", "ftcore", "compare", "--preset", "lesson", "--data", str(tiny_data),
