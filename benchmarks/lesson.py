@@ -28,17 +28,12 @@ from ftcore.models import locate_weights
 from ftcore.scheduler import Scheduler
 from ftcore.training import recipe
 
-CONFIGS = {
-    "lesson": lambda base, lr: lesson.compare_configs(base),
-    "lesson-lr": lesson.lr_row_configs,
-    "lesson-groups": lesson.groups_configs,
-}
 
-
-def run_lesson(kind: str, base, lr: float, runs_dir: str) -> dict:
-    """One lesson as the Train page starts it; its runs' labels, accuracies and the wall seconds of the whole."""
+def run_lesson(kind: str, base, runs_dir: str) -> dict:
+    """One lesson as the Train page starts it (base.lr is the slider's rate); its runs' labels, accuracies and the
+    wall seconds of the whole."""
     start = time.perf_counter()
-    experiment = Experiment(kind, CONFIGS[kind](base, lr), runs_dir=runs_dir,
+    experiment = Experiment(kind, lesson.LESSONS[kind](base), runs_dir=runs_dir,
                             scheduler=Scheduler(slots=1, check_memory=False)).start()
     experiment.join()
     wall = time.perf_counter() - start
@@ -54,7 +49,7 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--kinds", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--kinds", nargs="+", default=list(lesson.LESSONS), choices=list(lesson.LESSONS))
     parser.add_argument("--lr", type=float, default=5e-5, help="the slider's rate (default: the book's 5e-5)")
     parser.add_argument("--cpu-isa", choices=list(ISA_CAPS), default="native")
     parser.add_argument("--json", default=None)
@@ -67,9 +62,9 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as runs_dir:
         for seed in args.seeds:
-            base = recipe("finetune", "mobilenet_v2", data=data, weights=weights, seed=seed)
+            base = recipe("finetune", "mobilenet_v2", data=data, weights=weights, seed=seed, lr=args.lr)
             for kind in args.kinds:
-                result = run_lesson(kind, base, args.lr, runs_dir)
+                result = run_lesson(kind, base, runs_dir)
                 results.append(result)
                 accs = "; ".join(f"{r['label']}: {r['accs'][-1] if r['accs'] else r['status']}"
                                  for r in result["runs"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import FtcoreError
 from .jobs import JobSnapshot, Run, TrainingJob
+from .lesson import LESSONS
 from .models import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights, read_state_dict
 from .runner import ProcessJob
 from .scheduler import Scheduler
@@ -26,8 +27,8 @@ from .training import TrainConfig, recipe
 KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch",
          "lesson": "the lesson in a minute: fine-tune vs scratch", "lesson-lr": "the lesson in a minute: three rates",
          "lesson-groups": "the lesson in a minute: the output layer's 10x on and off"}
-# The kinds whose runs train side by side (started together), not one after another.
-SIDE_BY_SIDE = ("lesson", "lesson-lr", "lesson-groups")
+# The kinds whose runs train side by side (started together), not one after another: the lessons.
+SIDE_BY_SIDE = tuple(LESSONS)
 # The lrs the app offers for a sweep: the book's 5e-5 and a decade each side of it, up to where it breaks.
 DEFAULT_SWEEP_LRS = (1e-5, 5e-5, 5e-4, 5e-3)
 

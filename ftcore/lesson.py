@@ -10,6 +10,8 @@ seeds: docs/benchmarks.md, "The lesson in a minute".
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .training import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
 # A lesson's learning-rate row: the slider's rate and a decade each side of it.
@@ -48,3 +50,12 @@ def groups_configs(base: TrainConfig, lr: float) -> list[TrainConfig]:
 def scaled_down_text() -> str:
     """One sentence saying what the lesson scales down, for the page and the command line."""
     return f"The lesson in a minute is {PRESET_DESCRIPTIONS['lesson']}."
+
+
+# Each lesson (an experiment kind) and its runs, from the page's settings: the rate row and the 10x toggle take
+# the slider's rate (base.lr).
+LESSONS: dict[str, Callable[[TrainConfig], list[TrainConfig]]] = {
+    "lesson": compare_configs,
+    "lesson-lr": lambda base: lr_row_configs(base, base.lr),
+    "lesson-groups": lambda base: groups_configs(base, base.lr),
+}

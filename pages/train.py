@@ -170,18 +170,16 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
                "fine-tune vs scratch at full size.")
     busy = POLLING or EXPERIMENT_RUNNING or not startable
     rates = ", ".join(lr_text(config.lr * f) for f in lesson.LR_ROW_FACTORS)
-    buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:", lesson.compare_configs,
+    buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:",
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
                ("lesson-lr", f"Rates {rates}", ":material/tune:",
-                lambda base: lesson.lr_row_configs(base, base.lr),
                 "Three fine-tuning runs: the slider's rate and a decade each side of it."),
                ("lesson-groups", "Output layer 10x on vs off", ":material/toggle_on:",
-                lambda base: lesson.groups_configs(base, base.lr),
                 "Fine-tuning at the slider's rate with the output layer at 10x, against one rate for every layer.")]
-    for column, (kind, label, icon, configs_of, text) in zip(st.columns(len(buttons)), buttons, strict=True):
+    for column, (kind, label, icon, text) in zip(st.columns(len(buttons)), buttons, strict=True):
         if column.button(label, icon=icon, disabled=busy, key=f"start-{kind}", help=text, width="stretch"):
             try:
-                ui.start_experiment(kind, configs_of(config))
+                ui.start_experiment(kind, lesson.LESSONS[kind](config))
                 st.rerun()
             except FtcoreError as e:
                 ui.show_error(e)

@@ -45,6 +45,10 @@ def test_the_lessons_rows_share_the_page_data_and_differ_in_one_setting_each(tin
     assert {c.mode for c in row} == {"finetune"} and all(c.param_groups for c in row)
     on, off = lesson.groups_configs(base, 1e-4)
     assert (on.param_groups, off.param_groups) == (True, False) and on.lr == off.lr == 1e-4
+    slider = dataclasses.replace(base, lr=1e-4)  # the page's buttons take the slider's rate from its settings
+    assert [c.lr for c in lesson.LESSONS["lesson-lr"](slider)] == [1e-5, 1e-4, 1e-3]
+    assert [c.param_groups for c in lesson.LESSONS["lesson-groups"](slider)] == [True, False]
+    assert [c.mode for c in lesson.LESSONS["lesson"](slider)] == ["finetune", "scratch"]
     same_arch = dataclasses.replace(base, arch=PRESETS["lesson"]["arch"], weights="mnv2.pth")
     assert lesson.compare_configs(same_arch)[0].weights == "mnv2.pth"
     assert "96 px" in lesson.scaled_down_text() and "mobilenet_v2" in lesson.scaled_down_text()
