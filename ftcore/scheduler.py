@@ -49,7 +49,7 @@ class Scheduler:
         self.check_memory = check_memory
         self.gpus = torch.cuda.device_count()
         self._queue: list[ProcessJob] = []
-        self._running: dict[str, tuple[str, ProcessJob, list[int]]] = {}  # job id -> (its group, job, its GPUs)
+        self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
         atexit.register(self.shutdown)
@@ -110,7 +110,7 @@ class Scheduler:
             if job not in self._queue:
                 return "starting"
             place = self._place(job)
-            running = len({group for group, _, _ in self._running.values()})
+            running = self._groups_running()
             need = sum(other.estimate for other in self._queue if other.group == job.group)
         if place > 1:
             return f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have started"
@@ -124,7 +124,7 @@ class Scheduler:
     def running(self) -> list[ProcessJob]:
         """The jobs admitted and not yet seen to end."""
         with self._lock:
-            return [job for _, job, _ in self._running.values()]
+            return [job for job, _ in self._running.values()]
 
     def shutdown(self) -> None:
         """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
@@ -133,7 +133,7 @@ class Scheduler:
             for job in self._queue:
                 job.cancel()
             self._queue.clear()
-            running = [job for _, job, _ in self._running.values()]
+            running = [job for job, _ in self._running.values()]
         for job in running:
             job.terminate()
 
@@ -141,17 +141,21 @@ class Scheduler:
 
     def _free_bytes(self) -> int:
         """Memory available now, less what the runs that are still growing will take."""
-        reserved = sum(max(0, job.estimate - job.rss_bytes()) for _, job, _ in self._running.values())
+        reserved = sum(max(0, job.estimate - job.rss_bytes()) for job, _ in self._running.values())
         return memory.available_bytes() - reserved
 
+    def _groups_running(self) -> int:
+        """Slots in use: the running jobs, each group submitted together counted once; under the lock."""
+        return len({job.group for job, _ in self._running.values()})
+
     def _free_gpus(self) -> list[int]:
-        used = {gpu for _, _, gpus in self._running.values() for gpu in gpus}
+        used = {gpu for _, gpus in self._running.values() for gpu in gpus}
         return [gpu for gpu in range(self.gpus) if gpu not in used]
 
     def _admit(self, jobs: list[ProcessJob]) -> bool:
         """Launch `jobs` (one, or a group submitted together) if a slot, their GPUs and their memory are free now;
         a group shares its slot's cores."""
-        if len({group for group, _, _ in self._running.values()}) >= self.slots:
+        if self._groups_running() >= self.slots:
             return False
         want = max(max(1, job.procs) for job in jobs)  # a group shares its slot's GPUs as it shares its cores
         gpus = self._free_gpus()[:want] if self.gpus else []
@@ -164,7 +168,7 @@ class Scheduler:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
         for job in jobs:
             job.launch(env)
-            self._running[job.id] = (job.group, job, gpus)
+            self._running[job.id] = (job, gpus)
         return True
 
     def _next_group(self) -> list[ProcessJob]:
@@ -174,7 +178,7 @@ class Scheduler:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                for job_id, (_, job, _) in list(self._running.items()):
+                for job_id, (job, _) in list(self._running.items()):
                     if not job.alive():
                         del self._running[job_id]
                 while self._queue and self._admit(group := self._next_group()):
