@@ -188,14 +188,13 @@ def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book"
     fields, then `overrides` (None values ignored). No `arch`: the preset's, else ResNet-18 (the book's)."""
     if preset not in PRESETS:
         raise FtcoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    fields_ = dict(PRESETS[preset])
-    arch = arch or fields_.pop("arch", None) or TrainConfig.default("arch")
-    fields_.pop("arch", None)
+    preset_fields = {name: value for name, value in PRESETS[preset].items() if name != "arch"}
+    arch = arch or PRESETS[preset].get("arch") or TrainConfig.default("arch")
     spec = get_arch(arch)
     if mode not in MODES:
         raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
     defaults = {"lr": spec.finetune_lr if mode == "finetune" else spec.scratch_lr, "param_groups": mode == "finetune",
-                **fields_}
+                **preset_fields}
     defaults.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(mode=mode, arch=arch, **defaults)
 
