@@ -166,7 +166,6 @@ class Experiment:
         self.id = experiment_id or uuid.uuid4().hex[:10]
         self.kind = kind
         self.configs = list(configs)
-        self.side_by_side = kind in SIDE_BY_SIDE  # every run starts at once, sharing the cores
         self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see jobs.TrainingJob)
         self.scheduler = scheduler  # with one, each run trains in a child process through its queue
         self._lock = threading.Lock()
@@ -212,7 +211,7 @@ class Experiment:
                 else TrainingJob(config, runs_dir=self.runs_dir))
 
     def _run(self) -> None:
-        if self.side_by_side:
+        if self.kind in SIDE_BY_SIDE:  # every run starts at once, sharing the cores
             self._run_side_by_side()
         else:
             for config in self.configs:

@@ -36,9 +36,14 @@ def compare_configs(base: TrainConfig) -> list[TrainConfig]:
     return [lesson_config(base, "finetune"), lesson_config(base, "scratch")]
 
 
+def row_rates(lr: float) -> list[float]:
+    """The rates of a lesson's row around `lr`: a decade below it, it, and a decade above it."""
+    return [float(f"{lr * factor:.6g}") for factor in LR_ROW_FACTORS]
+
+
 def lr_row_configs(base: TrainConfig, lr: float) -> list[TrainConfig]:
-    """Three fine-tuning runs side by side: a decade below `lr`, `lr`, and a decade above it."""
-    return [lesson_config(base, "finetune", lr=float(f"{lr * factor:.6g}")) for factor in LR_ROW_FACTORS]
+    """Three fine-tuning runs side by side, at row_rates(lr)."""
+    return [lesson_config(base, "finetune", lr=rate) for rate in row_rates(lr)]
 
 
 def groups_configs(base: TrainConfig, lr: float) -> list[TrainConfig]:

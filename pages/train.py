@@ -169,7 +169,7 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
                "recipe is one click away: Start below trains the settings above, and Experiments runs the book's "
                "fine-tune vs scratch at full size.")
     busy = POLLING or EXPERIMENT_RUNNING or not startable
-    rates = ", ".join(lr_text(config.lr * f) for f in lesson.LR_ROW_FACTORS)
+    rates = ", ".join(lr_text(rate) for rate in lesson.row_rates(config.lr))
     buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:",
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
                ("lesson-lr", f"Rates {rates}", ":material/tune:",
