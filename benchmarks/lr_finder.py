@@ -1,81 +1,285 @@
-"""The learning-rate finder's suggestion against the book's lr, fine-tune and scratch, in one run.
+"""Which suggestion rule trains well: every rule's suggestion trained for 5 epochs, per dataset, mode and seed.
 
-    python -m benchmarks.lr_finder [--data DIR] [--weights FILE] [--arch mobilenet_v2] [--epochs 5]
-                                   [--steps 100] [--limit N] [--seed 0] [--out benchmarks/results/lr-finder-cpu.txt]
+    python -m benchmarks.lr_finder [--data DIR] [--weights FILE] [--seeds 0 1 2] [--image-size 64]
+                                   [--out benchmarks/results/lr-rules-cpu.txt]
 
-For each mode: the finder on the book's recipe (its suggestion and wall time), then two runs of `--epochs` epochs
-with the same seed, one at the suggestion and one at the book's lr, and their final held-out accuracy (val where
-the data has a val split, else test). Prints a report, writes it to --out and the raw numbers beside it as JSON.
+For each dataset (the hot-dog set and two subsets built from it in a temporary folder, in other layouts and with
+very different steps per epoch), each recipe (fine-tune and scratch at batch 32; the quick preset, whose finder
+steps the output layer alone on cached features) and each seed:
+
+1. the finder runs once with the lab's stop rule; fastai's stop rule is replayed on the same losses
+   (`lr_finder.stop_index`), so both stop rules read the same steps up to where each would have ended;
+2. every rule's suggestion under each stop rule (`lr_rules.Rule`: fastai's four and the lr at the lowest loss
+   itself) and the recipe's default rate are each trained for `--epochs` epochs with that seed;
+3. the rule with the best mean accuracy is the one the lab keeps; a 5-rate sweep (a half-decade apart) around
+   its suggestion is trained for each seed, to see how far its suggestion is from the best rate near it.
+
+Rates are trained on a grid of four per decade (each suggestion rounded to the nearest), so that rules that
+point at the same place share their runs; each training is cached in `<out>.runs.jsonl`, so a rerun resumes.
+Prints a report, writes it to --out and the raw numbers beside it as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import random
+import shutil
+import statistics
+import tempfile
 import time
 from pathlib import Path
 
 from ftcore.bench import machine_description
 from ftcore.data import find_data
-from ftcore.lr_finder import FinderSettings, find_lr
+from ftcore.lr_finder import FinderSettings, LrFinding, StopRule, find_lr, read_curve, stop_index
 from ftcore.models import locate_weights
 from ftcore.training import fit, recipe
 
+ARCH = "mobilenet_v2"
+RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at the lesson's batch
+    "fine-tune": ("finetune", "book", 32),
+    "scratch": ("scratch", "book", 32),
+    "quick": ("finetune", "quick", 128),
+}
+SWEEP = (0.1, 10 ** -0.5, 1.0, 10 ** 0.5, 10.0)  # the sweep around the kept rule's suggestion
+STUDY_SIZE = 160  # the stop rules are also read on fine-tuning curves at the size issue 21 measured
 
-def accuracy(value: float | None) -> str:
-    """Three decimals, or a dash."""
-    return f"{value:.3f}" if value is not None else "-"
+
+def grid(lr: float) -> float:
+    """`lr` on a grid of four rates per decade (1, 1.8, 3.2, 5.6), two significant digits."""
+    return float(f"{10 ** (round(math.log10(lr) * 4) / 4):.1e}")
 
 
-def measure(args: argparse.Namespace) -> dict:
-    """The finder and the two trainings per mode."""
-    data = args.data or str(find_data())
-    weights = args.weights or locate_weights(args.arch, None).path
-    results = {"machine": machine_description(), "arch": args.arch, "data": data, "epochs": args.epochs,
-               "limit": args.limit, "seed": args.seed, "steps": args.steps, "modes": {}}
-    for mode in args.modes:
-        book = recipe(mode, args.arch, data=data, weights=weights, epochs=args.epochs, limit=args.limit,
-                      seed=args.seed)
+def draw(split: Path, count: int | None, rng: random.Random) -> dict[str, list[Path]]:
+    """class -> `count` photos of `split` drawn at random (not the first ones; all of them for None)."""
+    drawn = {}
+    for class_dir in sorted(split.iterdir()):
+        photos = sorted(class_dir.iterdir())
+        drawn[class_dir.name] = photos if count is None else rng.sample(photos, count)
+    return drawn
+
+
+def copy(photos: dict[str, list[Path]], split: Path) -> None:
+    """Copy each class's photos into split/<class>/."""
+    for name, files in photos.items():
+        (split / name).mkdir(parents=True)
+        for photo in files:
+            shutil.copyfile(photo, split / name / photo.name)  # the lab refuses links that leave the folder
+
+
+def build_datasets(source: Path, folder: Path) -> dict[str, tuple[str, str]]:
+    """name -> (path, what it is): the hot-dog set itself and two subsets of it in other layouts, each with the
+    whole test split."""
+    rng = random.Random(0)
+    test = draw(source / "test", None, rng)
+    small = folder / "hotdog-60"
+    copy(draw(source / "train", 60, rng), small / "train")
+    copy(test, small / "test")
+    medium = folder / "hotdog-300"
+    pool = draw(source / "train", 400, rng)
+    copy({name: files[:300] for name, files in pool.items()}, medium / "train")
+    copy({name: files[300:] for name, files in pool.items()}, medium / "val")
+    copy(test, medium / "test")
+    return {"hotdog": (str(source), "the shared hot-dog set, train/ + test/: 1000 training photos per class"),
+            "hotdog-300": (str(medium), "train/ + val/ + test/: 300 training and 100 validation photos per class "
+                           "drawn at random"),
+            "hotdog-60": (str(small), "train/ + test/: 60 training photos per class drawn at random")}
+
+
+class RunCache:
+    """Trainings already measured, one JSON line each, keyed by dataset, recipe, lr and seed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                self.rows[self.key(row["dataset"], row["recipe"], row["lr"], row["seed"])] = row
+
+    @staticmethod
+    def key(dataset: str, recipe_name: str, lr: float, seed: int) -> str:
+        """The cache key."""
+        return f"{dataset}|{recipe_name}|{lr:.1e}|{seed}"
+
+    def get(self, dataset: str, recipe_name: str, lr: float, seed: int) -> dict | None:
+        """A measured training, or None."""
+        return self.rows.get(self.key(dataset, recipe_name, lr, seed))
+
+    def put(self, row: dict) -> None:
+        """Record a training."""
+        self.rows[self.key(row["dataset"], row["recipe"], row["lr"], row["seed"])] = row
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def config_for(args: argparse.Namespace, data: str, recipe_name: str, seed: int, lr: float | None = None):
+    """The recipe at this benchmark's scale."""
+    mode, preset, batch = RECIPES[recipe_name]
+    return recipe(mode, ARCH, preset, data=data, weights=args.weights, batch_size=batch, image_size=args.image_size,
+                  seed=seed, epochs=args.epochs if preset == "book" else None, lr=lr)
+
+
+def train(args: argparse.Namespace, cache: RunCache, dataset: str, data: str, recipe_name: str, lr: float,
+          seed: int) -> float:
+    """Final test accuracy of a training at `lr` (cached)."""
+    row = cache.get(dataset, recipe_name, lr, seed)
+    if row is None:
         start = time.perf_counter()
-        finding = find_lr(book, FinderSettings(steps=args.steps))
-        wall = time.perf_counter() - start
-        print(f"# {mode}: {finding.summary()}; finder wall {wall:.0f} s", flush=True)
-        row = {"suggestion": finding.suggestion, "minimum_lr": finding.minimum_lr, "finder_wall_s": round(wall, 1),
-               "finder_steps": len(finding.lrs), "note": finding.note, "book_lr": book.lr, "runs": {}}
-        for name, lr in (("suggested", finding.suggestion), ("book", book.lr)):
-            if lr is None:
-                continue
-            book.lr = lr
-            start = time.perf_counter()
-            history = fit(book).history
-            row["runs"][name] = {"lr": lr, "heldout": history.heldout, "accuracy": history.final_heldout(),
-                                 "per_epoch": [e.heldout_acc for e in history.epochs],
-                                 "wall_s": round(time.perf_counter() - start, 1)}
-            print(f"# {mode} at lr {lr:.2g} ({name}): {history.heldout} acc {accuracy(history.final_heldout())}",
-                  flush=True)
-        results["modes"][mode] = row
+        history = fit(config_for(args, data, recipe_name, seed, lr)).history
+        accuracy = history.test_acc if history.test_acc is not None else history.final_heldout()
+        row = {"dataset": dataset, "recipe": recipe_name, "lr": lr, "seed": seed, "accuracy": accuracy,
+               "wall_s": round(time.perf_counter() - start, 1)}
+        cache.put(row)
+        print(f"  trained {dataset} {recipe_name} lr {lr:.1e} seed {seed}: {accuracy:.3f} in {row['wall_s']:.0f} s",
+              flush=True)
+    return row["accuracy"]
+
+
+def findings(args: argparse.Namespace, data: str, recipe_name: str, seed: int) -> dict:
+    """The finder's suggestions for every rule under both stop rules, from one test."""
+    settings = FinderSettings(stop_rule=StopRule.START)
+    start = time.perf_counter()
+    finding = find_lr(config_for(args, data, recipe_name, seed), settings)
+    out = {"finder_s": round(time.perf_counter() - start, 1), "steps": {}, "suggestions": {}, "notes": {},
+           "curve": {"lrs": finding.lrs, "losses": finding.losses}}
+    for stop in StopRule:
+        end = len(finding.losses) if stop == StopRule.START else stop_index(finding.losses, stop,
+                                                                           settings.half_window)
+        end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
+        replay = read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
+                                      diverged=finding.diverged or end < len(finding.losses)),
+                            FinderSettings(stop_rule=stop))
+        out["steps"][stop.value] = end
+        out["notes"][stop.value] = replay.note
+        for rule, lr in replay.suggestions.items():
+            out["suggestions"][f"{rule}/{stop.value}"] = lr
+    return out
+
+
+def measure(args: argparse.Namespace, cache: RunCache, datasets: dict[str, tuple[str, str]]) -> dict:
+    """Phase 1: every candidate's suggestion and the default, trained; phase 2: the sweep around the kept rule."""
+    results = {"machine": machine_description(), "arch": ARCH, "epochs": args.epochs, "image_size": args.image_size,
+               "seeds": args.seeds, "datasets": {name: what for name, (_, what) in datasets.items()}, "cells": {}}
+    for dataset, (data, _) in datasets.items():
+        for recipe_name in args.recipes:
+            default = config_for(args, data, recipe_name, 0).lr
+            cell = results["cells"].setdefault(f"{dataset}|{recipe_name}", {"default_lr": default, "seeds": {}})
+            for seed in args.seeds:
+                found = findings(args, data, recipe_name, seed)
+                print(f"# {dataset} {recipe_name} seed {seed}: finder {found['finder_s']:.0f} s, steps "
+                      f"{found['steps']}; " + ", ".join(f"{k} {v:.1e}" if v else f"{k} none"
+                                                         for k, v in found["suggestions"].items()), flush=True)
+                found["default"] = train(args, cache, dataset, data, recipe_name, default, seed)
+                found["trained"] = {}
+                for candidate, lr in found["suggestions"].items():
+                    # no clear answer: the page keeps the default rate, so that is what this candidate trains at
+                    found["trained"][candidate] = (found["default"] if lr is None else
+                                                   train(args, cache, dataset, data, recipe_name, grid(lr), seed))
+                cell["seeds"][str(seed)] = found
+    kept = best_candidate(results)
+    results["kept"] = kept
+    for dataset, (data, _) in datasets.items():
+        for recipe_name in args.recipes:
+            cell = results["cells"][f"{dataset}|{recipe_name}"]
+            for seed in args.seeds:
+                found = cell["seeds"][str(seed)]
+                lr = found["suggestions"][kept]
+                found["sweep"] = {} if lr is None else {
+                    f"{grid(lr * k):.1e}": train(args, cache, dataset, data, recipe_name, grid(lr * k), seed)
+                    for k in SWEEP}
     return results
 
 
+def stop_study(args: argparse.Namespace, data: str) -> list[dict]:
+    """Fine-tuning curves at the issue's scale (160 px, batch 32, the hot-dog set): where each stop rule ends
+    them, and what each rule suggests under each (finder only; no training)."""
+    rows = []
+    for seed in args.seeds:
+        config = recipe("finetune", ARCH, data=data, weights=args.weights, batch_size=32, image_size=STUDY_SIZE,
+                        seed=seed)
+        settings = FinderSettings(stop_rule=StopRule.START)
+        finding = find_lr(config, settings)
+        row = {"seed": seed, "steps": {}, "suggestions": {}}
+        for stop in StopRule:
+            end = stop_index(finding.losses, stop, settings.half_window)
+            end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
+            replay = read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
+                                          diverged=finding.diverged or end < len(finding.losses)),
+                                FinderSettings(stop_rule=stop))
+            row["steps"][stop.value] = end
+            row["suggestions"][stop.value] = replay.suggestions
+        row["lowest_loss"] = min(finding.smoothed)
+        rows.append(row)
+        print(f"# stop rules, {STUDY_SIZE} px seed {seed}: {row}", flush=True)
+    return rows
+
+
+def candidate_means(results: dict) -> dict[str, float]:
+    """Each candidate's accuracy, averaged over datasets, recipes and seeds."""
+    totals: dict[str, list[float]] = {}
+    for cell in results["cells"].values():
+        for found in cell["seeds"].values():
+            for candidate, accuracy in found["trained"].items():
+                totals.setdefault(candidate, []).append(accuracy)
+    return {candidate: statistics.mean(values) for candidate, values in totals.items()}
+
+
+def best_candidate(results: dict) -> str:
+    """The rule (under either stop rule) with the best mean accuracy; on a tie, under the lab's stop rule."""
+    means = candidate_means(results)
+    return max(means, key=lambda c: (round(means[c], 6), c.endswith(f"/{FinderSettings().stop_rule}")))
+
+
 def report(results: dict) -> str:
-    """The table docs/benchmarks.md quotes."""
-    limit = f"{results['limit']} photos per class and split" if results["limit"] else "all photos"
-    lines = [f"Learning-rate finder against the book's lr: {results['arch']}, {results['epochs']} epochs, {limit}, "
-             f"seed {results['seed']}, finder of {results['steps']} steps from {FinderSettings().start_lr:g} to "
-             f"{FinderSettings().end_lr:g}",
-             f"machine: {results['machine']}", f"data: {results['data']}", "",
-             f"{'mode':9s} {'suggested':>9s} {'finder':>7s} {'steps':>5s} | {'acc at suggested':>16s} "
-             f"{'acc at book lr':>14s} {'(book lr)':>9s}"]
-    for mode, row in results["modes"].items():
-        runs = row["runs"]
-        suggested = f"{row['suggestion']:.2g}" if row["suggestion"] else "none"
-        lines.append(f"{mode:9s} {suggested:>9s} {row['finder_wall_s']:6.0f}s {row['finder_steps']:5d} | "
-                     f"{accuracy(runs.get('suggested', {}).get('accuracy')):>16s} "
-                     f"{accuracy(runs['book']['accuracy']):>14s} {row['book_lr']:9.0e}")
-        if row["note"]:
-            lines.append(f"  note: {row['note']}")
-    heldout = next(iter(results["modes"].values()))["runs"]["book"]["heldout"]
-    lines.append(f"accuracy: final {heldout} accuracy after {results['epochs']} epochs, same seed, same photos")
+    """The tables docs/benchmarks.md quotes."""
+    seeds = results["seeds"]
+    lines = [f"Learning-rate finder rules: {results['arch']}, {results['epochs']} epochs, {results['image_size']} px, "
+             f"seeds {', '.join(map(str, seeds))}; finder of {FinderSettings().steps} steps from "
+             f"{FinderSettings().start_lr:g} to {FinderSettings().end_lr:g}",
+             f"machine: {results['machine']}", ""]
+    lines += [f"{name}: {what}" for name, what in results["datasets"].items()]
+    candidates = list(next(iter(next(iter(results["cells"].values()))["seeds"].values()))["suggestions"])
+    lines += ["", "Mean final test accuracy over the seeds (suggested lr: median over seeds; none = no clear "
+              "answer, the default kept):", ""]
+    header = f"{'dataset / recipe':24s} {'default':>14s} " + " ".join(f"{c:>20s}" for c in candidates)
+    lines.append(header)
+    for name, cell in results["cells"].items():
+        runs = list(cell["seeds"].values())
+        parts = [f"{name.replace('|', ' / '):24s} {statistics.mean(r['default'] for r in runs):6.3f} "
+                 f"({cell['default_lr']:.0e})"]
+        for c in candidates:
+            lrs = [r["suggestions"][c] for r in runs if r["suggestions"][c]]
+            lr = f"{statistics.median(lrs):.1e}" if lrs else "none"
+            parts.append(f"{statistics.mean(r['trained'][c] for r in runs):6.3f} ({lr:>7s}) "
+                         f"{'':>3s}")
+        lines.append(" ".join(parts))
+    means = candidate_means(results)
+    lines += ["", "Mean over every dataset, recipe and seed: " + ", ".join(
+        f"{c} {v:.3f}" for c, v in sorted(means.items(), key=lambda kv: -kv[1]))]
+    kept = results["kept"]
+    lines += ["", f"Kept: {kept}. Its suggestion against a sweep of five rates half a decade apart around it, per "
+              "seed (best of the sweep, and the default):", ""]
+    for name, cell in results["cells"].items():
+        for seed, found in cell["seeds"].items():
+            if not found["sweep"]:
+                lines.append(f"{name.replace('|', ' / '):24s} seed {seed}: no clear answer; the default "
+                             f"{cell['default_lr']:.0e} kept ({found['default']:.3f})")
+                continue
+            best_lr, best = max(found["sweep"].items(), key=lambda kv: kv[1])
+            at = found["trained"][kept]
+            lines.append(f"{name.replace('|', ' / '):24s} seed {seed}: suggestion {found['suggestions'][kept]:.1e} "
+                         f"-> {at:.3f}; sweep best {best:.3f} at {best_lr}; default {found['default']:.3f}; sweep "
+                         + " ".join(f"{lr}:{acc:.3f}" for lr, acc in found["sweep"].items()))
+    lines += ["", f"Stop rules on fine-tuning curves at {STUDY_SIZE} px, batch 32, the hot-dog set (finder only): "
+              "steps each rule ran, and each suggestion rule's answer under it:", ""]
+    for row in results.get("stop_study", []):
+        for stop, steps in row["steps"].items():
+            answers = ", ".join(f"{rule} {lr:.1e}" if lr else f"{rule} none"
+                                for rule, lr in row["suggestions"][stop].items())
+            lines.append(f"seed {row['seed']}, stop rule {stop:6s}: {steps:3d} steps; {answers}")
     return "\n".join(lines)
 
 
@@ -84,19 +288,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
-    parser.add_argument("--arch", default="mobilenet_v2")
-    parser.add_argument("--modes", nargs="+", default=["finetune", "scratch"])
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=FinderSettings().steps)
-    parser.add_argument("--limit", type=int, default=None, help="photos per class and split (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="benchmarks/results/lr-finder-cpu.txt")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--out", default="benchmarks/results/lr-rules-cpu.txt")
     args = parser.parse_args()
-    results = measure(args)
-    text = report(results)
-    print(text)
+    args.weights = args.weights or locate_weights(ARCH, None).path
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(out.with_suffix(".runs.jsonl"))
+    with tempfile.TemporaryDirectory() as folder:
+        datasets = build_datasets(Path(args.data or find_data()), Path(folder))
+        results = measure(args, cache, datasets)
+        results["stop_study"] = stop_study(args, datasets["hotdog"][0])
+    text = report(results)
+    print(text)
     out.write_text(text + "\n")
     out.with_suffix(".json").write_text(json.dumps(results, indent=2))
 

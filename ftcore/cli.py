@@ -24,7 +24,17 @@ from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
 from .jobs import is_out_of_memory
 from .lesson import scaled_down_text
-from .lr_finder import FinderSettings, LrStep, check_curve_path, find_lr, write_curve
+from .lr_finder import (
+    STOP_RULE_TEXT,
+    FinderSettings,
+    LrStep,
+    StopRule,
+    check_curve_path,
+    find_lr,
+    trains_output_layer_only,
+    write_curve,
+)
+from .lr_rules import RULES, Rule
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
@@ -45,6 +55,7 @@ from .training import (
     TrainedModel,
     TrainingDiverged,
     fit,
+    lr_text,
     recipe,
 )
 
@@ -600,6 +611,12 @@ def add_lr_find_command(sub: argparse._SubParsersAction) -> None:
                         help=f"lr of the first step (default {defaults.start_lr:g})")
     finder.add_argument("--end-lr", type=float, default=defaults.end_lr,
                         help=f"lr the last step reaches (default {defaults.end_lr:g})")
+    finder.add_argument("--rule", choices=list(Rule), default=defaults.rule,
+                        help=f"how the suggestion is read off the curve (default {defaults.rule}: "
+                        f"{RULES[Rule(defaults.rule)].describes}); the others are printed beside it")
+    finder.add_argument("--stop-rule", choices=list(StopRule), default=defaults.stop_rule,
+                        help=f"when the test ends early (default {defaults.stop_rule}: "
+                        f"{STOP_RULE_TEXT[StopRule(defaults.stop_rule)]}; lowest: fastai's)")
     finder.add_argument("--out", metavar="FILE", help="where the curve goes: .csv (lr, loss, smoothed) or .json (the "
                         "whole finding) (default: runs/<arch>-<mode>-lr-find.csv, .json with --json)")
     finder.add_argument("--json", action="store_true", help="print the whole finding as JSON instead of lines")
@@ -623,12 +640,15 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     refuse_under_torchrun("lr-find", "steps one process on one device")
     config = config_from_args(args, args.mode, None, args.param_groups)
     preflight(config)
-    settings = FinderSettings(steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr)
+    settings = FinderSettings(steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr, rule=args.rule,
+                              stop_rule=args.stop_rule)
     settings.validate()
     out = check_curve_path(args.out or f"runs/{config.arch}-{config.mode}-lr-find{'.json' if args.json else '.csv'}")
     groups = (f"output layer at {config.head_lr_mult:g}x" if config.param_groups else "one lr for every layer")
-    print(f"lr-find: {config.arch} {config.mode}, {config.loss_reduction} loss, batch {config.batch_size}, {groups}; "
-          f"{settings.steps} steps from {settings.start_lr:g} to {settings.end_lr:g}", file=sys.stderr, flush=True)
+    layers = "the output layer alone on cached features" if trains_output_layer_only(config) else "every layer"
+    print(f"lr-find: {config.arch} {config.mode}, {layers}, {config.loss_reduction} loss, batch {config.batch_size}, "
+          f"{groups}; {settings.steps} steps from {settings.start_lr:g} to {settings.end_lr:g}", file=sys.stderr,
+          flush=True)
     reporter = FinderReporter()
     with ctrl_c_stops() as stop:
         finding = find_lr(config, settings, reporter, stop)
@@ -639,11 +659,13 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
         print(json.dumps(finding.to_dict(), indent=2))
     elif finding.suggestion is not None:
         print(f"suggested lr: {finding.suggestion:.2g}")
+        print(finding.why())
+        print(f"other rules on the same curve: {finding.others()}", file=sys.stderr)
         print(f"lowest smoothed loss at lr {finding.minimum_lr:.2g}; {len(finding.lrs)} of {finding.steps} steps in "
               f"{finding.seconds:.0f} s{'; ' + finding.note if finding.note else ''}", file=sys.stderr)
     print(f"wrote the curve to {out}", file=sys.stderr)
     if finding.suggestion is None and not finding.stopped:
-        raise FtcoreError(f"no learning rate to suggest: {finding.note}")
+        raise FtcoreError(f"no learning rate to suggest, so keep lr {lr_text(config.lr)}: {finding.note}")
     return 0
 
 

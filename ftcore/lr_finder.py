@@ -7,10 +7,16 @@ loss of each step is recorded per photo (with the summed loss that is the sum ov
 size, so sum and mean plot on one scale), then smoothed. The test ends early once the smoothed loss clearly
 diverges.
 
-The suggestion is one rule: a tenth of the learning rate at which the smoothed loss is lowest. The minimum is
-the largest rate that still lowered the loss within a few steps; a whole run at that rate trains on the edge of
-divergence, so the rule steps one decade back (Smith's advice, fastai's `lr_min`). It is in the run's own units:
-the lr of every layer but the output layer, for the run's loss reduction.
+The suggestion comes from one of five rules (`lr_rules`: fastai's four and the edge, the lab's default, chosen by
+measurement), read off the smoothed curve, and is in the run's own units: the lr of every layer but the output
+layer, for the run's loss reduction. The finding keeps every rule's answer beside it.
+
+The test ends early by a stop rule (`StopRule`): fastai's ends once the averaged loss passes 4x its lowest value;
+this lab's default also waits until it is back above where it started, since a fine-tuning curve falls so low that
+4x its lowest is still a falling loss.
+
+Recipes that train the output layer alone (the quick and best presets) get the same test over that layer on the
+features the frozen copied layers compute once per photo, as their training does: it takes seconds.
 
 Nothing is left changed: `range_test` restores the model's and the optimiser's state and every random number
 generator it touched, and `find_lr` builds a model of its own, so a run trained afterwards is the run trained
@@ -29,14 +35,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .devices import resolve_devices
+from .devices import resolve_devices, resolve_precision
 from .errors import FtcoreError
+from .features import extract_features, feature_batch_size
+from .lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, RULES, Rule, suggest, suggest_all
+from .models import output_layer
 from .resume import restore_torch_generators, torch_generators
 from .run_data import make_run_data
 from .training import (
@@ -49,9 +59,19 @@ from .training import (
     training_precision,
 )
 
-DIVERGE_FACTOR = 4.0  # the test ends once the smoothed loss exceeds this multiple of its lowest value so far
-SUGGESTION_FRACTION = 0.1  # the suggestion: this fraction of the lr at the smoothed loss's minimum
+DIVERGE_FACTOR = 4.0  # the test ends once the averaged loss exceeds this multiple of its lowest value so far
 CURVE_FORMATS = (".csv", ".json")
+
+
+class StopRule(StrEnum):
+    """When the range test ends early, besides a NaN or infinite loss."""
+
+    LOWEST = "lowest"  # fastai's: the averaged loss passes DIVERGE_FACTOR x its lowest so far
+    START = "start"  # that, and the averaged loss back above its first value
+
+
+STOP_RULE_TEXT = {StopRule.LOWEST: f"the averaged loss passed {DIVERGE_FACTOR:g}x its lowest",
+                  StopRule.START: f"the averaged loss passed {DIVERGE_FACTOR:g}x its lowest and where it started"}
 
 
 @dataclass
@@ -62,9 +82,15 @@ class FinderSettings:
     start_lr: float = 1e-7  # lr of the first step (of every layer but the output layer, as TrainConfig.lr)
     end_lr: float = 1.0  # lr the last step would reach
     smoothing: int = 0  # half-width in steps of the moving average over the loss; 0 = steps // 25, at least 1
+    rule: str = DEFAULT_RULE.value  # how the suggestion is read off the curve (lr_rules.Rule)
+    stop_rule: str = StopRule.START.value  # when the test ends early (StopRule)
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first setting that cannot work."""
+        if self.rule not in list(Rule):
+            raise FtcoreError(f"unknown suggestion rule {self.rule!r}; choose one of {', '.join(Rule)}")
+        if self.stop_rule not in list(StopRule):
+            raise FtcoreError(f"unknown stop rule {self.stop_rule!r}; choose one of {', '.join(StopRule)}")
         if self.steps < 5:
             raise FtcoreError(f"the learning-rate finder needs at least 5 steps (got {self.steps})")
         if not 0 < self.start_lr < self.end_lr:
@@ -101,9 +127,14 @@ class LrFinding:
     lrs: list[float] = field(default_factory=list)  # lr of every step taken (of all but the output layer)
     losses: list[float] = field(default_factory=list)  # loss per photo at each step
     smoothed: list[float] = field(default_factory=list)  # the losses' centred moving average
-    suggestion: float | None = None  # SUGGESTION_FRACTION x the lr at the smoothed minimum; None if none found
+    suggestion: float | None = None  # the rule's pick on the smoothed curve; None where it gives no clear answer
     minimum_lr: float | None = None  # the lr at the smoothed loss's minimum
     note: str = ""  # why there is no suggestion, or what to know about it
+    rule: str = DEFAULT_RULE.value  # the rule that chose the suggestion (lr_rules.Rule)
+    reason: str = ""  # how the rule chose on this curve, one clause
+    suggestions: dict[str, float | None] = field(default_factory=dict)  # every rule's answer on the same curve
+    stop_rule: str = StopRule.START.value
+    output_layer_only: bool = False  # the test stepped the output layer alone, on cached features
     steps: int = 0  # planned steps
     diverged: bool = False  # ended early because the loss diverged (or became NaN/inf)
     stopped: bool = False  # ended early because it was asked to
@@ -124,11 +155,11 @@ class LrFinding:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def sweep_lrs(self) -> list[float]:
-        """Three rates for an lr sweep from the finder's range: a decade below the suggestion, the suggestion, and
-        the lr at the minimum (two significant digits); none without a suggestion."""
-        if self.suggestion is None or self.minimum_lr is None:
+        """Three rates for an lr sweep around the suggestion: half a decade below it, it, and half a decade above
+        (two significant digits); none without a suggestion."""
+        if self.suggestion is None:
             return []
-        return sorted({two_digits(lr) for lr in (self.suggestion / 10, self.suggestion, self.minimum_lr)})
+        return [two_digits(self.suggestion * 10 ** k) for k in (-0.5, 0, 0.5)]
 
     def summary(self) -> str:
         """One line: the suggestion (or why there is none) and how the test went."""
@@ -137,6 +168,16 @@ class LrFinding:
             return f"no suggestion ({ran}): {self.note}"
         return f"suggested lr: {self.suggestion:.2g} ({ran}; lowest loss at lr {self.minimum_lr:.2g})" + \
             (f"; {self.note}" if self.note else "")
+
+    def why(self) -> str:
+        """One line: which rule chose the suggestion, how, and why that rule."""
+        because = f"; the lab uses it because {CHOSEN_BECAUSE}" if self.rule == DEFAULT_RULE else ""
+        return f"Chosen by the {self.rule} rule, {RULES[Rule(self.rule)].describes}: {self.reason}{because}."
+
+    def others(self) -> str:
+        """The other rules' answers on the same curve, as "steep 2.1e-04, minimum 3.5e-06"."""
+        return ", ".join(f"{rule} {lr:.1e}" if lr else f"{rule} none" for rule, lr in self.suggestions.items()
+                         if rule != self.rule)
 
 
 def two_digits(lr: float) -> float:
@@ -160,27 +201,58 @@ def smooth(losses: list[float], half_window: int) -> list[float]:
     return out
 
 
-def suggest(lrs: list[float], smoothed: list[float], half_window: int, start_lr: float,
-            diverged: bool = False) -> tuple[float | None, float | None, str]:
-    """(suggestion, lr at the minimum, note) from a smoothed curve: SUGGESTION_FRACTION x the lr at its minimum,
-    unless the minimum sits within the first smoothing window (the loss rose from the start: no suggestion)."""
-    rose_at_once = (f"the loss rose from the first steps, so every rate tried was too large; start the finder "
-                    f"lower than {start_lr:.0e}")
-    if len(smoothed) <= 2 * half_window + 1:
-        return None, None, rose_at_once if diverged else "too few steps ran to find a minimum; give it more steps"
-    lowest = int(np.argmin(smoothed))
-    if lowest <= half_window:
-        return None, lrs[lowest], rose_at_once
-    if smoothed[lowest] >= smoothed[0]:
-        return None, lrs[lowest], "the loss never fell below where it started; try more steps or a wider range"
-    note = ("the loss was still falling at the last step; a wider range (higher end lr) may find a larger rate"
-            if lowest >= len(smoothed) - 1 - half_window else "")
-    return lrs[lowest] * SUGGESTION_FRACTION, lrs[lowest], note
+def read_curve(finding: LrFinding, settings: FinderSettings) -> LrFinding:
+    """Smooth `finding`'s losses and fill in its suggestion under `settings.rule`, and every rule's answer."""
+    half = settings.half_window
+    finding.smoothed = smooth(finding.losses, half)
+    args = (finding.lrs, finding.smoothed, half, settings.start_lr, finding.diverged)
+    chosen = suggest(*args, rule=Rule(settings.rule))
+    finding.rule, finding.stop_rule = chosen.rule.value, settings.stop_rule
+    finding.suggestion, finding.minimum_lr = chosen.lr, chosen.minimum_lr
+    finding.reason = chosen.reason if chosen.lr is not None else ""
+    finding.note = "" if chosen.lr is not None else chosen.reason
+    finding.suggestions = suggest_all(*args)
+    if chosen.lr is not None and finding.lrs.index(chosen.minimum_lr) >= len(finding.lrs) - 1 - half:
+        finding.note = "the loss was still falling at the last step; a wider range (higher end lr) may find more"
+    return finding
 
 
-def diverging(latest: float, lowest: float) -> bool:
-    """True once the averaged loss has grown past DIVERGE_FACTOR times its lowest value (or is NaN/inf)."""
-    return not math.isfinite(latest) or latest > DIVERGE_FACTOR * lowest
+class DivergenceWatch:
+    """Fed each step's loss, says when the test should end: a loss that is not finite, or the average of the
+    last few losses past `StopRule`'s bound."""
+
+    def __init__(self, rule: StopRule | str, half_window: int) -> None:
+        self.rule, self.half = StopRule(rule), half_window
+        self.losses: list[float] = []
+        self.tail = math.nan  # the average of the last half_window + 1 losses
+        self.lowest = math.inf
+        self.first = math.nan
+
+    def add(self, loss: float) -> bool:
+        """Record a step's loss; True when the test should end here."""
+        self.losses.append(loss)
+        if not math.isfinite(loss):
+            return True
+        # the newest point's average over the steps before it: the centred one needs steps not yet taken
+        self.tail = float(np.mean(self.losses[-(self.half + 1):]))
+        self.lowest = min(self.lowest, self.tail)
+        if len(self.losses) == self.half + 1:
+            self.first = self.tail
+        if len(self.losses) <= 2 * self.half:
+            return False
+        bound = DIVERGE_FACTOR * self.lowest
+        if self.rule == StopRule.START:
+            bound = max(bound, self.first)
+        return self.tail > bound
+
+
+def stop_index(losses: list[float], rule: StopRule | str, half_window: int) -> int | None:
+    """The step (0-based) at which `rule` would have ended a test with these losses; None if it runs them all."""
+    watch = DivergenceWatch(rule, half_window)
+    for step, loss in enumerate(losses):
+        if watch.add(loss):
+            return step
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,9 +298,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
     saved_random = random_states()
     base = base_lr or optimizer.param_groups[0]["lr"]
     ratios = [group["lr"] / base for group in optimizer.param_groups]
-    half = settings.half_window
     finding = LrFinding(steps=settings.steps, loss_reduction=reduction)
-    lowest = math.inf
+    watch = DivergenceWatch(settings.stop_rule, settings.half_window)
     start = time.perf_counter()
     try:
         stream = cycle(batches)
@@ -245,12 +316,10 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
             loss = loss_sum / len(y)
             finding.lrs.append(lr)
             finding.losses.append(loss)
-            # the newest point's average over the steps before it: the centred one needs steps not yet taken
-            tail = float(np.mean(finding.losses[-(half + 1):]))
-            lowest = min(lowest, tail)
+            ends = watch.add(loss)
             if callback is not None:
-                callback(LrStep(step + 1, settings.steps, lr, loss, tail))
-            if not math.isfinite(loss) or step >= 2 * half and diverging(tail, lowest):
+                callback(LrStep(step + 1, settings.steps, lr, loss, watch.tail))
+            if ends:
                 finding.diverged = True
                 break
     finally:
@@ -260,11 +329,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
     finding.seconds = time.perf_counter() - start
     finite = [(lr, loss) for lr, loss in zip(finding.lrs, finding.losses, strict=True) if math.isfinite(loss)]
     finding.lrs, finding.losses = [lr for lr, _ in finite], [loss for _, loss in finite]
-    finding.smoothed = smooth(finding.losses, half)
-    finding.suggestion, finding.minimum_lr, finding.note = suggest(finding.lrs, finding.smoothed, half,
-                                                                   settings.start_lr, finding.diverged)
     finding.passes = len(finding.lrs) / max(1, len(batches))
-    return finding
+    return read_curve(finding, settings)
 
 
 LR_SCALE_FIELDS = ("arch", "mode", "loss_reduction", "batch_size", "param_groups", "freeze_body")  # move the lr
@@ -282,30 +348,77 @@ def check_request(config: TrainConfig, settings: FinderSettings) -> None:
     """Raise FtcoreError, naming what to change, when the finder cannot run on `config` with `settings`."""
     config.validate()
     settings.validate()
-    if config.epochs < 1:
-        raise FtcoreError("the learning-rate finder steps every layer, and this recipe trains the output layer "
-                          "alone (epochs 0); set epochs to 1 or more, or use the book preset")
+
+
+def trains_output_layer_only(config: TrainConfig) -> bool:
+    """Whether `config` trains the output layer alone on cached features (the quick and best presets), so the
+    finder steps that layer alone too."""
+    return config.epochs < 1
+
+
+class FeatureBatches:
+    """Cached features and labels in batches, reshuffled by a generator of their own on every pass."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.features, self.labels, self.batch_size = features, labels, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.labels), generator=self.generator).to(self.labels.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self.features[idx], self.labels[idx]
+
+
+def find_output_layer_lr(config: TrainConfig, settings: FinderSettings, device: torch.device,
+                         callback: Callable[[LrStep], None] | None = None,
+                         stop: threading.Event | None = None) -> LrFinding:
+    """The range test over the output layer alone, on the features the frozen copied layers compute once per
+    training photo (through the test transform, as the output-layer epochs see them)."""
+    data = make_run_data(dataclasses.replace(config, head_views=0), device, feature_batch_size(device),
+                         measured=False)
+    model, _ = make_model(config, data.splits.classes, device, 1)
+    extracted = extract_features(model, config.arch, data.train_plain, device,
+                                 resolve_precision(config.precision, device), stop)
+    if extracted is None:
+        return LrFinding(steps=settings.steps, stopped=True, loss_reduction=config.loss_reduction,
+                         output_layer_only=True, note="stopped before the features were computed")
+    layer = output_layer(model, config.arch)
+    head_lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
+    optimizer = torch.optim.SGD(layer.parameters(), lr=head_lr, weight_decay=config.weight_decay)
+    batches = FeatureBatches(*extracted, config.batch_size, config.seed)
+    finding = range_test(layer, optimizer, batches, device, settings, config.loss_reduction, 0, "fp32", callback,
+                         stop, base_lr=config.lr)
+    finding.output_layer_only = True
+    return finding
 
 
 def find_lr(config: TrainConfig, settings: FinderSettings | None = None,
             callback: Callable[[LrStep], None] | None = None, stop: threading.Event | None = None) -> LrFinding:
     """The range test on `config`'s recipe and training photos, with a model of its own (the random state is left
-    as it was). The recipe must train every layer (epochs > 0): the test steps the whole network."""
+    as it was): over every trainable layer, or over the output layer alone on cached features where the recipe
+    trains only that layer."""
     settings = settings or FinderSettings()
     check_request(config, settings)
     saved_random = random_states()
     try:
         torch.manual_seed(config.seed)
         device = resolve_devices(config.device)[0]
-        precision = training_precision(config, device)
-        micro = micro_batch_size(config, device, precision)
-        # the full epochs' training batches only: no held-out photos, no cached-feature views
-        data = make_run_data(dataclasses.replace(config, head_epochs=0, head_views=0), device, config.batch_size,
-                             measured=False)
-        model, _ = make_model(config, data.splits.classes, device, math.ceil(config.batch_size / micro))
-        optimizer = make_optimizer(model, config)
-        finding = range_test(model, optimizer, data.train, device, settings, config.loss_reduction, micro,
-                             precision, callback, stop, base_lr=config.lr)
+        if trains_output_layer_only(config):
+            finding = find_output_layer_lr(config, settings, device, callback, stop)
+        else:
+            precision = training_precision(config, device)
+            micro = micro_batch_size(config, device, precision)
+            # the full epochs' training batches only: no held-out photos, no cached-feature views
+            data = make_run_data(dataclasses.replace(config, head_epochs=0, head_views=0), device,
+                                 config.batch_size, measured=False)
+            model, _ = make_model(config, data.splits.classes, device, math.ceil(config.batch_size / micro))
+            optimizer = make_optimizer(model, config)
+            finding = range_test(model, optimizer, data.train, device, settings, config.loss_reduction, micro,
+                                 precision, callback, stop, base_lr=config.lr)
     finally:
         restore_random_states(saved_random)
     finding.batch_size = config.batch_size

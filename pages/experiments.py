@@ -103,7 +103,7 @@ with sweep:
         st.button(f"From the learning-rate finder: {', '.join(ui.lr_label(lr) for lr in from_finder)}",
                   key="exp-from-finder", on_click=ui.use_finder_range, args=(found.config.mode, from_finder),
                   help=f"The finder's last run on the Train page ({found.config.arch}, {found.config.mode}): a "
-                  "decade below its suggestion, the suggestion, and the lr where its loss was lowest.")
+                  "half a decade below its suggestion, the suggestion, and half a decade above.")
     mode = st.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="exp-sweep-mode")
     st.session_state.setdefault("exp-lrs", list(DEFAULT_SWEEP_LRS))
     lrs = st.multiselect("Learning rates", sorted({*ui.LR_OPTIONS, *from_finder, *st.session_state["exp-lrs"]}),

@@ -9,7 +9,8 @@ from ftcore import charts, lesson
 from ftcore.devices import PRECISIONS, available_devices
 from ftcore.errors import FtcoreError
 from ftcore.experiments import SIDE_BY_SIDE
-from ftcore.lr_finder import FinderSettings, recipe_differences, two_digits
+from ftcore.lr_finder import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
+from ftcore.lr_rules import DEFAULT_RULE, RULES
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, lr_text, recipe
 
@@ -46,7 +47,8 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     find = right.button("Find a learning rate", icon=":material/query_stats:", key="find-lr",
                         disabled=not root or FINDER_POLLING,
                         help="A learning-rate range test on these settings: up to 100 steps with the lr rising "
-                        "from 1e-7 (fewer once the loss diverges), then a suggestion for the slider (below).")
+                        "from 1e-7 (fewer once the loss diverges), then a suggestion for the slider (below). "
+                        "Quick and best step the output layer alone on cached features, in seconds.")
     how = "fine-tuning" if mode == "finetune" else "from scratch"
     st.caption(f"Defaults for {arch} {how}: lr {book.lr:.0e}, output layer 10x "
                f"{'on' if book.param_groups else 'off'}, batch {book.batch_size}, {book.epochs} epochs"
@@ -216,8 +218,7 @@ def lr_finder_ui(config: TrainConfig, find: bool) -> None:
     with st.expander("Learning-rate finder", expanded=find or ui.current_finder() is not None):
         st.caption("A range test (Smith 2017, fastai's lr_find) on the settings above: the lr rises exponentially "
                    "step by step while the loss is recorded; it ends early once the loss diverges. The suggestion "
-                   "is a tenth of the lr where the smoothed loss is lowest. Press Find a learning rate beside the "
-                   "slider.")
+                   f"is {RULES[DEFAULT_RULE].describes}. Press Find a learning rate beside the slider.")
         columns = st.columns(3)
         steps = columns[0].number_input("Steps", 10, 1000, defaults.steps, key="finder-steps",
                                         help="Optimiser steps of a whole batch each; a small dataset is cycled.")
@@ -255,7 +256,8 @@ def finder_live_ui(config: TrainConfig) -> None:
         st.plotly_chart(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
                                                 current, run.loss_reduction), key="finder-chart")
     groups = f"output layer at {run.head_lr_mult:g}x" if run.param_groups else "one lr for every layer"
-    st.caption(f"Ran on {run.arch}, {ui.MODE_LABELS[run.mode].lower()}, {run.loss_reduction} loss, batch "
+    layers = "the output layer alone on cached features" if trains_output_layer_only(run) else "every layer"
+    st.caption(f"Ran on {run.arch}, {ui.MODE_LABELS[run.mode].lower()}, {layers}, {run.loss_reduction} loss, batch "
                f"{run.batch_size}, {groups}. The loss is per photo (the summed loss divided by the batch size), "
                "so both reductions plot on one scale; the lr axis is the slider's.")
     if run.loss_reduction == "mean":
@@ -265,9 +267,12 @@ def finder_live_ui(config: TrainConfig) -> None:
     if finding is None:
         return
     if finding.suggestion is None:
-        st.warning(finding.summary())
+        st.warning(f"{finding.summary()}. The slider keeps {ui.lr_label(config.lr)}.")
         return
     st.success(finding.summary())
+    st.caption(f"{finding.why()} Other rules on this curve: {finding.others()}. On a small dataset, where a whole "
+               "run takes few steps, up to half a decade above it often trains further: the Experiments page's "
+               "sweep from the finder tries both.")
     changed = recipe_differences(run, config)
     if changed:
         st.warning(f"The settings above differ from the ones the finder ran on ({'; '.join(changed)}), and these "

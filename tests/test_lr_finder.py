@@ -19,14 +19,17 @@ from ftcore import charts
 from ftcore.cli import main as cli_main
 from ftcore.errors import FtcoreError
 from ftcore.lr_finder import (
-    SUGGESTION_FRACTION,
+    FeatureBatches,
     FinderSettings,
     LrFinding,
+    StopRule,
     find_lr,
     range_test,
+    read_curve,
     smooth,
-    suggest,
+    stop_index,
 )
+from ftcore.lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, Rule, Suggestion, falling_from, suggest
 from ftcore.runner import FinderJob, ProcessJob
 from ftcore.scheduler import Scheduler
 from ftcore.training import fit, make_optimizer, recipe
@@ -59,30 +62,144 @@ def test_smooth_is_a_centred_moving_average_shortened_at_the_ends():
     assert smooth([1, 3], 5) == pytest.approx([2, 2])
 
 
-def test_the_suggestion_is_a_tenth_of_the_lr_at_the_smoothed_minimum():
-    lrs = [10 ** (-7 + i * 0.5) for i in range(15)]
-    losses = [1.0, 1.0, 0.99, 0.97, 0.9, 0.8, 0.6, 0.4, 0.3, 0.25, 0.35, 0.8, 2.0, 5.0, 9.0]
-    smoothed = smooth(losses, 1)
-    suggestion, minimum, note = suggest(lrs, smoothed, 1, lrs[0])
-    lowest = int(np.argmin(smoothed))
-    assert minimum == lrs[lowest] and lowest == 9  # (0.3 + 0.25 + 0.35) / 3 is the lowest average
-    assert suggestion == pytest.approx(SUGGESTION_FRACTION * lrs[lowest])
-    assert note == ""
+# Hand-made curves whose right answer is known: 100 steps from 1e-7 to 1, as the finder's defaults sweep.
+LRS = list(np.logspace(-7, 0, 100))
+HALF = FinderSettings().half_window
 
 
-def test_a_curve_that_rises_from_the_first_steps_has_no_suggestion_and_says_start_lower():
-    lrs = [10 ** (-3 + i * 0.25) for i in range(12)]
-    losses = [0.7 * 1.5 ** i for i in range(12)]
-    suggestion, _, note = suggest(lrs, smooth(losses, 1), 1, lrs[0])
-    assert suggestion is None
-    assert "start the finder lower than 1e-03" in note
+def valley_curve(fall_from: float = -5.0, fall_to: float = -3.0, rise_to: float = -2.3) -> list[float]:
+    """1.0 until lr 10**fall_from, a cosine fall to 0.2 at 10**fall_to (steepest half-way, in log lr), then a
+    steep rise; cut where the finder would have stopped."""
+    losses = []
+    for lr in LRS:
+        x = math.log10(lr)
+        if x < fall_from:
+            losses.append(1.0)
+        elif x <= fall_to:
+            losses.append(0.6 + 0.4 * math.cos(math.pi * (x - fall_from) / (fall_to - fall_from)))
+        elif x <= rise_to:
+            losses.append(0.2 * 10 ** (2 * (x - fall_to)))
+    return losses
+
+
+def read(losses: list[float], rule: Rule, diverged: bool = True) -> Suggestion:
+    """`rule` on the smoothed hand-made curve."""
+    return suggest(LRS[:len(losses)], smooth(losses, HALF), HALF, LRS[0], diverged, rule)
+
+
+def test_on_a_clean_valley_every_rule_points_inside_the_fall_and_each_where_it_should():
+    losses = valley_curve()
+    smoothed = smooth(losses, HALF)
+    lowest_lr = LRS[int(np.argmin(smoothed))]
+    assert 10 ** -3.5 < lowest_lr <= 1e-3  # smoothing moves it a little left
+    picks = {rule: read(losses, rule) for rule in Rule}
+    for rule, pick in picks.items():
+        assert pick.lr is not None, rule
+        assert falling_from(LRS, smoothed) <= pick.lr <= max(lowest_lr, picks[Rule.EDGE].lr), rule
+        assert pick.reason and pick.minimum_lr == lowest_lr
+    half_way = 1e-4  # the cosine falls fastest half-way, in log lr, between 1e-5 and 1e-3
+    assert picks[Rule.STEEP].lr == pytest.approx(half_way, rel=0.4)
+    assert picks[Rule.VALLEY].lr == pytest.approx(half_way, rel=0.6)
+    assert picks[Rule.MINIMUM].lr == pytest.approx(lowest_lr / 10)
+    assert lowest_lr < picks[Rule.EDGE].lr < 10 ** -2.5  # where the climb passes 10 % above the lowest loss
+
+
+def test_a_rule_pointing_at_the_plateau_is_raised_to_where_the_loss_starts_to_fall():
+    # the slide rule's slopes agree again where the plateau meets the fall, a rate the curve shows to be slow;
+    # so does a tenth of the minimum when the fall is under a decade wide
+    losses = valley_curve(fall_from=-4.0, fall_to=-3.5)
+    smoothed = smooth(losses, HALF)
+    for rule in (Rule.SLIDE, Rule.MINIMUM):
+        pick = read(losses, rule)
+        assert pick.lr == falling_from(LRS, smoothed), rule
+        assert "barely begun to fall" in pick.reason
+    assert smoothed[LRS.index(falling_from(LRS, smoothed))] < 0.99  # it does fall there
+
+
+def test_a_noisy_plateau_has_no_clear_answer_under_any_rule():
+    rng = np.random.default_rng(0)
+    losses = list(0.69 + 0.03 * rng.standard_normal(70))
+    for rule in Rule:
+        pick = read(losses, rule, diverged=False)
+        assert pick.lr is None, rule
+        assert "never clearly fell" in pick.reason and "no clear answer" in pick.reason
+
+
+def test_an_early_divergence_points_below_it_and_a_loss_rising_at_once_says_start_lower():
+    # falls for ten steps from the 5th, then explodes: every answer lies within that short fall
+    losses = [1.0] * 5 + [0.75 + 0.25 * math.cos(math.pi * i / 10) for i in range(10)] + \
+        [0.5 * 1.6 ** i for i in range(1, 11)]
+    lowest_lr = LRS[int(np.argmin(smooth(losses, HALF)))]
+    for rule in Rule:
+        pick = read(losses, rule)
+        assert pick.lr is not None and LRS[4] <= pick.lr < LRS[16], rule  # below the explosion
+        assert pick.lr <= lowest_lr or rule == Rule.EDGE, rule
+    rising = [0.7 * 1.3 ** i for i in range(20)]
+    for rule in Rule:
+        pick = read(rising, rule)
+        assert pick.lr is None and f"start the finder lower than {LRS[0]:.0e}" in pick.reason, rule
+
+
+def test_a_flat_curve_that_then_diverges_has_only_an_edge():
+    # fine-tuning at small batches: a few dozen steps at tiny rates barely move the loss, then it explodes
+    rng = np.random.default_rng(1)
+    losses = list(1.0 + 0.05 * rng.standard_normal(60)) + [1.0 * 1.5 ** i for i in range(1, 8)]
+    for rule in Rule:
+        pick = read(losses, rule)
+        if rule == Rule.EDGE:
+            assert LRS[50] <= pick.lr <= LRS[60], pick  # the end of the flat stretch, just before the climb
+        else:
+            assert pick.lr is None and f"the {rule.value} rule reads the fall" in pick.reason, rule
+
+
+def test_a_curve_that_never_falls_has_no_suggestion():
+    for losses, says in (([0.7] * 60, "never clearly fell"), ([0.7 + 0.002 * i for i in range(60)], "only rose")):
+        for rule in Rule:
+            pick = read(losses, rule, diverged=False)
+            assert pick.lr is None and says in pick.reason and "no clear answer" in pick.reason, rule
+
+
+def test_too_few_steps_say_so():
+    pick = read([1.0, 0.9, 0.8, 0.7], DEFAULT_RULE, diverged=False)
+    assert pick.lr is None and "give it more steps" in pick.reason
+
+
+def fine_tune_like() -> list[float]:
+    """A fine-tuning curve: from 0.72 the loss falls to about 0.03, where a noisy bump to 0.2 lies, still far
+    below the start; it only climbs past the start much later."""
+    losses = [0.7 * 0.9 ** i + 0.02 for i in range(40)]
+    return losses + [0.2] * 5 + [0.03] * 10 + [0.03 * 1.4 ** i for i in range(1, 20)]
+
+
+def test_fastais_stop_rule_ends_a_fine_tuning_curve_at_a_bump_and_the_labs_waits_for_a_real_rise():
+    losses = fine_tune_like()
+    early = stop_index(losses, StopRule.LOWEST, HALF)
+    late = stop_index(losses, StopRule.START, HALF)
+    assert early is not None and 40 <= early < 45  # 4x its lowest (about 0.03) is 0.13: the bump ends it
+    assert late is not None and late > 55  # the lab's waits until the loss is back above where it began
+    assert np.mean(losses[late - HALF:late + 1]) > np.mean(losses[:HALF + 1])
+    assert np.mean(losses[late - 1 - HALF:late]) <= np.mean(losses[:HALF + 1])  # ...and not a step later
+    assert stop_index([0.7, 0.6, float("nan"), 0.5], StopRule.START, HALF) == 2  # a NaN ends either
+    assert stop_index([0.7] * 30, StopRule.LOWEST, HALF) is None
+
+
+def test_read_curve_keeps_every_rules_answer_and_names_the_rule_that_chose():
+    losses = valley_curve()
+    curve = {"lrs": LRS[:len(losses)], "losses": losses, "steps": 100, "diverged": True}
+    finding = read_curve(LrFinding(**curve), FinderSettings(rule="steep"))
+    assert finding.rule == "steep" and finding.suggestion == finding.suggestions["steep"]
+    assert set(finding.suggestions) == {rule.value for rule in Rule}
+    assert finding.why().startswith("Chosen by the steep rule, where the loss falls fastest: ")
+    assert f"per decade of lr at {finding.suggestion:.1e}" in finding.why()
+    assert "valley" in finding.others() and "steep" not in finding.others()
+    assert read_curve(LrFinding(**curve), FinderSettings()).why().endswith(f"because {CHOSEN_BECAUSE}.")
 
 
 def test_a_curve_still_falling_at_the_end_is_said_to_be():
-    lrs = [10 ** (-7 + i * 0.5) for i in range(12)]
-    suggestion, minimum, note = suggest(lrs, smooth([1.0 - 0.05 * i for i in range(12)], 1), 1, lrs[0])
-    assert minimum == lrs[-1] and suggestion == pytest.approx(lrs[-1] / 10)
-    assert "still falling" in note
+    losses = [1.0 - 0.008 * i for i in range(100)]
+    finding = read_curve(LrFinding(lrs=LRS, losses=losses, steps=100), FinderSettings(rule="edge"))
+    assert finding.minimum_lr == LRS[-1] and finding.suggestion == LRS[-1]
+    assert "still falling" in finding.note
 
 
 def test_settings_are_checked_and_the_lr_rises_exponentially():
@@ -169,7 +286,8 @@ def test_on_a_tiny_generated_set_the_curve_falls_then_rises_and_the_suggestion_l
         assert max(finding.smoothed[lowest:]) > 2 * finding.smoothed[lowest], reduction  # ...then rises
         assert finding.diverged and len(finding.lrs) < 60
         assert finding.lrs[0] < finding.suggestion < finding.lrs[-1]
-        assert finding.suggestion == pytest.approx(SUGGESTION_FRACTION * finding.minimum_lr)
+        assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestion < finding.lrs[-1]  # before it diverged
+        assert finding.rule == DEFAULT_RULE and finding.why().startswith(f"Chosen by the {DEFAULT_RULE} rule, ")
         assert finding.passes > 1  # 16 photos per class: the set was cycled
         assert finding.loss_reduction == reduction and finding.batch_size == 8
 
@@ -194,10 +312,30 @@ def test_stop_ends_the_test_after_its_step_and_keeps_the_curve(tiny_data):
     assert finding.stopped and len(finding.lrs) == 5
 
 
-def test_a_recipe_without_full_epochs_is_refused_with_what_to_change(tiny_data):
-    config = recipe("finetune", "resnet18", "quick", data=str(tiny_data))
-    with pytest.raises(FtcoreError, match="epochs to 1 or more"):
-        find_lr(config)
+def test_an_output_layer_recipe_steps_that_layer_alone_on_cached_features(tiny_data, random_resnet18_file):
+    config = recipe("finetune", "resnet18", "quick", data=str(tiny_data), image_size=32, batch_size=8,
+                    weights=str(random_resnet18_file))
+    seen = []
+    rng = torch.get_rng_state()
+    finding = find_lr(config, FinderSettings(steps=40), seen.append)
+    assert finding.output_layer_only and len(seen) == len(finding.lrs) > 5
+    assert finding.passes == pytest.approx(len(finding.lrs) / 4)  # 32 training photos in batches of 8
+    assert finding.lrs == pytest.approx([FinderSettings(steps=40).lr_at(i) for i in range(len(finding.lrs))])
+    assert finding.suggestion is not None, finding.note  # blue against red: the output layer learns it at once
+    assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestion < finding.lrs[-1]  # before it diverged
+    assert torch.equal(torch.get_rng_state(), rng)
+    # the same features and batches: a second test draws the same curve
+    assert find_lr(config, FinderSettings(steps=40)).losses == pytest.approx(finding.losses)
+
+
+def test_feature_batches_cover_every_photo_once_per_pass_in_a_new_order():
+    features, labels = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    batches = FeatureBatches(features, labels, 4, seed=0)
+    assert len(batches) == 3
+    passes = [torch.cat([y for _, y in batches]) for _ in range(2)]
+    assert all(sorted(p.tolist()) == list(range(10)) for p in passes)
+    assert not torch.equal(passes[0], passes[1])
+    assert all(torch.equal(X.squeeze(1).long(), y) for X, y in batches)  # each label stays with its features
 
 
 def test_the_chart_has_a_log_lr_axis_and_marks_the_suggestion_and_the_slider():
@@ -210,8 +348,8 @@ def test_the_chart_has_a_log_lr_axis_and_marks_the_suggestion_and_the_slider():
 
 
 def test_sweep_rates_from_the_finders_range():
-    finding = LrFinding(suggestion=3.1e-4, minimum_lr=3.1e-3)
-    assert finding.sweep_lrs() == [3.1e-5, 3.1e-4, 3.1e-3]
+    finding = LrFinding(suggestion=3.1e-4, minimum_lr=3.1e-5)
+    assert finding.sweep_lrs() == [9.8e-5, 3.1e-4, 9.8e-4]
     assert LrFinding().sweep_lrs() == []
 
 
@@ -230,18 +368,23 @@ def test_cli_prints_the_suggestion_and_writes_the_curve(tiny_data, tmp_path, cap
     with out.open() as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["lr", "loss", "smoothed"]
-    lowest = min(rows, key=lambda row: float(row["smoothed"]))
-    assert suggestion == pytest.approx(SUGGESTION_FRACTION * float(lowest["lr"]), rel=0.05)  # printed to 2 digits
+    lrs, smoothed = [float(row["lr"]) for row in rows], [float(row["smoothed"]) for row in rows]
+    expected = suggest(lrs, smoothed, FinderSettings(steps=40).half_window, lrs[0]).lr  # the rule, on the curve
+    assert suggestion == pytest.approx(expected, rel=0.05)  # printed to 2 digits
+    assert printed[1].startswith(f"Chosen by the {DEFAULT_RULE} rule, ") and CHOSEN_BECAUSE in printed[1]
 
 
 def test_cli_json_prints_the_whole_finding(tiny_data, tmp_path, capsys):
     out = tmp_path / "curve.json"
     code = cli_main(["lr-find", "--data", str(tiny_data), "--mode", "scratch", "--batch-size", "8", "--image-size",
-                     "32", "--precision", "fp32", "--steps", "20", "--json", "--out", str(out)])
+                     "32", "--precision", "fp32", "--steps", "20", "--json", "--out", str(out), "--rule", "steep",
+                     "--stop-rule", "lowest"])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
     assert printed["config"]["mode"] == "scratch" and len(printed["lrs"]) == len(printed["losses"])
+    assert printed["rule"] == "steep" and printed["stop_rule"] == "lowest"
+    assert printed["suggestion"] == printed["suggestions"]["steep"] and set(printed["suggestions"]) == set(Rule)
 
 
 def test_cli_errors_are_one_sentence(tiny_data, tmp_path, capsys):
@@ -294,7 +437,7 @@ def wait_for_finder(at, timeout: float = TIMEOUT):
     import time
 
     deadline = time.monotonic() + timeout
-    while not (at.success or at.warning):
+    while not (at.success or any(w.value.startswith("no suggestion") for w in at.warning)):
         assert time.monotonic() < deadline, "the finder did not end"
         time.sleep(0.5)
         at.run(timeout=60)
@@ -330,9 +473,25 @@ def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
     assert at.radio(key="exp-sweep-mode").value == "scratch"
 
 
-def test_train_page_refuses_the_finder_on_an_output_layer_recipe_in_one_sentence(tiny_data):
+def test_train_page_finds_a_rate_for_the_quick_recipe_in_seconds_and_says_which_rule_chose(
+        tiny_data, random_resnet18_file):
     at = open_app("pages/train.py", data_root=str(tiny_data))
     at.radio(key="preset").set_value("quick").run()
+    at.select_slider(key="size").set_value(32).run()
+    at.selectbox(key="batch").set_value(8).run()
+    at.text_input(key="weights").set_value(str(random_resnet18_file)).run()
+    at.number_input(key="finder-steps").set_value(40).run()
     next(b for b in at.button if b.label == "Find a learning rate").click().run()
-    assert not at.exception
-    assert any("set epochs to 1 or more" in e.value for e in at.error)
+    assert not at.exception and not at.error
+    wait_for_finder(at)
+    assert any("the output layer alone on cached features" in c.value for c in at.caption)
+    unclear = [w.value for w in at.warning if w.value.startswith("no suggestion")]
+    if unclear:  # no clear answer: said so, and the slider keeps its rate
+        assert "The slider keeps 5e-05" in unclear[0]
+        return
+    assert at.success[0].value.startswith("suggested lr: ")
+    assert any(c.value.startswith(f"Chosen by the {DEFAULT_RULE} rule, ") and "Other rules on this curve" in c.value
+               for c in at.caption)
+    use = next(b for b in at.button if b.label.startswith("Use "))
+    use.click().run()
+    assert at.select_slider(key="lr-finetune-resnet18").value == float(use.label.removeprefix("Use "))
