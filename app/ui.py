@@ -33,6 +33,7 @@ from ftcore.jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
 from ftcore.lr_finder import FinderSettings, two_digits
 from ftcore.models import locate_weights
 from ftcore.paths import cache_dir, store_bytes
+from ftcore.photo_check import FactsFile, PhotoCheck
 from ftcore.predict import PhotoResult, classify_photos
 from ftcore.resume import STATE_FILE
 from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
@@ -320,15 +321,33 @@ def _tree_stamp(root: str) -> tuple[float, ...]:
     return tuple(f.stat().st_mtime for f in [base, *level1, *level2])
 
 
-@st.cache_data(show_spinner="Scanning the dataset...", max_entries=16)
-def _summary(root: str, val_fraction: float | None, split_seed: int, stamp: tuple[float, ...]) -> data.DatasetSummary:
-    return data.summarize(root, val_fraction, split_seed)
+@st.cache_data(show_spinner="Listing the dataset...", max_entries=16)
+def _listing(root: str, val_fraction: float | None, split_seed: int, stamp: tuple[float, ...]) -> data.DatasetSummary:
+    return data.list_dataset(root, val_fraction, split_seed)
+
+
+@st.cache_resource(max_entries=16)
+def _photo_check(root: str, val_fraction: float | None, split_seed: int, stamp: tuple[float, ...]) -> PhotoCheck:
+    """One background check per dataset, split and tree state, shared by every tab of the server."""
+    listing = _listing(root, val_fraction, split_seed, stamp)
+    return PhotoCheck(listing.photos(), FactsFile(listing.root)).start()
+
+
+def photo_check(root: str, split: tuple[float | None, int] | None = None) -> PhotoCheck:
+    """The check of every photo of `root` (decoded, hashed, measured), started in the background on first use."""
+    val_fraction, split_seed = split if split is not None else data_split()
+    return _photo_check(root, val_fraction, split_seed, _tree_stamp(root))
 
 
 def dataset_summary(root: str, split: tuple[float | None, int] | None = None) -> data.DatasetSummary:
-    """data.summarize with this session's split (or `split`), cached until the tree changes."""
+    """The dataset with this session's split (or `split`) from its file listing, at once, with what the photo
+    check found once it has ended (`checked`); the check starts in the background on first use. Cached until the
+    tree changes."""
     val_fraction, split_seed = split if split is not None else data_split()
-    return _summary(root, val_fraction, split_seed, _tree_stamp(root))
+    stamp = _tree_stamp(root)
+    listing = _listing(root, val_fraction, split_seed, stamp)
+    check = _photo_check(root, val_fraction, split_seed, stamp)
+    return listing.with_findings(check.findings) if check.done and check.findings is not None else listing
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -404,6 +423,8 @@ def chosen_data(note: str = "") -> data.DatasetSummary | None:
         return None
     st.caption(f"Data: `{summary.root}`, {summary.totals_text()} images ({summary.layout} layout"
                + (", validation held out of train" if summary.val_fraction else "") + ")."
+               + ("" if summary.checked else " Every photo is still being checked in the background (Dataset "
+                  "explorer); a run that meets a photo it cannot read stops and names it.")
                + (f" {note}" if note else ""))
     return summary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -26,8 +27,9 @@ from torchvision import transforms
 
 from .errors import FtcoreError
 from .folders import class_files
-from .images import image_size, jpeg_thumbnail, open_image
+from .images import jpeg_thumbnail, open_image
 from .paths import atomic_write, cache_dir, shared_dir
+from .photo_check import BROKEN_PHOTO_ADVICE, CheckFindings, FactsFile, check_photos, sha1_of
 from .splits import BOOK_LAYOUT, ROLES, DatasetSplits, find_dataset_root, resolve_splits
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
@@ -42,7 +44,6 @@ SPLITS = ROLES  # train, val, test: every split a dataset folder may have
 # An uploaded or downloaded archive may not unpack to more than this, nor hold more entries (zip bombs).
 MAX_EXTRACTED_BYTES = 4 * 1024**3
 MAX_EXTRACTED_FILES = 100_000
-BROKEN_PHOTO_ADVICE = "remove or replace that file"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -194,7 +195,8 @@ class ImageRecord:
 
 @dataclass
 class DatasetSummary:
-    """Layout, classes, counts per split and class, and every image's size."""
+    """Layout, classes, counts per split and class and every photo, from the file listing; after the photo check
+    (`checked`), also every photo's size, the broken ones and the leakage."""
 
     root: str
     classes: list[str]
@@ -207,6 +209,15 @@ class DatasetSummary:
     split_note: str = ""  # DatasetSplits.describe(): the layout and where validation comes from
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # same bytes in two splits: leakage
     val_fraction: float = 0.0  # share of each class held out of train for validation (0: none)
+    checked: bool = False  # every photo decoded: sizes, unreadable and duplicates are known
+
+    def with_findings(self, findings: CheckFindings) -> DatasetSummary:
+        """This listing with what the photo check found: sizes, the broken photos and the leakage."""
+        images = [dataclasses.replace(r, width=findings.sizes[r.path][0], height=findings.sizes[r.path][1])
+                  for r in self.images if r.path in findings.sizes]
+        return dataclasses.replace(self, images=images, unreadable=list(findings.unreadable),
+                                   reasons=dict(findings.reasons), duplicates=list(findings.duplicates),
+                                   checked=True)
 
     @property
     def splits(self) -> list[str]:
@@ -242,14 +253,19 @@ class DatasetSummary:
         return (f"{len(self.duplicates)} photo(s) sit in two splits with the same bytes, e.g. {first} and {second}: "
                 "the model is then measured on photos it trained on, so remove one copy of each")
 
+    def photos(self) -> list[tuple[str, str]]:
+        """(split, path) of every photo the listing found, for the photo check."""
+        return [(r.split, r.path) for r in self.images]
+
     def book_grid(self, n: int = 8) -> list[ImageRecord]:
         """The book's preview: train_imgs[i] for the first n (first class), then train_imgs[-i - 1] (last class)."""
         train = [r for r in self.images if r.split == "train"]  # ImageFolder's order: class, then file name
         return train[:n] + [train[-i - 1] for i in range(min(n, len(train)))]
 
     def size_stats(self) -> dict[str, float]:
-        """Min / median / max of width, height and aspect ratio (width / height) over all images."""
-        if not self.images:
+        """Min / median / max of width, height and aspect ratio (width / height) over all images (none before the
+        photo check)."""
+        if not self.checked or not self.images:
             return {}
         widths = [r.width for r in self.images]
         heights = [r.height for r in self.images]
@@ -262,36 +278,31 @@ class DatasetSummary:
         return stats
 
 
-def summarize(root: str | Path, val_fraction: float | None = None, split_seed: int = 0) -> DatasetSummary:
-    """Scan a dataset: layout, classes, counts, each photo's size, photos shared by two splits, and every photo
-    training would stop at.
-
-    Every photo is decoded (JPEGs at 1/8 scale, cheap) by the decoder training uses, so a broken one is
-    found here, named, before a run meets it."""
+def list_dataset(root: str | Path, val_fraction: float | None = None, split_seed: int = 0) -> DatasetSummary:
+    """A dataset from its file listing alone, in a moment: layout, classes, counts and every photo (sizes unknown
+    until the photo check)."""
     splits = resolve_splits(root, val_fraction, split_seed)
     real_root = Path(splits.root)
-    images, unreadable, reasons, ignored = [], [], {}, []
+    ignored: list[str] = []
     for folder in dict.fromkeys(splits.folders.values()):  # files beside the photos, once per folder
         for name in splits.classes:
             class_files(real_root / folder / name, real_root, ignored)
-    first_split_of: dict[str, tuple[str, str]] = {}  # sha1 of the bytes -> (split, path) where first seen
-    duplicates = []
-    for split in splits.roles:
-        for path, index in splits.samples[split]:
-            try:
-                width, height = image_size(path, advice=BROKEN_PHOTO_ADVICE)
-            except FtcoreError as e:
-                unreadable.append(path)
-                reasons[path] = str(e)
-                continue
-            digest = sha1_of(path)
-            seen = first_split_of.setdefault(digest, (split, path))
-            if seen[0] != split:
-                duplicates.append((seen[1], path))
-            images.append(ImageRecord(split, splits.classes[index], path, width, height))
+    images = [ImageRecord(split, splits.classes[index], path, 0, 0)
+              for split in splits.roles for path, index in splits.samples[split]]
     return DatasetSummary(str(real_root), splits.classes, {split: splits.counts(split) for split in splits.roles},
-                          images, unreadable, reasons, ignored, splits.layout, splits.describe(), duplicates,
-                          splits.val_fraction)
+                          images, ignored=ignored, layout=splits.layout, split_note=splits.describe(),
+                          val_fraction=splits.val_fraction)
+
+
+def summarize(root: str | Path, val_fraction: float | None = None, split_seed: int = 0,
+              facts_folder: Path | None = None) -> DatasetSummary:
+    """Scan a dataset: its listing, then the photo check (photo_check): each photo's size, photos shared by two
+    splits, and every photo training would stop at.
+
+    Every photo is decoded (JPEGs at 1/8 scale, cheap) by the decoder training uses, so a broken one is
+    found here, named, before a run meets it; unchanged files reuse what the last check found."""
+    listing = list_dataset(root, val_fraction, split_seed)
+    return listing.with_findings(check_photos(listing.photos(), FactsFile(listing.root, facts_folder)))
 
 
 def format_summary(summary: DatasetSummary) -> str:
@@ -350,15 +361,6 @@ def find_data() -> Path | None:
         if is_image_folder(path):
             return path
     return None
-
-
-def sha1_of(path: str | Path) -> str:
-    """Hex sha1 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch(url: str, dest: Path, progress: Callable[[int, int | None], None] | None = None,

@@ -195,7 +195,25 @@ def grid_ui(grid: list[data.ImageRecord]) -> None:
     half = len(grid) // 2
     for row in (grid[:half], grid[half:]):
         for column, record in zip(st.columns(8), row, strict=False):
-            column.image(ui.thumbnail(record.path), caption=record.label, width="stretch")
+            try:
+                column.image(ui.thumbnail(record.path), caption=record.label, width="stretch")
+            except FtcoreError:  # the listing shows photos before the check has read them
+                column.caption(f"{record.label}: `{record.path.rsplit('/', 1)[-1]}` cannot be read")
+
+
+@st.fragment(run_every=ui.POLL_SECONDS)
+def photo_check_ui(root: str, checked: bool) -> None:
+    """The background check of every photo: its progress while it runs; the page again, once, when it ends."""
+    check = ui.photo_check(root)
+    if check.done and not checked:
+        st.rerun()  # the whole page: sizes, broken photos and leakage are known now
+    if check.error:
+        st.error(f"{check.error[0].upper()}{check.error[1:]}; the counts above come from the file listing.")
+    elif not check.done:
+        st.progress(check.done_count / max(check.total, 1),
+                    text=f"Checking every photo in the background: {check.done_count} of {check.total} decoded "
+                    "(sizes, photos that cannot be read, the same photo in two splits). The counts and the grid "
+                    "come from the file listing and are ready now.")
 
 
 def augmentation_ui(grid: list[data.ImageRecord]) -> None:
@@ -235,7 +253,10 @@ metrics[0].metric("Classes", len(summary.classes))
 for column, split in zip(metrics[1:], summary.splits, strict=False):
     column.metric(f"{split.capitalize()} images", summary.total(split))
 stats = summary.size_stats()
-metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else "n/a")
+metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else
+                   "n/a" if summary.checked else "checking...")
+if not summary.checked:
+    photo_check_ui(root, summary.checked)
 if summary.duplicates:
     st.warning(summary.leakage_message()[0].upper() + summary.leakage_message()[1:] + ".", icon=":material/warning:")
 if summary.unreadable:
@@ -250,7 +271,10 @@ if summary.ignored:
 counts_ui(summary)
 left, right = st.columns(2)
 left.plotly_chart(charts.class_counts_figure(summary), key="counts")
-right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
+if summary.checked:
+    right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
+else:
+    right.info("The photos' sizes appear here once the background check has decoded every photo.")
 
 st.subheader("The book's grid")
 st.caption("The first 8 training photos of the first class and the last 8 of the last class: sizes and "
@@ -261,7 +285,9 @@ st.subheader("Augmentation preview")
 st.caption("Training sees a random crop (8-100 % of the area, aspect 3/4-4/3) resized to 224, flipped half of "
            "the time; testing resizes to 256 x 256 and takes the centre 224 x 224. Both normalise with ImageNet's "
            "mean and std (undone here for display).")
-if summary.images:
+if summary.images and summary.checked:
     augmentation_ui(summary.book_grid())
+elif summary.images:
+    st.info("The preview appears once the background check has found which photos can be read.")
 else:
     st.info("No photo of this folder can be read, so there is nothing to preview.")

@@ -114,6 +114,20 @@ def open_app(page: str, **state):
     return at
 
 
+def after_photo_check(at, timeout: float = 120):
+    """Rerun the explorer until its background photo check has ended (its aspect-ratio metric is no longer
+    "checking..."), as the page's polling does; returns `at`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(m.value == "checking..." for m in at.metric):
+        assert time.monotonic() < deadline, "the photo check did not end"
+        time.sleep(0.2)
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     """`image` saved in format `fmt`, as bytes."""
     import io

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, after_photo_check
 from ftcore import checkpoints, jobs
 from ftcore.training import fit, recipe
 
@@ -92,7 +92,7 @@ def test_explorer_without_data_asks_for_some():
 
 
 def test_explorer_with_data_shows_counts_sizes_grid_and_augmentations(tiny_data):
-    at = no_exception(app(EXPLORE, data_root=str(tiny_data)))
+    at = after_photo_check(no_exception(app(EXPLORE, data_root=str(tiny_data))))
     assert [m.value for m in at.metric][:3] == ["2", "32", "16"]
     counts, sizes = plotly_specs(at)
     assert counts["data"][0]["y"] == [16, 16] and counts["data"][1]["y"] == [8, 8]

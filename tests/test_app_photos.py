@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 
 from app import ui
-from conftest import open_app, write_tiny_imagefolder
+from conftest import after_photo_check, open_app, write_tiny_imagefolder
 from ftcore import builder, splits
 from ftcore.training import fit, recipe
 
@@ -70,7 +70,7 @@ def test_a_train_val_tree_uses_its_own_val_folder(tmp_path):
 def test_photos_in_two_splits_are_flagged_as_leakage(tmp_path):
     root = write_tiny_imagefolder(tmp_path / "leaky", {"train": 4, "test": 2})
     shutil.copy(root / "train" / "red" / "000.png", root / "test" / "red" / "copy.png")
-    at = open_app(EXPLORE, data_root=str(root))
+    at = after_photo_check(open_app(EXPLORE, data_root=str(root)))
     warnings = [w.value for w in at.warning]
     assert any(w.startswith("1 photo(s) sit in two splits with the same bytes, e.g. ") and "copy.png" in w
                for w in warnings), warnings

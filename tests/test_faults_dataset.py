@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import encode, open_app, write_tiny_imagefolder
+from conftest import after_photo_check, encode, open_app, write_tiny_imagefolder
 from ftcore import data, folders
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
@@ -186,7 +186,7 @@ def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tm
 
 def test_the_app_shows_the_broken_photos_and_will_not_start(tree):
     broken_photos(tree / "test" / "blue")
-    at = open_app(EXPLORE, data_root=str(tree))
+    at = after_photo_check(open_app(EXPLORE, data_root=str(tree)))
     summary = data.summarize(tree)
     assert [e.value for e in at.error] == [summary.unreadable_message()]
     assert at.expander[0].label == "The 4 photo(s) that cannot be read"

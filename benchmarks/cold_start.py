@@ -1,0 +1,102 @@
+"""A newcomer's first minute: how long a cold server takes to make the Train page and the Dataset explorer usable.
+
+    python -m benchmarks.cold_start [--data DIR] [--repeats 2] [--out benchmarks/results/cold-start-cpu.txt]
+
+Each repeat starts `streamlit run streamlit_app.py` on a loopback port with an empty cache (no photo check on
+disk), then opens, in a fresh Chromium page each:
+
+1. /train: seconds until the learning-rate slider is visible (the page is usable);
+2. /explore: seconds until the per-class counts table is visible, and until the background photo check has ended
+   (the sizes chart replaces its placeholder);
+3. /train again, on the warm server.
+
+Then the server restarts on the same cache (the photo check now on disk) and /explore is timed once more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from benchmarks.app_server import app_server
+from ftcore.bench import machine_description
+from ftcore.data import find_data
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+WAIT_MS = 180_000
+
+
+def timed(context, url: str, marks: dict[str, callable]) -> dict[str, float]:
+    """Open `url` in a fresh page; seconds from goto until each mark (name -> page -> locator) is visible."""
+    page = context.new_page()
+    start = time.perf_counter()
+    page.goto(url, wait_until="commit", timeout=WAIT_MS)
+    seconds = {}
+    for name, locate in marks.items():
+        locate(page).wait_for(state="visible", timeout=WAIT_MS)
+        seconds[name] = round(time.perf_counter() - start, 2)
+    page.close()
+    return seconds
+
+
+TRAIN = {"slider": lambda page: page.get_by_text("Learning rate of the copied layers").first}
+EXPLORE = {"counts": lambda page: page.get_by_test_id("stDataFrame").first,
+           "check ended": lambda page: page.get_by_text("Image width vs height").first}
+
+
+def one_round(data: str, folder: Path, browser) -> dict:
+    """A cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer."""
+    cache, env = folder / "cache", {"FTCORE_DATA": data}
+    result = {}
+    with app_server(cache, folder / "server.log", env) as url:
+        context = browser.new_context()
+        result["train_cold"] = timed(context, url + "/train", TRAIN)
+        result["explore_cold"] = timed(context, url + "/explore", EXPLORE)
+        result["train_warm"] = timed(context, url + "/train", TRAIN)
+        context.close()
+    with app_server(cache, folder / "server2.log", env) as url:
+        context = browser.new_context()
+        result["explore_restarted"] = timed(context, url + "/explore", EXPLORE)
+        context.close()
+    return result
+
+
+def main() -> None:
+    """Measure, print, and write the report and its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/cold-start-cpu.txt")
+    args = parser.parse_args()
+    data = args.data or str(find_data())
+    rounds = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        for _ in range(args.repeats):
+            with tempfile.TemporaryDirectory() as folder:
+                rounds.append(one_round(data, Path(folder), browser))
+                print(json.dumps(rounds[-1]), flush=True)
+        browser.close()
+    lines = [f"Cold start: seconds from opening a page until it is usable, median of {args.repeats} fresh servers",
+             f"machine: {machine_description()}", f"data: {data}", ""]
+    for key in rounds[0]:
+        for mark in rounds[0][key]:
+            lines.append(f"{key:18s} {mark:12s} {statistics.median(r[key][mark] for r in rounds):6.2f} s "
+                         f"({', '.join(f'{r[key][mark]:.2f}' for r in rounds)})")
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.write_text(text + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"data": data, "rounds": rounds}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
