@@ -294,15 +294,14 @@ def list_dataset(root: str | Path, val_fraction: float | None = None, split_seed
                           val_fraction=splits.val_fraction)
 
 
-def summarize(root: str | Path, val_fraction: float | None = None, split_seed: int = 0,
-              facts_folder: Path | None = None) -> DatasetSummary:
+def summarize(root: str | Path, val_fraction: float | None = None, split_seed: int = 0) -> DatasetSummary:
     """Scan a dataset: its listing, then the photo check (photo_check): each photo's size, photos shared by two
     splits, and every photo training would stop at.
 
     Every photo is decoded (JPEGs at 1/8 scale, cheap) by the decoder training uses, so a broken one is
     found here, named, before a run meets it; unchanged files reuse what the last check found."""
     listing = list_dataset(root, val_fraction, split_seed)
-    return listing.with_findings(check_photos(listing.photos(), FactsFile(listing.root, facts_folder)))
+    return listing.with_findings(check_photos(listing.photos(), FactsFile(listing.root)))
 
 
 def format_summary(summary: DatasetSummary) -> str:

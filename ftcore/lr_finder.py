@@ -12,8 +12,8 @@ measurement), read off the smoothed curve, and is in the run's own units: the lr
 layer, for the run's loss reduction. The finding keeps every rule's answer beside it.
 
 The test ends early by a stop rule (`StopRule`): fastai's ends once the averaged loss passes 4x its lowest value;
-this lab's default also waits until it is back above where it started, since a fine-tuning curve falls so low that
-4x its lowest is still a falling loss.
+this lab's default also waits until it is back above where it started, since a fine-tuning curve can fall so low
+that 4x its lowest is still below where it began (on every curve measured so far both ended at the same step).
 
 Recipes that train the output layer alone (the quick and best presets) get the same test over that layer on the
 features the frozen copied layers compute once per photo, as their training does: it takes seconds.
