@@ -138,6 +138,16 @@ def train(args: argparse.Namespace, cache: RunCache, dataset: str, data: str, re
     return row["accuracy"]
 
 
+def replay(finding: LrFinding, stop: StopRule) -> LrFinding:
+    """`finding` (recorded under the lab's stop rule, which runs longest) as `stop` would have ended it, read
+    again by every rule."""
+    settings = FinderSettings(stop_rule=stop)
+    end = stop_index(finding.losses, stop, settings.half_window)
+    end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
+    return read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
+                                diverged=finding.diverged or end < len(finding.losses)), settings)
+
+
 def findings(args: argparse.Namespace, data: str, recipe_name: str, seed: int) -> dict:
     """The finder's suggestions for every rule under both stop rules, from one test."""
     settings = FinderSettings(stop_rule=StopRule.START)
@@ -146,15 +156,10 @@ def findings(args: argparse.Namespace, data: str, recipe_name: str, seed: int) -
     out = {"finder_s": round(time.perf_counter() - start, 1), "steps": {}, "suggestions": {}, "notes": {},
            "curve": {"lrs": finding.lrs, "losses": finding.losses}}
     for stop in StopRule:
-        end = len(finding.losses) if stop == StopRule.START else stop_index(finding.losses, stop,
-                                                                           settings.half_window)
-        end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
-        replay = read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
-                                      diverged=finding.diverged or end < len(finding.losses)),
-                            FinderSettings(stop_rule=stop))
-        out["steps"][stop.value] = end
-        out["notes"][stop.value] = replay.note
-        for rule, lr in replay.suggestions.items():
+        replayed = replay(finding, stop)
+        out["steps"][stop.value] = len(replayed.losses)
+        out["notes"][stop.value] = replayed.note
+        for rule, lr in replayed.suggestions.items():
             out["suggestions"][f"{rule}/{stop.value}"] = lr
     return out
 
@@ -200,17 +205,12 @@ def stop_study(args: argparse.Namespace, data: str) -> list[dict]:
     for seed in args.seeds:
         config = recipe("finetune", ARCH, data=data, weights=args.weights, batch_size=32, image_size=STUDY_SIZE,
                         seed=seed)
-        settings = FinderSettings(stop_rule=StopRule.START)
-        finding = find_lr(config, settings)
+        finding = find_lr(config, FinderSettings(stop_rule=StopRule.START))
         row = {"seed": seed, "steps": {}, "suggestions": {}}
         for stop in StopRule:
-            end = stop_index(finding.losses, stop, settings.half_window)
-            end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
-            replay = read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
-                                          diverged=finding.diverged or end < len(finding.losses)),
-                                FinderSettings(stop_rule=stop))
-            row["steps"][stop.value] = end
-            row["suggestions"][stop.value] = replay.suggestions
+            replayed = replay(finding, stop)
+            row["steps"][stop.value] = len(replayed.losses)
+            row["suggestions"][stop.value] = replayed.suggestions
         row["lowest_loss"] = min(finding.smoothed)
         rows.append(row)
         print(f"# stop rules, {STUDY_SIZE} px seed {seed}: {row}", flush=True)
