@@ -152,7 +152,7 @@ class PhotoCheck:
         self.facts_file = facts_file
         self.done_count, self.total = 0, len(self.photos)
         self.findings: CheckFindings | None = None
-        self.error = ""
+        self.error = ""  # why the check ended without findings (it failed, or was stopped)
         self.started = time.monotonic()
         self.seconds = 0.0
         self._stop = threading.Event()
@@ -169,6 +169,8 @@ class PhotoCheck:
 
         try:
             self.findings = check_photos(self.photos, self.facts_file, progress, self._stop)
+            if self.findings is None:
+                self.error = "the photo check was stopped before it ended"
         except Exception as e:  # noqa: BLE001 - the page shows it; the server must not lose the thread silently
             self.error = f"the photo check stopped: {e}"
         self.seconds = time.monotonic() - self.started

@@ -202,18 +202,15 @@ def grid_ui(grid: list[data.ImageRecord]) -> None:
 
 
 @st.fragment(run_every=ui.POLL_SECONDS)
-def photo_check_ui(root: str, checked: bool) -> None:
+def photo_check_ui(root: str) -> None:
     """The background check of every photo: its progress while it runs; the page again, once, when it ends."""
     check = ui.photo_check(root)
-    if check.done and not checked:
-        st.rerun()  # the whole page: sizes, broken photos and leakage are known now
-    if check.error:
-        st.error(f"{check.error[0].upper()}{check.error[1:]}; the counts above come from the file listing.")
-    elif not check.done:
-        st.progress(check.done_count / max(check.total, 1),
-                    text=f"Checking every photo in the background: {check.done_count} of {check.total} decoded "
-                    "(sizes, photos that cannot be read, the same photo in two splits). The counts and the grid "
-                    "come from the file listing and are ready now.")
+    if check.done:
+        st.rerun()  # the whole page: sizes, broken photos and leakage are known now (or why they are not)
+    st.progress(check.done_count / max(check.total, 1),
+                text=f"Checking every photo in the background: {check.done_count} of {check.total} decoded "
+                "(sizes, photos that cannot be read, the same photo in two splits). The counts and the grid "
+                "come from the file listing and are ready now.")
 
 
 def augmentation_ui(grid: list[data.ImageRecord]) -> None:
@@ -252,11 +249,15 @@ metrics = st.columns(2 + len(summary.splits))
 metrics[0].metric("Classes", len(summary.classes))
 for column, split in zip(metrics[1:], summary.splits, strict=False):
     column.metric(f"{split.capitalize()} images", summary.total(split))
+check = ui.photo_check(root)
 stats = summary.size_stats()
 metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else
-                   "n/a" if summary.checked else "checking...")
-if not summary.checked:
-    photo_check_ui(root, summary.checked)
+                   "n/a" if summary.checked or check.error else "checking...")
+if check.error:
+    st.error(f"{check.error[0].upper()}{check.error[1:]}; the counts come from the file listing, and a run that "
+             "meets a photo it cannot read stops and names it.")
+elif not summary.checked:
+    photo_check_ui(root)
 if summary.duplicates:
     st.warning(summary.leakage_message()[0].upper() + summary.leakage_message()[1:] + ".", icon=":material/warning:")
 if summary.unreadable:

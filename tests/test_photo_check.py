@@ -146,3 +146,17 @@ def test_start_before_the_check_ends_meets_the_broken_photo_with_the_same_senten
     sentence = data.summarize(tree).reasons[next(iter(data.summarize(tree).reasons))]
     assert sentence in job.snapshot().error
     assert os.path.basename(next(iter(data.summarize(tree).reasons))) in job.snapshot().error
+
+
+def test_a_check_that_fails_says_so_once_and_the_page_keeps_its_counts(tree, monkeypatch):
+    def fail(path, known=None):
+        raise RuntimeError("the disk went away")
+
+    monkeypatch.setattr(photo_check, "read_facts", fail)
+    st.cache_resource.clear()
+    at = after_photo_check(open_app(EXPLORE, data_root=str(tree)))
+    assert [e.value for e in at.error] == ["The photo check stopped: the disk went away; the counts come from the "
+                                           "file listing, and a run that meets a photo it cannot read stops and "
+                                           "names it."]
+    assert [m.value for m in at.metric] == ["2", "7", "5", "n/a"] and not at.get("progress")
+
