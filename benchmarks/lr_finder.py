@@ -1,6 +1,7 @@
 """Which suggestion rule trains well: every rule's suggestion trained for 5 epochs, per dataset, mode and seed.
 
     python -m benchmarks.lr_finder [--data DIR] [--weights FILE] [--seeds 0 1 2] [--image-size 64]
+                                   [--datasets ...] [--recipes ...] [--keep edge/start]
                                    [--out benchmarks/results/lr-rules-cpu.txt]
 
 For each dataset (the hot-dog set and two subsets built from it in a temporary folder, in other layouts and with
@@ -43,6 +44,7 @@ RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at t
     "scratch": ("scratch", "book", 32),
     "quick": ("finetune", "quick", 128),
 }
+DATASETS = ("hotdog", "hotdog-300", "hotdog-60")  # build_datasets' names
 SWEEP = (0.1, 10 ** -0.5, 1.0, 10 ** 0.5, 10.0)  # the sweep around the kept rule's suggestion
 STUDY_SIZE = 160  # the stop rules are also read on fine-tuning curves at the size issue 21 measured
 
@@ -184,7 +186,7 @@ def measure(args: argparse.Namespace, cache: RunCache, datasets: dict[str, tuple
                     found["trained"][candidate] = (found["default"] if lr is None else
                                                    train(args, cache, dataset, data, recipe_name, grid(lr), seed))
                 cell["seeds"][str(seed)] = found
-    kept = best_candidate(results)
+    kept = args.keep or best_candidate(results)
     results["kept"] = kept
     for dataset, (data, _) in datasets.items():
         for recipe_name in args.recipes:
@@ -292,6 +294,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--keep", default=None, metavar="RULE/STOP",
+                        help="sweep around this candidate (e.g. edge/start) instead of the best one measured")
     parser.add_argument("--out", default="benchmarks/results/lr-rules-cpu.txt")
     args = parser.parse_args()
     args.weights = args.weights or locate_weights(ARCH, None).path
@@ -299,9 +304,10 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = RunCache(out.with_suffix(".runs.jsonl"))
     with tempfile.TemporaryDirectory() as folder:
-        datasets = build_datasets(Path(args.data or find_data()), Path(folder))
+        built = build_datasets(Path(args.data or find_data()), Path(folder))
+        datasets = {name: built[name] for name in args.datasets}
         results = measure(args, cache, datasets)
-        results["stop_study"] = stop_study(args, datasets["hotdog"][0])
+        results["stop_study"] = stop_study(args, datasets["hotdog"][0]) if "hotdog" in datasets else []
     text = report(results)
     print(text)
     out.write_text(text + "\n")
