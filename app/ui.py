@@ -345,9 +345,17 @@ def dataset_summary(root: str, split: tuple[float | None, int] | None = None) ->
     tree changes."""
     val_fraction, split_seed = split if split is not None else data_split()
     stamp = _tree_stamp(root)
-    listing = _listing(root, val_fraction, split_seed, stamp)
     check = _photo_check(root, val_fraction, split_seed, stamp)
-    return listing.with_findings(check.findings) if check.done and check.findings is not None else listing
+    if check.done and check.findings is not None:
+        return _checked(root, val_fraction, split_seed, stamp)
+    return _listing(root, val_fraction, split_seed, stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _checked(root: str, val_fraction: float | None, split_seed: int, stamp: tuple[float, ...]) -> data.DatasetSummary:
+    """The listing with its ended check's findings, merged once rather than on every rerun."""
+    check = _photo_check(root, val_fraction, split_seed, stamp)
+    return _listing(root, val_fraction, split_seed, stamp).with_findings(check.findings)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
