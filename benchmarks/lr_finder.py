@@ -35,6 +35,7 @@ from pathlib import Path
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.lr_finder import FinderSettings, LrFinding, StopRule, find_lr, read_curve, stop_index
+from ftcore.lr_rules import DEFAULT_RULE
 from ftcore.models import locate_weights
 from ftcore.training import fit, recipe
 
@@ -46,6 +47,8 @@ RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at t
 }
 DATASETS = ("hotdog", "hotdog-300", "hotdog-60")  # build_datasets' names
 SWEEP = (0.1, 10 ** -0.5, 1.0, 10 ** 0.5, 10.0)  # the sweep around the kept rule's suggestion
+SWEEP_NAMES = ("x0.1", "x0.32", "x1", "x3.2", "x10")
+LIFTED = f"{DEFAULT_RULE}+run"  # the default rule's pick raised for its run (lr_rules.for_the_run)
 STUDY_SIZE = 160  # the stop rules are also read on fine-tuning curves at the size issue 21 measured
 
 
@@ -147,7 +150,9 @@ def replay(finding: LrFinding, stop: StopRule) -> LrFinding:
     end = stop_index(finding.losses, stop, settings.half_window)
     end = len(finding.losses) if end is None else min(len(finding.losses), end + 1)
     return read_curve(LrFinding(lrs=finding.lrs[:end], losses=finding.losses[:end], steps=settings.steps,
-                                diverged=finding.diverged or end < len(finding.losses)), settings)
+                                diverged=finding.diverged or end < len(finding.losses), run_steps=finding.run_steps,
+                                output_layer_only=finding.output_layer_only),
+                      settings)
 
 
 def findings(args: argparse.Namespace, data: str, recipe_name: str, seed: int) -> dict:
@@ -163,6 +168,9 @@ def findings(args: argparse.Namespace, data: str, recipe_name: str, seed: int) -
         out["notes"][stop.value] = replayed.note
         for rule, lr in replayed.suggestions.items():
             out["suggestions"][f"{rule}/{stop.value}"] = lr
+        # the lab's own suggestion: the default rule's pick, lifted for a short run
+        out["suggestions"][f"{LIFTED}/{stop.value}"] = replayed.suggestion
+    out["run_steps"] = finding.run_steps
     return out
 
 
@@ -275,6 +283,23 @@ def report(results: dict) -> str:
             lines.append(f"{name.replace('|', ' / '):24s} seed {seed}: suggestion {found['suggestions'][kept]:.1e} "
                          f"-> {at:.3f}; sweep best {best:.3f} at {best_lr}; default {found['default']:.3f}; sweep "
                          + " ".join(f"{lr}:{acc:.3f}" for lr, acc in found["sweep"].items()))
+    lines += ["", f"The goal, per dataset and recipe: {kept}'s suggestion against the sweep's best rate (the sweep "
+              "position, from a decade below to a decade above, with the best mean over the seeds), the mean of "
+              "each seed's best, and the default:", ""]
+    for name, cell in results["cells"].items():
+        swept = [found for found in cell["seeds"].values() if found["sweep"]]
+        if not swept:
+            continue
+        at = statistics.mean(found["trained"][kept] for found in swept)
+        by_position = [statistics.mean(values) for values in
+                       zip(*(list(found["sweep"].values()) for found in swept), strict=True)]
+        best = max(by_position)
+        each = statistics.mean(max(found["sweep"].values()) for found in swept)
+        steps = sorted({found.get("run_steps", 0) for found in swept})
+        lines.append(f"{name.replace('|', ' / '):24s} run of {'/'.join(map(str, steps))} steps: suggestion "
+                     f"{at:.3f}; best rate {best:.3f} ({at - best:+.3f}, at {SWEEP_NAMES[by_position.index(best)]}); "
+                     f"each seed's best {each:.3f} ({at - each:+.3f}); default "
+                     f"{statistics.mean(found['default'] for found in swept):.3f} (seeds {len(swept)})")
     lines += ["", f"Stop rules on fine-tuning curves at {STUDY_SIZE} px, batch 32, the hot-dog set (finder only): "
               "steps each rule ran, and each suggestion rule's answer under it:", ""]
     for row in results.get("stop_study", []):

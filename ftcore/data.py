@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from .errors import FtcoreError
 from .folders import class_files
@@ -59,6 +58,8 @@ class TrainPreset:
     """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
 
     def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        from torchvision import transforms  # here: importing torchvision takes seconds a listing does not need
+
         self.transforms = transforms.Compose([
             transforms.RandomResizedCrop(image_size),
             transforms.RandomHorizontalFlip(),
@@ -74,6 +75,8 @@ class EvalPreset:
     """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize."""
 
     def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        from torchvision import transforms
+
         self.image_size = image_size
         self.resize_size = resize_size or resize_size_for(image_size)
         self.mean, self.std = tuple(mean), tuple(std)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torchvision import datasets
-
-# torchvision's ImageFolder extensions: what counts as an image in a class folder.
-IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
+# torchvision's ImageFolder extensions (torchvision.datasets.folder.IMG_EXTENSIONS; a test keeps them equal):
+# what counts as an image in a class folder.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Folders that are never classes nor photo folders: hidden ones (.ipynb_checkpoints, .git) and macOS zip debris.
 SKIPPED_FOLDERS = ("__MACOSX",)
 

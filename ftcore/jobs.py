@@ -186,7 +186,15 @@ class JobSnapshot:
         within = round(100 * (done - (epoch - 1)))
         speed = (f"{self.examples_per_sec:.1f} examples/sec on {', '.join(self.devices)}" if self.devices
                  else "starting")
-        return f"{self.status}: epoch {epoch}/{self.config.total_epochs} ({within}%); {speed}; {self.elapsed:.0f} s"
+        total, recorded = self.config.total_epochs, self.epochs[-1].epoch if self.epochs else 0.0
+        where = f"epoch {epoch}/{total} ({within}%)"
+        # after an epoch's last batch the run is measuring it, and after the last epoch it is also saving: say so,
+        # so that a run busy on its held-out photos does not look stuck at 100%
+        if self.status == "running" and recorded >= total:
+            where = f"all {total} epochs trained; writing its results"
+        elif self.status == "running" and self.batches and done - recorded >= 1 - 1e-6:
+            where = f"epoch {epoch}/{total} trained; measuring it on the {self.heldout} photos"
+        return f"{self.status}: {where}; {speed}; {self.elapsed:.0f} s"
 
     @property
     def progress(self) -> float:

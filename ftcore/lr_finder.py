@@ -45,7 +45,7 @@ from torch import nn
 from .devices import resolve_devices, resolve_precision
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size
-from .lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, RULES, Rule, suggest, suggest_all
+from .lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, RULES, Rule, for_the_run, suggest, suggest_all
 from .models import output_layer
 from .resume import restore_torch_generators, torch_generators
 from .run_data import make_run_data
@@ -133,6 +133,8 @@ class LrFinding:
     rule: str = DEFAULT_RULE.value  # the rule that chose the suggestion (lr_rules.Rule)
     reason: str = ""  # how the rule chose on this curve, one clause
     suggestions: dict[str, float | None] = field(default_factory=dict)  # every rule's answer on the same curve
+    run_steps: int = 0  # optimiser steps of the run the finding is for (0: unknown, the suggestion is not lifted)
+    lift: float = 1.0  # how much the rule's pick was raised for its run (lr_rules.for_the_run)
     stop_rule: str = StopRule.START.value
     output_layer_only: bool = False  # the test stepped the output layer alone, on cached features
     steps: int = 0  # planned steps
@@ -208,8 +210,12 @@ def read_curve(finding: LrFinding, settings: FinderSettings) -> LrFinding:
     args = (finding.lrs, finding.smoothed, half, settings.start_lr, finding.diverged)
     chosen = suggest(*args, rule=Rule(settings.rule))
     finding.rule, finding.stop_rule = chosen.rule.value, settings.stop_rule
-    finding.suggestion, finding.minimum_lr = chosen.lr, chosen.minimum_lr
+    finding.suggestion, finding.minimum_lr, finding.lift = chosen.lr, chosen.minimum_lr, 1.0
     finding.reason = chosen.reason if chosen.lr is not None else ""
+    if chosen.lr is not None:
+        lift = for_the_run(chosen.lr, finding.run_steps, finding.lrs, finding.output_layer_only)
+        finding.suggestion, finding.lift = lift.lr, lift.factor
+        finding.reason += f"; {lift.why}" if lift.why else ""
     finding.note = "" if chosen.lr is not None else chosen.reason
     finding.suggestions = suggest_all(*args)
     if chosen.lr is not None and finding.lrs.index(chosen.minimum_lr) >= len(finding.lrs) - 1 - half:
@@ -286,11 +292,12 @@ def restore_random_states(states: dict) -> None:
 def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable, device: torch.device,
                settings: FinderSettings, reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32",
                callback: Callable[[LrStep], None] | None = None, stop: threading.Event | None = None,
-               base_lr: float | None = None) -> LrFinding:
+               base_lr: float | None = None, run_steps: int = 0, output_layer_only: bool = False) -> LrFinding:
     """Step `optimizer` over `batches` (cycled) with the lr rising exponentially; return the curve and its
     suggestion. The swept lr stands for `base_lr` (default: the first group's lr), and every parameter group keeps
-    its ratio to it (the output layer's 10x, even when it is the only group left). The model, the optimiser and
-    the global random generators end as they began (the batches' own shuffling generator moves on)."""
+    its ratio to it (the output layer's 10x, even when it is the only group left); the suggestion is raised for
+    the run it is for: `run_steps` long, training `output_layer_only` or every layer. The model, the optimiser
+    and the global random generators end as they began (the batches' own shuffling generator moves on)."""
     settings.validate()
     stop = stop or threading.Event()
     saved_model = copy.deepcopy(model.state_dict())
@@ -298,7 +305,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
     saved_random = random_states()
     base = base_lr or optimizer.param_groups[0]["lr"]
     ratios = [group["lr"] / base for group in optimizer.param_groups]
-    finding = LrFinding(steps=settings.steps, loss_reduction=reduction)
+    finding = LrFinding(steps=settings.steps, loss_reduction=reduction, run_steps=run_steps,
+                        output_layer_only=output_layer_only)
     watch = DivergenceWatch(settings.stop_rule, settings.half_window)
     start = time.perf_counter()
     try:
@@ -333,7 +341,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
     return read_curve(finding, settings)
 
 
-LR_SCALE_FIELDS = ("arch", "mode", "loss_reduction", "batch_size", "param_groups", "freeze_body")  # move the lr
+LR_SCALE_FIELDS = ("arch", "mode", "loss_reduction", "batch_size", "param_groups", "freeze_body",  # move the lr
+                   "epochs", "head_epochs", "limit")  # ...the last three through the run's length
 
 
 def recipe_differences(found_on: TrainConfig, other: TrainConfig,
@@ -390,9 +399,10 @@ def find_output_layer_lr(config: TrainConfig, settings: FinderSettings, device: 
     head_lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
     optimizer = torch.optim.SGD(layer.parameters(), lr=head_lr, weight_decay=config.weight_decay)
     batches = FeatureBatches(*extracted, config.batch_size, config.seed)
+    # as training counts an output-layer epoch: every photo and each of its augmented views
+    run_steps = config.head_epochs * math.ceil(len(batches.labels) * (1 + config.head_views) / config.batch_size)
     finding = range_test(layer, optimizer, batches, device, settings, config.loss_reduction, 0, "fp32", callback,
-                         stop, base_lr=config.lr)
-    finding.output_layer_only = True
+                         stop, base_lr=config.lr, run_steps=run_steps, output_layer_only=True)
     return finding
 
 
@@ -418,7 +428,8 @@ def find_lr(config: TrainConfig, settings: FinderSettings | None = None,
             model, _ = make_model(config, data.splits.classes, device, math.ceil(config.batch_size / micro))
             optimizer = make_optimizer(model, config)
             finding = range_test(model, optimizer, data.train, device, settings, config.loss_reduction, micro,
-                                 precision, callback, stop, base_lr=config.lr)
+                                 precision, callback, stop, base_lr=config.lr,
+                                 run_steps=config.epochs * len(data.train))
     finally:
         restore_random_states(saved_random)
     finding.batch_size = config.batch_size

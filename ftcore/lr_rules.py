@@ -15,7 +15,17 @@ Every rule gets the same guards. A curve that rose from its first steps, one tha
 or one with too few steps gives no suggestion, and the caller keeps its default rate. A curve that diverged
 without first falling clearly gives the four fall-reading rules nothing, but still has an edge. A rule whose
 pick lies where the curve had barely begun to fall is raised to where the fall begins, because the curve itself
-shows a smaller rate to be slow. Which rule the lab uses (`DEFAULT_RULE`) was chosen by training at each rule's
+shows a smaller rate to be slow.
+
+A range test reads how large one step may be, not how far a whole run must go, so `for_the_run` raises the pick
+for the run it is for. A run of few optimiser steps (a small dataset, or few epochs) trains best above it: by
+sqrt(LONG_RUN_STEPS / steps), at most half a decade, and never past the rates the test tried. The output layer
+trained alone on cached features is softmax regression: its loss climbs from over-confident answers well before
+its accuracy falls, so its curve's edge sits about half a decade below the rates that train it best, and its pick
+is raised by OUTPUT_LAYER_LIFT as well, bounded by the run's length alone (the test's last rate is where the
+loss, not the accuracy, gave out).
+
+Which rule the lab uses (`DEFAULT_RULE`) was chosen by training at each rule's
 suggestions (docs/benchmarks.md, "The learning-rate finder").
 """
 
@@ -44,6 +54,9 @@ SLOW_FALL = 0.1  # below the lr where the loss has made this share of its fall, 
 EDGE_MARGIN = 0.1  # the edge rule: the loss has climbed once it is this share above its lowest
 SLIDE_SPAN = 15  # the slide rule compares slopes this many steps apart (fastai's lr_diff)
 SLIDE_THRESHOLD = 0.005  # ...and stops where they differ by no more than this, in loss per step (fastai's thresh)
+LONG_RUN_STEPS = 300  # a run of fewer optimiser steps than this trains best above the curve's pick (for_the_run)
+MAX_LIFT = 10 ** 0.5  # ...raised by sqrt(LONG_RUN_STEPS / steps), at most half a decade
+OUTPUT_LAYER_LIFT = 10 ** 0.5  # an output layer trained alone: its pick raised by this too (half a decade)
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,35 @@ def suggest(lrs: Sequence[float], smoothed: Sequence[float], half_window: int, s
     if lr < slow and fall_of(smoothed) >= CLEAR_FALL:
         lr, why = slow, f"{why}; raised to {slow:.1e}, since below it the loss had barely begun to fall"
     return Suggestion(rule, lr, why, minimum_lr)
+
+
+@dataclass(frozen=True)
+class Lift:
+    """How a suggestion was raised for its run: by `factor` (1: not raised), and why."""
+
+    lr: float
+    factor: float
+    why: str  # empty when not raised
+
+
+def for_the_run(lr: float, run_steps: int, lrs: Sequence[float], output_layer_only: bool = False) -> Lift:
+    """`lr` raised for the run it is for: by OUTPUT_LAYER_LIFT for an output layer trained alone, and for a run of
+    fewer than LONG_RUN_STEPS optimiser steps by sqrt(LONG_RUN_STEPS / run_steps), at most MAX_LIFT; a whole
+    network's pick never past the largest rate the test tried. 0 steps: the length is unknown."""
+    factor, reasons = 1.0, []
+    if output_layer_only:
+        factor *= OUTPUT_LAYER_LIFT
+        reasons.append("the output layer alone trains best above where its loss turns (over-confident answers "
+                       "raise the loss before they cost accuracy)")
+    if 0 < run_steps < LONG_RUN_STEPS:
+        factor *= min(MAX_LIFT, (LONG_RUN_STEPS / run_steps) ** 0.5)
+        reasons.append(f"this run takes only {run_steps} optimiser steps (fewer than {LONG_RUN_STEPS}) and short "
+                       "runs train best above it")
+    if not output_layer_only:  # the climb is every earlier step's instability added up: the last rate is the bound
+        factor = min(factor, lrs[-1] / lr)
+    if factor <= 1.0:
+        return Lift(lr, 1.0, "")
+    return Lift(lr * factor, factor, f"raised {factor:.1f}x to {lr * factor:.1e}, since {' and '.join(reasons)}")
 
 
 def suggest_all(lrs: Sequence[float], smoothed: Sequence[float], half_window: int, start_lr: float,

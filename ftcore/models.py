@@ -12,9 +12,7 @@ from pathlib import Path
 
 import torch
 import torch.fx.experimental.optimization
-import torchvision
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from .errors import FtcoreError
 from .paths import shared_dir
@@ -28,8 +26,8 @@ class ArchSpec:
     """One torchvision architecture: how to build it, where its output layer sits, its default rates."""
 
     name: str
-    build: Callable[..., nn.Module]  # torchvision constructor, called with weights=None
-    weights_url: str  # torchvision's ImageNet weights (the file its download puts in the hub cache)
+    builder: str  # the torchvision.models constructor, by name, called with weights=None
+    weights_url: str  # torchvision's ImageNet weights, IMAGENET1K_V1 (the file its download puts in the hub cache)
     head: str  # dotted name of the output layer that fine-tuning replaces
     feature_dim: int  # in_features of that layer
     cam_layer: str  # dotted name of the last convolutional block, whose feature maps Grad-CAM weighs
@@ -43,6 +41,14 @@ class ArchSpec:
     bf16_training: bool = True
     feature_node: str = "flatten"  # the traced graph's node whose output the output layer receives (fx name)
 
+    @property
+    def build(self) -> Callable[..., nn.Module]:
+        """The torchvision constructor (torchvision is imported here, not with the registry: importing it takes
+        seconds, and pages that only list architectures draw without it)."""
+        import torchvision.models
+
+        return getattr(torchvision.models, self.builder)
+
 
 # resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
 # the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
@@ -51,14 +57,13 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
-        ArchSpec("resnet18", torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url,
+        ArchSpec("resnet18", "resnet18", "https://download.pytorch.org/models/resnet18-f37072fd.pth",
                  "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)"),
-        ArchSpec("resnet34", torchvision.models.resnet34, torchvision.models.ResNet34_Weights.IMAGENET1K_V1.url,
+        ArchSpec("resnet34", "resnet34", "https://download.pytorch.org/models/resnet34-b627a593.pth",
                  "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
-        ArchSpec("resnet50", torchvision.models.resnet50, torchvision.models.ResNet50_Weights.IMAGENET1K_V1.url,
+        ArchSpec("resnet50", "resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
                  "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
-        ArchSpec("mobilenet_v2", torchvision.models.mobilenet_v2,
-                 torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url,
+        ArchSpec("mobilenet_v2", "mobilenet_v2", "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
                  "classifier.1", 1280, "features", 5e-5, 5e-4,
                  "the book's rates, checked on hot-dog for mobilenet_v2",
                  bf16_training=False),
@@ -99,6 +104,8 @@ def activations(model: nn.Module, nodes: dict[str, str]) -> nn.Module:
     views = _VIEWS.setdefault(model, {})
     key = tuple(sorted(nodes.items()))
     if key not in views:
+        from torchvision.models.feature_extraction import create_feature_extractor
+
         try:
             views[key] = create_feature_extractor(model, return_nodes=dict(nodes))
         except Exception as e:  # torch.fx raises many kinds for models it cannot trace
@@ -273,6 +280,8 @@ HEAD_INITS = ("xavier", "imagenet")
 
 def imagenet_categories() -> list[str]:
     """The 1000 ImageNet class names in output-row order (row 934 is "hotdog")."""
+    import torchvision.models
+
     return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 

@@ -270,9 +270,8 @@ def finder_live_ui(config: TrainConfig) -> None:
         st.warning(f"{finding.summary()}. The slider keeps {ui.lr_label(config.lr)}.")
         return
     st.success(finding.summary())
-    st.caption(f"{finding.why()} Other rules on this curve: {finding.others()}. On a small dataset, where a whole "
-               "run takes few steps, up to half a decade above it often trains further: the Experiments page's "
-               "sweep from the finder tries both.")
+    st.caption(f"{finding.why()} Other rules on this curve: {finding.others()}. The Experiments page's sweep from "
+               "the finder trains it and half a decade either side.")
     changed = recipe_differences(run, config)
     if changed:
         st.warning(f"The settings above differ from the ones the finder ran on ({'; '.join(changed)}), and these "

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from conftest import write_tiny_imagefolder
-from ftcore.jobs import TrainingJob, run_label
-from ftcore.training import recipe
+from ftcore.jobs import JobSnapshot, TrainingJob, run_label
+from ftcore.training import BatchRecord, EpochRecord, recipe
 
 
 def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
@@ -76,3 +76,21 @@ def test_snapshots_are_copies_that_do_not_change_later(tiny_data, slow_steps):
 def test_run_label_names_mode_arch_lr_and_groups():
     assert run_label(recipe("finetune", "resnet18", data="d")) == "fine-tune resnet18 lr 5e-05, head 10x"
     assert run_label(recipe("scratch", "mobilenet_v2", data="d", lr=1e-3)) == "scratch mobilenet_v2 lr 1e-03"
+
+
+def test_the_status_line_says_what_a_run_does_between_its_last_batch_and_its_end():
+    def snap(batches: list[float], epochs: list[float], status: str = "running") -> JobSnapshot:
+        return JobSnapshot(
+            id="r", label="run", config=recipe("finetune", data="d", epochs=2), status=status,
+            epochs=[EpochRecord(epoch=e, train_loss=0.5, train_acc=0.8, test_acc=0.8, examples=8, seconds=1.0)
+                    for e in epochs],
+            batches=[BatchRecord(epoch=b, loss=0.5, acc=0.8) for b in batches], examples_per_sec=10.0,
+            devices=["cpu"], weights="", classes=["a", "b"], train_size=8, test_size=8, steps_per_epoch=2,
+            elapsed=12.0, heldout="val")
+
+    assert snap([0.5], []).status_line().startswith("running: epoch 1/2 (50%); 10.0 examples/sec on cpu")
+    assert snap([0.5, 1.0], []).status_line().startswith("running: epoch 1/2 trained; measuring it on the val photos")
+    assert snap([0.5, 1.0, 1.5], [1.0]).status_line().startswith("running: epoch 2/2 (50%)")
+    assert snap([1.0, 2.0], [1.0, 2.0]).status_line().startswith("running: all 2 epochs trained; writing its results")
+    assert snap([1.0, 2.0], [1.0, 2.0], "finished").status_line().startswith("finished: epoch 2/2 (100%)")
+    assert snap([0.5], [0.5], "stopped").status_line().startswith("stopped: epoch 1/2 (50%)")

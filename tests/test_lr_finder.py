@@ -29,7 +29,18 @@ from ftcore.lr_finder import (
     smooth,
     stop_index,
 )
-from ftcore.lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, Rule, Suggestion, falling_from, suggest
+from ftcore.lr_rules import (
+    CHOSEN_BECAUSE,
+    DEFAULT_RULE,
+    LONG_RUN_STEPS,
+    MAX_LIFT,
+    OUTPUT_LAYER_LIFT,
+    Rule,
+    Suggestion,
+    falling_from,
+    for_the_run,
+    suggest,
+)
 from ftcore.runner import FinderJob, ProcessJob
 from ftcore.scheduler import Scheduler
 from ftcore.training import fit, make_optimizer, recipe
@@ -195,6 +206,37 @@ def test_read_curve_keeps_every_rules_answer_and_names_the_rule_that_chose():
     assert read_curve(LrFinding(**curve), FinderSettings()).why().endswith(f"because {CHOSEN_BECAUSE}.")
 
 
+def test_a_short_runs_suggestion_is_raised_by_the_root_of_its_shortness_at_most_half_a_decade():
+    lrs = list(np.logspace(-6, -1, 60))
+    assert for_the_run(1e-4, LONG_RUN_STEPS, lrs).factor == 1.0  # a long run keeps the pick
+    assert for_the_run(1e-4, 0, lrs).factor == 1.0  # an unknown length too
+    lift = for_the_run(1e-4, LONG_RUN_STEPS // 4, lrs)
+    assert lift.factor == pytest.approx(2.0) and lift.lr == pytest.approx(2e-4)
+    assert f"only {LONG_RUN_STEPS // 4} optimiser steps" in lift.why
+    assert for_the_run(1e-4, 3, lrs).factor == pytest.approx(MAX_LIFT)  # at most half a decade
+    assert for_the_run(lrs[-3], 3, lrs).lr == pytest.approx(lrs[-1])  # never past the last rate tried
+    assert for_the_run(lrs[-1], 3, lrs).factor == 1.0
+
+
+def test_an_output_layer_alone_is_raised_half_a_decade_more_even_past_where_its_loss_gave_out():
+    lrs = list(np.logspace(-6, -1, 60))
+    alone = for_the_run(1e-4, LONG_RUN_STEPS, lrs, output_layer_only=True)
+    assert alone.factor == pytest.approx(OUTPUT_LAYER_LIFT) and "output layer alone" in alone.why
+    short = for_the_run(1e-4, 3, lrs, output_layer_only=True)
+    assert short.factor == pytest.approx(OUTPUT_LAYER_LIFT * MAX_LIFT) and "only 3 optimiser steps" in short.why
+    assert for_the_run(lrs[-1], 3, lrs, output_layer_only=True).lr == pytest.approx(lrs[-1] * 10)
+
+
+def test_read_curve_lifts_the_chosen_rules_pick_for_a_short_run_and_says_so():
+    losses = valley_curve()
+    curve = {"lrs": LRS[:len(losses)], "losses": losses, "steps": 100, "diverged": True}
+    long = read_curve(LrFinding(**curve), FinderSettings())
+    short = read_curve(LrFinding(**curve, run_steps=20), FinderSettings())
+    assert long.lift == 1.0 and long.suggestion == long.suggestions["edge"] and "raised" not in long.why()
+    assert short.suggestion == pytest.approx(long.suggestion * short.lift) and 1.0 < short.lift <= MAX_LIFT
+    assert "only 20 optimiser steps" in short.why() and short.suggestions == long.suggestions
+
+
 def test_a_curve_still_falling_at_the_end_is_said_to_be():
     losses = [1.0 - 0.008 * i for i in range(100)]
     finding = read_curve(LrFinding(lrs=LRS, losses=losses, steps=100), FinderSettings(rule="edge"))
@@ -257,7 +299,8 @@ def test_settings_that_move_the_lr_are_named_when_they_differ():
     from ftcore.lr_finder import recipe_differences
 
     found_on = recipe("finetune", "resnet18", data="d")
-    assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", epochs=9)) == []
+    assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", seed=9, image_size=96)) == []
+    assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", epochs=9)) == ["epochs 5 -> 9"]
     other = recipe("finetune", "resnet18", data="d", loss_reduction="mean", batch_size=64)
     assert recipe_differences(found_on, other) == ["loss reduction sum -> mean", "batch size 128 -> 64"]
 
@@ -285,11 +328,13 @@ def test_on_a_tiny_generated_set_the_curve_falls_then_rises_and_the_suggestion_l
         assert finding.smoothed[lowest] < 0.8 * finding.smoothed[0], reduction  # it falls...
         assert max(finding.smoothed[lowest:]) > 2 * finding.smoothed[lowest], reduction  # ...then rises
         assert finding.diverged and len(finding.lrs) < 60
-        assert finding.lrs[0] < finding.suggestion < finding.lrs[-1]
-        assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestion < finding.lrs[-1]  # before it diverged
+        assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestions["edge"] < finding.lrs[-1]
+        assert finding.lrs[0] < finding.suggestion <= finding.lrs[-1]  # lifted for the short run, within the test
         assert finding.rule == DEFAULT_RULE and finding.why().startswith(f"Chosen by the {DEFAULT_RULE} rule, ")
         assert finding.passes > 1  # 16 photos per class: the set was cycled
         assert finding.loss_reduction == reduction and finding.batch_size == 8
+        assert finding.run_steps == 5 * 4  # the book's 5 epochs of 4 batches: a short run, so lifted
+        assert finding.suggestion == pytest.approx(finding.suggestions["edge"] * finding.lift) and finding.lift > 1
 
 
 def test_training_after_the_finder_is_the_training_without_it(tiny_data):
@@ -320,9 +365,11 @@ def test_an_output_layer_recipe_steps_that_layer_alone_on_cached_features(tiny_d
     finding = find_lr(config, FinderSettings(steps=40), seen.append)
     assert finding.output_layer_only and len(seen) == len(finding.lrs) > 5
     assert finding.passes == pytest.approx(len(finding.lrs) / 4)  # 32 training photos in batches of 8
+    assert finding.run_steps == 20 * 4  # the quick preset's 20 output-layer epochs of 4 batches
+    assert finding.suggestion == pytest.approx(finding.suggestions["edge"] * OUTPUT_LAYER_LIFT * (300 / 80) ** 0.5)
     assert finding.lrs == pytest.approx([FinderSettings(steps=40).lr_at(i) for i in range(len(finding.lrs))])
     assert finding.suggestion is not None, finding.note  # blue against red: the output layer learns it at once
-    assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestion < finding.lrs[-1]  # before it diverged
+    assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestions["edge"] < finding.lrs[-1]
     assert torch.equal(torch.get_rng_state(), rng)
     # the same features and batches: a second test draws the same curve
     assert find_lr(config, FinderSettings(steps=40)).losses == pytest.approx(finding.losses)
@@ -370,6 +417,7 @@ def test_cli_prints_the_suggestion_and_writes_the_curve(tiny_data, tmp_path, cap
     assert list(rows[0]) == ["lr", "loss", "smoothed"]
     lrs, smoothed = [float(row["lr"]) for row in rows], [float(row["smoothed"]) for row in rows]
     expected = suggest(lrs, smoothed, FinderSettings(steps=40).half_window, lrs[0]).lr  # the rule, on the curve
+    expected = for_the_run(expected, 5 * 4, lrs).lr  # ...for the run's 5 epochs of 4 batches
     assert suggestion == pytest.approx(expected, rel=0.05)  # printed to 2 digits
     assert printed[1].startswith(f"Chosen by the {DEFAULT_RULE} rule, ") and CHOSEN_BECAUSE in printed[1]
 
@@ -384,7 +432,8 @@ def test_cli_json_prints_the_whole_finding(tiny_data, tmp_path, capsys):
     assert printed == json.loads(out.read_text())
     assert printed["config"]["mode"] == "scratch" and len(printed["lrs"]) == len(printed["losses"])
     assert printed["rule"] == "steep" and printed["stop_rule"] == "lowest"
-    assert printed["suggestion"] == printed["suggestions"]["steep"] and set(printed["suggestions"]) == set(Rule)
+    assert printed["suggestion"] == pytest.approx(printed["suggestions"]["steep"] * printed["lift"])
+    assert set(printed["suggestions"]) == set(Rule) and printed["run_steps"] == 5 * 4
 
 
 def test_cli_errors_are_one_sentence(tiny_data, tmp_path, capsys):

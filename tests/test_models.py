@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +25,30 @@ def built():
 
 def test_at_least_the_four_required_architectures():
     assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2"} <= set(models.ARCHITECTURES)
+
+
+def test_the_registrys_weights_and_photo_extensions_are_torchvisions_own():
+    import torchvision
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from ftcore.folders import IMAGE_EXTENSIONS
+
+    enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet34": torchvision.models.ResNet34_Weights,
+             "resnet50": torchvision.models.ResNet50_Weights, "mobilenet_v2": torchvision.models.MobileNet_V2_Weights}
+    for name, spec in models.ARCHITECTURES.items():
+        assert spec.weights_url == enums[name].IMAGENET1K_V1.url, name
+        assert spec.build is getattr(torchvision.models, name)
+    assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
+
+
+def test_the_app_and_its_pages_modules_import_without_torchvision():
+    # importing torchvision takes seconds (it pulls in torch._dynamo); a cold page draws before it is needed
+    code = ("import sys, app.ui, ftcore.lesson, ftcore.charts, ftcore.builder, ftcore.splits, ftcore.devices; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
