@@ -37,6 +37,7 @@ from ftcore.photo_check import FactsFile, PhotoCheck
 from ftcore.predict import PhotoResult, classify_photos
 from ftcore.resume import STATE_FILE
 from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
+from ftcore.runs.status import Status
 from ftcore.scheduler import Scheduler
 from ftcore.training import TrainConfig, TrainedModel, lr_text
 
@@ -142,7 +143,7 @@ def runs() -> list[Run]:
     earlier = next((run for run in kept if job is not None and run.id == job.id), None)
     if job is not None and (earlier is None or earlier.history.stopped):  # a resumed run replaces its stopped self
         snap = job.snapshot()
-        if snap.has_model and (earlier is None or snap.status == "finished"
+        if snap.has_model and (earlier is None or snap.status == Status.FINISHED
                                or len(snap.epochs) != len(earlier.history.epochs)):
             if earlier is not None:
                 kept.remove(earlier)

@@ -34,8 +34,8 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from benchmarks.app_server import app_server
 from ftcore.bench import machine_description
 from ftcore.data import find_data
-from ftcore.jobs import ENDED_STATUSES
 from ftcore.runlog import REQUEST_FILE, read_events
+from ftcore.runs.status import ENDED, Status
 from ftcore.scheduler import SLOTS_ENV, default_slots
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,8 +45,8 @@ SCRATCH = "From scratch (random weights)"  # ui.MODE_LABELS["scratch"]
 LIMIT_LABEL = "Images per class and split (0 = all)"
 PAGES = {"Home": ("/", "Fine-tuning lab"), "Train": ("/train", "Train")}  # name -> (URL path, its title)
 GOAL_RATIO = 1.3  # page latency during training over idle
-ENDED_WORDS = ENDED_STATUSES
-STATUS_WORDS = ("queued", "starting", "running", *ENDED_WORDS)
+ENDED_WORDS = tuple(status.value for status in ENDED)
+STATUS_WORDS = tuple(status.value for status in Status if status != Status.NEW)
 SETTLE_SECONDS = 15.0  # after the last run ends, how long the pages get to show it (3 polls of a queued tab)
 WAIT_MS = 120_000  # generous: a page under load may take long to render
 
@@ -132,6 +132,11 @@ class Watcher(threading.Thread):
             folders = [e for e in os.scandir(self.runs_dir) if e.is_dir() and not e.name.startswith(".")]
         except FileNotFoundError:
             return
+        names = {entry.name for entry in folders}
+        with self.lock:  # a run cancelled while queued takes its folder with it
+            for run in self.runs.values():
+                if run.ended is None and run.id not in names:
+                    run.ended, run.status = now, Status.CANCELLED.value
         for entry in folders:
             with self.lock:
                 run = self.runs.get(entry.name)
@@ -217,7 +222,7 @@ def open_timed(context, url: str, name: str) -> dict:
 
 def target_layer_text(page) -> str:
     """The Train page's "Target model output layer" line, which names the output layer's lr."""
-    return page.get_by_text("Target model output layer").first.inner_text(timeout=WAIT_MS)
+    return page.locator("p", has_text="Target model output layer").first.inner_text(timeout=WAIT_MS)
 
 
 def rerun_timed(page, step: int) -> dict:

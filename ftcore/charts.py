@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .data import DatasetSummary
+from .runs.status import Status
 from .training import BOOK_RESULTS, BatchRecord, EpochRecord, History
 
 # One colour per metric, the same in every chart.
@@ -183,7 +184,7 @@ def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "te
 
     `points` are experiments.SweepPoint (lr, heldout_acc, status, error)."""
     done = sorted((p for p in points if p.heldout_acc is not None), key=lambda p: p.lr)
-    failed = [p for p in points if p.heldout_acc is None and p.status == "failed"]
+    failed = [p for p in points if p.heldout_acc is None and p.status == Status.FAILED]
     fig = go.Figure([go.Scatter(name=f"final {heldout} acc", x=[p.lr for p in done], y=[p.heldout_acc for p in done],
                                 mode="lines+markers+text", text=[f"{p.heldout_acc:.3f}" for p in done],
                                 textposition="top center", line={"color": COLORS["test_acc"]})])

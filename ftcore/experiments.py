@@ -21,6 +21,7 @@ from .jobs import JobSnapshot, Run, TrainingJob
 from .lesson import LESSONS
 from .models import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights, read_state_dict
 from .runner import ProcessJob
+from .runs.status import KEPT, Status
 from .scheduler import Scheduler
 from .training import TrainConfig, recipe
 
@@ -109,7 +110,7 @@ class ExperimentSnapshot:
     kind: str  # "sweep" or "compare"
     configs: list[TrainConfig]
     jobs: list[JobSnapshot]
-    status: str  # running, finished or stopped
+    status: Status  # running, finished or stopped
 
     @property
     def title(self) -> str:
@@ -125,7 +126,7 @@ class ExperimentSnapshot:
     @property
     def done(self) -> bool:
         """True once every run has ended or the experiment was stopped."""
-        return self.status in ("finished", "stopped")
+        return self.status in KEPT
 
     @property
     def progress(self) -> float:
@@ -151,7 +152,7 @@ def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
     points = []
     for job in snapshot.jobs:
         tested = [e.heldout_acc for e in job.epochs if e.heldout_acc is not None]
-        final = tested[-1] if tested and job.status == "finished" else None
+        final = tested[-1] if tested and job.status == Status.FINISHED else None
         points.append(SweepPoint(job.config.lr, final, job.status, job.error))
     return points
 
@@ -198,8 +199,9 @@ class Experiment:
         """Copy the current state (each job's own snapshot is taken under its lock)."""
         with self._lock:
             jobs, ended, stopped = list(self._jobs), self._ended, self._stop.is_set()
-        status = ("stopped" if stopped else "finished") if ended else "running"
-        return ExperimentSnapshot(self.id, self.kind, list(self.configs), [job.snapshot() for job in jobs], status)
+        status = (Status.STOPPED if stopped else Status.FINISHED) if ended else Status.RUNNING
+        return ExperimentSnapshot(id=self.id, kind=self.kind, configs=list(self.configs),
+                                  jobs=[job.snapshot() for job in jobs], status=status)
 
     def runs(self, skip: Container[str] = ()) -> list[Run]:
         """The runs that ended with a model (finished or stopped), in order, except those whose id is in `skip`."""

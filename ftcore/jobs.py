@@ -29,6 +29,7 @@ from typing import Generic, TypeVar
 import torch
 
 from .errors import FtcoreError, user_message
+from .runs.status import Status
 from .training import (
     BatchEnded,
     BatchRecord,
@@ -135,9 +136,6 @@ def run_label(config: TrainConfig) -> str:
     return f"{mode} {config.arch} lr {lr_text(config.lr)}{groups}"
 
 
-ENDED_STATUSES = ("finished", "stopped", "failed", "cancelled")  # how a run (or a finder) can end
-
-
 @dataclass
 class JobSnapshot:
     """A consistent copy of a job's state at one moment; safe to read and draw without the lock."""
@@ -145,7 +143,7 @@ class JobSnapshot:
     id: str
     label: str
     config: TrainConfig
-    status: str  # queued, starting, running, finished, stopped, failed or cancelled
+    status: Status
     epochs: list[EpochRecord]
     batches: list[BatchRecord]
     examples_per_sec: float
@@ -168,18 +166,18 @@ class JobSnapshot:
     @property
     def done(self) -> bool:
         """True once the run has ended, whatever the outcome."""
-        return self.status in ENDED_STATUSES
+        return Status(self.status).ended
 
     @property
     def has_model(self) -> bool:
         """True when the run ended with a model (in memory, or saved in its folder)."""
-        return self.done and (self.trained is not None or (self.saved_to is not None and self.status != "failed"))
+        return self.done and (self.trained is not None or (self.saved_to is not None and self.status != Status.FAILED))
 
     def status_line(self) -> str:
         """Status, epoch and progress through it (output-layer epochs count), speed, devices and time, in one line."""
-        if self.status == "queued":
-            return self.queue_note or "queued"
-        if self.status == "cancelled":
+        if self.status == Status.QUEUED:
+            return self.queue_note or Status.QUEUED.value
+        if self.status == Status.CANCELLED:
             return "cancelled before it started"
         done = self.batches[-1].epoch if self.batches else 0.0
         epoch = max(1, math.ceil(done - 1e-9))
@@ -190,9 +188,9 @@ class JobSnapshot:
         where = f"epoch {epoch}/{total} ({within}%)"
         # after an epoch's last batch the run is measuring it, and after the last epoch it is also saving: say so,
         # so that a run busy on its held-out photos does not look stuck at 100%
-        if self.status == "running" and recorded >= total:
+        if self.status == Status.RUNNING and recorded >= total:
             where = f"all {total} epochs trained; writing its results"
-        elif self.status == "running" and self.batches and done - recorded >= 1 - 1e-6:
+        elif self.status == Status.RUNNING and self.batches and done - recorded >= 1 - 1e-6:
             where = f"epoch {epoch}/{total} trained; measuring it on the {self.heldout} photos"
         return f"{self.status}: {where}; {speed}; {self.elapsed:.0f} s"
 
@@ -200,7 +198,7 @@ class JobSnapshot:
     def progress(self) -> float:
         """Fraction of all training steps done, 0 to 1."""
         if not self.batches:
-            return 1.0 if self.status == "finished" else 0.0
+            return 1.0 if self.status == Status.FINISHED else 0.0
         return min(self.batches[-1].epoch / self.config.total_epochs, 1.0)
 
 
@@ -317,7 +315,7 @@ class TrainingJob:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"ftcore-train-{self.id}", daemon=True)
-        self._status = "starting"
+        self._status = Status.STARTING
         self._epochs: list[EpochRecord] = []
         self._batches: list[BatchRecord] = []
         self._examples_per_sec = 0.0
@@ -346,19 +344,21 @@ class TrainingJob:
     def snapshot(self) -> JobSnapshot:
         """Copy the current state under the lock."""
         with self._lock:
-            if self._status in ("starting", "running") and self._started and not self._thread.is_alive():
+            if self._status in (Status.STARTING, Status.RUNNING) and self._started and not self._thread.is_alive():
                 # The thread always records how it ended; if it is gone without that, say so, never hang.
-                self._status = "failed"
+                self._status = Status.FAILED
                 self._error = "the training thread ended without a result; the server log has the details"
                 self._ended = self._ended or time.monotonic()
             end = self._ended or time.monotonic()
-            return JobSnapshot(self.id, run_label(self.config), self.config, self._status, list(self._epochs),
-                               list(self._batches), self._examples_per_sec, list(self._info.devices),
-                               self._info.weights, list(self._info.classes), self._info.train_size,
-                               self._info.test_size, self._info.steps_per_epoch,
-                               end - self._started if self._started else 0.0, self._error, self._trained,
-                               self._saved_to, self._warning, self._info.heldout,
-                               batchnorm=self._info.batchnorm)
+            return JobSnapshot(
+                id=self.id, label=run_label(self.config), config=self.config, status=self._status,
+                epochs=list(self._epochs), batches=list(self._batches), examples_per_sec=self._examples_per_sec,
+                devices=list(self._info.devices), weights=self._info.weights, classes=list(self._info.classes),
+                train_size=self._info.train_size, test_size=self._info.test_size,
+                steps_per_epoch=self._info.steps_per_epoch,
+                elapsed=end - self._started if self._started else 0.0, error=self._error, trained=self._trained,
+                saved_to=self._saved_to, warning=self._warning, heldout=self._info.heldout,
+                batchnorm=self._info.batchnorm)
 
     def release_model(self) -> None:
         """Forget the trained model once it is saved (its Run reloads it from disk); snapshots then carry none."""
@@ -378,7 +378,7 @@ class TrainingJob:
     def _on_event(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, RunStarted):
-                self._info, self._status = event, "running"
+                self._info, self._status = event, Status.RUNNING
             elif isinstance(event, BatchEnded):
                 self._batches.append(event.record)
                 self._examples_per_sec = event.examples_per_sec
@@ -411,10 +411,10 @@ class TrainingJob:
             self._trained, self._error = trained, error
             self._saved_to, self._warning = saved_to, warning
             if trained is not None:
-                self._status = "stopped" if trained.history.stopped else "finished"
+                self._status = Status.STOPPED if trained.history.stopped else Status.FINISHED
                 history = trained.history
             else:
-                self._status = "failed"
+                self._status = Status.FAILED
             if history is not None:
                 self._epochs = list(history.epochs)
                 self._batches = list(history.batches)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import distributed
 from .lr_finder import LrStep
+from .runs.status import EventKind, Status
 from .training import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, TrainConfig
 
 REQUEST_FILE = "request.json"
@@ -56,15 +57,15 @@ def read_task(folder: Path) -> tuple[str, dict]:
 def event_dict(event: Event | LrStep) -> dict:
     """A training (or finder) event as one JSON-able object with its type."""
     if isinstance(event, RunStarted):
-        return {"type": "started", **asdict(event)}
+        return {"type": EventKind.STARTED, **asdict(event)}
     if isinstance(event, BatchEnded):
-        return {"type": "batch", "epoch": event.epoch, "step": event.step, "steps": event.steps,
+        return {"type": EventKind.BATCH, "epoch": event.epoch, "step": event.step, "steps": event.steps,
                 "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
     if isinstance(event, EpochEnded):
-        return {"type": "epoch", "record": asdict(event.record),
+        return {"type": EventKind.EPOCH, "record": asdict(event.record),
                 "examples_per_sec": event.history.examples_per_sec}
     if isinstance(event, LrStep):
-        return {"type": "lr", **asdict(event)}
+        return {"type": EventKind.LR, **asdict(event)}
     raise TypeError(f"not a training event: {event!r}")
 
 
@@ -85,9 +86,13 @@ class EventLog:
     def __call__(self, event: Event | LrStep) -> None:
         self.write(event_dict(event))
 
-    def end(self, status: str, error: str | None = None, history: dict | None = None) -> None:
+    def end(self, status: Status, error: str | None = None, history: dict | None = None) -> None:
         """The last line: how the run ended (finished, stopped, failed), why, and the history when it failed."""
-        self.write({"type": "end", "status": status, "error": error, "history": history})
+        self.write({"type": EventKind.END, "status": status, "error": error, "history": history})
+
+    def resumed(self, epoch: float) -> None:
+        """A new process continues after `epoch`: the events after it are void."""
+        self.write({"type": EventKind.RESUMED, "epoch": epoch})
 
 
 def read_events(folder: Path, offset: int = 0) -> tuple[list[dict], int]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .jobs import ENDED_STATUSES, JobSnapshot, Run, load_saved_run, new_run_id, run_label
+from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
 from .lr_finder import FinderSettings, LrFinding, LrStep, check_request
 from .paths import REPO_ROOT
 from .resume import STATE_FILE
@@ -35,12 +35,14 @@ from .runlog import (
     request_stop,
     write_request,
 )
+from .runs.status import KEPT, EventKind, Status
 from .training import History, TrainConfig
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
+NOT_YET_RUNNING = (Status.NEW, Status.QUEUED, Status.STARTING)  # a start event moves these to running
 PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
 
 
@@ -73,7 +75,7 @@ class ProcessJob:
         self.scheduler: Scheduler | None = None
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
-        self._status = "new"
+        self._status = Status.NEW
         self._queued = self._started = self._ended = self._stop_asked = 0.0
         self._offset = 0
         self._info: dict = {}
@@ -113,7 +115,7 @@ class ProcessJob:
                 self._end = None
         self._write_request()
         self._queued = time.monotonic()
-        self._status = "queued"
+        self._status = Status.QUEUED
         self.scheduler = scheduler
 
     def _write_request(self) -> None:
@@ -128,12 +130,12 @@ class ProcessJob:
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # Ctrl-C on the server's terminal is the server's
         with self._lock:
-            self._proc, self._status, self._started = proc, "starting", time.monotonic()
+            self._proc, self._status, self._started = proc, Status.STARTING, time.monotonic()
 
     def cancel(self) -> None:
         """Mark a queued run as cancelled (the scheduler has dropped it); a new run's folder goes with it."""
         with self._lock:
-            self._status, self._ended = "cancelled", time.monotonic()
+            self._status, self._ended = Status.CANCELLED, time.monotonic()
         if not self.resume:  # it holds nothing but the request (a resumed run's folder keeps its run)
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -204,44 +206,44 @@ class ProcessJob:
     def _take(self, event: dict) -> None:
         """Take in one event of the run."""
         kind = event.get("type")
-        if kind == "resumed":  # a new process continues after epoch E: what came after it is gone
+        if kind == EventKind.RESUMED:  # a new process continues after epoch E: what came after it is gone
             self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
             self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
             self._end = None
-        elif kind == "started":
+        elif kind == EventKind.STARTED:
             self._info = event
-            if self._status in ("starting", "queued", "new"):
-                self._status = "running"
-        elif kind == "batch":
+            if self._status in NOT_YET_RUNNING:
+                self._status = Status.RUNNING
+        elif kind == EventKind.BATCH:
             self._batches.append(batch_record(event["record"]))
             self._last_batch = (event["epoch"], event["step"])
             self._examples_per_sec = event["examples_per_sec"]
-        elif kind == "epoch":
+        elif kind == EventKind.EPOCH:
             self._epochs.append(epoch_record(event["record"]))
             self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
-        elif kind == "end":
+        elif kind == EventKind.END:
             self._end = event
 
-    def _status_now(self, alive: bool) -> tuple[str, str | None]:
+    def _status_now(self, alive: bool) -> tuple[Status, str | None]:
         """The status and error, from the last event and whether the process still lives."""
-        if self._end is not None and (not alive or self._end["status"] != "failed"):
-            return self._end["status"], self._end.get("error")
-        if self._status in ("queued", "cancelled", "new") or alive:
+        if self._end is not None and (not alive or self._end["status"] != Status.FAILED):
+            return Status(self._end["status"]), self._end.get("error")
+        if self._status in (Status.QUEUED, Status.CANCELLED, Status.NEW) or alive:
             return self._status, None
-        return "failed", self._killed_message()
+        return Status.FAILED, self._killed_message()
 
     def _killed_message(self) -> str:
         epoch, step = self._last_batch
         return (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch {step}; "
                 "its curves up to then are kept")
 
-    def _observe(self) -> tuple[str, str | None, float]:
+    def _observe(self) -> tuple[Status, str | None, float]:
         """(status, error, seconds since queued) after reading the new events; called under the lock."""
         self._read()
         # the process and the status are read together: launch() sets both under this lock
         alive = self._proc is not None and self._proc.poll() is None
         status, error = self._status_now(alive)
-        if status in ENDED_STATUSES and not self._ended:
+        if status.ended and not self._ended:
             self._ended = time.monotonic()
         end = self._ended or time.monotonic()
         return status, error, end - self._queued if self._queued else 0.0
@@ -250,7 +252,7 @@ class ProcessJob:
         """Its place in the queue while queued; ends a run that outlived Stop's grace period. Called before taking
         this job's lock: the scheduler's thread holds its own lock while it asks jobs."""
         self.alive()
-        return self.scheduler.queue_note(self) if self.scheduler is not None and self._status == "queued" else None
+        return self.scheduler.queue_note(self) if self.scheduler is not None and self._status == Status.QUEUED else None
 
     def snapshot(self) -> JobSnapshot:
         """What the folder says now, and whether the process lives."""
@@ -263,14 +265,17 @@ class ProcessJob:
             if self._end is not None and self._end.get("history") and not self._epochs:
                 self._epochs = History.from_dict(self._end["history"]).epochs
             last_epoch = self._epochs[-1].epoch if self._epochs else 0
-            resumable = (status in ("failed", "stopped") and (self.folder / STATE_FILE).is_file()
+            resumable = (status in (Status.FAILED, Status.STOPPED) and (self.folder / STATE_FILE).is_file()
                          and last_epoch < self.config.total_epochs)
-            return JobSnapshot(self.id, run_label(self.config), self.config, status, list(self._epochs),
-                               list(self._batches), self._examples_per_sec, list(info.get("devices", [])),
-                               info.get("weights", ""), list(info.get("classes", [])), info.get("train_size", 0),
-                               info.get("test_size", 0), info.get("steps_per_epoch", 0), elapsed, error, None,
-                               str(self.folder) if saved else None, None, info.get("heldout", "test"), note,
-                               resumable, info.get("batchnorm", ""))
+            return JobSnapshot(
+                id=self.id, label=run_label(self.config), config=self.config, status=status,
+                epochs=list(self._epochs), batches=list(self._batches), examples_per_sec=self._examples_per_sec,
+                devices=list(info.get("devices", [])), weights=info.get("weights", ""),
+                classes=list(info.get("classes", [])), train_size=info.get("train_size", 0),
+                test_size=info.get("test_size", 0), steps_per_epoch=info.get("steps_per_epoch", 0),
+                elapsed=elapsed, error=error, saved_to=str(self.folder) if saved else None,
+                heldout=info.get("heldout", "test"), queue_note=note, resumable=resumable,
+                batchnorm=info.get("batchnorm", ""))
 
     def to_run(self) -> Run:
         """The ended run as a Run of the tab, its model loaded from the folder when first used."""
@@ -287,7 +292,7 @@ class FinderSnapshot:
     id: str
     config: TrainConfig
     settings: FinderSettings
-    status: str  # queued, starting, running, finished, stopped, failed or cancelled
+    status: Status
     steps: list[LrStep]  # the steps taken so far
     elapsed: float
     error: str | None = None
@@ -297,7 +302,7 @@ class FinderSnapshot:
     @property
     def done(self) -> bool:
         """True once the finder has ended, whatever the outcome."""
-        return self.status in ENDED_STATUSES
+        return Status(self.status).ended
 
     @property
     def progress(self) -> float:
@@ -313,9 +318,9 @@ class FinderSnapshot:
 
     def status_line(self) -> str:
         """Status, step and lr reached, in one line."""
-        if self.status == "queued":
-            return self.queue_note or "queued"
-        if self.status == "cancelled":
+        if self.status == Status.QUEUED:
+            return self.queue_note or Status.QUEUED.value
+        if self.status == Status.CANCELLED:
             return "cancelled before it started"
         if not self.steps:
             return f"{self.status}: loading data and model; {self.elapsed:.0f} s" if not self.done else \
@@ -345,11 +350,11 @@ class FinderJob(ProcessJob):
         write_request(self.folder, self.config, task="lr_find", options=asdict(self.settings))
 
     def _take(self, event: dict) -> None:
-        if event.get("type") == "lr":
+        if event.get("type") == EventKind.LR:
             self._steps.append(LrStep(**{k: v for k, v in event.items() if k != "type"}))
             self._last_batch = (1, event["step"])
-            if self._status in ("starting", "queued", "new"):
-                self._status = "running"
+            if self._status in NOT_YET_RUNNING:
+                self._status = Status.RUNNING
         else:
             super()._take(event)
 
@@ -362,10 +367,11 @@ class FinderJob(ProcessJob):
         note = self._queue_note()
         with self._lock:
             status, error, elapsed = self._observe()
-            if status in ("finished", "stopped") and self._finding is None and (self.folder / FINDING_FILE).is_file():
+            if status in KEPT and self._finding is None and (self.folder / FINDING_FILE).is_file():
                 self._finding = LrFinding.from_dict(json.loads((self.folder / FINDING_FILE).read_text()))
-            return FinderSnapshot(self.id, self.config, self.settings, status, list(self._steps), elapsed, error,
-                                  self._finding, note)
+            return FinderSnapshot(id=self.id, config=self.config, settings=self.settings, status=status,
+                                  steps=list(self._steps), elapsed=elapsed, error=error, finding=self._finding,
+                                  queue_note=note)
 
     def to_run(self) -> Run:
         """A finder trains no model to keep."""
@@ -382,8 +388,8 @@ def list_interrupted(runs_dir: str | Path) -> list[Path]:
         if folder.name.startswith(".") or not all((folder / name).is_file() for name in (STATE_FILE, REQUEST_FILE)):
             continue
         events, _ = read_events(folder)
-        ends = [e for e in events if e.get("type") == "end"]
-        if not ends or ends[-1]["status"] != "finished":
+        ends = [e for e in events if e.get("type") == EventKind.END]
+        if not ends or ends[-1]["status"] != Status.FINISHED:
             found.append(folder)
     return found
 

@@ -27,6 +27,7 @@ from .jobs import is_out_of_memory, out_of_memory_message
 from .lr_finder import FinderSettings, find_lr, write_curve
 from .resume import STATE_FILE, load_state, save_state
 from .runlog import FINDING_FILE, EventLog, read_request, read_task, stop_requested
+from .runs.status import Status
 from .training import TrainConfig, TrainingDiverged, fit
 
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the scheduler sets it so that runs share the cores
@@ -74,18 +75,18 @@ def run(folder: Path) -> int:
             stopped = finding.stopped
         else:
             stopped = train(folder, config, resume, on_event, stop)
-        log.end("stopped" if stopped else "finished")
+        log.end(Status.STOPPED if stopped else Status.FINISHED)
         return 0
     except TrainingDiverged as e:
-        log.end("failed", user_message(e), e.history.to_dict())
+        log.end(Status.FAILED, user_message(e), e.history.to_dict())
     except FtcoreError as e:
-        log.end("failed", user_message(e))
+        log.end(Status.FAILED, user_message(e))
     except BaseException as e:  # the run must always say how it ended
         if is_out_of_memory(e):
-            log.end("failed", out_of_memory_message(config, devices))
+            log.end(Status.FAILED, out_of_memory_message(config, devices))
         else:  # a bug in ftcore: the traceback goes to worker.log
             logging.getLogger(__name__).exception("%s in %s failed", task, folder)
-            log.end("failed", f"the run failed unexpectedly ({type(e).__name__}: {e}); {folder / 'worker.log'} "
+            log.end(Status.FAILED, f"the run failed unexpectedly ({type(e).__name__}: {e}); {folder / 'worker.log'} "
                     "has the details")
     finally:
         distributed.teardown()
@@ -96,7 +97,7 @@ def train(folder: Path, config: TrainConfig, resume: bool, on_event: Callable, s
     """Train (or continue after resume.pt) and save the run in `folder`; True when it was stopped early."""
     state = load_state(folder) if resume else None
     if state is not None:
-        EventLog(folder).write({"type": "resumed", "epoch": state["epoch"]})
+        EventLog(folder).resumed(state["epoch"])
     trained = fit(config, on_event, stop, resume_from=state,
                   on_state=lambda s: save_state(s, folder) if distributed.context().is_main else None)
     if distributed.context().is_main:

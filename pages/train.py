@@ -12,6 +12,7 @@ from ftcore.experiments import SIDE_BY_SIDE
 from ftcore.lr_finder import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
 from ftcore.lr_rules import DEFAULT_RULE, RULES
 from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
+from ftcore.runs.status import Status
 from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, lr_text, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
@@ -129,7 +130,7 @@ POLLING = ui.job_running()
 EXPERIMENT_RUNNING = ui.experiment_running()  # a lesson here, or a series from Experiments
 LESSON_POLLING = EXPERIMENT_RUNNING and ui.current_experiment().kind in SIDE_BY_SIDE
 FINDER_POLLING = ui.finder_running()
-QUEUED = POLLING and ui.collect_job().status == "queued"
+QUEUED = POLLING and ui.collect_job().status == Status.QUEUED
 
 
 @st.fragment(run_every=(ui.QUEUED_POLL_SECONDS if QUEUED else ui.POLL_SECONDS) if POLLING else None)
@@ -140,12 +141,12 @@ def live_ui() -> None:
     if snap is None:
         st.info("No run yet: choose the settings above and press Start.")
         return
-    if POLLING and snap.done or QUEUED and snap.status != "queued":
+    if POLLING and snap.done or QUEUED and snap.status != Status.QUEUED:
         st.rerun()  # refresh the whole page once: buttons, run list, comparison, the polling interval
-    waiting = "waiting for its turn" if snap.status == "queued" else "loading data and model..."
+    waiting = "waiting for its turn" if snap.status == Status.QUEUED else "loading data and model..."
     st.markdown(f"**{snap.label}** · {snap.weights or waiting}")
     st.progress(snap.progress, text=snap.status_line())
-    if snap.status == "queued":
+    if snap.status == Status.QUEUED:
         return  # nothing to plot yet
     if snap.error:
         st.error(snap.error)

@@ -94,3 +94,15 @@ def test_the_status_line_says_what_a_run_does_between_its_last_batch_and_its_end
     assert snap([1.0, 2.0], [1.0, 2.0]).status_line().startswith("running: all 2 epochs trained; writing its results")
     assert snap([1.0, 2.0], [1.0, 2.0], "finished").status_line().startswith("finished: epoch 2/2 (100%)")
     assert snap([0.5], [0.5], "stopped").status_line().startswith("stopped: epoch 1/2 (50%)")
+
+
+def test_every_kind_of_job_keeps_the_job_contract(tmp_path):
+    from ftcore.runner import FinderJob, ProcessJob
+    from ftcore.runs.job import Job
+    from ftcore.runs.status import ENDED, KEPT, Status
+
+    config = recipe("scratch", data=str(tmp_path), epochs=1)
+    for job in (TrainingJob(config), ProcessJob(config, tmp_path), FinderJob(config, tmp_path)):
+        assert isinstance(job, Job), type(job).__name__
+    assert {status for status in Status if status.ended} == ENDED and KEPT < ENDED
+    assert not Status.RUNNING.ended and Status("cancelled") is Status.CANCELLED
