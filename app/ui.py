@@ -35,8 +35,8 @@ from ftcore.models import locate_weights
 from ftcore.paths import cache_dir, store_bytes
 from ftcore.photo_check import FactsFile, PhotoCheck
 from ftcore.predict import PhotoResult, classify_photos
-from ftcore.resume import STATE_FILE
 from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
+from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.status import Status
 from ftcore.scheduler import Scheduler
 from ftcore.training import TrainConfig, TrainedModel, lr_text

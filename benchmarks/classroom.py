@@ -34,7 +34,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from benchmarks.app_server import app_server
 from ftcore.bench import machine_description
 from ftcore.data import find_data
-from ftcore.runlog import REQUEST_FILE, read_events
+from ftcore.runs.folder import REQUEST_FILE, read_events
 from ftcore.runs.status import ENDED, Status
 from ftcore.scheduler import SLOTS_ENV, default_slots
 
@@ -352,6 +352,8 @@ def map_sessions(sessions: list[Session], runs: list[RunSeen], notes: list[str],
     """Each session's run: exactly by its checkpoint's file name, else by the order the runs started in."""
     ids = {run.id for run in runs}
     for session in sessions:
+        if (session.last_line or "").startswith(Status.CANCELLED.value):
+            continue  # cancelled while queued: no run, no checkpoint to ask its page for
         problems: list[str] = []
         run_id = run_id_from_download(session.page, problems)
         if run_id in ids:

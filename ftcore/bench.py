@@ -95,7 +95,8 @@ def run_reference(spec: dict, launched: float) -> SideResult:
 
 def run_ftcore(spec: dict, launched: float) -> SideResult:
     """ftcore's trainer on `spec` with `spec["preset"]` (default: the book's recipe)."""
-    from .training import EpochEnded, fit, micro_batch_size, recipe
+    from .records import EpochEnded
+    from .training import fit, micro_batch_size, recipe
 
     overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
                  "precision": spec.get("precision"), "seed": spec.get("seed", 0),
@@ -335,7 +336,8 @@ def predict_latency(arch: str, device: str = "cpu", repeats: int = 30) -> dict[s
     from .devices import resolve_devices
     from .models import build_model
     from .predict import classify_photos
-    from .training import History, TrainedModel, recipe
+    from .records import History
+    from .training import TrainedModel, recipe
 
     model, weights = build_model(arch, 2, pretrained=False)
     trained = TrainedModel(model.to(resolve_devices(device)[0]).eval(), recipe("scratch", arch, data=""), ["a", "b"],

@@ -15,7 +15,9 @@ from .data import EvalPreset
 from .errors import FtcoreError
 from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer, state_mismatch
 from .paths import atomic_write
-from .training import History, TrainConfig, TrainedModel
+from .records import History
+from .runs.folder import CHECKPOINT_FILE, METRICS_FILE
+from .training import TrainConfig, TrainedModel
 
 FORMAT = "ftcore-checkpoint"
 VERSION = 1
@@ -87,10 +89,10 @@ def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:
     """Write out_dir/checkpoint.pt and out_dir/metrics.json; return both paths."""
     out_dir = prepare_out_dir(out_dir)
     try:  # metrics.json last: a folder with it holds a whole run (a run still training has none)
-        checkpoint = out_dir / "checkpoint.pt"
+        checkpoint = out_dir / CHECKPOINT_FILE
         with atomic_write(checkpoint) as out:
             torch.save(checkpoint_dict(trained), out)
-        metrics = out_dir / "metrics.json"
+        metrics = out_dir / METRICS_FILE
         with atomic_write(metrics) as out:
             out.write((json.dumps(metrics_dict(trained), indent=2) + "\n").encode())
     except OSError as e:

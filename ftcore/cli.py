@@ -27,7 +27,6 @@ from .lesson import scaled_down_text
 from .lr_finder import (
     STOP_RULE_TEXT,
     FinderSettings,
-    LrStep,
     StopRule,
     check_curve_path,
     find_lr,
@@ -38,7 +37,9 @@ from .lr_rules import RULES, Rule
 from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
-from .resume import STATE_FILE, load_state, save_state
+from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted
+from .resume import load_state, save_state
+from .runs.folder import STATE_FILE
 from .training import (
     ALL_MODE_PRESETS,
     BOOK_RESULTS,
@@ -47,10 +48,6 @@ from .training import (
     MODES,
     PRESET_DESCRIPTIONS,
     PRESETS,
-    BatchEnded,
-    EpochEnded,
-    History,
-    RunStarted,
     TrainConfig,
     TrainedModel,
     TrainingDiverged,

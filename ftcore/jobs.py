@@ -29,21 +29,10 @@ from typing import Generic, TypeVar
 import torch
 
 from .errors import FtcoreError, user_message
+from .records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, RunStarted
+from .runs.folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE
 from .runs.status import Status
-from .training import (
-    BatchEnded,
-    BatchRecord,
-    EpochEnded,
-    EpochRecord,
-    Event,
-    History,
-    RunStarted,
-    TrainConfig,
-    TrainedModel,
-    TrainingDiverged,
-    fit,
-    lr_text,
-)
+from .training import TrainConfig, TrainedModel, TrainingDiverged, fit, lr_text
 
 log = logging.getLogger(__name__)
 
@@ -236,14 +225,14 @@ class Run:
 
     def checkpoint_bytes(self) -> bytes:
         """The run's checkpoint file, read from its folder when it has one."""
-        if self.path is not None and (self.path / "checkpoint.pt").is_file():
-            return (self.path / "checkpoint.pt").read_bytes()
+        if self.path is not None and (self.path / CHECKPOINT_FILE).is_file():
+            return (self.path / CHECKPOINT_FILE).read_bytes()
         from .checkpoints import checkpoint_bytes
         return checkpoint_bytes(self.trained)
 
     def _load(self) -> TrainedModel:
         from .checkpoints import load_checkpoint  # checkpoints imports training; keep jobs light to import
-        return load_checkpoint(self.path / "checkpoint.pt")
+        return load_checkpoint(self.path / CHECKPOINT_FILE)
 
 
 def save_run_folder(trained: TrainedModel, runs_dir: str | Path, run_id: str) -> Path:
@@ -277,12 +266,12 @@ def load_saved_run(folder: str | Path) -> Run:
     """A run from its folder's metrics.json (its model loads from checkpoint.pt only when asked for)."""
     folder = Path(folder)
     try:
-        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics = json.loads((folder / METRICS_FILE).read_text())
         config = TrainConfig.from_dict(metrics["config"])
         history = History.from_dict(metrics["history"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FtcoreError(f"saved run {folder} cannot be read ({type(e).__name__}); delete that folder") from None
-    if not (folder / "checkpoint.pt").is_file():
+    if not (folder / CHECKPOINT_FILE).is_file():
         raise FtcoreError(f"saved run {folder} has no checkpoint.pt; delete that folder")
     return Run(folder.name, run_label(config), config, history, path=folder)
 
@@ -296,7 +285,7 @@ def list_saved_runs(runs_dir: str | Path) -> tuple[list[Run], list[str]]:
     for folder in sorted(runs_dir.iterdir()):
         if folder.name.startswith(".") or not folder.is_dir():
             continue  # runs being written, and anything that is not a run
-        if (folder / "request.json").is_file() and not (folder / "metrics.json").is_file():
+        if (folder / REQUEST_FILE).is_file() and not (folder / METRICS_FILE).is_file():
             continue  # a run training in a child process, or one that died before it ended (see runner)
         try:
             runs.append(load_saved_run(folder))

@@ -47,6 +47,7 @@ from .errors import FtcoreError
 from .features import extract_features, feature_batch_size
 from .lr_rules import CHOSEN_BECAUSE, DEFAULT_RULE, RULES, Rule, for_the_run, suggest, suggest_all
 from .models import output_layer
+from .records import LrStep
 from .resume import restore_torch_generators, torch_generators
 from .run_data import make_run_data
 from .training import (
@@ -107,17 +108,6 @@ class FinderSettings:
     def lr_at(self, step: int) -> float:
         """The lr of step `step` (0-based): start_lr * (end_lr / start_lr) ** (step / (steps - 1))."""
         return self.start_lr * (self.end_lr / self.start_lr) ** (step / (self.steps - 1))
-
-
-@dataclass
-class LrStep:
-    """One step of the range test, as it happens (for progress bars and live charts)."""
-
-    step: int  # 1-based
-    steps: int  # planned
-    lr: float
-    loss: float  # per photo
-    smoothed: float
 
 
 @dataclass

@@ -17,10 +17,10 @@ from torch import nn
 
 from .errors import FtcoreError
 from .paths import atomic_write
+from .runs.folder import STATE_FILE
 
 FORMAT = "ftcore-resume"
 VERSION = 1
-STATE_FILE = "resume.pt"  # in the run's folder, replaced after every epoch
 
 
 def batches_generator(batches: object) -> torch.Generator | None:

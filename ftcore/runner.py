@@ -2,7 +2,7 @@
 
 `ProcessJob` has the interface of `jobs.TrainingJob` (start, stop, join, snapshot, to_run), so pages draw both
 alike; but nothing of the run lives in the server: the child writes its events, states and checkpoint into
-<runs>/<run id>/ (see runlog), and a snapshot is what that folder says, plus whether the process still lives.
+<runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the process still lives.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
-from .lr_finder import FinderSettings, LrFinding, LrStep, check_request
+from .lr_finder import FinderSettings, LrFinding, check_request
 from .paths import REPO_ROOT
+from .records import History, LrStep
 from .resume import STATE_FILE
-from .runlog import (
+from .runs.folder import (
     FINDING_FILE,
     LOG_FILE,
     METRICS_FILE,
@@ -36,7 +37,7 @@ from .runlog import (
     write_request,
 )
 from .runs.status import KEPT, EventKind, Status
-from .training import History, TrainConfig
+from .training import TrainConfig
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
@@ -90,7 +91,7 @@ class ProcessJob:
         """A job that continues the interrupted run in `folder` from its last saved epoch."""
         folder = Path(folder)
         config, _ = read_request(folder)
-        return cls(config, folder.parent, folder.name, resume=True)
+        return cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=True)
 
     # ---- the server's side
 

@@ -26,6 +26,7 @@ from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, s
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
 from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
+from .records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, RunStarted
 from .run_data import RunData, make_run_data
 from .splits import check_val_fraction
 
@@ -306,135 +307,7 @@ def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, precision
 
 
 # --------------------------------------------------------------------------------------------------
-# What the loop reports and returns.
-
-
-@dataclass
-class EpochRecord:
-    """Metrics of one epoch, as the book prints them."""
-
-    epoch: float  # epochs completed; fractional when a run stopped mid-epoch
-    train_loss: float  # mean per-example loss over the augmented batches seen this epoch
-    train_acc: float  # accuracy on those same augmented batches
-    test_acc: float | None  # on the test split, for runs without a val split (the book); None when stopped first
-    examples: int  # training images seen this epoch
-    seconds: float  # training compute this epoch (batches on the device, not data loading or evaluation)
-    wall_seconds: float = 0.0  # the whole training pass, data loading and augmentation included
-    eval_seconds: float = 0.0  # evaluating the held-out split (val, else test) after the epoch
-    stage: str = "full"  # "full": every trainable layer; "head": the output layer alone on cached features
-    val_acc: float | None = None  # on the val split, where the data has one (then test_acc stays None)
-
-    @property
-    def heldout_acc(self) -> float | None:
-        """The epoch's accuracy on the split every choice uses: val where there is one, else test."""
-        return self.val_acc if self.val_acc is not None else self.test_acc
-
-
-@dataclass
-class BatchRecord:
-    """Metrics of one optimiser step."""
-
-    epoch: float  # progress in epochs, e.g. 1.25 after a quarter of the second epoch
-    loss: float  # mean per-example loss of this batch
-    acc: float  # accuracy on this batch
-
-
-@dataclass
-class History:
-    """Everything a run measured; plain data, stored in checkpoints and metrics.json."""
-
-    devices: list[str] = field(default_factory=list)
-    epochs: list[EpochRecord] = field(default_factory=list)
-    batches: list[BatchRecord] = field(default_factory=list)
-    examples_per_sec: float = 0.0  # training images per second of training compute, as the book reports
-    stopped: bool = False  # True when stopped before the last epoch finished
-    precision: str = "fp32"  # the arithmetic of the training steps ("auto" resolved; evaluation may use bf16)
-    decode_seconds: float = 0.0  # decoding the photos once (decode_once), before the first epoch
-    feature_seconds: float = 0.0  # running the frozen copied layers once over every photo (head epochs)
-    heldout: str = "test"  # the split of the per-epoch accuracy: "val" where the data has one, else "test"
-    test_acc: float | None = None  # with a val split: the test split, evaluated once at the end (None: no test)
-    split: dict = field(default_factory=dict)  # DatasetSplits.record(): layout, held-out share, seed, photos
-
-    def final(self) -> EpochRecord | None:
-        """The last epoch record (what the book's closing line prints), if any."""
-        return self.epochs[-1] if self.epochs else None
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON- and weights_only-safe)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        """Rebuild a history written by `to_dict`."""
-        return cls(devices=list(d.get("devices", [])),
-                   epochs=[EpochRecord(**e) for e in d.get("epochs", [])],
-                   batches=[BatchRecord(**b) for b in d.get("batches", [])],
-                   examples_per_sec=float(d.get("examples_per_sec", 0.0)),
-                   stopped=bool(d.get("stopped", False)), precision=str(d.get("precision", "fp32")),
-                   decode_seconds=float(d.get("decode_seconds", 0.0)),
-                   feature_seconds=float(d.get("feature_seconds", 0.0)), heldout=str(d.get("heldout", "test")),
-                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}))
-
-    def accuracy_text(self) -> str:
-        """"test acc 0.939" as the book, or "val acc 0.912, test acc 0.905" where the run chose on val (the test
-        split measured once, at the end); "" before any epoch was measured."""
-        last = self.final()
-        if last is None or last.heldout_acc is None:
-            return ""
-        text = f"{self.heldout} acc {last.heldout_acc:.3f}"
-        if self.heldout == "val" and self.test_acc is not None:
-            text += f", test acc {self.test_acc:.3f}"
-        return text
-
-    def final_test(self) -> float | None:
-        """The run's test accuracy: with a val split, the test split's one measurement at the end; else the last
-        epoch's (the book's column)."""
-        if self.heldout == "val":
-            return self.test_acc
-        last = self.final()
-        return last.test_acc if last is not None else None
-
-    def final_heldout(self) -> float | None:
-        """The last epoch's accuracy on the held-out split (val where there is one, else test)."""
-        last = self.final()
-        return last.heldout_acc if last is not None else None
-
-
-@dataclass
-class RunStarted:
-    """Sent once the data and model are ready, before the first batch."""
-
-    classes: list[str]
-    train_size: int
-    test_size: int
-    steps_per_epoch: int
-    devices: list[str]
-    weights: str  # WeightsSource.describe()
-    heldout: str = "test"  # the split test_size counts and every epoch is measured on: val or test
-    sizes: dict[str, int] = field(default_factory=dict)  # split -> photos, for every split of the run
-    batchnorm: str = ""  # batchnorm_note: why BatchNorm sees fewer photos than the whole batch, if it does
-
-
-@dataclass
-class BatchEnded:
-    """Sent after every optimiser step."""
-
-    epoch: int  # 1-based
-    step: int  # 1-based, within the epoch
-    steps: int  # steps per epoch
-    record: BatchRecord
-    examples_per_sec: float  # over the run so far
-
-
-@dataclass
-class EpochEnded:
-    """Sent after each epoch's evaluation (or when a stop cut the epoch short)."""
-
-    record: EpochRecord
-    history: History
-
-
-Event = RunStarted | BatchEnded | EpochEnded
+# What the loop reports and returns (its records live in `records`).
 
 
 class TrainingDiverged(FtcoreError):

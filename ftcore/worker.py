@@ -25,8 +25,8 @@ from .checkpoints import save_run
 from .errors import FtcoreError, user_message
 from .jobs import is_out_of_memory, out_of_memory_message
 from .lr_finder import FinderSettings, find_lr, write_curve
-from .resume import STATE_FILE, load_state, save_state
-from .runlog import FINDING_FILE, EventLog, read_request, read_task, stop_requested
+from .resume import load_state, save_state
+from .runs.folder import FINDING_FILE, STATE_FILE, EventLog, read_request, read_task, stop_requested
 from .runs.status import Status
 from .training import TrainConfig, TrainingDiverged, fit
 
@@ -57,7 +57,8 @@ def run(folder: Path) -> int:
     """Do the task of the run in `folder` to its end; returns the exit status (0 unless it failed)."""
     if os.environ.get(THREADS_ENV):
         torch.set_num_threads(max(1, int(os.environ[THREADS_ENV])))
-    config, resume = read_request(folder)
+    request, resume = read_request(folder)
+    config = TrainConfig.from_dict(request)
     task, options = read_task(folder)
     log = EventLog(folder)
     stop = threading.Event()

@@ -141,7 +141,8 @@ def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 
     """`model` as a TrainedModel for `classes` (an untrained scratch recipe, no history), to test what takes one."""
     from ftcore.data import EvalPreset
     from ftcore.models import WeightsSource
-    from ftcore.training import History, recipe
+    from ftcore.records import History
+    from ftcore.training import recipe
 
     config = recipe("scratch", data="colours", image_size=image_size)
     return TrainedModel(model.eval(), config, list(classes), History(), WeightsSource("random"), EvalPreset(image_size))

@@ -6,7 +6,8 @@ import pytest
 
 from ftcore import charts
 from ftcore.data import summarize
-from ftcore.training import BOOK_RESULTS, BatchRecord, EpochRecord, History
+from ftcore.records import BatchRecord, EpochRecord, History
+from ftcore.training import BOOK_RESULTS
 
 
 def epochs(*accs) -> list[EpochRecord]:

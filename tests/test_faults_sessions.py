@@ -25,7 +25,8 @@ from ftcore.images import open_image
 from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_id, save_run_folder
 from ftcore.models import build_model
 from ftcore.predict import probabilities, rank_classes
-from ftcore.training import History, TrainedModel, recipe
+from ftcore.records import History
+from ftcore.training import TrainedModel, recipe
 
 HOME = REPO / "streamlit_app.py"
 EXPLORE, TRAIN, PREDICT = "pages/explore.py", "pages/train.py", "pages/predict.py"

@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO
 from ftcore import jobs
 from ftcore.jobs import TrainingJob
-from ftcore.training import BatchEnded, recipe
+from ftcore.records import BatchEnded
+from ftcore.training import recipe
 
 HOME = REPO / "streamlit_app.py"
 TRAIN, PREDICT = "pages/train.py", "pages/predict.py"
@@ -166,8 +167,9 @@ def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monke
 
 
 def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, tmp_path, monkeypatch):
-    from ftcore import runlog, worker
+    from ftcore import worker
     from ftcore.runner import ProcessJob
+    from ftcore.runs import folder as runlog
 
     config = recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=64)
     folder = tmp_path / "runs" / "oom-run"

@@ -11,7 +11,8 @@ from ftcore.devices import native_bf16, resolve_precision
 from ftcore.errors import FtcoreError
 from ftcore.features import extract_features
 from ftcore.models import build_model, fused_for_inference
-from ftcore.training import BatchEnded, EpochEnded, evaluate, fit, recipe
+from ftcore.records import BatchEnded, EpochEnded
+from ftcore.training import evaluate, fit, recipe
 
 
 def randomised_batchnorm(model: nn.Module) -> nn.Module:

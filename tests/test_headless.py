@@ -11,9 +11,9 @@ PROBE = """
 import importlib, pkgutil, sys
 sys.modules["streamlit"] = None  # any `import streamlit` now raises ImportError
 import ftcore
-names = sorted(m.name for m in pkgutil.iter_modules(ftcore.__path__) if m.name != "__main__")
+names = sorted(m.name for m in pkgutil.walk_packages(ftcore.__path__, "ftcore.") if m.name != "ftcore.__main__")
 for name in names:
-    importlib.import_module("ftcore." + name)
+    importlib.import_module(name)
 assert not any(key == "streamlit" or key.startswith("streamlit.") for key in sys.modules if sys.modules[key])
 print(len(names))
 """
@@ -24,6 +24,15 @@ def test_every_ftcore_module_imports_without_streamlit():
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) >= 30  # every module was tried, not an empty package
+
+
+def test_the_installed_package_holds_every_subpackage():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = sorted(".".join(("ftcore", *init.parent.relative_to(REPO / "ftcore").parts))
+                   for init in (REPO / "ftcore").rglob("__init__.py"))
+    assert sorted(declared) == found
 
 
 def test_the_package_declares_what_ftcore_imports_and_an_ftcore_command():

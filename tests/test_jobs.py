@@ -6,7 +6,8 @@ import time
 
 from conftest import write_tiny_imagefolder
 from ftcore.jobs import JobSnapshot, TrainingJob, run_label
-from ftcore.training import BatchRecord, EpochRecord, recipe
+from ftcore.records import BatchRecord, EpochRecord
+from ftcore.training import recipe
 
 
 def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:

@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from conftest import REPO, open_app
-from ftcore import memory, runlog
+from ftcore import memory
 from ftcore.errors import FtcoreError
-from ftcore.resume import STATE_FILE
 from ftcore.runner import ProcessJob
+from ftcore.runs import folder as runlog
+from ftcore.runs.folder import STATE_FILE
 from ftcore.scheduler import Scheduler
 from ftcore.training import recipe
 

@@ -12,11 +12,9 @@ from torch import nn
 
 from ftcore import models
 from ftcore.errors import FtcoreError
+from ftcore.records import BatchEnded, EpochEnded, RunStarted
 from ftcore.training import (
     BOOK_RESULTS,
-    BatchEnded,
-    EpochEnded,
-    RunStarted,
     TrainConfig,
     batchnorm_note,
     chunk_sizes,
@@ -271,7 +269,7 @@ def test_bad_data_folder_is_a_user_error(tmp_path):
 
 
 def test_a_runs_test_accuracy_is_the_last_epochs_or_with_a_val_split_the_one_at_the_end():
-    from ftcore.training import EpochRecord, History
+    from ftcore.records import EpochRecord, History
 
     book = History(epochs=[EpochRecord(1, 0.5, 0.8, 0.85, 10, 1.0), EpochRecord(2, 0.4, 0.9, 0.91, 10, 1.0)])
     assert book.final_test() == 0.91 and History().final_test() is None

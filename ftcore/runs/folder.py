@@ -1,11 +1,14 @@
-"""Run folders: the files a run in a child process writes, and the events it reports, read back by the server.
+"""The run folder: every file a run keeps, and its events written by the run and read back by the server.
 
 <runs>/<run id>/ holds request.json (what to do, written by the server: train, or find a learning rate),
 events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, epoch, end), resume.pt
 (after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
 and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
 current batch. Everything is on disk, so a refreshed page or a restarted server reads the same curves, and a run
-that dies keeps everything it wrote.
+that dies keeps everything it wrote. checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
+
+Every name of those files is here; the folder's request and events are plain data (the config as its dict), so
+this module needs nothing of the training loop but its records.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import distributed
-from .lr_finder import LrStep
-from .runs.status import EventKind, Status
-from .training import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, TrainConfig
+from .. import distributed
+from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, LrStep, RunStarted
+from .status import EventKind, Status
+
+if TYPE_CHECKING:
+    from ..training import TrainConfig
 
 REQUEST_FILE = "request.json"
 EVENTS_FILE = "events.jsonl"
 STOP_FILE = "stop"
 LOG_FILE = "worker.log"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+STATE_FILE = "resume.pt"  # the state to resume from (resume.save_state), replaced after every epoch
 FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finder.LrFinding)
 
 
@@ -42,10 +50,10 @@ def write_request(folder: Path, config: TrainConfig, resume: bool = False, task:
     (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
 
 
-def read_request(folder: Path) -> tuple[TrainConfig, bool]:
-    """The config and the resume flag the server wrote."""
+def read_request(folder: Path) -> tuple[dict, bool]:
+    """The config (as the dict TrainConfig.from_dict takes) and the resume flag the server wrote."""
     request = json.loads((folder / REQUEST_FILE).read_text())
-    return TrainConfig.from_dict(request["config"]), bool(request.get("resume", False))
+    return dict(request["config"]), bool(request.get("resume", False))
 
 
 def read_task(folder: Path) -> tuple[str, dict]:

@@ -1,0 +1,43 @@
+"""The contract every kind of job keeps: a training in a thread (`jobs.TrainingJob`), one in a child process
+(`runner.ProcessJob`) and the learning-rate finder (`runner.FinderJob`). Pages, experiments and the scheduler
+speak to a job only through it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..jobs import JobSnapshot, Run
+    from ..training import TrainConfig
+
+
+@runtime_checkable
+class Job(Protocol):
+    """A run that can be started, watched through snapshots, stopped, and kept once it ends."""
+
+    id: str
+    config: TrainConfig
+
+    def start(self) -> Job:
+        """Begin (or queue) the work and return the job."""
+        ...
+
+    def stop(self) -> None:
+        """End it after its current batch (a queued job is cancelled)."""
+        ...
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until it has ended; True when it has."""
+        ...
+
+    def snapshot(self) -> JobSnapshot:
+        """Its state now, as a copy that is safe to read without a lock."""
+        ...
+
+    def to_run(self) -> Run:
+        """The ended job as a run of the tab (one that ended with a model)."""
+        ...
+
+    def release_model(self) -> None:
+        """Forget a model held in memory once it is saved."""
+        ...
