@@ -413,11 +413,11 @@ def ratio(during: float | None, idle: float | None) -> float | None:
 
 def report(result: dict) -> str:
     s, c = result["settings"], result["class"]
+    photos = f"{s['per_class']} images per class and split" if s["per_class"] else "all photos (the page's default)"
     lines = [f"Classroom benchmark: {s['sessions']} browser sessions press Start on Train at once, one server",
              f"machine: {result['machine']}",
              f"settings: {s['arch']} from scratch, the book's recipe, {s['epochs']} epochs, batch {s['batch_size']}, "
-             f"image size {s['image_size']}, precision {s['precision']}; {s['per_class']} images per class and "
-             "split",
+             f"image size {s['image_size']}, precision {s['precision']}; {photos}",
              *(["  (deviates from the page default 0 = all photos, to keep the benchmark minutes long instead of "
                 "an hour)"] if s["per_class"] else []),
              *([f"measured for the first {result['stopped_at_s']:.0f} s of training, then Stop pressed on every "
@@ -687,7 +687,7 @@ def classroom(args) -> dict:
             "status": None if run is None else run.status, "error": None if run is None else run.error,
             "first_status": session.first_status, "statuses": session.statuses, "last_line": session.last_line})
     for row in rows:
-        shown = (row["last_line"] or "").split(":", 1)[0]
+        shown = (row["last_line"] or "").split(":", 1)[0].split()[0] if row["last_line"] else ""
         if row["status"] and shown and shown != row["status"]:
             notes.append(f"session {row['session']}: its page still shows \"{row['last_line']}\" although its run "
                          f"ended {row['status']} (it had {SETTLE_SECONDS:.0f} s more to show it: the page stopped "

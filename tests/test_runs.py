@@ -127,7 +127,7 @@ def test_a_run_resumed_after_a_kill_ends_where_an_uninterrupted_run_does(tiny_da
 
 
 def test_stop_ends_the_run_after_its_batch_and_keeps_the_model(tiny_data, tmp_path):
-    job = ProcessJob(tiny_config(tiny_data, epochs=30), tmp_path / "runs").start()
+    job = ProcessJob(tiny_config(tiny_data, epochs=10), tmp_path / "runs").start()  # stopped long before its end
     wait_until(lambda: epochs_logged(job) >= 1, "the first epoch")
     job.stop()
     assert job.join(60)
@@ -139,8 +139,8 @@ def test_stop_ends_the_run_after_its_batch_and_keeps_the_model(tiny_data, tmp_pa
     assert again.join(TIMEOUT)
     snap = again.snapshot()
     assert snap.status == "finished" and snap.has_model and [e.epoch for e in snap.epochs] == \
-        [float(e) for e in range(1, 31)]
-    assert not again.to_run().history.stopped and len(again.to_run().history.epochs) == 30
+        [float(e) for e in range(1, 11)]
+    assert not again.to_run().history.stopped and len(again.to_run().history.epochs) == 10
 
 
 def test_a_run_too_big_for_the_machine_is_refused_naming_what_to_lower(tiny_data, tmp_path, monkeypatch):
@@ -166,7 +166,7 @@ def test_torchrun_runs_as_the_child_with_two_cpu_processes(tiny_data, tmp_path, 
 def test_the_cli_resumes_an_interrupted_run(tiny_data, tmp_path):
     out = tmp_path / "cli-run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "ftcore", "train", "--data", str(tiny_data), "--mode", "scratch", "--epochs", "30",
+    args = [sys.executable, "-m", "ftcore", "train", "--data", str(tiny_data), "--mode", "scratch", "--epochs", "10",
             "--batch-size", "8", "--image-size", "32", "--precision", "fp32", "--out", str(out)]
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: (out / STATE_FILE).is_file(), "the first saved state")
@@ -176,6 +176,6 @@ def test_the_cli_resumes_an_interrupted_run(tiny_data, tmp_path):
                              capture_output=True, text=True, timeout=TIMEOUT)
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.startswith(f"resuming {out} after epoch ")
-    assert resumed.stdout.splitlines()[-3].startswith("epoch 30/30: ")
-    assert len(json.loads((out / "metrics.json").read_text())["history"]["epochs"]) == 30
+    assert resumed.stdout.splitlines()[-3].startswith("epoch 10/10: ")
+    assert len(json.loads((out / "metrics.json").read_text())["history"]["epochs"]) == 10
     assert not (out / STATE_FILE).exists()
