@@ -23,12 +23,12 @@ from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
 from .lr_finder import FinderSettings, LrFinding, check_request
 from .paths import REPO_ROOT
 from .records import History, LrStep
-from .resume import STATE_FILE
 from .runs.folder import (
     FINDING_FILE,
     LOG_FILE,
     METRICS_FILE,
     REQUEST_FILE,
+    STATE_FILE,
     batch_record,
     epoch_record,
     read_events,
