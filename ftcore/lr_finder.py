@@ -8,8 +8,9 @@ size, so sum and mean plot on one scale), then smoothed. The test ends early onc
 diverges.
 
 The suggestion comes from one of five rules (`lr_rules`: fastai's four and the edge, the lab's default, chosen by
-measurement), read off the smoothed curve, and is in the run's own units: the lr of every layer but the output
-layer, for the run's loss reduction. The finding keeps every rule's answer beside it.
+measurement), read off the smoothed curve, then raised for the run it is for (`lr_rules.for_the_run`: a short
+run, or the output layer alone); it is in the run's own units: the lr of every layer but the output layer, for the
+run's loss reduction. The finding keeps every rule's answer beside it.
 
 The test ends early by a stop rule (`StopRule`): fastai's ends once the averaged loss passes 4x its lowest value;
 this lab's default also waits until it is back above where it started, since a fine-tuning curve can fall so low
