@@ -387,8 +387,7 @@ def find_output_layer_lr(config: TrainConfig, settings: FinderSettings, device: 
         return LrFinding(steps=settings.steps, stopped=True, loss_reduction=config.loss_reduction,
                          output_layer_only=True, note="stopped before the features were computed")
     layer = output_layer(model, config.arch)
-    head_lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
-    optimizer = torch.optim.SGD(layer.parameters(), lr=head_lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=config.head_lr, weight_decay=config.weight_decay)
     batches = FeatureBatches(*extracted, config.batch_size, config.seed)
     # as training counts an output-layer epoch: every photo and each of its augmented views
     run_steps = config.head_epochs * math.ceil(len(batches.labels) * (1 + config.head_views) / config.batch_size)

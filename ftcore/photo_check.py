@@ -145,7 +145,8 @@ def check_photos(photos: Iterable[tuple[str, str]], facts_file: FactsFile,
 
 
 class PhotoCheck:
-    """The check of one dataset in a background thread of its own; the pages poll `snapshot()`."""
+    """The check of one dataset in a background thread of its own; the pages poll `done_count`, `done`,
+    `findings` and `error`."""
 
     def __init__(self, photos: Iterable[tuple[str, str]], facts_file: FactsFile) -> None:
         self.photos = list(photos)

@@ -141,6 +141,11 @@ class TrainConfig:
         return TrainConfig.__dataclass_fields__[name].default
 
     @property
+    def head_lr(self) -> float:
+        """The new output layer's lr: head_lr_mult x lr with parameter groups, else lr (every layer alike)."""
+        return self.lr * self.head_lr_mult if self.param_groups else self.lr
+
+    @property
     def total_epochs(self) -> int:
         """Output-layer epochs plus full epochs: the length of the run's x axis."""
         return self.head_epochs + self.epochs
@@ -602,7 +607,7 @@ def train_output_layer(model: nn.Module, config: TrainConfig, data: RunData, dev
         return
     features, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     layer = output_layer(model, config.arch)
-    lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
+    lr = config.head_lr
     optimizer = torch.optim.SGD(layer.parameters(), lr=lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     steps = math.ceil(len(labels) / config.batch_size)

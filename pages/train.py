@@ -111,7 +111,6 @@ def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
 def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
     """The source model's output layer next to the target's, and their learning rates."""
     source, target = describe_output_layers(config.arch, len(classes) or 2)
-    head_lr = config.lr * config.head_lr_mult if config.param_groups else config.lr
     left, right = st.columns(2)
     left.markdown("**Source model output layer** (ImageNet, 1000 classes)" if config.mode == "finetune"
                   else "**Source model output layer** (unused: every weight starts random)")
@@ -119,7 +118,7 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
     init = ("ImageNet rows" if config.head_init == "imagenet" else "Xavier init") if config.mode == "finetune" \
         else "default init"
     right.markdown(f"**Target model output layer** ({', '.join(classes) or 'your classes'}; {init}, "
-                   f"lr {head_lr:.0e})")
+                   f"lr {config.head_lr:.0e})")
     right.code(target, language=None)
     if config.mode == "finetune":
         state, sentence = weights_status(config.arch)

@@ -277,3 +277,9 @@ def test_a_runs_test_accuracy_is_the_last_epochs_or_with_a_val_split_the_one_at_
                             test_acc=0.86)
     assert chosen_on_val.final_test() == 0.86 and chosen_on_val.final_heldout() == 0.88
     assert History(epochs=chosen_on_val.epochs, heldout="val").final_test() is None  # stopped before the test
+
+
+def test_the_output_layers_lr_is_ten_times_with_parameter_groups_and_the_same_without():
+    assert recipe("finetune", "resnet18", data="d").head_lr == pytest.approx(5e-4)  # the book's 10 x 5e-5
+    assert recipe("finetune", "resnet18", data="d", param_groups=False).head_lr == pytest.approx(5e-5)
+    assert recipe("scratch", "resnet18", data="d").head_lr == pytest.approx(5e-4)  # one lr for every layer
