@@ -3,8 +3,8 @@
 import streamlit as st
 
 from app import ui
-from ftcore import data, models
-from ftcore.training import BOOK_RESULTS, BOOK_SETUP
+from ftcore import archs, data
+from ftcore.config import BOOK_RESULTS, BOOK_SETUP
 
 st.set_page_config(page_title="Fine-tuning lab", page_icon=":material/model_training:", layout="wide")
 
@@ -33,8 +33,8 @@ def data_status_ui() -> None:
 
 def weights_status_ui() -> None:
     """Where each architecture's ImageNet weights come from, with a status each."""
-    for arch in models.ARCHITECTURES:
-        state, sentence = models.weights_status(arch)
+    for arch in archs.ARCHITECTURES:
+        state, sentence = archs.weights_status(arch)
         icon = {"found": ":material/check_circle:", "downloadable": ":material/cloud_download:"}.get(
             state, ":material/error:")
         box = st.success if state == "found" else st.warning if state == "downloadable" else st.error
@@ -65,20 +65,20 @@ def home() -> None:
         st.markdown("**ImageNet weights**")
         weights_status_ui()
     st.subheader("Start")
-    st.page_link("pages/explore.py", label="Explore the dataset", icon=":material/photo_library:")
-    st.page_link("pages/train.py", label="Fine-tune or train from scratch", icon=":material/model_training:")
-    st.page_link("pages/experiments.py", label="Fine-tune vs scratch, and an lr sweep", icon=":material/science:")
-    st.page_link("pages/predict.py", label="Classify your own photos", icon=":material/image_search:")
-    st.page_link("pages/evaluate.py", label="Evaluate and explain a model", icon=":material/insights:")
+    st.page_link("app_pages/explore.py", label="Explore the dataset", icon=":material/photo_library:")
+    st.page_link("app_pages/train.py", label="Fine-tune or train from scratch", icon=":material/model_training:")
+    st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch, and an lr sweep", icon=":material/science:")
+    st.page_link("app_pages/predict.py", label="Classify your own photos", icon=":material/image_search:")
+    st.page_link("app_pages/evaluate.py", label="Evaluate and explain a model", icon=":material/insights:")
 
 
 pages = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/explore.py", title="Dataset explorer", icon=":material/photo_library:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
-    st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
-    st.Page("pages/evaluate.py", title="Evaluate & explain", icon=":material/insights:"),
+    st.Page("app_pages/explore.py", title="Dataset explorer", icon=":material/photo_library:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
+    st.Page("app_pages/evaluate.py", title="Evaluate & explain", icon=":material/insights:"),
 ]
 ui.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
 ui.data_root()  # pick this session's data once, before any page needs it

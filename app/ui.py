@@ -7,6 +7,10 @@ It holds what every page needs and nothing a page draws: the cached wrappers aro
 A browser refresh starts a new Streamlit session. So that it finds its run again, each tab carries a
 random id in its URL (`?tab=...`), and a process-wide registry maps that id to the tab's data choice,
 job and runs; a new session whose URL names a known id takes them over.
+
+The engine's modules that load torch (training, jobs, evaluation, explanations) are imported inside the functions
+that use them: a page draws its controls from the torch-free ones (`ftcore.config`, `archs`, `data`) first, and
+torch loads when something needs it.
 """
 
 from __future__ import annotations
@@ -16,30 +20,34 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
-from torch import nn
 
-from ftcore import data, experiments, explain, export
-from ftcore.checkpoints import load_checkpoint
+from ftcore import data
+from ftcore.archs import locate_weights
+from ftcore.config import TrainConfig, lr_text
 from ftcore.errors import FtcoreError
-from ftcore.evaluation import Evaluation, evaluate_model
-from ftcore.experiments import Experiment
 from ftcore.images import jpeg_thumbnail, open_image
-from ftcore.jobs import MODELS, JobSnapshot, LruStore, Run, list_saved_runs
-from ftcore.lr_finder import FinderSettings, two_digits
-from ftcore.models import locate_weights
+from ftcore.lr_finding import FinderSettings, two_digits
+from ftcore.lru import LruStore
 from ftcore.paths import cache_dir, store_bytes
 from ftcore.photo_check import FactsFile, PhotoCheck
-from ftcore.predict import PhotoResult, classify_photos
-from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob, list_interrupted
-from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.status import Status
-from ftcore.scheduler import Scheduler
-from ftcore.training import TrainConfig, TrainedModel, lr_text
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ftcore.evaluation import Evaluation
+    from ftcore.experiments import Experiment
+    from ftcore.explain import BlockChange
+    from ftcore.jobs import JobSnapshot, Run
+    from ftcore.predict import PhotoResult
+    from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob
+    from ftcore.scheduler import Scheduler
+    from ftcore.training import TrainedModel
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
@@ -51,6 +59,10 @@ MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when
 MAX_TABS = 256  # tabs the registry remembers for a refresh (their runs are on disk anyway)
 DATA_ROOT_ENV = "FTCORE_DATA_ROOT"  # set when serving on a network: the only folder users may pick from
 LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
+# Facts only torch can find out (the devices, whether weights carry ImageNet's output layer), kept for the whole
+# server process once found. A page draws with what is known, then finds the rest and reruns: on a cold server
+# its controls show before torch has loaded.
+TORCH_FACTS: LruStore[object] = LruStore(64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,6 +158,8 @@ def runs() -> list[Run]:
         if snap.has_model and (earlier is None or snap.status == Status.FINISHED
                                or len(snap.epochs) != len(earlier.history.epochs)):
             if earlier is not None:
+                from ftcore.jobs import MODELS
+
                 kept.remove(earlier)
                 MODELS.discard(job.id)
             kept.append(job.to_run())
@@ -174,12 +188,16 @@ def runs_dir() -> Path:
 @st.cache_resource
 def scheduler() -> Scheduler:
     """The server's one scheduler: every tab's runs queue here and train in child processes."""
+    from ftcore.scheduler import Scheduler
+
     return Scheduler()
 
 
 def start_job(config: TrainConfig) -> ProcessJob:
     """Queue `config` with the server's scheduler for this session (one job at a time); it trains in a child
     process of its own."""
+    from ftcore.runner import ProcessJob
+
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     config.validate()
@@ -190,6 +208,8 @@ def start_job(config: TrainConfig) -> ProcessJob:
 
 def resume_job(folder: str | Path) -> ProcessJob:
     """Queue the interrupted run in `folder` to continue after its last saved epoch, as this session's job."""
+    from ftcore.runner import ProcessJob
+
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     if any(job.folder == Path(folder) for job in scheduler().running()):
@@ -205,6 +225,8 @@ def _keep_job(job: ProcessJob) -> ProcessJob:
 
 def interrupted_runs() -> list[Path]:
     """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
+    from ftcore.runs.folder import STATE_FILE
+
     training = {job.folder for job in scheduler().running()}
     folder = runs_dir()
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(f"*/{STATE_FILE}"))) \
@@ -214,6 +236,8 @@ def interrupted_runs() -> list[Path]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _interrupted(folder: str, stamp: tuple) -> list[str]:
+    from ftcore.runner import list_interrupted
+
     return [str(f) for f in list_interrupted(folder)]
 
 
@@ -237,6 +261,8 @@ def finder_running() -> bool:
 def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     """Queue the learning-rate finder on `config`'s recipe with the server's scheduler, in a child process of its
     own under <cache>/lr-finder."""
+    from ftcore.runner import FinderJob
+
     if finder_running():
         raise FtcoreError("the learning-rate finder is already running in this tab; stop it or wait for it")
     config.validate()
@@ -267,6 +293,8 @@ def saved_runs() -> tuple[list[Run], list[str]]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _saved_runs(folder: str, stamp: int) -> tuple[list[Run], list[str]]:
+    from ftcore.jobs import list_saved_runs
+
     return list_saved_runs(folder)
 
 
@@ -382,6 +410,8 @@ def unpacked_upload(upload: UploadedFile) -> str:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint...")
 def _checkpoint(path: str, mtime: float) -> TrainedModel:
+    from ftcore.checkpoints import load_checkpoint
+
     return load_checkpoint(path)
 
 
@@ -394,6 +424,8 @@ def checkpoint_from_upload(payload: bytes) -> TrainedModel:
 @st.cache_data(show_spinner="Classifying...", max_entries=16)
 def classify(model_key: str, _trained: TrainedModel, photos: list[tuple[str, bytes]]) -> list[PhotoResult]:
     """predict.classify_photos, cached by model key and photo contents."""
+    from ftcore.predict import classify_photos
+
     return classify_photos(_trained, photos)
 
 
@@ -458,6 +490,8 @@ def experiment_running() -> bool:
 
 def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
     """Start a series of runs in the background for this session (not while a run or another series trains)."""
+    from ftcore.experiments import Experiment
+
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     for config in configs:
@@ -488,18 +522,25 @@ def evaluation(model_key: str, trained: TrainedModel, root: str, limit: int | No
 @st.cache_data(show_spinner="Evaluating the held-out photos...", max_entries=8)
 def _evaluation(model_key: str, _trained: TrainedModel, root: str, limit: int | None,
                 split: tuple[float | None, int]) -> Evaluation:
+    from ftcore.evaluation import evaluate_model
+
     return evaluate_model(_trained.model, _trained.classes, _trained.eval_transform, root, None, limit, _trained.arch,
                           val_fraction=split[0], split_seed=split[1])
 
 
 @st.cache_resource(max_entries=2, show_spinner="Rebuilding the weights the run started from...")
 def _initial_model(model_key: str, _trained: TrainedModel) -> nn.Module:
+    from ftcore import explain
+
     return explain.initial_model(_trained.config, _trained.classes, _trained.weights.path)
 
 
 @st.cache_data(show_spinner="Computing the feature maps...", max_entries=8)
 def feature_map(model_key: str, _trained: TrainedModel, root: str, limit: int | None) -> dict:
     """PCA of the penultimate features of the test photos, before training (the starting weights) and after."""
+    from ftcore import explain
+    from ftcore.evaluation import evaluate_model
+
     after = evaluation(model_key, _trained, root, limit)
     val_fraction, split_seed = split_for(root, _trained.config)
     before = evaluate_model(_initial_model(model_key, _trained), _trained.classes, _trained.eval_transform, root,
@@ -510,14 +551,18 @@ def feature_map(model_key: str, _trained: TrainedModel, root: str, limit: int | 
 
 
 @st.cache_data(show_spinner="Comparing the weights with where they started...", max_entries=16)
-def weight_changes(model_key: str, _trained: TrainedModel) -> list[explain.BlockChange]:
+def weight_changes(model_key: str, _trained: TrainedModel) -> list[BlockChange]:
     """Relative change of each block's weights from the run's starting weights."""
+    from ftcore import explain
+
     return explain.model_weight_change(_initial_model(model_key, _trained), _trained.model)
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM...", max_entries=64)
 def grad_cam_overlay(model_key: str, _trained: TrainedModel, name: str, payload: bytes) -> tuple[bytes, str]:
     """The photo with the Grad-CAM heatmap of its predicted class over it (JPEG), and that class."""
+    from ftcore import explain
+
     image = open_image(payload, name)
     cam, index = explain.grad_cam_photo(_trained.model, _trained.eval_transform, image)
     return jpeg_thumbnail(explain.overlay(image, cam), 320), _trained.classes[index]
@@ -526,22 +571,43 @@ def grad_cam_overlay(model_key: str, _trained: TrainedModel, name: str, payload:
 @st.cache_data(show_spinner="Exporting...", max_entries=8)
 def export_file(model_key: str, _trained: TrainedModel, fmt: str) -> bytes:
     """The model as TorchScript or ONNX bytes, for a download button."""
+    from ftcore import export
+
     return export.export_bytes(_trained.model, _trained.eval_transform, _trained.classes, _trained.arch, fmt)
 
 
-def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tuple[bool, str]:
-    """experiments.head_init_status, cached until the weights file changes."""
+def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tuple[bool, str] | None:
+    """experiments.head_init_status as last checked for these weights (until the file changes) and classes, or
+    None before `check_head_init` has read the weights (it loads torch: pages draw first and check after)."""
+    return TORCH_FACTS.get(_head_init_key(arch, weights, classes))
+
+
+def check_head_init(arch: str, weights: str | None, classes: list[str]) -> None:
+    """Read the weights for head_init_status (loads torch)."""
+    from ftcore import experiments
+
+    TORCH_FACTS.put(_head_init_key(arch, weights, classes), experiments.head_init_status(arch, weights, classes))
+
+
+def _head_init_key(arch: str, weights: str | None, classes: list[str]) -> str:
     try:
         source = locate_weights(arch, weights)
     except FtcoreError as e:
-        return False, str(e)
-    stamp = Path(source.path).stat().st_mtime if source is not None else 0.0
-    return _head_init_status(arch, source.path if source else None, tuple(classes), stamp)
+        return f"head-init {arch} {e}"
+    stamp = Path(source.path).stat().st_mtime_ns if source is not None else 0
+    return repr(("head-init", arch, source.path if source else None, stamp, tuple(classes)))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _head_init_status(arch: str, weights: str | None, classes: tuple[str, ...], stamp: float) -> tuple[bool, str]:
-    return experiments.head_init_status(arch, weights, list(classes))
+def device_names() -> list[str] | None:
+    """The devices this machine can train on, `auto` first, once `list_devices` has asked torch; else None."""
+    return TORCH_FACTS.get("devices")
+
+
+def list_devices() -> None:
+    """Ask torch which devices this machine has (loads torch), for device_names."""
+    from ftcore.devices import available_devices
+
+    TORCH_FACTS.put("devices", available_devices())
 
 
 # --------------------------------------------------------------------------------------------------

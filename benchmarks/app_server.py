@@ -24,15 +24,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_server(cache: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` on a loopback port with FTCORE_CACHE=cache (its output in `log`); yields
-    its URL once healthy, and ends it on exit. Raises RuntimeError, with the log, when it does not start."""
+def app_server(cache: Path, log: Path, env: dict[str, str] | None = None,
+               script: Path = REPO / "streamlit_app.py") -> Iterator[str]:
+    """`streamlit run streamlit_app.py` (or `script`) on a loopback port with FTCORE_CACHE=cache (its output in
+    `log`); yields its URL once healthy, and ends it on exit. Raises RuntimeError, with the log, when it does not
+    start."""
     port = free_port()
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless",
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", script.name, "--server.headless",
                                  "true", "--server.address", "127.0.0.1", "--server.port", str(port),
                                  "--browser.gatherUsageStats", "false"],
-                                cwd=REPO, env={**os.environ, **(env or {}), "FTCORE_CACHE": str(cache)},
+                                cwd=script.parent, env={**os.environ, **(env or {}), "FTCORE_CACHE": str(cache)},
                                 stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ftcore.archs import locate_weights
 from ftcore.bench import machine_description
 from ftcore.data import find_data
-from ftcore.models import locate_weights
 
 
 def main() -> None:
@@ -35,10 +35,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FTCORE_CACHE"] = cache
         from ftcore import builder
+        from ftcore.config import recipe
         from ftcore.predict import classify_photos
         from ftcore.runner import ProcessJob
         from ftcore.scheduler import Scheduler
-        from ftcore.training import recipe
 
         photos = {folder.name: [p.read_bytes() for p in sorted(folder.iterdir())[:args.per_class]]
                   for folder in sorted(source.iterdir()) if folder.is_dir()}

@@ -5,18 +5,24 @@
 Each repeat starts `streamlit run streamlit_app.py` on a loopback port with an empty cache (no photo check on
 disk), then opens, in a fresh Chromium page each:
 
-1. /train: seconds until the learning-rate slider is visible (the page is usable);
+1. /train: seconds until the learning-rate slider is visible, then the device menu, the Start button, and the
+   last section ("No run yet");
 2. /explore: seconds until the per-class counts table is visible, and until the background photo check has ended
    (the sizes chart replaces its placeholder);
 3. /train again, on the warm server.
 
 Then the server restarts on the same cache (the photo check now on disk) and /explore is timed once more.
+
+Each round also times Streamlit alone, the same way: a one-line app on a fresh server, until its line is visible.
+That floor (the browser loading Streamlit's frontend and opening a session) is part of every page's time, and on a
+shared machine it moves from hour to hour, so the report gives it beside the pages.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import tempfile
@@ -47,15 +53,30 @@ def timed(context, url: str, marks: dict[str, callable]) -> dict[str, float]:
     return seconds
 
 
-TRAIN = {"slider": lambda page: page.get_by_text("Learning rate of the copied layers").first}
-EXPLORE = {"counts": lambda page: page.get_by_test_id("stDataFrame").first,
+TRAIN = {"slider": lambda page: page.get_by_text("Learning rate of the copied layers").first,
+         "device": lambda page: page.get_by_text("Device", exact=True).first,
+         "start": lambda page: page.get_by_role("button", name=re.compile(r"Start$")).first,
+         "whole page": lambda page: page.get_by_text("No run yet").first}
+EXPLORE = {"counts": lambda page: page.get_by_role("table").first,
+           "grid": lambda page: page.get_by_test_id("stImage").first,
            "check ended": lambda page: page.get_by_text("Image width vs height").first}
 
 
+FLOOR_TEXT = "Streamlit alone"
+FLOOR = {"its line": lambda page: page.get_by_text(FLOOR_TEXT).first}
+
+
 def one_round(data: str, folder: Path, browser) -> dict:
-    """A cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer."""
+    """Streamlit alone; a cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer."""
     cache, env = folder / "cache", {"FTCORE_DATA": data}
     result = {}
+    floor = folder / "floor" / "app.py"
+    floor.parent.mkdir()
+    floor.write_text(f"import streamlit as st\n\nst.write({FLOOR_TEXT!r})\n")
+    with app_server(cache, folder / "floor.log", script=floor) as url:
+        context = browser.new_context()
+        result["streamlit_alone"] = timed(context, url, FLOOR)
+        context.close()
     with app_server(cache, folder / "server.log", env) as url:
         context = browser.new_context()
         result["train_cold"] = timed(context, url + "/train", TRAIN)

@@ -16,7 +16,7 @@ import argparse
 import json
 
 from ftcore.bench import SideResult, batchnorm_suffix, final_acc, format_seed_summary, reached_text, trains_all_layers
-from ftcore.training import recipe
+from ftcore.config import recipe
 
 LEGACY_DEFAULT_MICRO_BATCH = 16  # what `--micro-batch 0` gave a CPU training in fp32 before the whole batch did
 

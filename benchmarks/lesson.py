@@ -20,13 +20,13 @@ import tempfile
 import time
 
 from ftcore import lesson
+from ftcore.archs import locate_weights
 from ftcore.bench import kernels_description, machine_description
+from ftcore.config import recipe
 from ftcore.data import find_data
 from ftcore.devices import ISA_CAPS
 from ftcore.experiments import KINDS, Experiment
-from ftcore.models import locate_weights
 from ftcore.scheduler import Scheduler
-from ftcore.training import recipe
 
 
 def run_lesson(kind: str, base, runs_dir: str) -> dict:

@@ -9,7 +9,7 @@ very different steps per epoch), each recipe (fine-tune and scratch at batch 32;
 steps the output layer alone on cached features) and each seed:
 
 1. the finder runs once with the lab's stop rule; fastai's stop rule is replayed on the same losses
-   (`lr_finder.stop_index`), so both stop rules read the same steps up to where each would have ended;
+   (`lr_finding.stop_index`), so both stop rules read the same steps up to where each would have ended;
 2. every rule's suggestion under each stop rule (`lr_rules.Rule`: fastai's four and the lr at the lowest loss
    itself) and the recipe's default rate are each trained for `--epochs` epochs with that seed;
 3. the rule with the best mean accuracy is the one the lab keeps; a 5-rate sweep (a half-decade apart) around
@@ -32,12 +32,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ftcore.archs import locate_weights
 from ftcore.bench import machine_description
+from ftcore.config import recipe
 from ftcore.data import find_data
-from ftcore.lr_finder import FinderSettings, LrFinding, StopRule, find_lr, read_curve, stop_index
+from ftcore.lr_finder import find_lr
+from ftcore.lr_finding import FinderSettings, LrFinding, StopRule, read_curve, stop_index
 from ftcore.lr_rules import DEFAULT_RULE
-from ftcore.models import locate_weights
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 ARCH = "mobilenet_v2"
 RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at the lesson's batch

@@ -22,8 +22,8 @@ import torch
 from PIL import Image
 
 from ftcore import jobs
+from ftcore.config import recipe
 from ftcore.predict import rank_classes
-from ftcore.training import recipe
 
 
 def rss_mib() -> float:

@@ -97,9 +97,10 @@ def child(spec: dict) -> dict:
     import torch
 
     import ftcore.training as training
+    from ftcore.archs import get_arch
+    from ftcore.config import recipe
     from ftcore.data import split_photos
     from ftcore.decoded import estimated_train_bytes
-    from ftcore.models import get_arch
     from ftcore.splits import resolve_splits
 
     start_rss = vm_rss_bytes()
@@ -110,12 +111,12 @@ def child(spec: dict) -> dict:
         if spec["quick"]:
             weights = Path(tmp) / f"{spec['arch']}-random.pth"
             torch.save(get_arch(spec["arch"]).build(weights=None).state_dict(), weights)
-            config = training.recipe("finetune", spec["arch"], preset="quick", **{
+            config = recipe("finetune", spec["arch"], preset="quick", **{
                 **overrides, "head_epochs": 2, "epochs": 0, "weights": str(weights)})
             batch = spec["feature_batch"]
             training.feature_batch_size = lambda device: batch  # photos per forward pass through the frozen layers
         else:
-            config = training.recipe("scratch", spec["arch"], **overrides)
+            config = recipe("scratch", spec["arch"], **overrides)
         started = time.perf_counter()
         result = training.fit(config)
         seconds = time.perf_counter() - started

@@ -15,10 +15,11 @@ import argparse
 import statistics
 import time
 
+from ftcore.archs import locate_weights
 from ftcore.bench import machine_description
+from ftcore.config import recipe
 from ftcore.data import find_data
-from ftcore.models import locate_weights
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 
 def cell(value: float | None) -> str:

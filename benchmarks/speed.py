@@ -14,8 +14,9 @@ import argparse
 import torch
 
 from ftcore.bench import machine_description
+from ftcore.config import recipe
 from ftcore.data import find_data
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 PRECISIONS = ["fp32", "bf16"]
 MICRO_BATCHES = [128, 64, 32, 16]

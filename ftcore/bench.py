@@ -70,11 +70,11 @@ def peak_rss_mb() -> float:
 
 def run_reference(spec: dict, launched: float) -> SideResult:
     """The book's loop on `spec` (its recipe: lr, param groups from ftcore.training.recipe)."""
+    from .config import recipe
     from .data import check_image_folder
     from .devices import resolve_devices
     from .models import build_model
     from .reference import train_fine_tuning
-    from .training import recipe
 
     config = recipe(spec["mode"], spec["arch"], data=spec["data"], weights=spec.get("weights"),
                     batch_size=spec.get("batch_size"))
@@ -95,8 +95,9 @@ def run_reference(spec: dict, launched: float) -> SideResult:
 
 def run_ftcore(spec: dict, launched: float) -> SideResult:
     """ftcore's trainer on `spec` with `spec["preset"]` (default: the book's recipe)."""
+    from .config import recipe
     from .records import EpochEnded
-    from .training import fit, micro_batch_size, recipe
+    from .training import fit, micro_batch_size
 
     overrides = {"epochs": spec.get("epochs"), "limit": spec.get("limit"), "device": spec.get("device", "auto"),
                  "precision": spec.get("precision"), "seed": spec.get("seed", 0),
@@ -233,7 +234,7 @@ def run_bench(data: str, arch: str, weights: str | None, mode: str, epochs: int,
     base = {"data": data, "arch": arch, "weights": weights, "mode": mode, "epochs": epochs, "limit": limit,
             "device": device, "precision": precision, "micro_batch": micro_batch, "test_size": test_size(data, limit),
             "batch_size": batch_size, "isa": isa}
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     kernels = kernels_description(isa)
     out(f"benchmark on {machine_description()}: {arch} {mode}, book recipe, {epochs} epoch(s), "
@@ -287,7 +288,7 @@ def batchnorm_suffix(micro_batch: int, batch_size: int) -> str:
 
 def trains_all_layers(preset: str) -> bool:
     """Whether `preset` has epochs of every layer (where micro-batches matter), not only output-layer epochs."""
-    from .training import PRESETS
+    from .config import PRESETS
 
     return PRESETS[preset].get("epochs", 1) > 0
 
@@ -332,12 +333,13 @@ def sample_photo(width: int = 1024, height: int = 768, seed: int = 0) -> bytes:
 def predict_latency(arch: str, device: str = "cpu", repeats: int = 30) -> dict[str, float]:
     """Median milliseconds to classify one 1024x768 JPEG upload the way the Predict page does (decode, thumbnail,
     test transform, forward pass), warm; with the model of `arch` at random weights (speed does not depend on them)."""
+    from .config import recipe
     from .data import EvalPreset
     from .devices import resolve_devices
     from .models import build_model
     from .predict import classify_photos
     from .records import History
-    from .training import TrainedModel, recipe
+    from .training import TrainedModel
 
     model, weights = build_model(arch, 2, pretrained=False)
     trained = TrainedModel(model.to(resolve_devices(device)[0]).eval(), recipe("scratch", arch, data=""), ["a", "b"],

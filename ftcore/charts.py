@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .config import BOOK_RESULTS
 from .data import DatasetSummary
 from .records import BatchRecord, EpochRecord, History
 from .runs.status import Status
-from .training import BOOK_RESULTS
 
 # One colour per metric, the same in every chart.
 COLORS = {"train_loss": "#636efa", "train_acc": "#ef553b", "test_acc": "#00cc96", "book": "#7f7f7f"}

@@ -11,13 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .archs import ARCHITECTURES, WeightsSource, get_arch
+from .config import TrainConfig
 from .data import EvalPreset
 from .errors import FtcoreError
-from .models import ARCHITECTURES, WeightsSource, get_arch, replace_output_layer, state_mismatch
+from .models import replace_output_layer, state_mismatch
 from .paths import atomic_write
 from .records import History
 from .runs.folder import CHECKPOINT_FILE, METRICS_FILE
-from .training import TrainConfig, TrainedModel
+from .training import TrainedModel
 
 FORMAT = "ftcore-checkpoint"
 VERSION = 1

@@ -15,46 +15,46 @@ from pathlib import Path
 import torch
 
 from . import distributed, export
+from .archs import ARCHITECTURES, locate_weights
 from .bench import run_bench, run_time_to_accuracy
 from .checkpoints import load_checkpoint, prepare_out_dir, save_run
+from .config import (
+    ALL_MODE_PRESETS,
+    BOOK_RESULTS,
+    BOOK_SETUP,
+    HEAD_INITS,
+    LOSS_REDUCTIONS,
+    MODES,
+    PRECISIONS,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    TrainConfig,
+    lr_text,
+    recipe,
+)
 from .data import SPLITS, check_image_folder, download_hotdog, find_data, format_summary, summarize
-from .devices import ISA_CAPS, PRECISIONS, resolve_devices
+from .devices import ISA_CAPS, resolve_devices
 from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
 from .jobs import is_out_of_memory
 from .lesson import scaled_down_text
-from .lr_finder import (
+from .lr_finder import find_lr
+from .lr_finding import (
     STOP_RULE_TEXT,
     FinderSettings,
     StopRule,
     check_curve_path,
-    find_lr,
     trains_output_layer_only,
     write_curve,
 )
 from .lr_rules import RULES, Rule
-from .models import ARCHITECTURES, HEAD_INITS, locate_weights
 from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
 from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted
 from .resume import load_state, save_state
 from .runs.folder import STATE_FILE
-from .training import (
-    ALL_MODE_PRESETS,
-    BOOK_RESULTS,
-    BOOK_SETUP,
-    LOSS_REDUCTIONS,
-    MODES,
-    PRESET_DESCRIPTIONS,
-    PRESETS,
-    TrainConfig,
-    TrainedModel,
-    TrainingDiverged,
-    fit,
-    lr_text,
-    recipe,
-)
+from .training import TrainedModel, TrainingDiverged, fit
 
 PREDICT_BATCH = 32  # photos per forward pass in `predict`
 

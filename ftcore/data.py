@@ -1,4 +1,8 @@
-"""Data: the book's transforms, one split of a dataset as a torch Dataset, summaries, and the hot-dog download."""
+"""Data: the book's transforms, one split of a dataset as a map-style dataset, summaries, and the hot-dog download.
+
+It imports torch and torchvision only where a transform or a tensor needs them: the pages list and summarise a
+dataset before torch has loaded.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +22,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from .errors import FtcoreError
 from .folders import class_files
@@ -30,6 +33,9 @@ from .images import jpeg_thumbnail, open_image
 from .paths import atomic_write, cache_dir, shared_dir
 from .photo_check import BROKEN_PHOTO_ADVICE, CheckFindings, FactsFile, check_photos, sha1_of
 from .splits import BOOK_LAYOUT, ROLES, DatasetSplits, find_dataset_root, resolve_splits
+
+if TYPE_CHECKING:
+    import torch
 
 # The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,7 +64,7 @@ class TrainPreset:
     """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
 
     def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from torchvision import transforms  # here: importing torchvision takes seconds a listing does not need
+        from torchvision import transforms
 
         self.transforms = transforms.Compose([
             transforms.RandomResizedCrop(image_size),
@@ -103,6 +109,8 @@ class EvalPreset:
 
 def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """Undo Normalize and ToTensor: a CxHxW float tensor back to an HxWxC uint8 array for display."""
+    import torch
+
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     return (tensor * std_t + mean_t).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
@@ -123,9 +131,10 @@ def load_rgb(path: str) -> Image.Image:
     return open_image(path, advice=BROKEN_PHOTO_ADVICE)
 
 
-class PhotoSplit(Dataset):
+class PhotoSplit:
     """The photos of one role (train, val or test) as ImageFolder serves them: (transform(photo), class index),
-    with `classes`, `samples` and `targets` as ImageFolder has them, decoded by load_rgb."""
+    with `classes`, `samples` and `targets` as ImageFolder has them, decoded by load_rgb. A map-style dataset
+    (`__len__` and `__getitem__`, all a DataLoader needs), so that listing a dataset imports no torch."""
 
     def __init__(self, splits: DatasetSplits, role: str, transform: Callable | None = None):
         if role not in splits.samples:

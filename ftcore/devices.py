@@ -9,16 +9,13 @@ import sys
 
 import torch
 
+from .config import CPU_DEVICES, PRECISIONS
 from .errors import FtcoreError
-
-# "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
-# else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def available_devices() -> list[str]:
     """Device names this machine can train on, `auto` first (for menus)."""
-    names = ["auto", "cpu"]
+    names = list(CPU_DEVICES)
     if torch.cuda.is_available():
         names.append("cuda")
         names += [f"cuda:{i}" for i in range(torch.cuda.device_count())]

@@ -16,14 +16,15 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .archs import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights
+from .config import TrainConfig, recipe
 from .errors import FtcoreError
 from .jobs import JobSnapshot, Run, TrainingJob
 from .lesson import LESSONS
-from .models import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights, read_state_dict
+from .models import read_state_dict
 from .runner import ProcessJob
 from .runs.status import KEPT, Status
 from .scheduler import Scheduler
-from .training import TrainConfig, recipe
 
 KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch",
          "lesson": "the lesson in a minute: fine-tune vs scratch", "lesson-lr": "the lesson in a minute: three rates",

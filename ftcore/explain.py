@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .config import TrainConfig
 from .data import EvalPreset
 from .models import activations, build_model, spec_for
-from .training import TrainConfig
 
 
 def cam_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
-    """The last convolutional block (models.ArchSpec.cam_layer); found by layer names without `arch`."""
+    """The last convolutional block (archs.ArchSpec.cam_layer); found by layer names without `arch`."""
     return model.get_submodule(spec_for(model, arch).cam_layer)
 
 

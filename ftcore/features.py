@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from .archs import get_arch
 from .devices import autocast
 from .distributed import all_reduce_sum
-from .models import activations, get_arch, output_layer
+from .models import activations, output_layer
 
 # Images per forward pass while extracting features: on the 2-core test CPU batches of 16 ran MobileNetV2
 # at 143 img/s in bf16, batches of 128 at 95 (cache pressure); GPUs take large batches.

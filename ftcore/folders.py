@@ -7,6 +7,7 @@ functions, so the counts a user sees are the photos a run trains on.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 # torchvision's ImageFolder extensions (torchvision.datasets.folder.IMG_EXTENSIONS; a test keeps them equal):
@@ -63,8 +64,21 @@ def class_files(class_dir: str | Path, real_root: Path, ignored: list[str] | Non
     for folder, names in sorted(found):
         for name in names:
             path = os.path.join(folder, name)
-            if is_photo_path(path) and os.path.isfile(path) and inside(path, real_root):
+            if is_photo_path(path) and regular_file_inside(path, real_root):
                 photos.append(path)
             elif ignored is not None:
                 ignored.append(path)
     return photos
+
+
+def regular_file_inside(path: str, real_root: Path) -> bool:
+    """True for a regular file, or a link to one inside the tree. Only links are resolved: the walk enters no
+    linked folder, so a plain file it found lies inside the tree already (and resolving every photo's path
+    would take most of a listing's time)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISLNK(mode):
+        return os.path.isfile(path) and inside(path, real_root)
+    return stat.S_ISREG(mode)

@@ -10,7 +10,6 @@ in a small process-wide cache (`MODELS`): the rest are reloaded from disk when a
 
 from __future__ import annotations
 
-import collections
 import gc
 import json
 import logging
@@ -21,18 +20,18 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import torch
 
+from .config import TrainConfig, lr_text
 from .errors import FtcoreError, user_message
+from .lru import LruStore
 from .records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, RunStarted
 from .runs.folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE
 from .runs.status import Status
-from .training import TrainConfig, TrainedModel, TrainingDiverged, fit, lr_text
+from .training import TrainedModel, TrainingDiverged, fit
 
 log = logging.getLogger(__name__)
 
@@ -52,54 +51,6 @@ def is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(error, RuntimeError) and any(w in str(error).lower() for w in OUT_OF_MEMORY_WORDS)
-
-
-V = TypeVar("V")
-
-
-class LruStore(Generic[V]):
-    """At most `capacity` values by key, the least recently used dropped first; thread-safe (shared by every
-    session of the server: the models of recent runs, the restorable state of recent tabs)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._values: collections.OrderedDict[str, V] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, key: str, value: V) -> None:
-        """Keep `value` as the most recently used."""
-        with self._lock:
-            self._values[key] = value
-            self._values.move_to_end(key)
-            while len(self._values) > self.capacity:
-                self._values.popitem(last=False)
-
-    def get(self, key: str, load: Callable[[], V] | None = None) -> V | None:
-        """The value kept for `key`, else `load()` (kept from then on, pushing out the oldest), else None."""
-        with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
-        if load is None:
-            return None
-        value = load()  # outside the lock: other keys stay usable while a checkpoint loads
-        self.put(key, value)
-        return value
-
-    def discard(self, key: str) -> None:
-        """Forget the value kept for `key` (a resumed run's folder holds a new model)."""
-        with self._lock:
-            self._values.pop(key, None)
-
-    def ids(self) -> list[str]:
-        """The keys kept, least recently used first."""
-        with self._lock:
-            return list(self._values)
-
-    def clear(self) -> None:
-        """Drop every value (a restarted process starts like this)."""
-        with self._lock:
-            self._values.clear()
 
 
 class ModelCache(LruStore[TrainedModel]):

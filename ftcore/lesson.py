@@ -3,7 +3,7 @@
 The book's recipe is 10,000 photo passes per run; on a 2-core CPU without AVX-512 that is half an hour for each
 position of the learning-rate slider. The lesson keeps what the comparison is about (the book's optimiser,
 summed loss and learning rates, fine-tuning's 10x output layer) and scales the rest down
-(training.PRESETS["lesson"]: a smaller network, smaller and fewer photos, fewer epochs, smaller batches). Its runs
+(config.PRESETS["lesson"]: a smaller network, smaller and fewer photos, fewer epochs, smaller batches). Its runs
 train side by side, so their curves grow together on one chart. How fast and how far apart, measured over
 seeds: docs/benchmarks.md, "The lesson in a minute".
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .training import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
+from .config import PRESET_DESCRIPTIONS, PRESETS, TrainConfig, recipe
 
 # A lesson's learning-rate row: the slider's rate and a decade each side of it.
 LR_ROW_FACTORS = (0.1, 1.0, 10.0)

@@ -19,13 +19,13 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING
 
+from .archs import get_arch
 from .decoded import MAX_DECODED_BYTES, estimated_train_bytes
 from .devices import resolve_precision
 from .errors import FtcoreError
-from .models import get_arch
 
 if TYPE_CHECKING:
-    from .training import TrainConfig
+    from .config import TrainConfig
 
 # From benchmarks/results/memory-table-cpu.json (benchmarks/memory_table.py); bytes, per photo at 224 px:
 # base and activations (fp32, bf16) of full training, and base and activations (bf16) of the frozen layers' pass.

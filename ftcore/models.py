@@ -1,82 +1,28 @@
-"""Models: the supported architectures, their output layers, and where their ImageNet weights come from."""
+"""Models: building a supported architecture with its ImageNet weights and a new output layer, and reading
+what it computes inside. The architectures' facts and where their weights are on disk: `ftcore.archs`."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 import weakref
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 import torch.fx.experimental.optimization
 from torch import nn
 
+from .archs import (
+    ARCHITECTURES,
+    IMAGENET_CLASSES,
+    ArchSpec,
+    WeightsSource,
+    get_arch,
+    imagenet_categories,
+    imagenet_row,
+    locate_weights,
+    torch_cache_path,
+)
+from .config import HEAD_INITS
 from .errors import FtcoreError
-from .paths import shared_dir
-from .splits import class_key
-
-IMAGENET_CLASSES = 1000
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    """One torchvision architecture: how to build it, where its output layer sits, its default rates."""
-
-    name: str
-    builder: str  # the torchvision.models constructor, by name, called with weights=None
-    weights_url: str  # torchvision's ImageNet weights, IMAGENET1K_V1 (the file its download puts in the hub cache)
-    head: str  # dotted name of the output layer that fine-tuning replaces
-    feature_dim: int  # in_features of that layer
-    cam_layer: str  # dotted name of the last convolutional block, whose feature maps Grad-CAM weighs
-    finetune_lr: float  # default lr of the copied layers with the summed loss
-    scratch_lr: float  # default lr from random init with the summed loss
-    lr_source: str  # where those defaults come from, shown in --help and the UI
-    # Whether precision "auto" trains it in bf16 on hardware with native bf16: ResNets train much faster there
-    # with gradients close to fp32's; MobileNetV2's pretrained BatchNorm gradients drift far in bf16 for little
-    # speed, so it trains (and is evaluated) in fp32 (docs/benchmarks.md, Speed). The cached features of the
-    # quick and best presets use bf16 for every architecture.
-    bf16_training: bool = True
-    feature_node: str = "flatten"  # the traced graph's node whose output the output layer receives (fx name)
-
-    @property
-    def build(self) -> Callable[..., nn.Module]:
-        """The torchvision constructor (torchvision is imported here, not with the registry: importing it takes
-        seconds, and pages that only list architectures draw without it)."""
-        import torchvision.models
-
-        return getattr(torchvision.models, self.builder)
-
-
-# resnet18's rates are the book's. The other ResNets share its blocks and its lr scale; their rates are
-# the book's carried over (untested here: no offline ImageNet weights for them). mobilenet_v2's were
-# checked on the hot-dog set with its shared ImageNet weights (docs/benchmarks.md, "Choosing mobilenet_v2's
-# learning rates").
-ARCHITECTURES: dict[str, ArchSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchSpec("resnet18", "resnet18", "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)"),
-        ArchSpec("resnet34", "resnet34", "https://download.pytorch.org/models/resnet34-b627a593.pth",
-                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
-        ArchSpec("resnet50", "resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-                 "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
-        ArchSpec("mobilenet_v2", "mobilenet_v2", "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-                 "classifier.1", 1280, "features", 5e-5, 5e-4,
-                 "the book's rates, checked on hot-dog for mobilenet_v2",
-                 bf16_training=False),
-    )
-}
-
-
-def get_arch(name: str) -> ArchSpec:
-    """The spec of a supported architecture, or a clear error listing the supported ones."""
-    try:
-        return ARCHITECTURES[name]
-    except KeyError:
-        raise FtcoreError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}") from None
 
 
 def spec_of_model(net: nn.Module) -> ArchSpec:
@@ -135,85 +81,10 @@ def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bo
     return new
 
 
-def describe_output_layers(arch: str, num_classes: int) -> tuple[str, str]:
-    """The source model's output layer and the target model's, as PyTorch prints them."""
-    d = get_arch(arch).feature_dim
-    return (f"Linear(in_features={d}, out_features={IMAGENET_CLASSES}, bias=True)",
-            f"Linear(in_features={d}, out_features={num_classes}, bias=True)")
-
-
 # --------------------------------------------------------------------------------------------------
 # Where the ImageNet weights come from, in order: an explicit file (argument, then $FTCORE_WEIGHTS),
 # torchvision's own hub cache ($TORCH_HOME), a development copy in shared/weights beside the checkout,
 # and last torchvision's download (which fills that same hub cache).
-
-
-@dataclass(frozen=True)
-class WeightsSource:
-    """Where a model's starting weights came from."""
-
-    kind: str  # "file", "torch cache", "shared", "download" or "random"
-    path: str | None = None  # the file the weights were read from
-    url: str | None = None  # where torchvision downloads them ("torch cache" and "download")
-    sha256: str | None = None  # of the file, as it was when the run read it
-
-    def to_dict(self) -> dict:
-        """Plain dict, as checkpoints and metrics.json store it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WeightsSource:
-        """Rebuild a stored source, ignoring keys this version does not know."""
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
-
-    def with_checksum(self) -> WeightsSource:
-        """This source with the sha256 of its file (random weights have none)."""
-        if self.path is None:
-            return self
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return replace(self, sha256=digest.hexdigest())
-
-    def describe(self) -> str:
-        """One phrase for logs and the UI."""
-        if self.kind == "random":
-            return "random initialisation"
-        return f"ImageNet weights from {self.kind}: {self.path}"
-
-
-def torch_cache_path(arch: str) -> Path:
-    """The file torchvision's download writes and reads: $TORCH_HOME/hub/checkpoints/<name>."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(get_arch(arch).weights_url)
-
-
-def shared_weights_files(arch: str) -> list[Path]:
-    """Development copies of ImageNet weights for `arch` in shared/weights beside the checkout."""
-    shared = shared_dir()
-    if shared is None or not (shared / "weights").is_dir():
-        return []
-    return sorted(p for p in (shared / "weights").iterdir()
-                  if p.suffix in (".pth", ".pt") and p.name.startswith((f"{arch}_", f"{arch}-")))
-
-
-def locate_weights(arch: str, weights_file: str | None = None) -> WeightsSource | None:
-    """The first weights on disk for `arch` (explicit file, $FTCORE_WEIGHTS, hub cache, shared), or None."""
-    explicit = weights_file or os.environ.get("FTCORE_WEIGHTS")
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            origin = "weights file" if weights_file else "$FTCORE_WEIGHTS file"
-            raise FtcoreError(f"{origin} {path} does not exist; pass an existing .pth file or leave it unset "
-                              "to use torchvision's cache and download")
-        return WeightsSource("file", str(path))
-    cached = torch_cache_path(arch)
-    if cached.is_file():
-        return WeightsSource("torch cache", str(cached), get_arch(arch).weights_url)
-    shared = shared_weights_files(arch)
-    if shared:
-        return WeightsSource("shared", str(shared[0]))
-    return None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -273,27 +144,6 @@ def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], ori
     if problem is not None:
         raise FtcoreError(f"{origin} does not fit {arch} ({problem}); pass weights saved from torchvision's {arch}")
     net.load_state_dict({k: v for k, v in state.items() if not k.startswith(head)}, strict=False)
-
-
-HEAD_INITS = ("xavier", "imagenet")
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names in output-row order (row 934 is "hotdog")."""
-    import torchvision.models
-
-    return list(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def imagenet_row(name: str) -> int | None:
-    """The ImageNet output row of a class named like an ImageNet category, matched as class names are across
-    datasets (splits.class_key: case, spaces, '-' and '_' aside; "Hot-Dog" is row 934), else None."""
-    return _imagenet_rows().get(class_key(name))
-
-
-@functools.cache
-def _imagenet_rows() -> dict[str, int]:
-    return {class_key(category): row for row, category in enumerate(imagenet_categories())}
 
 
 def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[str, torch.Tensor],
@@ -369,14 +219,3 @@ def fused_for_inference(model: nn.Module) -> nn.Module:
     return fused.to(memory_format=torch.channels_last) if channels_last else fused
 
 
-def weights_status(arch: str) -> tuple[str, str]:
-    """(state, sentence) for the home page: state is "found", "downloadable" or "error"."""
-    try:
-        source = locate_weights(arch)
-    except FtcoreError as e:
-        return "error", str(e)
-    if source is not None:
-        return "found", source.describe()
-    target = torch_cache_path(arch)
-    return "downloadable", (f"not on disk; torchvision downloads {target.name} into {target.parent}/ on first "
-                            "use (needs internet; offline, put the file there or pass a weights file)")

@@ -20,8 +20,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .archs import get_arch
 from .data import IMAGENET_MEAN, IMAGENET_STD, limit_per_class
-from .models import get_arch
 
 
 @dataclass

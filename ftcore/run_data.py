@@ -28,7 +28,7 @@ from .decoded import (
 from .splits import DatasetSplits, resolve_splits
 
 if TYPE_CHECKING:
-    from .training import TrainConfig
+    from .config import TrainConfig
 
 
 @dataclass

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .config import TrainConfig
 from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
-from .lr_finder import FinderSettings, LrFinding, check_request
+from .lr_finding import FinderSettings, LrFinding, check_request
 from .paths import REPO_ROOT
 from .records import History, LrStep
 from .runs.folder import (
@@ -37,7 +38,6 @@ from .runs.folder import (
     write_request,
 )
 from .runs.status import KEPT, EventKind, Status
-from .training import TrainConfig
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler

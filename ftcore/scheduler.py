@@ -16,9 +16,9 @@ import threading
 import torch
 
 from . import memory
+from .config import TrainConfig
 from .errors import FtcoreError
 from .runner import PROCS_ENV, ProcessJob, ordinal
-from .training import TrainConfig
 from .worker import THREADS_ENV
 
 SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per GPU, else one)

@@ -13,196 +13,26 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed, resume
+from .archs import WeightsSource, get_arch
+from .config import TrainConfig
 from .data import EvalPreset
-from .devices import PRECISIONS, autocast, resolve_devices, resolve_precision, synchronize
+from .devices import autocast, resolve_devices, resolve_precision, synchronize
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
-from .models import HEAD_INITS, WeightsSource, build_model, fused_for_inference, get_arch, output_layer
+from .models import build_model, fused_for_inference, output_layer
 from .records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, RunStarted
 from .run_data import RunData, make_run_data
-from .splits import check_val_fraction
-
-MODES = ("finetune", "scratch")
-LOSS_REDUCTIONS = ("sum", "mean")
-
-# What the book printed (ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, two GPUs).
-BOOK_RESULTS = {
-    "finetune": {"train_loss": 0.220, "train_acc": 0.915, "test_acc": 0.939, "examples_per_sec": 999.1},
-    "scratch": {"train_loss": 0.374, "train_acc": 0.839, "test_acc": 0.843, "examples_per_sec": 1623.8},
-}
-BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
 
 # Folding BatchNorm into the convolutions for evaluation costs a fixed fraction of a second and speeds up every
 # image after it; below this many images it costs more than it saves.
 FUSE_MIN_IMAGES = 256
-
-
-def knob(default: object, text: str) -> Any:
-    """A TrainConfig field: its default (MISSING: none) and the sentence the CLI's --help shows for it."""
-    return field(default=default, metadata={"help": text})
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run. `recipe()` fills in the book's defaults for a mode and architecture."""
-
-    data: str = knob(MISSING, "dataset folder in any layout (splits.LAYOUTS): the book's train/ + test/, train/ + val/ "
-                     "[+ test/], train/ alone, or a folder of class folders")
-    val_fraction: float | None = knob(None, "share of each class held out of train for validation (default: 0.2 "
-                                      "where the data has no test/ or val/, none for train/ + test/, where giving "
-                                      "one makes every per-epoch figure use val and test count once)")
-    split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
-    mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
-    arch: str = knob("resnet18", "architecture, one of models.ARCHITECTURES (book: resnet18)")
-    lr: float = knob(5e-5, "learning rate of every layer but the new output layer (default: per architecture and "
-                     "mode; the book: 5e-5 fine-tune, 5e-4 scratch)")
-    param_groups: bool = knob(True, "output layer at head_lr_mult x lr (book: on for fine-tune, off for scratch)")
-    head_lr_mult: float = knob(10.0, "the book's 10x for the freshly initialised output layer")
-    epochs: int = knob(5, "epochs of every trainable layer (book: 5)")
-    head_epochs: int = knob(0, "before those, epochs of the new output layer alone on features of the frozen "
-                            "copied layers, computed once per photo (book: 0; the quick and best presets use them; "
-                            "fine-tune only)")
-    head_views: int = knob(0, "for those epochs, also this many augmented views of each training photo through the "
-                           "frozen layers (best preset: 2; fine-tune only)")
-    head_lr_decay: bool = knob(False, "output-layer epochs lower the lr linearly to 0 (steadier last epochs)")
-    batch_size: int = knob(128, "images per SGD step (book: 128)")
-    loss_reduction: str = knob("sum", "backprop the sum of per-example losses (book) or their mean (good lrs are "
-                               "then about batch-size times larger)")
-    weight_decay: float = knob(1e-3, "SGD weight decay on every parameter; SGD has no momentum (book: 0.001)")
-    image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it (book: 224)")
-    limit: int | None = knob(None, "keep at most this many images per class and split (quick runs)")
-    device: str = knob("auto", "auto (all CUDA GPUs, else MPS, else CPU), cpu, cuda, cuda:N or mps")
-    precision: str = knob("auto", "auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, "
-                          "recent GPUs) and the architecture keeps its accuracy in it, else fp32 (book: fp32)")
-    decode_once: bool = knob(True, "decode each photo once per run and augment in memory (the book decodes every "
-                             "epoch); falls back to streaming from disk when the photos would not fit")
-    micro_batch: int = knob(0, "images per forward/backward within a step: the same summed gradient, but it "
-                            "changes BatchNorm's batch to these images (0 = auto: the whole batch, the book's "
-                            "BatchNorm, wherever its memory fits, else the largest micro-batch that fits)")
-    num_workers: int = knob(0, "DataLoader worker processes (0 = load in the training thread)")
-    seed: int = knob(0, "seeds model init, shuffling and augmentation: same seed, same run on a CPU")
-    weights: str | None = knob(None, "ImageNet weights file (default: $FTCORE_WEIGHTS, torchvision's cache, the "
-                               "shared folder, then the download)")
-    freeze_body: bool = knob(False, "book exercise: freeze the copied layers (requires_grad=False) and train only "
-                             "the new output layer (fine-tune only)")
-    head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
-                          "output rows named like the classes (fine-tune only)")
-
-    def validate(self) -> None:
-        """Raise FtcoreError naming the first field a user set to something unusable."""
-        get_arch(self.arch)
-        checks = [
-            (self.mode in MODES, f"mode must be finetune or scratch (got {self.mode!r})"),
-            (self.loss_reduction in LOSS_REDUCTIONS,
-             f"loss reduction must be sum or mean (got {self.loss_reduction!r})"),
-            (self.head_init in HEAD_INITS, f"head init must be xavier or imagenet (got {self.head_init!r})"),
-            (not (self.head_init == "imagenet" and self.mode != "finetune"),
-             "the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch"),
-            (not (self.head_epochs and self.mode != "finetune"),
-             "output-layer epochs train on features of the copied layers; use them with fine-tuning, not scratch"),
-            (not (self.freeze_body and self.mode != "finetune"),
-             "freezing the copied layers needs copied layers; use it with fine-tuning, not scratch"),
-            (self.precision in PRECISIONS, f"precision must be auto, fp32 or bf16 (got {self.precision!r})"),
-            (self.lr > 0, f"learning rate must be positive (got {self.lr})"),
-            (self.head_lr_mult > 0, f"output-layer lr multiplier must be positive (got {self.head_lr_mult})"),
-            (self.weight_decay >= 0, f"weight decay must be 0 or more (got {self.weight_decay})"),
-            (self.epochs >= 0 and self.head_epochs >= 0,
-             f"epochs must be 0 or more (got {self.epochs} and {self.head_epochs} output-layer epochs)"),
-            (self.epochs + self.head_epochs >= 1,
-             f"epochs must add up to at least 1 (got {self.epochs} full and {self.head_epochs} output-layer)"),
-            (self.batch_size >= 1, f"batch size must be at least 1 (got {self.batch_size})"),
-            (self.head_views >= 0, f"augmented views must be 0 or more (got {self.head_views})"),
-            (self.micro_batch >= 0, f"micro-batch must be 0 (auto) or more (got {self.micro_batch})"),
-            (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
-            (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
-            (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise FtcoreError(message)
-        check_val_fraction(self.val_fraction)
-
-    @staticmethod
-    def help(name: str) -> str:
-        """The help sentence of field `name`."""
-        return TrainConfig.__dataclass_fields__[name].metadata["help"]
-
-    @staticmethod
-    def default(name: str) -> Any:
-        """The default of field `name`."""
-        return TrainConfig.__dataclass_fields__[name].default
-
-    @property
-    def head_lr(self) -> float:
-        """The new output layer's lr: head_lr_mult x lr with parameter groups, else lr (every layer alike)."""
-        return self.lr * self.head_lr_mult if self.param_groups else self.lr
-
-    @property
-    def total_epochs(self) -> int:
-        """Output-layer epochs plus full epochs: the length of the run's x axis."""
-        return self.head_epochs + self.epochs
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON- and weights_only-safe)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        """Rebuild a config, ignoring keys this version does not know."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-# Named starting points on top of the book's recipe; each sets only the fields it names. Their time to
-# accuracy against the book's loop is in docs/benchmarks.md, "Speed". "lesson" is the book's comparison scaled
-# down to answer within a minute or two on a laptop CPU, at the book's rates (docs/benchmarks.md, "The lesson in
-# a minute"); its architecture is the one used where none is named.
-PRESETS: dict[str, dict] = {
-    "book": {},
-    "quick": {"head_epochs": 20, "epochs": 0},
-    "best": {"head_epochs": 20, "epochs": 0, "head_views": 2, "head_lr_decay": True},
-    "lesson": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 2, "batch_size": 32},
-}
-PRESET_DESCRIPTIONS = {
-    "book": "the book's recipe: 5 epochs of every layer, copied layers at lr, output layer at 10x",
-    "quick": "frozen copied layers run once per photo, then 20 epochs of the output layer alone (fine-tune only)",
-    "best": "like quick, plus 2 augmented views of every training photo through the frozen layers, and the "
-            "output layer's lr decayed to 0 (fine-tune only)",
-    "lesson": "the book's recipe and rates scaled down to answer in about a minute on a laptop CPU: {arch}, "
-              "{image_size} px, {limit} training photos per class, batch {batch_size}, {epochs} epochs "
-              "(fine-tune and scratch)".format(**PRESETS["lesson"]),
-}
-# Presets that train every layer of both modes, so `compare` runs its scratch side with them too.
-ALL_MODE_PRESETS = ("book", "lesson")
-
-
-def lr_text(lr: float) -> str:
-    """A learning rate as people write it: 5e-05 for round values, 1.5e-04 otherwise."""
-    return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.1e}"
-
-
-def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book", **overrides) -> TrainConfig:
-    """The book's recipe for `mode` (its lr, the arch's own off ResNet-18, and param groups), then `preset`'s
-    fields, then `overrides` (None values ignored). No `arch`: the preset's, else ResNet-18 (the book's)."""
-    if preset not in PRESETS:
-        raise FtcoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    preset_fields = {name: value for name, value in PRESETS[preset].items() if name != "arch"}
-    arch = arch or PRESETS[preset].get("arch") or TrainConfig.default("arch")
-    spec = get_arch(arch)
-    if mode not in MODES:
-        raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
-    defaults = {"lr": spec.finetune_lr if mode == "finetune" else spec.scratch_lr, "param_groups": mode == "finetune",
-                **preset_fields}
-    defaults.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(mode=mode, arch=arch, **defaults)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,7 +169,7 @@ class TrainedModel:
 
     @property
     def arch(self) -> str:
-        """The architecture's registry name (models.ARCHITECTURES)."""
+        """The architecture's registry name (archs.ARCHITECTURES)."""
         return self.config.arch
 
 
@@ -383,7 +213,7 @@ def batchnorm_note(config: TrainConfig, micro: int) -> str:
 
 def training_precision(config: TrainConfig, device: torch.device) -> str:
     """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
-    natively and the architecture keeps its accuracy in it (models.ArchSpec.bf16_training)."""
+    natively and the architecture keeps its accuracy in it (archs.ArchSpec.bf16_training)."""
     precision = resolve_precision(config.precision, device)
     return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
 

@@ -22,13 +22,15 @@ import torch
 
 from . import distributed
 from .checkpoints import save_run
+from .config import TrainConfig
 from .errors import FtcoreError, user_message
 from .jobs import is_out_of_memory, out_of_memory_message
-from .lr_finder import FinderSettings, find_lr, write_curve
+from .lr_finder import find_lr
+from .lr_finding import FinderSettings, write_curve
 from .resume import load_state, save_state
 from .runs.folder import FINDING_FILE, STATE_FILE, EventLog, read_request, read_task, stop_requested
 from .runs.status import Status
-from .training import TrainConfig, TrainingDiverged, fit
+from .training import TrainingDiverged, fit
 
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the scheduler sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2

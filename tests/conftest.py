@@ -139,10 +139,10 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 32) -> TrainedModel:
     """`model` as a TrainedModel for `classes` (an untrained scratch recipe, no history), to test what takes one."""
+    from ftcore.archs import WeightsSource
+    from ftcore.config import recipe
     from ftcore.data import EvalPreset
-    from ftcore.models import WeightsSource
     from ftcore.records import History
-    from ftcore.training import recipe
 
     config = recipe("scratch", data="colours", image_size=image_size)
     return TrainedModel(model.eval(), config, list(classes), History(), WeightsSource("random"), EvalPreset(image_size))

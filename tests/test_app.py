@@ -15,10 +15,11 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, after_photo_check
 from ftcore import checkpoints, jobs
-from ftcore.training import fit, recipe
+from ftcore.config import recipe
+from ftcore.training import fit
 
 HOME = REPO / "streamlit_app.py"
-EXPLORE, TRAIN, PREDICT = (f"pages/{name}.py" for name in ("explore", "train", "predict"))
+EXPLORE, TRAIN, PREDICT = (f"app_pages/{name}.py" for name in ("explore", "train", "predict"))
 
 
 def app(page: str | None = None, **state) -> AppTest:
@@ -57,7 +58,7 @@ def finished_run(tiny_data) -> jobs.Run:
 @pytest.fixture
 def no_data_anywhere(monkeypatch, tmp_path):
     monkeypatch.setattr("ftcore.data.shared_dir", lambda: None)
-    monkeypatch.setattr("ftcore.models.shared_dir", lambda: None)
+    monkeypatch.setattr("ftcore.archs.shared_dir", lambda: None)
 
 
 # --------------------------------------------------------------------------------------------------

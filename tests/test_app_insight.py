@@ -11,13 +11,15 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import ui
 from conftest import REPO
 from ftcore import checkpoints, jobs
+from ftcore.config import recipe
 from ftcore.evaluation import evaluate_model
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 HOME = REPO / "streamlit_app.py"
-EVALUATE, EXPERIMENTS, PREDICT, TRAIN = (f"pages/{name}.py" for name in ("evaluate", "experiments", "predict",
+EVALUATE, EXPERIMENTS, PREDICT, TRAIN = (f"app_pages/{name}.py" for name in ("evaluate", "experiments", "predict",
                                                                          "train"))
 
 
@@ -153,6 +155,23 @@ def test_train_exercises_explain_an_unavailable_head_init_and_freeze_the_body(ti
     job = at.session_state["job"]
     assert job.join(timeout=120) and job.snapshot().status == "finished"
     assert job.config.freeze_body is True and job.config.head_init == "xavier"
+
+
+def test_the_train_page_draws_without_torchs_facts_then_finds_them_and_redraws(tiny_data, random_resnet18_file,
+                                                                              monkeypatch):
+    from ftcore.devices import available_devices
+    from ftcore.experiments import head_init_status
+    from ftcore.lru import LruStore
+
+    monkeypatch.setattr(ui, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
+    weights, classes = str(random_resnet18_file), ["blue", "red"]
+    assert ui.device_names() is None and ui.head_init_status("resnet18", weights, classes) is None
+    at = app(TRAIN, data_root=str(tiny_data))
+    at.text_input(key="weights").set_value(weights).run()
+    no_exception(at)
+    assert at.selectbox(key="device").options == available_devices() == ui.device_names()
+    assert ui.head_init_status("resnet18", weights, classes) == head_init_status("resnet18", weights, classes)
+    assert not any("Checking whether the weights" in c.value for c in at.caption)
 
 
 def test_the_head_init_switch_is_offered_for_hotdog_classes(tmp_path, random_resnet18_file):

@@ -4,14 +4,16 @@ webcam (tests/test_browser_photos.py)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 from app import ui
 from conftest import after_photo_check, open_app, write_tiny_imagefolder
 from ftcore import builder, splits
-from ftcore.training import fit, recipe
+from ftcore.config import recipe
+from ftcore.training import fit
 
-EXPLORE, TRAIN, PREDICT = (f"pages/{name}.py" for name in ("explore", "train", "predict"))
+EXPLORE, TRAIN, PREDICT = (f"app_pages/{name}.py" for name in ("explore", "train", "predict"))
 
 
 def flat_folder(tmp_path, per_class: int = 20):
@@ -21,9 +23,12 @@ def flat_folder(tmp_path, per_class: int = 20):
 
 
 def split_table(at) -> dict[str, dict]:
-    """The explorer's counts table: class -> {split: photos}."""
-    table = at.dataframe[0].value
-    return {row["class"]: {k: v for k, v in row.items() if k != "class"} for row in table.to_dict("records")}
+    """The explorer's counts table (Markdown): class -> {split: photos}."""
+    table = next(m.value for m in at.markdown if m.value.startswith("| class |"))
+    header, _, *rows = [[re.sub(r"\\(.)", r"\1", cell.strip()).strip("*") for cell in line.strip("|").split(" | ")]
+                        for line in table.splitlines()]
+    return {cells[0]: {split: int(count) for split, count in zip(header[1:], cells[1:], strict=True)}
+            for cells in rows}
 
 
 def test_a_folder_of_class_folders_is_split_and_the_share_can_change(tmp_path):

@@ -94,6 +94,11 @@ def test_explore_train_watch_and_predict_in_chromium(sync_playwright, server, tm
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
+        # a page opened first on a fresh server still runs the app around it: the tab id, the navigation
+        page.goto(server + "/train")
+        page.get_by_text("Learning rate of the copied layers").first.wait_for(timeout=60_000)
+        page.wait_for_url(re.compile(r"/train\?tab=[0-9a-f]{32}$"), timeout=30_000)
+        assert page.get_by_test_id("stSidebarNav").get_by_text("Dataset explorer").count() == 1
         page.goto(server)
         page.get_by_role("heading", name="Fine-tuning lab").wait_for(timeout=60_000)
         page.get_by_text("found at").first.wait_for(timeout=30_000)

@@ -106,6 +106,7 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
     from playwright.sync_api import expect
 
     from ftcore import training
+    from ftcore.config import recipe
 
     cache, name = tmp_path / "cache", "my-hotdogs"
     photos = {label: sorted((shared_hotdog / "train" / label).glob("*.jpg"))[:6] for label in ("hotdog", "not-hotdog")}
@@ -139,7 +140,7 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
         folder = cache / "datasets" / name
         page.get_by_text("Layout: class folders").wait_for(timeout=WAIT)
         page.get_by_text(f"Using {folder}: classes hotdog, not-hotdog.").wait_for(timeout=WAIT)
-        expect(page.get_by_test_id("stDataFrame")).to_be_visible(timeout=WAIT)
+        expect(page.get_by_role("table").first).to_be_visible(timeout=WAIT)  # the counts
         metrics = {m.get_by_test_id("stMetricLabel").inner_text(): m.get_by_test_id("stMetricValue").inner_text()
                    for m in page.get_by_test_id("stMetric").all()}
         assert metrics["Classes"] == "2", metrics
@@ -149,8 +150,8 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
 
     assert len(list((folder / "hotdog").iterdir())) == 7
     assert len(list((folder / "not-hotdog").iterdir())) == 6
-    result = training.fit(training.recipe("finetune", "mobilenet_v2", "quick", data=str(folder),
-                                          weights=str(shared_mobilenet), image_size=64, head_epochs=2))
+    result = training.fit(recipe("finetune", "mobilenet_v2", "quick", data=str(folder),
+                                 weights=str(shared_mobilenet), image_size=64, head_epochs=2))
     assert result.history.heldout == "val"
     assert result.history.final().val_acc is not None
     # Checked last so that a wrong count does not hide the rest: each card should count what it holds so far.
@@ -160,10 +161,11 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
 def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp_path, shared_hotdog,
                                                             shared_mobilenet):
     from ftcore import checkpoints, training
+    from ftcore.config import recipe
 
     cache = tmp_path / "cache"
-    result = training.fit(training.recipe("finetune", "mobilenet_v2", "quick", data=str(shared_hotdog),
-                                          weights=str(shared_mobilenet), image_size=64, head_epochs=2, limit=20))
+    result = training.fit(recipe("finetune", "mobilenet_v2", "quick", data=str(shared_hotdog),
+                                 weights=str(shared_mobilenet), image_size=64, head_epochs=2, limit=20))
     run = cache / "runs" / "tiny-mobilenet"
     checkpoints.save_run(result, run)
     shots = screenshots_dir(tmp_path)

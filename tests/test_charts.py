@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ftcore import charts
+from ftcore.config import BOOK_RESULTS
 from ftcore.data import summarize
 from ftcore.records import BatchRecord, EpochRecord, History
-from ftcore.training import BOOK_RESULTS
 
 
 def epochs(*accs) -> list[EpochRecord]:

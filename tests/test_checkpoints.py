@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from ftcore import checkpoints
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
 from ftcore.predict import probabilities
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_weights_provenance_is_stored_as_data_not_as_a_sentence(tiny_data, rando
                                                                monkeypatch):
     import hashlib
 
-    from ftcore.models import WeightsSource
+    from ftcore.archs import WeightsSource
 
     result = fit(recipe("finetune", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32,
                         weights=str(random_resnet18_file)))
@@ -107,7 +108,7 @@ def test_weights_provenance_is_stored_as_data_not_as_a_sentence(tiny_data, rando
 
 
 def test_checkpoints_saved_before_provenance_was_data_still_say_where_they_started(trained, tmp_path):
-    from ftcore.models import WeightsSource
+    from ftcore.archs import WeightsSource
 
     path, _ = checkpoints.save_run(trained, tmp_path / "run")
     d = torch.load(path, weights_only=True)

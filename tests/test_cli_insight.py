@@ -12,8 +12,9 @@ import torch
 from conftest import write_tiny_imagefolder
 from ftcore import checkpoints, export
 from ftcore.cli import main
+from ftcore.config import recipe
 from ftcore.evaluation import evaluate_model
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 QUICK = ["--epochs", "1", "--batch-size", "8", "--image-size", "32"]
 

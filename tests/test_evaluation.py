@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ftcore import checkpoints, jobs
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.evaluation import (
     Evaluation,
@@ -19,7 +20,7 @@ from ftcore.evaluation import (
     evaluate_model,
     format_evaluation,
 )
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 # Six photos of three classes, predicted: 0 0 1 | 1 2 | 2 (true classes: 0 0 0 | 1 1 | 2).
 TARGETS = np.array([0, 0, 0, 1, 1, 2])

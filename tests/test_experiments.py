@@ -7,8 +7,9 @@ import time
 import pytest
 
 from ftcore import experiments
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 
 def tiny(tiny_data, mode="scratch", **overrides):
@@ -49,7 +50,7 @@ def test_head_init_status_explains_when_the_imagenet_rows_can_be_used(random_res
 
 
 def test_head_init_status_without_weights_says_so(monkeypatch):
-    monkeypatch.setattr("ftcore.models.shared_dir", lambda: None)
+    monkeypatch.setattr("ftcore.archs.shared_dir", lambda: None)
     ok, sentence = experiments.head_init_status("resnet18", None, ["hotdog"])
     assert not ok and "no ImageNet weights for resnet18 on this machine" in sentence
 

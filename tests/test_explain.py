@@ -13,10 +13,12 @@ import torchvision
 from PIL import Image
 
 from ftcore import explain
+from ftcore.archs import ARCHITECTURES
+from ftcore.config import recipe
 from ftcore.data import EvalPreset, open_split
 from ftcore.evaluation import evaluate_model
-from ftcore.models import ARCHITECTURES, build_model
-from ftcore.training import fit, recipe
+from ftcore.models import build_model
+from ftcore.training import fit
 
 SQUARE = 16  # side of the planted white square, in pixels
 SIZE = 96  # crop size of the planted-square model: ResNet-18's layer4 is then 3 x 3

@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from ftcore import export
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.training import fit, recipe
+from ftcore.training import fit
 
 
 @pytest.fixture(scope="module")

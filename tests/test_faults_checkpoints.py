@@ -15,8 +15,9 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, trained_model
 from ftcore import checkpoints
+from ftcore.archs import WeightsSource
 from ftcore.errors import FtcoreError
-from ftcore.models import WeightsSource, build_model
+from ftcore.models import build_model
 from ftcore.training import TrainedModel
 
 
@@ -157,7 +158,7 @@ def test_the_predict_page_names_an_altered_checkpoint_and_keeps_working(saved):
     payload = bytearray(saved.read_bytes())
     payload[len(payload) // 2] ^= 0x40
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("app_pages/predict.py").run()
     at.file_uploader[0].upload("run.pt", bytes(payload)).run()
     assert not at.exception
     (error,) = at.error

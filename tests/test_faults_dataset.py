@@ -23,12 +23,12 @@ from PIL import Image
 
 from conftest import after_photo_check, encode, open_app, write_tiny_imagefolder
 from ftcore import data, folders
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
 from ftcore.jobs import TrainingJob
-from ftcore.training import recipe
 
-EXPLORE, TRAIN = "pages/explore.py", "pages/train.py"
+EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 
 
 

@@ -19,6 +19,7 @@ from torchvision.models import ResNet
 from app import ui
 from conftest import REPO, trained_model
 from ftcore import jobs
+from ftcore.config import recipe
 from ftcore.data import resolve_user_path
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
@@ -26,10 +27,10 @@ from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_i
 from ftcore.models import build_model
 from ftcore.predict import probabilities, rank_classes
 from ftcore.records import History
-from ftcore.training import TrainedModel, recipe
+from ftcore.training import TrainedModel
 
 HOME = REPO / "streamlit_app.py"
-EXPLORE, TRAIN, PREDICT = "pages/explore.py", "pages/train.py", "pages/predict.py"
+EXPLORE, TRAIN, PREDICT = "app_pages/explore.py", "app_pages/train.py", "app_pages/predict.py"
 
 
 def tab(**state) -> AppTest:

@@ -16,12 +16,12 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from ftcore import jobs
+from ftcore.config import recipe
 from ftcore.jobs import TrainingJob
 from ftcore.records import BatchEnded
-from ftcore.training import recipe
 
 HOME = REPO / "streamlit_app.py"
-TRAIN, PREDICT = "pages/train.py", "pages/predict.py"
+TRAIN, PREDICT = "app_pages/train.py", "app_pages/predict.py"
 DIVERGED = re.compile(r"training diverged at epoch (\d+), batch (\d+) \(loss (nan|inf|-inf)\); lower the learning "
                       r"rate and start again")
 OUT_OF_MEMORY = ("out of memory on cpu while training at batch size 8 and image size 32; choose a smaller batch size "

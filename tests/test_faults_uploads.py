@@ -20,7 +20,7 @@ from ftcore.errors import FtcoreError
 from ftcore.predict import classify_photos
 from ftcore.training import TrainedModel
 
-EXPLORE, PREDICT = "pages/explore.py", "pages/predict.py"
+EXPLORE, PREDICT = "app_pages/explore.py", "app_pages/predict.py"
 
 
 
@@ -187,7 +187,8 @@ def test_many_photos_are_classified_a_batch_at_a_time():
 
 def test_the_predict_page_classifies_at_most_its_limit_and_says_so(monkeypatch, tiny_data):
     from ftcore import jobs
-    from ftcore.training import fit, recipe
+    from ftcore.config import recipe
+    from ftcore.training import fit
 
     result = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=16, image_size=32, limit=4))
     run = jobs.Run("run-limit", "tiny", result.config, result.history, result)

@@ -6,13 +6,14 @@ import pytest
 import torch
 from torch import nn
 
+from ftcore.config import recipe
 from ftcore.data import EvalPreset, open_split
 from ftcore.devices import native_bf16, resolve_precision
 from ftcore.errors import FtcoreError
 from ftcore.features import extract_features
 from ftcore.models import build_model, fused_for_inference
 from ftcore.records import BatchEnded, EpochEnded
-from ftcore.training import evaluate, fit, recipe
+from ftcore.training import evaluate, fit
 
 
 def randomised_batchnorm(model: nn.Module) -> nn.Module:

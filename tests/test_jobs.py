@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from conftest import write_tiny_imagefolder
+from ftcore.config import recipe
 from ftcore.jobs import JobSnapshot, TrainingJob, run_label
 from ftcore.records import BatchRecord, EpochRecord
-from ftcore.training import recipe
 
 
 def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:

@@ -13,9 +13,9 @@ import time
 
 from conftest import REPO, open_app
 from ftcore import lesson
+from ftcore.config import PRESETS, recipe
 from ftcore.experiments import Experiment
 from ftcore.scheduler import Scheduler
-from ftcore.training import PRESETS, recipe
 
 TIMEOUT = 240
 
@@ -175,7 +175,7 @@ def test_compare_preset_lesson_on_the_command_line(tiny_data, shared_mobilenet, 
 def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, shared_mobilenet, monkeypatch):
     monkeypatch.setenv("FTCORE_WEIGHTS", str(shared_mobilenet))
     monkeypatch.setitem(PRESETS, "lesson", {**PRESETS["lesson"], "image_size": 32, "epochs": 1})
-    at = open_app("pages/train.py", data_root=str(tiny_data))
+    at = open_app("app_pages/train.py", data_root=str(tiny_data))
     assert "The lesson in a minute is" in " ".join(c.value for c in at.caption)
     at.button(key="start-lesson").click().run()
     assert not at.exception, [e.message for e in at.exception]

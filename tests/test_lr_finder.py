@@ -17,18 +17,10 @@ from torch import nn
 from conftest import open_app
 from ftcore import charts
 from ftcore.cli import main as cli_main
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.lr_finder import (
-    FeatureBatches,
-    FinderSettings,
-    LrFinding,
-    StopRule,
-    find_lr,
-    range_test,
-    read_curve,
-    smooth,
-    stop_index,
-)
+from ftcore.lr_finder import FeatureBatches, find_lr, range_test
+from ftcore.lr_finding import FinderSettings, LrFinding, StopRule, read_curve, smooth, stop_index
 from ftcore.lr_rules import (
     CHOSEN_BECAUSE,
     DEFAULT_RULE,
@@ -43,7 +35,7 @@ from ftcore.lr_rules import (
 )
 from ftcore.runner import FinderJob, ProcessJob
 from ftcore.scheduler import Scheduler
-from ftcore.training import fit, make_optimizer, recipe
+from ftcore.training import fit, make_optimizer
 
 TIMEOUT = 240
 
@@ -296,7 +288,7 @@ def test_with_the_copied_layers_frozen_the_output_layer_still_runs_at_its_multip
 
 
 def test_settings_that_move_the_lr_are_named_when_they_differ():
-    from ftcore.lr_finder import recipe_differences
+    from ftcore.lr_finding import recipe_differences
 
     found_on = recipe("finetune", "resnet18", data="d")
     assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", seed=9, image_size=96)) == []
@@ -494,7 +486,7 @@ def wait_for_finder(at, timeout: float = TIMEOUT):
 
 
 def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
-    at = open_app("pages/train.py", data_root=str(tiny_data))
+    at = open_app("app_pages/train.py", data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
     at.select_slider(key="size").set_value(32).run()
     at.selectbox(key="batch").set_value(8).run()
@@ -512,7 +504,7 @@ def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
     assert any(chart.proto.spec and "Learning-rate finder" in chart.proto.spec for chart in at.get("plotly_chart"))
 
     # the Experiments page's sweep can start from the finder's range
-    at.switch_page("pages/experiments.py").run()
+    at.switch_page("app_pages/experiments.py").run()
     assert any("ran on other settings (batch size 8 -> 128)" in c.value for c in at.caption)  # not offered
     at.selectbox(key="exp-batch").set_value(8).run()
     button = next(b for b in at.button if b.label.startswith("From the learning-rate finder"))
@@ -524,7 +516,7 @@ def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
 
 def test_train_page_finds_a_rate_for_the_quick_recipe_in_seconds_and_says_which_rule_chose(
         tiny_data, random_resnet18_file):
-    at = open_app("pages/train.py", data_root=str(tiny_data))
+    at = open_app("app_pages/train.py", data_root=str(tiny_data))
     at.radio(key="preset").set_value("quick").run()
     at.select_slider(key="size").set_value(32).run()
     at.selectbox(key="batch").set_value(8).run()

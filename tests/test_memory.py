@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ftcore import memory
+from ftcore.config import TrainConfig, recipe
 from ftcore.features import feature_batch_size
-from ftcore.training import TrainConfig, recipe
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "memory-table-cpu.json"
 CASES = json.loads(RESULTS.read_text())["cases"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from ftcore import models
+from ftcore import archs, models
 from ftcore.errors import FtcoreError
 
 
@@ -20,14 +21,14 @@ from ftcore.errors import FtcoreError
 def built():
     """One randomly initialised instance of each architecture (they take a moment to build)."""
     torch.manual_seed(0)
-    return {name: spec.build(weights=None) for name, spec in models.ARCHITECTURES.items()}
+    return {name: spec.build(weights=None) for name, spec in archs.ARCHITECTURES.items()}
 
 
 def test_at_least_the_four_required_architectures():
-    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2"} <= set(models.ARCHITECTURES)
+    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2"} <= set(archs.ARCHITECTURES)
 
 
-def test_the_registrys_weights_and_photo_extensions_are_torchvisions_own():
+def test_the_registrys_weights_categories_and_photo_extensions_are_torchvisions_own():
     import torchvision
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -35,36 +36,62 @@ def test_the_registrys_weights_and_photo_extensions_are_torchvisions_own():
 
     enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet34": torchvision.models.ResNet34_Weights,
              "resnet50": torchvision.models.ResNet50_Weights, "mobilenet_v2": torchvision.models.MobileNet_V2_Weights}
-    for name, spec in models.ARCHITECTURES.items():
+    for name, spec in archs.ARCHITECTURES.items():
         assert spec.weights_url == enums[name].IMAGENET1K_V1.url, name
         assert spec.build is getattr(torchvision.models, name)
+        assert archs.imagenet_categories() == enums[name].IMAGENET1K_V1.meta["categories"], name
     assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
+    assert archs.imagenet_row("Hot-Dog") == 934
 
 
-def test_the_app_and_its_pages_modules_import_without_torchvision():
-    # importing torchvision takes seconds (it pulls in torch._dynamo); a cold page draws before it is needed
-    code = ("import sys, app.ui, ftcore.lesson, ftcore.charts, ftcore.builder, ftcore.splits, ftcore.devices; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).parent.parent)
+def modules_imported_at_the_top(path: Path) -> list[str]:
+    """The modules a page or the app imports before its first line runs."""
+    tree = ast.parse(path.read_text())
+    names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            names += [f"{node.module}.{alias.name}" if node.module in ("ftcore", "app") else node.module
+                      for alias in node.names]
+    return names
+
+
+def test_the_app_and_the_train_and_explorer_pages_import_without_torch():
+    # a cold server draws their controls before torch has loaded (seconds); what needs torch comes after
+    root = Path(__file__).parent.parent
+    modules = sorted({name for page in ("streamlit_app.py", "app_pages/train.py", "app_pages/explore.py")
+                      for name in modules_imported_at_the_top(root / page)})
+    assert {"app.ui", "ftcore.config", "ftcore.archs", "ftcore.lr_finding"} <= set(modules)
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+@pytest.mark.parametrize("env", ["TORCH_HOME", "XDG_CACHE_HOME", None])
+def test_the_hub_folder_from_the_environment_is_torchs_own(env, tmp_path, monkeypatch):
+    # before torch loads, archs finds torchvision's weights cache by torch's rule, read from the environment
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    if env:
+        monkeypatch.setenv(env, str(tmp_path / env))
+    assert archs.hub_dir_from_environment() == Path(torch.hub.get_dir()) == archs.torch_hub_dir()
+
+
+@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
 def test_source_output_layer_is_imagenets(built, arch):
     layer = models.output_layer(built[arch], arch)
     assert isinstance(layer, nn.Linear) and layer.out_features == 1000
-    assert layer.in_features == models.get_arch(arch).feature_dim
+    assert layer.in_features == archs.get_arch(arch).feature_dim
 
 
-@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
 def test_new_output_layer_is_a_fresh_xavier_linear(built, arch):
     net = built[arch]
     old = models.output_layer(net, arch)
     torch.manual_seed(1)
     new = models.replace_output_layer(net, arch, num_classes=3)
-    d = models.get_arch(arch).feature_dim
+    d = archs.get_arch(arch).feature_dim
     assert models.output_layer(net, arch) is new and new is not old
     assert (new.in_features, new.out_features) == (d, 3)
     # xavier_uniform_: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), so std = a / sqrt(3).
@@ -77,15 +104,15 @@ def test_new_output_layer_is_a_fresh_xavier_linear(built, arch):
 
 
 def test_book_output_layers_as_printed():
-    assert models.describe_output_layers("resnet18", 2) == (
+    assert archs.describe_output_layers("resnet18", 2) == (
         "Linear(in_features=512, out_features=1000, bias=True)",
         "Linear(in_features=512, out_features=2, bias=True)")
-    assert repr(nn.Linear(512, 1000)) == models.describe_output_layers("resnet18", 2)[0]
+    assert repr(nn.Linear(512, 1000)) == archs.describe_output_layers("resnet18", 2)[0]
 
 
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(FtcoreError, match="resnet18, resnet34, resnet50, mobilenet_v2"):
-        models.get_arch("vgg11")
+        archs.get_arch("vgg11")
 
 
 def test_scratch_model_keeps_linear_default_init_like_the_book():
@@ -115,11 +142,11 @@ def no_download(monkeypatch):
 
 def test_torch_cache_path_follows_torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    assert models.torch_cache_path("resnet18") == tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert archs.torch_cache_path("resnet18") == tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
 
 
 def test_weights_in_torchvisions_cache_are_used(random_resnet18_file, no_download):
-    cached = models.torch_cache_path("resnet18")
+    cached = archs.torch_cache_path("resnet18")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(random_resnet18_file.read_bytes())
     net, source = models.build_model("resnet18", 2, pretrained=True)
@@ -133,7 +160,7 @@ def test_weights_in_torchvisions_cache_are_used(random_resnet18_file, no_downloa
 def test_explicit_file_wins_over_env_and_cache(random_resnet18_file, tmp_path, monkeypatch, no_download):
     torch.manual_seed(7)
     other = tmp_path / "other.pth"
-    torch.save(models.get_arch("resnet18").build(weights=None).state_dict(), other)
+    torch.save(archs.get_arch("resnet18").build(weights=None).state_dict(), other)
     monkeypatch.setenv("FTCORE_WEIGHTS", str(other))
     net, source = models.build_model("resnet18", 2, pretrained=True, weights_file=str(random_resnet18_file))
     assert source.kind == "file" and source.path == str(random_resnet18_file)
@@ -147,8 +174,8 @@ def test_offline_without_weights_is_one_clear_error_never_random(no_download):
         models.build_model("resnet18", 2, pretrained=True)
     message = str(info.value)
     assert "could not download ImageNet weights for resnet18" in message
-    assert f"put resnet18-f37072fd.pth in {models.torch_cache_path('resnet18').parent}/" in message
-    assert "\n" not in message and no_download == [models.get_arch("resnet18").weights_url]
+    assert f"put resnet18-f37072fd.pth in {archs.torch_cache_path('resnet18').parent}/" in message
+    assert "\n" not in message and no_download == [archs.get_arch("resnet18").weights_url]
 
 
 def test_a_download_lands_in_torchvisions_cache(monkeypatch, random_resnet18_file):
@@ -159,7 +186,7 @@ def test_a_download_lands_in_torchvisions_cache(monkeypatch, random_resnet18_fil
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
     _, source = models.build_model("resnet18", 2, pretrained=True)
-    assert source.kind == "download" and models.torch_cache_path("resnet18").is_file()
+    assert source.kind == "download" and archs.torch_cache_path("resnet18").is_file()
     _, again = models.build_model("resnet18", 2, pretrained=True)
     assert again.kind == "torch cache"
 
@@ -196,9 +223,9 @@ def test_shared_mobilenet_weights_load_without_their_output_layer(shared_mobilen
     assert source.kind == "shared" and source.path == str(shared_mobilenet)
     assert "classifier.1.weight" not in state
     assert torch.equal(net.features[0][0].weight, state["features.0.0.weight"])
-    assert net.classifier[1].out_features == 2 and models.weights_status("mobilenet_v2")[0] == "found"
+    assert net.classifier[1].out_features == 2 and archs.weights_status("mobilenet_v2")[0] == "found"
 
 
 def test_weights_status_says_downloadable_when_nothing_is_on_disk():
-    state, sentence = models.weights_status("resnet50")
+    state, sentence = archs.weights_status("resnet50")
     assert state == "downloadable" and "resnet50-0676ba61.pth" in sentence

@@ -16,7 +16,7 @@ from conftest import after_photo_check, open_app, write_tiny_imagefolder
 from ftcore import data, photo_check
 from ftcore.photo_check import FactsFile, PhotoCheck, check_photos
 
-EXPLORE, TRAIN = "pages/explore.py", "pages/train.py"
+EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 
 
 @pytest.fixture

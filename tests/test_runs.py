@@ -17,12 +17,12 @@ import torch
 
 from conftest import REPO, open_app
 from ftcore import memory
+from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.runner import ProcessJob
 from ftcore.runs import folder as runlog
 from ftcore.runs.folder import STATE_FILE
 from ftcore.scheduler import Scheduler
-from ftcore.training import recipe
 
 TIMEOUT = 240
 
@@ -99,7 +99,7 @@ def test_a_child_killed_by_the_system_leaves_the_server_and_its_curves(tiny_data
         "its curves up to then are kept")
     assert len(snap.epochs) >= 1 and len(snap.batches) >= 4 and snap.resumable
     assert (job.folder / STATE_FILE).is_file() and (job.folder / runlog.EVENTS_FILE).is_file()
-    page = open_app("pages/train.py", data_root=str(tiny_data), job=job)  # the page says it, and offers Resume
+    page = open_app("app_pages/train.py", data_root=str(tiny_data), job=job)  # the page says it, and offers Resume
     assert snap.error in [e.value for e in page.error]
     assert any(b.label.startswith("Resume from epoch ") for b in page.button)
 

@@ -10,12 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from ftcore import models
+from ftcore import archs, models
+from ftcore.config import BOOK_RESULTS, TrainConfig, recipe
 from ftcore.errors import FtcoreError
 from ftcore.records import BatchEnded, EpochEnded, RunStarted
 from ftcore.training import (
-    BOOK_RESULTS,
-    TrainConfig,
     batchnorm_note,
     chunk_sizes,
     fit,
@@ -23,7 +22,6 @@ from ftcore.training import (
     make_optimizer,
     make_param_groups,
     micro_batch_size,
-    recipe,
     train_step,
 )
 
@@ -38,7 +36,7 @@ def test_book_recipes():
     assert BOOK_RESULTS["finetune"]["test_acc"] == 0.939 and BOOK_RESULTS["scratch"]["test_acc"] == 0.843
 
 
-@pytest.mark.parametrize("arch", list(models.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
 def test_param_groups_cover_every_parameter_once_with_the_head_at_10x(arch):
     net, _ = models.build_model(arch, 2, pretrained=False)
     config = recipe("finetune", arch, data="d", lr=3e-4)

@@ -33,7 +33,7 @@ LOG_FILE = "worker.log"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATE_FILE = "resume.pt"  # the state to resume from (resume.save_state), replaced after every epoch
-FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finder.LrFinding)
+FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finding.LrFinding)
 
 
 TASKS = ("train", "lr_find")  # what a child can be asked to do with the config

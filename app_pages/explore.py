@@ -1,5 +1,7 @@
 """Dataset explorer: choose the photos (or build a dataset), see their layout, splits, sizes and augmentations."""
 
+import re
+
 import streamlit as st
 
 from app import ui
@@ -182,12 +184,21 @@ def split_ui(summary: data.DatasetSummary) -> None:
         st.rerun()
 
 
+def markdown_escaped(text: str) -> str:
+    """`text` shown literally in Markdown (a class may be named `*new*` or `a|b`)."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~$])", r"\\\1", text)
+
+
 def counts_ui(summary: data.DatasetSummary) -> None:
-    """Photos per class and split, as a table."""
-    rows = [{"class": name, **{split: summary.counts[split][name] for split in summary.splits}}
-            for name in summary.classes]
-    rows.append({"class": "all", **{split: summary.total(split) for split in summary.splits}})
-    st.dataframe(rows, hide_index=True)
+    """Photos per class and split, as a table (in Markdown: a data grid would load pandas on a cold server first)."""
+    def row(name: str, counts: list[int]) -> str:
+        return f"| {name} | " + " | ".join(str(count) for count in counts) + " |"
+
+    lines = [row("class", summary.splits), "|---|" + "---:|" * len(summary.splits)]
+    lines += [row(markdown_escaped(name), [summary.counts[split][name] for split in summary.splits])
+              for name in summary.classes]
+    lines.append(row("**all**", [summary.total(split) for split in summary.splits]))
+    st.markdown("\n".join(lines))
 
 
 def grid_ui(grid: list[data.ImageRecord]) -> None:

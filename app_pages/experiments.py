@@ -4,6 +4,8 @@ import streamlit as st
 
 from app import ui
 from ftcore import charts
+from ftcore.archs import ARCHITECTURES
+from ftcore.config import MODES, TrainConfig, recipe
 from ftcore.errors import FtcoreError
 from ftcore.experiments import (
     DEFAULT_SWEEP_LRS,
@@ -12,9 +14,7 @@ from ftcore.experiments import (
     lr_sweep_configs,
     sweep_points,
 )
-from ftcore.lr_finder import recipe_differences
-from ftcore.models import ARCHITECTURES
-from ftcore.training import MODES, TrainConfig, recipe
+from ftcore.lr_finding import recipe_differences
 
 
 def shared_settings_ui(root: str | None) -> TrainConfig:

@@ -7,10 +7,11 @@ import streamlit as st
 from app import ui
 from app.widgets import ModelChoice, model_picker_ui
 from ftcore import charts, export
+from ftcore.config import TrainConfig
 from ftcore.data import is_image_folder
 from ftcore.errors import FtcoreError
 from ftcore.evaluation import Evaluation
-from ftcore.training import TrainConfig, TrainedModel
+from ftcore.training import TrainedModel
 
 GRID = 6  # photos per row in the galleries
 MAX_CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
@@ -154,7 +155,7 @@ def keep_ui(key: str, trained: TrainedModel) -> None:
         try:
             ui.user_path(settings["data"])  # an uploaded checkpoint may name any folder: the same rule as typing it
             ui.start_job(TrainConfig.from_dict(settings))
-            st.switch_page("pages/train.py")
+            st.switch_page("app_pages/train.py")
         except FtcoreError as e:
             ui.show_error(e)
 

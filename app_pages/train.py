@@ -6,14 +6,22 @@ import streamlit as st
 
 from app import ui
 from ftcore import charts, lesson
-from ftcore.devices import PRECISIONS, available_devices
+from ftcore.archs import ARCHITECTURES, describe_output_layers, get_arch, weights_status
+from ftcore.config import (
+    CPU_DEVICES,
+    LOSS_REDUCTIONS,
+    MODES,
+    PRECISIONS,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    TrainConfig,
+    lr_text,
+    recipe,
+)
 from ftcore.errors import FtcoreError
-from ftcore.experiments import SIDE_BY_SIDE
-from ftcore.lr_finder import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
+from ftcore.lr_finding import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
 from ftcore.lr_rules import DEFAULT_RULE, RULES
-from ftcore.models import ARCHITECTURES, describe_output_layers, get_arch, weights_status
 from ftcore.runs.status import Status
-from ftcore.training import LOSS_REDUCTIONS, MODES, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, lr_text, recipe
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -63,7 +71,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
                                           "layer alone on features the frozen copied layers compute once per photo.")
     batch_size = columns[1].selectbox("Batch size", ui.BATCH_SIZES, ui.BATCH_SIZES.index(book.batch_size), key="batch")
     image_size = columns[2].select_slider("Image size", ui.IMAGE_SIZES, book.image_size, key="size")
-    device = columns[3].selectbox("Device", available_devices(), key="device")
+    device = columns[3].selectbox("Device", ui.device_names() or CPU_DEVICES, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
         columns = st.columns(5)
@@ -98,14 +106,29 @@ def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
                              "compare it with full fine-tuning.")
         left.caption("Fine-tuning only: from scratch nothing is copied." if not finetune else
                      "Only the output layer learns; the copied layers stay exactly as ImageNet left them.")
-        available, sentence = (ui.head_init_status(config.arch, config.weights, classes) if finetune
-                               else (False, "it needs the ImageNet weights, so fine-tuning only"))
+        status = (ui.head_init_status(config.arch, config.weights, classes) if finetune
+                  else (False, "it needs the ImageNet weights, so fine-tuning only"))
+        available, sentence = status or (False, "")
         imagenet = right.toggle("Start the output layer from ImageNet's rows", key="head-imagenet",
                                 disabled=not available, help="Instead of Xavier: each class named like an ImageNet "
                                 "category starts from that category's output row (the book: hotdog is row 934).")
-        right.caption(("Available: " if available else "Unavailable: ") + sentence + ".")
+        right.caption("Checking whether the weights carry ImageNet's output layer..." if status is None else
+                      ("Available: " if available else "Unavailable: ") + sentence + ".")
     return dataclasses.replace(config, freeze_body=freeze and finetune,
                                head_init="imagenet" if imagenet and available else "xavier")
+
+
+def torch_facts_ui(config: TrainConfig, classes: list[str]) -> None:
+    """Find what the page drew without, since finding it loads torch: the devices, and whether the weights carry
+    ImageNet's output layer. Then draw the page again with them (once per server process and set of weights)."""
+    missing = ui.device_names() is None
+    if missing:
+        ui.list_devices()
+    if config.mode == "finetune" and ui.head_init_status(config.arch, config.weights, classes) is None:
+        ui.check_head_init(config.arch, config.weights, classes)
+        missing = True
+    if missing:
+        st.rerun()
 
 
 def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
@@ -127,7 +150,7 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
 
 POLLING = ui.job_running()
 EXPERIMENT_RUNNING = ui.experiment_running()  # a lesson here, or a series from Experiments
-LESSON_POLLING = EXPERIMENT_RUNNING and ui.current_experiment().kind in SIDE_BY_SIDE
+LESSON_POLLING = EXPERIMENT_RUNNING and ui.current_experiment().kind in lesson.LESSONS
 FINDER_POLLING = ui.finder_running()
 QUEUED = POLLING and ui.collect_job().status == Status.QUEUED
 
@@ -198,7 +221,7 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
 def lesson_live_ui() -> None:
     """The lesson's runs and their curves on one chart, redrawn every second while they train."""
     experiment = ui.current_experiment()
-    if experiment is None or experiment.kind not in SIDE_BY_SIDE:
+    if experiment is None or experiment.kind not in lesson.LESSONS:
         return
     snap = experiment.snapshot()
     ui.runs()  # its runs join this tab's runs as they end
@@ -359,7 +382,7 @@ st.title("Train")
 summary = ui.chosen_data()
 if summary is not None and summary.unreadable:  # training would stop at the first of them
     st.error(summary.unreadable_message())
-st.page_link("pages/explore.py", label="Change the data", icon=":material/photo_library:")
+st.page_link("app_pages/explore.py", label="Change the data", icon=":material/photo_library:")
 
 with st.expander("Experiments to try"):
     st.markdown(
@@ -370,7 +393,7 @@ with st.expander("Experiments to try"):
         "- **Output layer at 10x off**: the new, random layer then learns as slowly as the copied ones.\n"
         "- **Loss: mean** (More settings) at the same lr: the gradient shrinks by the batch size, so training "
         "barely moves; the book's 5e-5 with the sum equals 6.4e-3 with the mean at batch 128.")
-    st.page_link("pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
+    st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
                  icon=":material/science:")
 config, find_lr = settings_ui(summary.root if summary else None)
 config = exercises_ui(config, summary.classes if summary else [])
@@ -398,3 +421,4 @@ live_ui()
 runs_ui()
 interrupted_runs_ui()
 saved_runs_ui()
+torch_facts_ui(config, summary.classes if summary else [])  # last: the controls above draw first
