@@ -43,10 +43,11 @@ if TYPE_CHECKING:
     from ftcore.evaluation import Evaluation
     from ftcore.experiments import Experiment
     from ftcore.explain import BlockChange
-    from ftcore.jobs import JobSnapshot, Run
     from ftcore.predict import PhotoResult
-    from ftcore.runner import FinderJob, FinderSnapshot, ProcessJob
-    from ftcore.scheduler import Scheduler
+    from ftcore.runs.backend import Backend
+    from ftcore.runs.process import FinderJob, ProcessJob
+    from ftcore.runs.saved import Run
+    from ftcore.runs.snapshot import FinderSnapshot, JobSnapshot
     from ftcore.training import TrainedModel
 
 DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
@@ -158,7 +159,7 @@ def runs() -> list[Run]:
         if snap.has_model and (earlier is None or snap.status == Status.FINISHED
                                or len(snap.epochs) != len(earlier.history.epochs)):
             if earlier is not None:
-                from ftcore.jobs import MODELS
+                from ftcore.runs.saved import MODELS
 
                 kept.remove(earlier)
                 MODELS.discard(job.id)
@@ -186,35 +187,35 @@ def runs_dir() -> Path:
 
 
 @st.cache_resource
-def scheduler() -> Scheduler:
-    """The server's one scheduler: every tab's runs queue here and train in child processes."""
-    from ftcore.scheduler import Scheduler
+def backend() -> Backend:
+    """The server's one backend: every tab's runs queue here and train in child processes of this machine."""
+    from ftcore.runs.local import LocalBackend
 
-    return Scheduler()
+    return LocalBackend()
 
 
 def start_job(config: TrainConfig) -> ProcessJob:
-    """Queue `config` with the server's scheduler for this session (one job at a time); it trains in a child
+    """Queue `config` with the server's backend for this session (one job at a time); it trains in a child
     process of its own."""
-    from ftcore.runner import ProcessJob
+    from ftcore.runs.process import ProcessJob
 
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    return _keep_job(ProcessJob(config, runs_dir()).start(scheduler()))
+    return _keep_job(ProcessJob(config, runs_dir()).start(backend()))
 
 
 def resume_job(folder: str | Path) -> ProcessJob:
     """Queue the interrupted run in `folder` to continue after its last saved epoch, as this session's job."""
-    from ftcore.runner import ProcessJob
+    from ftcore.runs.process import ProcessJob
 
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
-    if any(job.folder == Path(folder) for job in scheduler().running()):
+    if any(job.folder == Path(folder) for job in backend().running()):
         raise FtcoreError(f"the run in {folder} is training already; watch it in the tab that started it")
-    return _keep_job(ProcessJob.resumed(folder).start(scheduler()))
+    return _keep_job(ProcessJob.resumed(folder).start(backend()))
 
 
 def _keep_job(job: ProcessJob) -> ProcessJob:
@@ -227,7 +228,7 @@ def interrupted_runs() -> list[Path]:
     """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
     from ftcore.runs.folder import STATE_FILE
 
-    training = {job.folder for job in scheduler().running()}
+    training = {job.folder for job in backend().running()}
     folder = runs_dir()
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(f"*/{STATE_FILE}"))) \
         if folder.is_dir() else ()
@@ -236,7 +237,7 @@ def interrupted_runs() -> list[Path]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _interrupted(folder: str, stamp: tuple) -> list[str]:
-    from ftcore.runner import list_interrupted
+    from ftcore.runs.process import list_interrupted
 
     return [str(f) for f in list_interrupted(folder)]
 
@@ -259,16 +260,16 @@ def finder_running() -> bool:
 
 
 def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
-    """Queue the learning-rate finder on `config`'s recipe with the server's scheduler, in a child process of its
+    """Queue the learning-rate finder on `config`'s recipe with the server's backend, in a child process of its
     own under <cache>/lr-finder."""
-    from ftcore.runner import FinderJob
+    from ftcore.runs.process import FinderJob
 
     if finder_running():
         raise FtcoreError("the learning-rate finder is already running in this tab; stop it or wait for it")
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    finder = FinderJob(config, cache_dir() / "lr-finder", settings).start(scheduler())
+    finder = FinderJob(config, cache_dir() / "lr-finder", settings).start(backend())
     st.session_state[FINDER_KEY] = finder
     _remember()
     return finder
@@ -293,7 +294,7 @@ def saved_runs() -> tuple[list[Run], list[str]]:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _saved_runs(folder: str, stamp: int) -> tuple[list[Run], list[str]]:
-    from ftcore.jobs import list_saved_runs
+    from ftcore.runs.saved import list_saved_runs
 
     return list_saved_runs(folder)
 
@@ -497,8 +498,8 @@ def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
     for config in configs:
         config.validate()
     for config in configs:
-        scheduler().check_fits(config)
-    experiment = Experiment(kind, configs, runs_dir=runs_dir(), scheduler=scheduler()).start()
+        backend().check_fits(config)
+    experiment = Experiment(kind, configs, runs_dir=runs_dir(), backend=backend()).start()
     st.session_state[EXPERIMENT_KEY] = experiment
     return experiment
 

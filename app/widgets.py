@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app import ui
-from ftcore.jobs import Run
+from ftcore.runs.saved import Run
 from ftcore.training import TrainedModel
 
 CHECKPOINT = "A checkpoint file (.pt)"

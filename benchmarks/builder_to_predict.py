@@ -37,8 +37,8 @@ def main() -> None:
         from ftcore import builder
         from ftcore.config import recipe
         from ftcore.predict import classify_photos
-        from ftcore.runner import ProcessJob
-        from ftcore.scheduler import Scheduler
+        from ftcore.runs.local import LocalBackend
+        from ftcore.runs.process import ProcessJob
 
         photos = {folder.name: [p.read_bytes() for p in sorted(folder.iterdir())[:args.per_class]]
                   for folder in sorted(source.iterdir()) if folder.is_dir()}
@@ -48,7 +48,7 @@ def main() -> None:
         print(f"# {machine_description()}; {built.total} photos ({counts}), mobilenet_v2 {args.preset} preset, "
               "validation held out as the explorer does (20 %)")
         print(f"{'repeat':>6s} {'train+save':>10s} {'predict':>8s} {'total':>7s} {'val acc':>7s}")
-        totals, scheduler = [], Scheduler()
+        totals, scheduler = [], LocalBackend()
         for repeat in range(1, args.repeats + 1):
             config = recipe("finetune", "mobilenet_v2", args.preset, data=str(built.path), weights=weights)
             start = time.perf_counter()

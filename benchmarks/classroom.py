@@ -35,8 +35,8 @@ from benchmarks.app_server import app_server
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 from ftcore.runs.folder import REQUEST_FILE, read_events
+from ftcore.runs.local import SLOTS_ENV, default_slots
 from ftcore.runs.status import ENDED, Status
-from ftcore.scheduler import SLOTS_ENV, default_slots
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

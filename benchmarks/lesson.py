@@ -26,7 +26,7 @@ from ftcore.config import recipe
 from ftcore.data import find_data
 from ftcore.devices import ISA_CAPS
 from ftcore.experiments import KINDS, Experiment
-from ftcore.scheduler import Scheduler
+from ftcore.runs.local import LocalBackend
 
 
 def run_lesson(kind: str, base, runs_dir: str) -> dict:
@@ -34,7 +34,7 @@ def run_lesson(kind: str, base, runs_dir: str) -> dict:
     wall seconds of the whole."""
     start = time.perf_counter()
     experiment = Experiment(kind, lesson.LESSONS[kind](base), runs_dir=runs_dir,
-                            scheduler=Scheduler(slots=1, check_memory=False)).start()
+                            backend=LocalBackend(slots=1, check_memory=False)).start()
     experiment.join()
     wall = time.perf_counter() - start
     snap = experiment.snapshot()

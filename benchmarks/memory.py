@@ -5,7 +5,7 @@
 Each round trains a short resnet18 run in a TrainingJob (tiny generated photos, 32 px, one epoch) that saves
 itself to a runs folder, keeps it in the session's list, classifies 8 photos with it and with the oldest run
 (which, once out of the model cache, reloads from disk), and prints the process's resident set size.
-`--keep` sets how many models the process-wide cache holds (the app's default is jobs.MODELS_IN_MEMORY).
+`--keep` sets how many models the process-wide cache holds (the app's default is saved.MODELS_IN_MEMORY).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ftcore import jobs
 from ftcore.config import recipe
 from ftcore.predict import rank_classes
+from ftcore.runs import saved, thread
 
 
 def rss_mib() -> float:
@@ -52,20 +52,20 @@ def main() -> None:
     """Print the RSS after each round and the growth from the first round to the last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--keep", type=int, default=jobs.MODELS_IN_MEMORY)
+    parser.add_argument("--keep", type=int, default=saved.MODELS_IN_MEMORY)
     args = parser.parse_args()
-    jobs.MODELS = jobs.ModelCache(args.keep)
+    saved.MODELS = saved.ModelCache(args.keep)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_photos(Path(tmp) / "colours", per_class=16)
         photos = [Image.open(p).convert("RGB") for p in sorted((data / "test").rglob("*.png"))[:8]]
         print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__}; "
               f"{args.runs} runs of resnet18 scratch, 1 epoch, 32 px, 32 train photos; models kept: {args.keep}")
         print(f"start: {rss_mib():.0f} MiB")
-        session: list[jobs.Run] = []
+        session: list[saved.Run] = []
         sizes = []
         for i in range(args.runs):
             config = recipe("scratch", "resnet18", data=str(data), epochs=1, batch_size=8, image_size=32, seed=i)
-            job = jobs.TrainingJob(config, runs_dir=Path(tmp) / "runs").start()
+            job = thread.TrainingJob(config, runs_dir=Path(tmp) / "runs").start()
             job.join()
             session.append(job.to_run())
             del job  # the tab's next Start replaces its job
@@ -73,7 +73,7 @@ def main() -> None:
                 rank_classes(run.trained, photos)
             gc.collect()
             sizes.append(rss_mib())
-            print(f"run {i + 1:2d}: {sizes[-1]:.0f} MiB (models in memory: {len(jobs.MODELS.ids())})")
+            print(f"run {i + 1:2d}: {sizes[-1]:.0f} MiB (models in memory: {len(saved.MODELS.ids())})")
         print(f"growth from run 1 to run {args.runs}: {sizes[-1] - sizes[0]:+.0f} MiB; "
               f"from run 3 to run {args.runs}: {sizes[-1] - sizes[min(2, len(sizes) - 1)]:+.0f} MiB")
 

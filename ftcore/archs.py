@@ -41,6 +41,7 @@ class ArchSpec:
     finetune_lr: float  # default lr of the copied layers with the summed loss
     scratch_lr: float  # default lr from random init with the summed loss
     lr_source: str  # where those defaults come from, shown in --help and the UI
+    parameters: int  # of the ImageNet model (torchvision's num_params): its weights and gradients in GPU memory
     # Whether precision "auto" trains it in bf16 on hardware with native bf16: ResNets train much faster there
     # with gradients close to fp32's; MobileNetV2's pretrained BatchNorm gradients drift far in bf16 for little
     # speed, so it trains (and is evaluated) in fp32 (docs/benchmarks.md, Speed). The cached features of the
@@ -65,14 +66,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in (
         ArchSpec("resnet18", "resnet18", "https://download.pytorch.org/models/resnet18-f37072fd.pth",
-                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)"),
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's (d2l 13.2)", parameters=11_689_512),
         ArchSpec("resnet34", "resnet34", "https://download.pytorch.org/models/resnet34-b627a593.pth",
-                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+                 "fc", 512, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over", parameters=21_797_672),
         ArchSpec("resnet50", "resnet50", "https://download.pytorch.org/models/resnet50-0676ba61.pth",
-                 "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over"),
+                 "fc", 2048, "layer4", 5e-5, 5e-4, "the book's resnet18 rates, carried over", parameters=25_557_032),
         ArchSpec("mobilenet_v2", "mobilenet_v2", "https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
                  "classifier.1", 1280, "features", 5e-5, 5e-4,
-                 "the book's rates, checked on hot-dog for mobilenet_v2",
+                 "the book's rates, checked on hot-dog for mobilenet_v2", parameters=3_504_872,
                  bf16_training=False),
     )
 }

@@ -37,7 +37,6 @@ from .devices import ISA_CAPS, resolve_devices
 from .errors import FtcoreError, user_message
 from .evaluation import evaluate_model, format_evaluation
 from .experiments import head_init_status, lr_sweep_configs, parse_lrs
-from .jobs import is_out_of_memory
 from .lesson import scaled_down_text
 from .lr_finder import find_lr
 from .lr_finding import (
@@ -49,6 +48,7 @@ from .lr_finding import (
     write_curve,
 )
 from .lr_rules import RULES, Rule
+from .memory import is_out_of_memory
 from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
 from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted

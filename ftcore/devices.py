@@ -6,11 +6,16 @@ import contextlib
 import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import torch
 
+from .archs import get_arch
 from .config import CPU_DEVICES, PRECISIONS
 from .errors import FtcoreError
+
+if TYPE_CHECKING:
+    from .config import TrainConfig
 
 
 def available_devices() -> list[str]:
@@ -104,3 +109,10 @@ def onednn_isa(env: dict[str, str] | None = None) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return next((line.split("isa:", 1)[1].strip() for line in out.splitlines() if "isa:" in line), "unknown")
+
+
+def training_precision(config: TrainConfig, device: torch.device) -> str:
+    """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
+    natively and the architecture keeps its accuracy in it (archs.ArchSpec.bf16_training)."""
+    precision = resolve_precision(config.precision, device)
+    return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"

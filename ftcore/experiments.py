@@ -3,7 +3,7 @@
 An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
 one coordinating thread that runs each as a job and waits for it before starting the next, so only one model
 trains at a time; or, for the lesson (ftcore.lesson), starts them all at once, side by side, sharing the cores
-of one of the scheduler's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends the runs in
+of one of the backend's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends the runs in
 progress and skips the rest.
 """
 
@@ -19,12 +19,14 @@ from pathlib import Path
 from .archs import IMAGENET_CLASSES, get_arch, imagenet_row, locate_weights
 from .config import TrainConfig, recipe
 from .errors import FtcoreError
-from .jobs import JobSnapshot, Run, TrainingJob
 from .lesson import LESSONS
 from .models import read_state_dict
-from .runner import ProcessJob
+from .runs.backend import Backend
+from .runs.process import ProcessJob
+from .runs.saved import Run
+from .runs.snapshot import JobSnapshot
 from .runs.status import KEPT, Status
-from .scheduler import Scheduler
+from .runs.thread import TrainingJob
 
 KINDS = {"sweep": "learning-rate sweep", "compare": "fine-tune vs scratch",
          "lesson": "the lesson in a minute: fine-tune vs scratch", "lesson-lr": "the lesson in a minute: three rates",
@@ -162,14 +164,14 @@ class Experiment:
     """A series of TrainConfigs trained one after another in one background thread."""
 
     def __init__(self, kind: str, configs: Sequence[TrainConfig], experiment_id: str | None = None,
-                 runs_dir: str | Path | None = None, scheduler: Scheduler | None = None):
+                 runs_dir: str | Path | None = None, backend: Backend | None = None):
         if kind not in KINDS:
             raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
         self.id = experiment_id or uuid.uuid4().hex[:10]
         self.kind = kind
         self.configs = list(configs)
-        self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see jobs.TrainingJob)
-        self.scheduler = scheduler  # with one, each run trains in a child process through its queue
+        self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see runs.thread.TrainingJob)
+        self.backend = backend  # with one, each run trains in a child process through its queue
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._jobs: list[TrainingJob | ProcessJob] = []
@@ -210,7 +212,7 @@ class Experiment:
             return [run for job_id, run in self._runs.items() if job_id not in skip]
 
     def _new_job(self, config: TrainConfig) -> TrainingJob | ProcessJob:
-        return (ProcessJob(config, self.runs_dir) if self.scheduler is not None
+        return (ProcessJob(config, self.runs_dir) if self.backend is not None
                 else TrainingJob(config, runs_dir=self.runs_dir))
 
     def _run(self) -> None:
@@ -224,7 +226,7 @@ class Experiment:
                     job = self._new_job(config)
                     self._jobs.append(job)
                 try:
-                    job.start(self.scheduler) if self.scheduler is not None else job.start()
+                    job.start(self.backend) if self.backend is not None else job.start()
                 except FtcoreError:  # checked before the series started; memory may have changed since
                     job.cancel()
                 job.join()  # a failed run (e.g. a diverging lr) does not end the series
@@ -233,17 +235,17 @@ class Experiment:
             self._ended = True
 
     def _run_side_by_side(self) -> None:
-        """Start every run at once (with a scheduler: queued together, admitted into one slot) and wait for all."""
+        """Start every run at once (with a backend: queued together, admitted into one slot) and wait for all."""
         with self._lock:
             if self._stop.is_set():
                 return
             jobs = [self._new_job(config) for config in self.configs]
             self._jobs.extend(jobs)
         try:
-            if self.scheduler is not None:
+            if self.backend is not None:
                 for job in jobs:
-                    job.prepare(self.scheduler)
-                self.scheduler.submit(*jobs)
+                    job.prepare(self.backend)
+                self.backend.submit(*jobs)
             else:
                 for job in jobs:
                     job.start()

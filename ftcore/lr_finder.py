@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
-from .devices import resolve_devices, resolve_precision
+from .devices import resolve_devices, resolve_precision, training_precision
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size
 from .lr_finding import DivergenceWatch, FinderSettings, LrFinding, check_request, read_curve, trains_output_layer_only
@@ -50,7 +50,7 @@ from .models import output_layer
 from .records import LrStep
 from .resume import restore_torch_generators, torch_generators
 from .run_data import make_run_data
-from .training import make_model, make_optimizer, micro_batch_size, to_device, train_step, training_precision
+from .training import make_model, make_optimizer, micro_batch_size, to_device, train_step
 
 # --------------------------------------------------------------------------------------------------
 # The test itself.

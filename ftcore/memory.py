@@ -16,6 +16,7 @@ estimate adds SAFETY_MARGIN on top.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import TYPE_CHECKING
 
@@ -40,6 +41,9 @@ MEASURED: dict[str, dict[str, int]] = {
                      "inference_base": 854612656, "inference_photo": 3319893},
 }
 SAFETY_MARGIN = 0.15  # added on top of the model's estimate
+# What a process's CUDA context and PyTorch's kernels take on a GPU before its first tensor (an upper bound of the
+# few hundred MB that CUDA 12 reports on current GPUs; estimate_gpu_bytes adds it to every process).
+CUDA_CONTEXT_BYTES = 1 * 1024**3
 # The whole batch is the default when its estimate fits this share of the machine's memory; the rest is left to
 # the system, the server and a browser.
 FITS_SHARE = 0.75
@@ -76,7 +80,7 @@ def training_precision(config: TrainConfig, precision: str | None = None) -> str
     """The arithmetic a CPU run of `config` trains in (as fit chooses it); `precision` overrides config's."""
     import torch
 
-    from .training import training_precision as chosen
+    from .devices import training_precision as chosen
 
     return chosen(dataclasses.replace(config, precision=precision or config.precision), torch.device("cpu"))
 
@@ -183,6 +187,36 @@ def largest_fitting_micro_batch(config: TrainConfig, budget_bytes: float,
     return None
 
 
+def estimate_gpu_bytes(config: TrainConfig, procs: int = 1) -> int:
+    """GPU memory in bytes that each of a run's `procs` processes needs on its GPU, safety margin included: the
+    CUDA context, the weights and their gradients, and the activations of one forward/backward of its share of
+    the batch (the per-photo figures measured on the CPU, in fp32 unless the run asks for bf16: an upper bound
+    under precision auto). Output-layer-only runs pass GPU_FEATURE_BATCH photos at a time through the frozen
+    layers in bf16."""
+    from .features import GPU_FEATURE_BATCH
+
+    if config.arch not in MEASURED:
+        get_arch(config.arch)
+        raise KeyError(f"no measured memory figures for {config.arch}; run python -m benchmarks.memory_table")
+    figures, scale = MEASURED[config.arch], (config.image_size / 224) ** 2
+    weights = get_arch(config.arch).parameters * 4
+    phases = []
+    if config.head_epochs:
+        phases.append(weights + figures["inference_photo"] * GPU_FEATURE_BATCH * scale)
+    if config.epochs:
+        photos = min(config.micro_batch or config.batch_size, math.ceil(config.batch_size / procs))
+        per_photo = figures["bf16_photo" if config.precision == "bf16" else "fp32_photo"]
+        phases.append(2 * weights + per_photo * photos * scale)
+    return round((CUDA_CONTEXT_BYTES + max(phases)) * (1 + SAFETY_MARGIN))
+
+
+def too_big_for_gpu_message(config: TrainConfig, need: int, have: int) -> str:
+    """One sentence: what the run needs of a GPU, what the largest GPU here has, and what to lower."""
+    return (f"this run needs about {need / GB:.1f} GB of GPU memory ({config.arch}, batch {config.batch_size} at "
+            f"{config.image_size} px) but the largest GPU here has {have / GB:.1f} GB; lower the batch size, the "
+            "photos per forward pass or the image size")
+
+
 def too_big_message(config: TrainConfig, need: int, have: int) -> str:
     """One sentence: what the run needs, what the machine has, and what to lower."""
     if config.epochs:
@@ -194,3 +228,23 @@ def too_big_message(config: TrainConfig, need: int, have: int) -> str:
         what = f"{config.arch}, output layer only, at {config.image_size} px"
         advice = "lower the image size or the number of photos"
     return f"this run needs about {need / GB:.1f} GB ({what}) but this machine has {have / GB:.1f} GB; {advice}"
+
+
+# Phrases with which PyTorch and the C allocator report memory running out outside torch.OutOfMemoryError.
+OUT_OF_MEMORY_WORDS = ("out of memory", "can't allocate memory", "not enough memory", "failed to allocate")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for the ways PyTorch and Python say memory ran out (GPU or CPU)."""
+    import torch
+
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(error, RuntimeError) and any(w in str(error).lower() for w in OUT_OF_MEMORY_WORDS)
+
+
+def out_of_memory_message(config: TrainConfig, devices: list[str]) -> str:
+    """What a run that ran out of memory says: where, at which sizes, and what to lower."""
+    where = ", ".join(devices) or config.device
+    return (f"out of memory on {where} while training at batch size {config.batch_size} and image "
+            f"size {config.image_size}; choose a smaller batch size or image size and start again")

@@ -23,7 +23,7 @@ from . import distributed, resume
 from .archs import WeightsSource, get_arch
 from .config import TrainConfig
 from .data import EvalPreset
-from .devices import autocast, resolve_devices, resolve_precision, synchronize
+from .devices import autocast, resolve_devices, resolve_precision, synchronize, training_precision
 from .errors import FtcoreError
 from .features import extract_features, feature_batch_size, head_accuracy, train_head_epoch
 from .models import build_model, fused_for_inference, output_layer
@@ -209,13 +209,6 @@ def batchnorm_note(config: TrainConfig, micro: int) -> str:
     return (f"BatchNorm over {micro} of the batch's {config.batch_size} photos: the whole batch needs about "
             f"{whole / GB:.1f} GB, more than the {FITS_SHARE * total_bytes() / GB:.1f} GB a run may take of this "
             f"machine's {total_bytes() / GB:.1f} GB")
-
-
-def training_precision(config: TrainConfig, device: torch.device) -> str:
-    """The arithmetic every layer trains in: the config's, and under "auto" bf16 only where the device has it
-    natively and the architecture keeps its accuracy in it (archs.ArchSpec.bf16_training)."""
-    precision = resolve_precision(config.precision, device)
-    return precision if config.precision != "auto" or get_arch(config.arch).bf16_training else "fp32"
 
 
 def make_model(config: TrainConfig, classes: list[str], device: torch.device,

@@ -24,9 +24,9 @@ from . import distributed
 from .checkpoints import save_run
 from .config import TrainConfig
 from .errors import FtcoreError, user_message
-from .jobs import is_out_of_memory, out_of_memory_message
 from .lr_finder import find_lr
 from .lr_finding import FinderSettings, write_curve
+from .memory import is_out_of_memory, out_of_memory_message
 from .resume import load_state, save_state
 from .runs.folder import FINDING_FILE, STATE_FILE, EventLog, read_request, read_task, stop_requested
 from .runs.status import Status

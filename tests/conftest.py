@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,11 @@ def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 
 
     config = recipe("scratch", data="colours", image_size=image_size)
     return TrainedModel(model.eval(), config, list(classes), History(), WeightsSource("random"), EvalPreset(image_size))
+
+
+def wait_until(condition, what: str, timeout: float = 10) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

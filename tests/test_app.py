@@ -14,8 +14,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, after_photo_check
-from ftcore import checkpoints, jobs
+from ftcore import checkpoints
 from ftcore.config import recipe
+from ftcore.runs import saved, snapshot, thread
 from ftcore.training import fit
 
 HOME = REPO / "streamlit_app.py"
@@ -49,10 +50,10 @@ def png_bytes(color=(220, 40, 40)) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_data) -> jobs.Run:
+def finished_run(tiny_data) -> saved.Run:
     """A finished run, as the Train page keeps it in session state."""
     result = fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=2, batch_size=8, image_size=32))
-    return jobs.Run("run0000001", jobs.run_label(result.config), result.config, result.history, result)
+    return saved.Run("run0000001", snapshot.run_label(result.config), result.config, result.history, result)
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_home_and_explorer_with_a_finished_run(tiny_data, finished_run):
 
 
 def test_a_run_that_ends_on_another_page_joins_the_runs(tiny_data):
-    job = jobs.TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+    job = thread.TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
     assert job.join(timeout=120)
     at = no_exception(app(PREDICT, job=job))
     assert [r.id for r in at.session_state["runs"]] == [job.id]

@@ -13,9 +13,10 @@ from streamlit.testing.v1 import AppTest
 
 from app import ui
 from conftest import REPO
-from ftcore import checkpoints, jobs
+from ftcore import checkpoints
 from ftcore.config import recipe
 from ftcore.evaluation import evaluate_model
+from ftcore.runs import saved, snapshot
 from ftcore.training import fit
 
 HOME = REPO / "streamlit_app.py"
@@ -45,9 +46,9 @@ def titled(at: AppTest, words: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tiny_data) -> jobs.Run:
+def finished_run(tiny_data) -> saved.Run:
     result = fit(recipe("scratch", "resnet18", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
-    return jobs.Run("insight-run", jobs.run_label(result.config), result.config, result.history, result)
+    return saved.Run("insight-run", snapshot.run_label(result.config), result.config, result.history, result)
 
 
 # --------------------------------------------------------------------------------------------------

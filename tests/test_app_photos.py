@@ -112,9 +112,9 @@ def test_a_built_dataset_is_listed_and_used(tmp_path):
 def test_predict_names_the_val_and_test_figures_of_a_val_chosen_run(tmp_path):
     root = write_tiny_imagefolder(tmp_path / "tvt", {"train": 8, "val": 4, "test": 4})
     result = fit(recipe("scratch", "resnet18", data=str(root), epochs=1, batch_size=8, image_size=32))
-    from ftcore import jobs
+    from ftcore.runs import saved, snapshot
 
-    run = jobs.Run("run0000042", jobs.run_label(result.config), result.config, result.history, result)
+    run = saved.Run("run0000042", snapshot.run_label(result.config), result.config, result.history, result)
     at = open_app(PREDICT, runs=[run])
     last = result.history.final()
     assert f"Trained in this tab; val acc {last.val_acc:.3f}, test acc {result.history.test_acc:.3f}." in \

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftcore import checkpoints, jobs
+from ftcore import checkpoints
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.evaluation import (
@@ -20,6 +20,7 @@ from ftcore.evaluation import (
     evaluate_model,
     format_evaluation,
 )
+from ftcore.runs import saved, snapshot
 from ftcore.training import fit
 
 # Six photos of three classes, predicted: 0 0 1 | 1 2 | 2 (true classes: 0 0 0 | 1 1 | 2).
@@ -85,7 +86,7 @@ def test_to_dict_and_text_carry_the_same_numbers():
 @pytest.fixture(scope="module")
 def tiny_run(tiny_data):
     trained = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
-    return jobs.Run("eval-run", jobs.run_label(trained.config), trained.config, trained.history, trained)
+    return saved.Run("eval-run", snapshot.run_label(trained.config), trained.config, trained.history, trained)
 
 
 def test_evaluating_a_run_agrees_with_the_training_loops_test_accuracy(tiny_run, tiny_data):

@@ -26,7 +26,7 @@ from ftcore import data, folders
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
-from ftcore.jobs import TrainingJob
+from ftcore.runs.thread import TrainingJob
 
 EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 

@@ -18,15 +18,17 @@ from torchvision.models import ResNet
 
 from app import ui
 from conftest import REPO, trained_model
-from ftcore import jobs
 from ftcore.config import recipe
 from ftcore.data import resolve_user_path
 from ftcore.errors import FtcoreError
 from ftcore.images import open_image
-from ftcore.jobs import ModelCache, Run, TrainingJob, list_saved_runs, new_run_id, save_run_folder
 from ftcore.models import build_model
 from ftcore.predict import probabilities, rank_classes
 from ftcore.records import History
+from ftcore.runs import saved
+from ftcore.runs.folder import new_run_id
+from ftcore.runs.saved import ModelCache, Run, list_saved_runs, save_run_folder
+from ftcore.runs.thread import TrainingJob
 from ftcore.training import TrainedModel
 
 HOME = REPO / "streamlit_app.py"
@@ -65,7 +67,7 @@ def small(tiny_data, **overrides):
 def fresh_models(monkeypatch) -> ModelCache:
     """An empty process-wide model cache of 3, as a freshly started server has."""
     cache = ModelCache(3)
-    monkeypatch.setattr(jobs, "MODELS", cache)
+    monkeypatch.setattr(saved, "MODELS", cache)
     return cache
 
 

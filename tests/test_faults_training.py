@@ -15,10 +15,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
-from ftcore import jobs
 from ftcore.config import recipe
-from ftcore.jobs import TrainingJob
 from ftcore.records import BatchEnded
+from ftcore.runs import thread
+from ftcore.runs.thread import TrainingJob
 
 HOME = REPO / "streamlit_app.py"
 TRAIN, PREDICT = "app_pages/train.py", "app_pages/predict.py"
@@ -80,8 +80,8 @@ def png(color) -> bytes:
 
 
 def failing_fit(error: BaseException, times: int = 1):
-    """jobs.fit, except that the first `times` runs raise `error` right after their first batch."""
-    real_fit = jobs.fit
+    """thread.fit, except that the first `times` runs raise `error` right after their first batch."""
+    real_fit = thread.fit
     left = [times]
 
     def fit(config, callback=None, stop=None, *args, **kwargs):
@@ -158,7 +158,7 @@ def test_stop_ends_within_a_batch_and_the_run_is_usable_on_predict(tiny_data, sl
     MemoryError(),
 ], ids=["torch", "cpu-allocator", "python"])
 def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monkeypatch):
-    monkeypatch.setattr(jobs, "fit", failing_fit(error))
+    monkeypatch.setattr(thread, "fit", failing_fit(error))
     job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
     assert job.join(timeout=60)
     snap = job.snapshot()
@@ -168,8 +168,8 @@ def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monke
 
 def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, tmp_path, monkeypatch):
     from ftcore import worker
-    from ftcore.runner import ProcessJob
     from ftcore.runs import folder as runlog
+    from ftcore.runs.process import ProcessJob
 
     config = recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=64)
     folder = tmp_path / "runs" / "oom-run"
@@ -235,7 +235,7 @@ def test_a_refreshed_tab_finds_its_running_job_again(tiny_data, slow_steps):
     (SystemExit(3), "training failed unexpectedly (SystemExit: 3); the server log has the details"),
 ], ids=["bug", "exit"])
 def test_a_crashed_training_thread_is_reported_on_the_page(error, message, tiny_data, monkeypatch):
-    monkeypatch.setattr(jobs, "fit", failing_fit(error))
+    monkeypatch.setattr(thread, "fit", failing_fit(error))
     job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
     assert job.join(timeout=60)
     assert (job.snapshot().status, job.snapshot().error) == ("failed", message)

@@ -186,12 +186,12 @@ def test_many_photos_are_classified_a_batch_at_a_time():
 
 
 def test_the_predict_page_classifies_at_most_its_limit_and_says_so(monkeypatch, tiny_data):
-    from ftcore import jobs
     from ftcore.config import recipe
+    from ftcore.runs import saved
     from ftcore.training import fit
 
     result = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=16, image_size=32, limit=4))
-    run = jobs.Run("run-limit", "tiny", result.config, result.history, result)
+    run = saved.Run("run-limit", "tiny", result.config, result.history, result)
     monkeypatch.setattr(ui, "MAX_PHOTOS", 3)
     at = open_app(PREDICT, runs=[run])
     for i in range(5):

@@ -6,8 +6,9 @@ import time
 
 from conftest import write_tiny_imagefolder
 from ftcore.config import recipe
-from ftcore.jobs import JobSnapshot, TrainingJob, run_label
 from ftcore.records import BatchRecord, EpochRecord
+from ftcore.runs.snapshot import JobSnapshot, run_label
+from ftcore.runs.thread import TrainingJob
 
 
 def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
@@ -98,8 +99,8 @@ def test_the_status_line_says_what_a_run_does_between_its_last_batch_and_its_end
 
 
 def test_every_kind_of_job_keeps_the_job_contract(tmp_path):
-    from ftcore.runner import FinderJob, ProcessJob
     from ftcore.runs.job import Job
+    from ftcore.runs.process import FinderJob, ProcessJob
     from ftcore.runs.status import ENDED, KEPT, Status
 
     config = recipe("scratch", data=str(tmp_path), epochs=1)

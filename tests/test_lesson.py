@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import time
 
-from conftest import REPO, open_app
+from conftest import REPO, open_app, wait_until
 from ftcore import lesson
 from ftcore.config import PRESETS, recipe
 from ftcore.experiments import Experiment
-from ftcore.scheduler import Scheduler
+from ftcore.runs.local import LocalBackend
 
 TIMEOUT = 240
 
@@ -54,73 +53,6 @@ def test_the_lessons_rows_share_the_page_data_and_differ_in_one_setting_each(tin
     assert "96 px" in lesson.scaled_down_text() and "mobilenet_v2" in lesson.scaled_down_text()
 
 
-class FakeJob:
-    """What the scheduler asks of a job, recording the environment it was launched with."""
-
-    def __init__(self, name: str):
-        self.id = self.group = name
-        self.config = recipe("scratch", data="d")
-        self.procs, self.max_procs, self.estimate = 1, 1, 0
-        self.env: dict | None = None
-        self.running = False
-
-    def prepare(self, scheduler) -> None:
-        self.scheduler = scheduler
-
-    def launch(self, env: dict) -> None:
-        self.env, self.running = env, True
-
-    def alive(self) -> bool:
-        return self.running
-
-    def rss_bytes(self) -> int:
-        return 0
-
-    def cancel(self) -> None:
-        self.running = False
-
-    def terminate(self) -> None:
-        self.running = False
-
-
-def wait_until(condition, what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
-def test_runs_submitted_together_start_together_in_one_slot_and_share_its_cores(monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    scheduler = Scheduler(slots=1, check_memory=False)
-    pair, single = [FakeJob("a"), FakeJob("b")], FakeJob("c")
-    scheduler.submit(*pair)
-    scheduler.submit(single)
-    wait_until(lambda: all(job.env is not None for job in pair), "the pair to start")
-    assert [job.env["FTCORE_THREADS"] for job in pair] == ["2", "2"]  # the slot's 4 cores, halved
-    assert {job.group for job in pair} == {"a"}
-    time.sleep(0.6)  # two scheduler rounds: the single run waits for the pair's slot
-    assert single.env is None and scheduler.position(single) == 1
-    assert scheduler.queue_note(single).startswith("queued: next in line; starts when one of the 1 run(s)")
-    pair[0].running = False
-    time.sleep(0.6)
-    assert single.env is None  # half the pair still trains
-    pair[1].running = False
-    wait_until(lambda: single.env is not None, "the single run to start")
-    assert single.env["FTCORE_THREADS"] == "4"
-    scheduler.shutdown()
-
-
-def test_a_group_on_a_one_gpu_machine_shares_the_gpu(monkeypatch):
-    scheduler = Scheduler(slots=1, check_memory=False)
-    scheduler.gpus = 1  # as on a machine with one GPU
-    pair = [FakeJob("a"), FakeJob("b")]
-    scheduler.submit(*pair)
-    wait_until(lambda: all(job.env is not None for job in pair), "the pair to start")
-    assert [job.env["CUDA_VISIBLE_DEVICES"] for job in pair] == ["0", "0"]
-    scheduler.shutdown()
-
-
 def tiny_lesson(tiny_data, weights) -> list:
     """The lesson's fine-tune vs scratch on the tiny photos, one short epoch at 32 px."""
     base = recipe("finetune", "mobilenet_v2", data=str(tiny_data), weights=str(weights))
@@ -129,9 +61,9 @@ def tiny_lesson(tiny_data, weights) -> list:
 
 
 def test_the_lesson_trains_its_runs_side_by_side_in_child_processes(tiny_data, shared_mobilenet, tmp_path):
-    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler = LocalBackend(slots=1, check_memory=False)
     experiment = Experiment("lesson", tiny_lesson(tiny_data, shared_mobilenet), runs_dir=tmp_path / "runs",
-                            scheduler=scheduler).start()
+                            backend=scheduler).start()
     seen = []
     while not experiment.snapshot().done:
         seen.append(tuple(job.status for job in experiment.snapshot().jobs))
@@ -148,7 +80,7 @@ def test_the_lesson_trains_its_runs_side_by_side_in_child_processes(tiny_data, s
 def test_stopping_a_lesson_stops_every_run_and_keeps_their_models(tiny_data, shared_mobilenet, tmp_path):
     configs = [dataclasses.replace(c, epochs=200) for c in tiny_lesson(tiny_data, shared_mobilenet)]
     experiment = Experiment("lesson", configs, runs_dir=tmp_path / "runs",
-                            scheduler=Scheduler(slots=1, check_memory=False)).start()
+                            backend=LocalBackend(slots=1, check_memory=False)).start()
     wait_until(lambda: len(experiment.snapshot().jobs) == 2
                and all(job.batches for job in experiment.snapshot().jobs), "both runs to train", TIMEOUT)
     experiment.stop()

@@ -33,8 +33,8 @@ from ftcore.lr_rules import (
     for_the_run,
     suggest,
 )
-from ftcore.runner import FinderJob, ProcessJob
-from ftcore.scheduler import Scheduler
+from ftcore.runs.local import LocalBackend
+from ftcore.runs.process import FinderJob, ProcessJob
 from ftcore.training import fit, make_optimizer
 
 TIMEOUT = 240
@@ -446,7 +446,7 @@ def test_cli_errors_are_one_sentence(tiny_data, tmp_path, capsys):
 
 
 def test_the_finder_waits_in_the_queue_behind_a_run_and_ends_with_its_curve(tiny_data, tmp_path):
-    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler = LocalBackend(slots=1, check_memory=False)
     run = ProcessJob(tiny_config(tiny_data, epochs=1), tmp_path / "runs").start(scheduler)
     finder = FinderJob(tiny_config(tiny_data), tmp_path / "finder", FinderSettings(steps=30)).start(scheduler)
     assert finder.snapshot().status == "queued"
@@ -462,7 +462,7 @@ def test_the_finder_waits_in_the_queue_behind_a_run_and_ends_with_its_curve(tiny
 
 
 def test_a_queued_finder_can_be_cancelled(tiny_data, tmp_path):
-    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler = LocalBackend(slots=1, check_memory=False)
     run = ProcessJob(tiny_config(tiny_data, epochs=1), tmp_path / "runs").start(scheduler)
     finder = FinderJob(tiny_config(tiny_data), tmp_path / "finder").start(scheduler)
     finder.stop()

@@ -39,6 +39,7 @@ def test_the_registrys_weights_categories_and_photo_extensions_are_torchvisions_
     for name, spec in archs.ARCHITECTURES.items():
         assert spec.weights_url == enums[name].IMAGENET1K_V1.url, name
         assert spec.build is getattr(torchvision.models, name)
+        assert spec.parameters == enums[name].IMAGENET1K_V1.meta["num_params"], name
         assert archs.imagenet_categories() == enums[name].IMAGENET1K_V1.meta["categories"], name
     assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
     assert archs.imagenet_row("Hot-Dog") == 934

@@ -1,6 +1,6 @@
 """Runs in child processes: the queue, a killed child, cancelling, resuming, and torchrun as the child.
 
-The server side here is this test process: it launches ProcessJobs through a Scheduler exactly as the app
+The server side here is this test process: it launches ProcessJobs through a LocalBackend exactly as the app
 does, and must outlive every child it starts."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from conftest import REPO, open_app
 from ftcore import memory
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.runner import ProcessJob
 from ftcore.runs import folder as runlog
 from ftcore.runs.folder import STATE_FILE
-from ftcore.scheduler import Scheduler
+from ftcore.runs.local import LocalBackend
+from ftcore.runs.process import ProcessJob
 
 TIMEOUT = 240
 
@@ -50,7 +50,7 @@ def epochs_logged(job: ProcessJob) -> int:
 
 
 def test_two_runs_started_at_once_train_one_after_the_other_in_order(tiny_data, tmp_path):
-    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler = LocalBackend(slots=1, check_memory=False)
     first = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(scheduler)
     second = ProcessJob(tiny_config(tiny_data, seed=1), tmp_path / "runs").start(scheduler)
     assert scheduler.position(second) in (1, 2)
@@ -71,7 +71,7 @@ def test_two_runs_started_at_once_train_one_after_the_other_in_order(tiny_data, 
 
 
 def test_a_queued_run_says_its_place_and_can_be_cancelled(tiny_data, tmp_path):
-    scheduler = Scheduler(slots=1, check_memory=False)
+    scheduler = LocalBackend(slots=1, check_memory=False)
     first = ProcessJob(tiny_config(tiny_data, epochs=4), tmp_path / "runs").start(scheduler)
     second = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(scheduler)
     third = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(scheduler)
@@ -148,14 +148,14 @@ def test_a_run_too_big_for_the_machine_is_refused_naming_what_to_lower(tiny_data
     config = recipe("scratch", "resnet50", data=str(tiny_data), micro_batch=128, batch_size=128)
     with pytest.raises(FtcoreError, match=r"^this run needs about [\d.]+ GB \(resnet50, batch 128 in one pass at 224 "
                        r"px\) but this machine has 2\.0 GB; lower the batch size, the photos per forward pass"):
-        ProcessJob(config, tmp_path / "runs").start(Scheduler(slots=1))
+        ProcessJob(config, tmp_path / "runs").start(LocalBackend(slots=1))
     assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 def test_torchrun_runs_as_the_child_with_two_cpu_processes(tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("FTCORE_WORKER_PROCS", "2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    job = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(Scheduler(slots=1, check_memory=False))
+    job = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(LocalBackend(slots=1, check_memory=False))
     assert job.join(TIMEOUT), (job.folder / runlog.LOG_FILE).read_text()[-2000:]
     snap = job.snapshot()
     assert snap.status == "finished", (job.folder / runlog.LOG_FILE).read_text()[-2000:]

@@ -142,9 +142,9 @@ def test_auto_micro_batch_is_the_whole_batch_unless_memory_says_otherwise_and_th
 
 
 def test_auto_micro_batch_follows_the_precision_training_runs_in_not_the_devices(tiny_data, monkeypatch):
-    import ftcore.training as training
+    import ftcore.devices as devices
 
-    monkeypatch.setattr(training, "resolve_precision", lambda precision, device: "bf16")  # a native-bf16 CPU
+    monkeypatch.setattr(devices, "resolve_precision", lambda precision, device: "bf16")  # a native-bf16 CPU
     config = recipe("scratch", "mobilenet_v2", data=str(tiny_data), epochs=1, batch_size=32, image_size=32)
     result = fit(config)  # precision auto: MobileNetV2 trains in fp32 even where bf16 is native
     assert result.history.precision == "fp32"

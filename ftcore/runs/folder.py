@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,3 +143,8 @@ def request_stop(folder: Path) -> None:
 def stop_requested(folder: Path) -> bool:
     """True once the server asked the run to stop."""
     return os.path.exists(Path(folder) / STOP_FILE)
+
+
+def new_run_id() -> str:
+    """A run id unique across tabs and restarts: the start time (sortable) and 8 random hex digits."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:8]

@@ -1,14 +1,15 @@
-"""The contract every kind of job keeps: a training in a thread (`jobs.TrainingJob`), one in a child process
-(`runner.ProcessJob`) and the learning-rate finder (`runner.FinderJob`). Pages, experiments and the scheduler
-speak to a job only through it."""
+"""The contract every kind of job keeps: a training in a thread (`thread.TrainingJob`), one in a child process
+(`process.ProcessJob`) and the learning-rate finder (`process.FinderJob`). Pages, experiments and backends speak
+to a job only through it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..jobs import JobSnapshot, Run
-    from ..training import TrainConfig
+    from ..config import TrainConfig
+    from .saved import Run
+    from .snapshot import JobSnapshot
 
 
 @runtime_checkable

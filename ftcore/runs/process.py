@@ -1,8 +1,9 @@
-"""A run in a child process: launched when the scheduler admits it, stopped, and watched through its folder.
+"""A run in a child process: launched when the backend admits it, stopped, and watched through its folder.
 
-`ProcessJob` has the interface of `jobs.TrainingJob` (start, stop, join, snapshot, to_run), so pages draw both
-alike; but nothing of the run lives in the server: the child writes its events, states and checkpoint into
-<runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the process still lives.
+`ProcessJob` keeps the Job contract (runs.job) as `thread.TrainingJob` does (start, stop, join, snapshot, to_run),
+so pages draw both alike; but nothing of the run lives in the server: the child writes its events, states and
+checkpoint into <runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the
+process still lives. It speaks to the backend it was queued with only through runs.backend.Backend.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import TrainConfig
-from .jobs import JobSnapshot, Run, load_saved_run, new_run_id, run_label
-from .lr_finding import FinderSettings, LrFinding, check_request
-from .paths import REPO_ROOT
-from .records import History, LrStep
-from .runs.folder import (
+from ..config import TrainConfig
+from ..lr_finding import FinderSettings, LrFinding, check_request
+from ..paths import REPO_ROOT
+from ..records import History, LrStep
+from .folder import (
     FINDING_FILE,
     LOG_FILE,
     METRICS_FILE,
@@ -32,15 +32,18 @@ from .runs.folder import (
     STATE_FILE,
     batch_record,
     epoch_record,
+    new_run_id,
     read_events,
     read_request,
     request_stop,
     write_request,
 )
-from .runs.status import KEPT, EventKind, Status
+from .saved import Run, load_saved_run
+from .snapshot import FinderSnapshot, JobSnapshot, run_label
+from .status import KEPT, EventKind, Status
 
 if TYPE_CHECKING:
-    from .scheduler import Scheduler
+    from .backend import Backend
 
 STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
 NOT_YET_RUNNING = (Status.NEW, Status.QUEUED, Status.STARTING)  # a start event moves these to running
@@ -69,11 +72,12 @@ class ProcessJob:
         self.config = config
         self.folder = Path(runs_dir) / self.id
         self.resume = resume
-        self.procs = 1  # processes of the run (torchrun), set by the scheduler
+        self.procs = 1  # processes of the run (torchrun), set by the backend
         self.max_procs = sys.maxsize  # the most processes this kind of work can use
-        self.estimate = 0  # bytes of memory the scheduler reserved for it
+        self.estimate = 0  # bytes of memory the backend reserved for it
+        self.gpu_estimate = 0  # bytes of GPU memory each of its processes needs (0: it trains on no GPU)
         self.group = self.id  # jobs submitted together share one group: admitted at once, sharing one slot
-        self.scheduler: Scheduler | None = None
+        self.backend: Backend | None = None
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._status = Status.NEW
@@ -95,20 +99,20 @@ class ProcessJob:
 
     # ---- the server's side
 
-    def start(self, scheduler: Scheduler | None = None) -> ProcessJob:
-        """Queue the run with `scheduler` (or launch it at once without one) and return self."""
-        self.prepare(scheduler)
-        if scheduler is None:
+    def start(self, backend: Backend | None = None) -> ProcessJob:
+        """Queue the run with `backend` (or launch it at once without one) and return self."""
+        self.prepare(backend)
+        if backend is None:
             self.launch({})
         else:
-            scheduler.submit(self)
+            backend.submit(self)
         return self
 
-    def prepare(self, scheduler: Scheduler | None) -> None:
+    def prepare(self, backend: Backend | None) -> None:
         """Everything of `start` but the queueing: refuse a run that can never fit, write its request, mark it
-        queued (Scheduler.submit queues several prepared jobs to start together)."""
-        if scheduler is not None:
-            scheduler.check_fits(self.config)  # a run that can never fit is refused before anything is written
+        queued (Backend.submit queues several prepared jobs to start together)."""
+        if backend is not None:
+            backend.check_fits(self.config)  # a run that can never fit is refused before anything is written
         if self.resume:  # the stopped run's checkpoint stays until this one replaces it
             (self.folder / "stop").unlink(missing_ok=True)
             with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
@@ -117,13 +121,13 @@ class ProcessJob:
         self._write_request()
         self._queued = time.monotonic()
         self._status = Status.QUEUED
-        self.scheduler = scheduler
+        self.backend = backend
 
     def _write_request(self) -> None:
         write_request(self.folder, self.config, self.resume)
 
     def launch(self, env: dict[str, str]) -> None:
-        """Start the child process (the scheduler calls this when the run is admitted)."""
+        """Start the child process (the backend calls this when the run is admitted)."""
         environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
         with open(self.folder / LOG_FILE, "ab") as log:
@@ -134,7 +138,7 @@ class ProcessJob:
             self._proc, self._status, self._started = proc, Status.STARTING, time.monotonic()
 
     def cancel(self) -> None:
-        """Mark a queued run as cancelled (the scheduler has dropped it); a new run's folder goes with it."""
+        """Mark a queued run as cancelled (the backend has dropped it); a new run's folder goes with it."""
         with self._lock:
             self._status, self._ended = Status.CANCELLED, time.monotonic()
         if not self.resume:  # it holds nothing but the request (a resumed run's folder keeps its run)
@@ -142,7 +146,7 @@ class ProcessJob:
 
     def stop(self) -> None:
         """Cancel the run if it is still queued; else ask it to end after its current batch."""
-        if self.scheduler is not None and self.scheduler.cancel(self):
+        if self.backend is not None and self.backend.cancel(self):
             return
         with self._lock:
             if self._proc is None or self._stop_asked:
@@ -183,6 +187,12 @@ class ProcessJob:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
+
+    def started_training(self) -> bool:
+        """True once the run has reported a trained batch (or a finder step), so its memory is taken."""
+        with self._lock:
+            self._read()
+            return bool(self._batches or self._epochs or self._last_batch != (0, 0))
 
     def rss_bytes(self) -> int:
         """Resident memory of the child process now (0 when it is not running or cannot be read)."""
@@ -251,9 +261,9 @@ class ProcessJob:
 
     def _queue_note(self) -> str | None:
         """Its place in the queue while queued; ends a run that outlived Stop's grace period. Called before taking
-        this job's lock: the scheduler's thread holds its own lock while it asks jobs."""
+        this job's lock: the backend's thread holds its own lock while it asks jobs."""
         self.alive()
-        return self.scheduler.queue_note(self) if self.scheduler is not None and self._status == Status.QUEUED else None
+        return self.backend.queue_note(self) if self.backend is not None and self._status == Status.QUEUED else None
 
     def snapshot(self) -> JobSnapshot:
         """What the folder says now, and whether the process lives."""
@@ -286,49 +296,6 @@ class ProcessJob:
         """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
 
 
-@dataclass
-class FinderSnapshot:
-    """A learning-rate finder's state at one moment, for the page to draw."""
-
-    id: str
-    config: TrainConfig
-    settings: FinderSettings
-    status: Status
-    steps: list[LrStep]  # the steps taken so far
-    elapsed: float
-    error: str | None = None
-    finding: LrFinding | None = None  # once it has ended with a curve
-    queue_note: str | None = None
-
-    @property
-    def done(self) -> bool:
-        """True once the finder has ended, whatever the outcome."""
-        return Status(self.status).ended
-
-    @property
-    def progress(self) -> float:
-        """Share of the planned steps taken (1 once ended)."""
-        return 1.0 if self.done else len(self.steps) / self.settings.steps
-
-    def curve(self) -> tuple[list[float], list[float], list[float]]:
-        """(lrs, losses, smoothed) to plot: the finished curve once there is one, else the steps so far with the
-        average each had when it was taken."""
-        if self.finding is not None:
-            return self.finding.lrs, self.finding.losses, self.finding.smoothed
-        return [s.lr for s in self.steps], [s.loss for s in self.steps], [s.smoothed for s in self.steps]
-
-    def status_line(self) -> str:
-        """Status, step and lr reached, in one line."""
-        if self.status == Status.QUEUED:
-            return self.queue_note or Status.QUEUED.value
-        if self.status == Status.CANCELLED:
-            return "cancelled before it started"
-        if not self.steps:
-            return f"{self.status}: loading data and model; {self.elapsed:.0f} s" if not self.done else \
-                f"{self.status} before its first step"
-        last = self.steps[-1]
-        return (f"{self.status}: step {last.step}/{last.steps}, lr {last.lr:.1e}, loss {last.loss:.3f} per photo; "
-                f"{self.elapsed:.0f} s")
 
 
 class FinderJob(ProcessJob):
@@ -341,10 +308,10 @@ class FinderJob(ProcessJob):
         self._steps: list[LrStep] = []
         self._finding: LrFinding | None = None
 
-    def start(self, scheduler: Scheduler | None = None) -> FinderJob:
+    def start(self, backend: Backend | None = None) -> FinderJob:
         """Check the recipe and the settings, then queue it like a run."""
         check_request(self.config, self.settings)
-        super().start(scheduler)
+        super().start(backend)
         return self
 
     def _write_request(self) -> None:

@@ -1,10 +1,13 @@
-"""The scheduler: one per server, it admits runs to child processes by capacity and memory, first in, first out.
+"""The local backend: one per server, it admits runs to child processes of this machine by capacity and memory,
+first in, first out (runs/backend.py is the contract it keeps).
 
-By default one run trains at a time on a CPU machine and one per GPU on a GPU machine ($FTCORE_MAX_RUNS
-changes that). A run also waits until the memory it is estimated to need (ftcore.memory) is free; a run that
-could never fit on this machine is refused when it is submitted, with a sentence naming what to lower. Each
-admitted run gets an equal share of the cores (its PyTorch threads), so concurrent runs do not oversubscribe
-them, and, on a GPU machine, GPUs of its own.
+By default one run trains at a time on a CPU machine. On a GPU machine runs are packed: each starts on the GPU
+(or GPUs) with the most free memory once its estimate (memory.estimate_gpu_bytes) fits there, read with
+torch.cuda.mem_get_info, less what runs started there but not yet training will take; up to one run per core.
+$FTCORE_MAX_RUNS caps the runs on either kind of machine. A run also waits until the host memory it is estimated
+to need (ftcore.memory) is free; a run that could never fit on this machine is refused when it is submitted,
+with a sentence naming what to lower. Each admitted run gets an equal share of the cores (its PyTorch threads),
+so concurrent runs do not oversubscribe them.
 """
 
 from __future__ import annotations
@@ -12,22 +15,24 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Callable
 
 import torch
 
-from . import memory
-from .config import TrainConfig
-from .errors import FtcoreError
-from .runner import PROCS_ENV, ProcessJob, ordinal
-from .worker import THREADS_ENV
+from .. import memory
+from ..config import TrainConfig
+from ..errors import FtcoreError
+from ..worker import THREADS_ENV
+from .process import PROCS_ENV, ProcessJob, ordinal
+from .snapshot import FinderSnapshot, JobSnapshot
 
-SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per GPU, else one)
+SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per core on a GPU machine, else one)
 POLL_SECONDS = 0.25  # how often the scheduler looks for ended runs and admits the next
 NEVER_FITS_SHARE = 0.9  # a run whose estimate exceeds this share of the machine's memory is refused outright
 
 
 def default_slots() -> int:
-    """$FTCORE_MAX_RUNS, else one per GPU, else one."""
+    """$FTCORE_MAX_RUNS, else one per core on a GPU machine (their GPU memory decides), else one."""
     value = os.environ.get(SLOTS_ENV, "").strip()
     if value:
         try:
@@ -38,16 +43,18 @@ def default_slots() -> int:
         if slots < 1:
             raise FtcoreError(f"{SLOTS_ENV} must be at least 1 (got {slots})")
         return slots
-    return max(1, torch.cuda.device_count())
+    return (os.cpu_count() or 1) if torch.cuda.device_count() else 1
 
 
-class Scheduler:
+class LocalBackend:
     """Queues ProcessJobs and launches them as capacity and memory allow; a daemon thread does the admitting."""
 
-    def __init__(self, slots: int | None = None, check_memory: bool = True):
+    def __init__(self, slots: int | None = None, check_memory: bool = True,
+                 gpu_memory: Callable[[int], tuple[int, int]] | None = None):
         self.slots = slots or default_slots()
         self.check_memory = check_memory
         self.gpus = torch.cuda.device_count()
+        self.gpu_memory = gpu_memory or torch.cuda.mem_get_info  # GPU index -> (free, total) bytes
         self._queue: list[ProcessJob] = []
         self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
         self._lock = threading.Condition()
@@ -65,6 +72,16 @@ class Scheduler:
             raise FtcoreError(memory.too_big_message(config, need, total))
         return need
 
+    def check_fits_a_gpu(self, config: TrainConfig, procs: int = 1) -> int:
+        """Bytes each of the run's processes needs on its GPU (0 without GPUs); FtcoreError naming what to lower
+        when no GPU here is large enough."""
+        if not self.gpus or not self.check_memory or config.device == "cpu":
+            return 0
+        need, largest = memory.estimate_gpu_bytes(config, procs), max(self.gpu_memory(i)[1] for i in range(self.gpus))
+        if need > largest:
+            raise FtcoreError(memory.too_big_for_gpu_message(config, need, largest))
+        return need
+
     def submit(self, *jobs: ProcessJob) -> None:
         """Queue prepared jobs (ProcessJob.prepare); several given together are admitted together, into one slot
         whose cores they share (a lesson's runs, trained side by side). Refuse any that could never fit."""
@@ -73,6 +90,7 @@ class Scheduler:
                                                           else 1)
             job.procs = min(procs, job.max_procs) if len(jobs) == 1 else 1
             job.estimate = self.check_fits(job.config)
+            job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
             job.group = jobs[0].id
         with self._lock:
             self._queue.extend(jobs)
@@ -117,9 +135,27 @@ class Scheduler:
         if running >= self.slots:
             return (f"queued: next in line; starts when one of the {running} run(s) training now ends "
                     f"({self.slots} at a time on this server, ${SLOTS_ENV})")
+        gpu_need = sum(other.gpu_estimate for other in self._queue if other.group == job.group)
+        if gpu_need:
+            room = max(self._gpu_room(), default=0)
+            return (f"queued: next in line; starts when a GPU has {gpu_need / 1e9:.1f} GB free (the most any has now "
+                    f"is {max(room, 0) / 1e9:.1f} GB)")
         free = self._free_bytes()
         return (f"queued: next in line; starts when {need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} "
                 "GB is now)")
+
+    def snapshot(self, job: ProcessJob) -> JobSnapshot | FinderSnapshot:
+        """Where the job stands: what its folder says, whether its process lives, its place in the queue."""
+        return job.snapshot()
+
+    def stop(self, job: ProcessJob) -> None:
+        """Take a queued job out of the queue, or ask a running one to end after its current batch."""
+        job.stop()
+
+    def list(self) -> list[ProcessJob]:
+        """The jobs queued here (first in line first), then those running."""
+        with self._lock:
+            return [*self._queue, *(job for job, _ in self._running.values())]
 
     def running(self) -> list[ProcessJob]:
         """The jobs admitted and not yet seen to end."""
@@ -148,9 +184,22 @@ class Scheduler:
         """Slots in use: the running jobs, each group submitted together counted once; under the lock."""
         return len({job.group for job, _ in self._running.values()})
 
-    def _free_gpus(self) -> list[int]:
-        used = {gpu for _, gpus in self._running.values() for gpu in gpus}
-        return [gpu for gpu in range(self.gpus) if gpu not in used]
+    def _gpu_room(self) -> list[int]:
+        """Bytes free on each GPU now, less the estimates of the runs started there that have not trained a batch
+        yet (their memory is not taken yet; a training run's is in the free figure)."""
+        room = [self.gpu_memory(gpu)[0] for gpu in range(self.gpus)]
+        for job, gpus in self._running.values():
+            if not job.started_training():
+                for gpu in gpus:
+                    room[gpu] -= job.gpu_estimate
+        return room
+
+    def _gpus_for(self, jobs: list[ProcessJob], want: int) -> list[int] | None:
+        """The `want` GPUs with the most room where each fits the group's estimate; None while too few do."""
+        need = sum(job.gpu_estimate for job in jobs)
+        room = self._gpu_room()
+        fitting = sorted((gpu for gpu in range(self.gpus) if room[gpu] >= need), key=lambda gpu: -room[gpu])
+        return fitting[:want] if len(fitting) >= want else None
 
     def _admit(self, jobs: list[ProcessJob]) -> bool:
         """Launch `jobs` (one, or a group submitted together) if a slot, their GPUs and their memory are free now;
@@ -158,8 +207,9 @@ class Scheduler:
         if self._groups_running() >= self.slots:
             return False
         want = max(max(1, job.procs) for job in jobs)  # a group shares its slot's GPUs as it shares its cores
-        gpus = self._free_gpus()[:want] if self.gpus else []
-        if self.gpus and len(gpus) < want:
+        on_gpus = self.gpus and any(job.config.device != "cpu" for job in jobs)
+        gpus = self._gpus_for(jobs, want) if on_gpus else []
+        if gpus is None:
             return False
         if self.check_memory and sum(job.estimate for job in jobs) > self._free_bytes():
             return False
