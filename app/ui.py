@@ -8,7 +8,7 @@ A browser refresh starts a new Streamlit session. So that it finds its run again
 random id in its URL (`?tab=...`), and a process-wide registry maps that id to the tab's data choice,
 job and runs; a new session whose URL names a known id takes them over.
 
-The engine's modules that load torch (training, jobs, evaluation, explanations) are imported inside the functions
+The engine's modules that load torch (training, runs, evaluation, explanations) are imported inside the functions
 that use them: a page draws its controls from the torch-free ones (`ftcore.config`, `archs`, `data`) first, and
 torch loads when something needs it.
 """
@@ -26,7 +26,7 @@ import numpy as np
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from ftcore import data
+from ftcore import data, paths
 from ftcore.archs import locate_weights
 from ftcore.config import TrainConfig, lr_text
 from ftcore.errors import FtcoreError
@@ -182,8 +182,8 @@ def job_running() -> bool:
 
 
 def runs_dir() -> Path:
-    """Where finished runs are saved (one folder each) and listed from after a restart: <cache>/runs."""
-    return cache_dir() / "runs"
+    """Where this server's runs are written and listed from after a restart (paths.runs_dir)."""
+    return paths.runs_dir()
 
 
 @st.cache_resource
@@ -584,10 +584,14 @@ def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tupl
 
 
 def check_head_init(arch: str, weights: str | None, classes: list[str]) -> None:
-    """Read the weights for head_init_status (loads torch)."""
+    """Read the weights for head_init_status (loads torch); a file torch cannot read is unavailable, with why."""
     from ftcore import experiments
 
-    TORCH_FACTS.put(_head_init_key(arch, weights, classes), experiments.head_init_status(arch, weights, classes))
+    try:
+        status = experiments.head_init_status(arch, weights, classes)
+    except FtcoreError as e:
+        status = (False, str(e))
+    TORCH_FACTS.put(_head_init_key(arch, weights, classes), status)
 
 
 def _head_init_key(arch: str, weights: str | None, classes: list[str]) -> str:
@@ -595,7 +599,10 @@ def _head_init_key(arch: str, weights: str | None, classes: list[str]) -> str:
         source = locate_weights(arch, weights)
     except FtcoreError as e:
         return f"head-init {arch} {e}"
-    stamp = Path(source.path).stat().st_mtime_ns if source is not None else 0
+    try:
+        stamp = Path(source.path).stat().st_mtime_ns if source is not None else 0
+    except OSError:  # gone since it was found: checked again once it is back
+        stamp = -1
     return repr(("head-init", arch, source.path if source else None, stamp, tuple(classes)))
 
 

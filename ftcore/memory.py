@@ -161,7 +161,7 @@ def available_bytes() -> int:
 def fitting_micro_batch(config: TrainConfig, precision: str, counts: PhotoCounts | None = None) -> int:
     """Photos per forward pass of a CPU run whose config leaves it to ftcore: the whole batch (the book's
     BatchNorm) when its estimate fits FITS_SHARE of this machine's memory, else the largest of 64, 32, 16, 8 that
-    fits (8 when none does: the scheduler and the out-of-memory message take it from there)."""
+    fits (8 when none does: the backend's admission and the out-of-memory message take it from there)."""
     chosen = dataclasses.replace(config, precision=precision)
     return largest_fitting_micro_batch(chosen, FITS_SHARE * total_bytes(), counts or readable_counts(config)) \
         or min(MICRO_BATCH_CHOICES)

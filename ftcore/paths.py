@@ -22,6 +22,16 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "ftcore"
 
 
+RUNS_DIR_ENV = "FTCORE_RUNS_DIR"  # where the app's runs live: a shared mount when runs train on other machines
+
+
+def runs_dir() -> Path:
+    """Where the app's runs are written, one folder each, and listed from after a restart: $FTCORE_RUNS_DIR, else
+    <cache>/runs."""
+    chosen = os.environ.get(RUNS_DIR_ENV, "").strip()
+    return Path(chosen).expanduser() if chosen else cache_dir() / "runs"
+
+
 def shared_dir() -> Path | None:
     """The read-only `shared/` folder beside the checkout (development data and weights), if present."""
     candidate = REPO_ROOT.parent / "shared"

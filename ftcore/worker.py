@@ -32,7 +32,7 @@ from .runs.folder import FINDING_FILE, STATE_FILE, EventLog, read_request, read_
 from .runs.status import Status
 from .training import TrainingDiverged, fit
 
-THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the scheduler sets it so that runs share the cores
+THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the backend sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2
 # Training is batch work: the server, and the pages it serves, get the cores first. Where the system has it
 # (Linux), the run takes only CPU time nothing else wants (SCHED_IDLE); elsewhere the lowest niceness.

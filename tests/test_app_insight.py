@@ -175,6 +175,17 @@ def test_the_train_page_draws_without_torchs_facts_then_finds_them_and_redraws(t
     assert not any("Checking whether the weights" in c.value for c in at.caption)
 
 
+def test_a_weights_file_torch_cannot_read_leaves_the_head_init_unavailable_with_why(tiny_data, tmp_path):
+    broken = tmp_path / "not-weights.pth"
+    broken.write_bytes(b"these are not weights")
+    at = app(TRAIN, data_root=str(tiny_data))
+    at.text_input(key="weights").set_value(str(broken)).run()
+    no_exception(at)
+    assert at.toggle(key="head-imagenet").disabled
+    assert any(c.value.startswith(f"Unavailable: weights file {broken} is not a PyTorch state dict")
+               for c in at.caption)
+
+
 def test_the_head_init_switch_is_offered_for_hotdog_classes(tmp_path, random_resnet18_file):
     from conftest import write_tiny_imagefolder
 

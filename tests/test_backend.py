@@ -110,12 +110,16 @@ def test_on_a_gpu_machine_runs_are_packed_by_their_gpu_memory_not_one_per_gpu(ti
     backend.shutdown()
 
 
-def test_a_run_too_big_for_every_gpu_is_refused_with_what_to_lower(tiny_data):
+def test_a_run_too_big_for_every_gpu_is_refused_before_anything_is_written(tiny_data, tmp_path):
+    from ftcore.runs.process import ProcessJob
+
     backend = LocalBackend(slots=2, gpu_memory=lambda gpu: (2 * GB, 2 * GB))
     backend.gpus = 1
+    job = ProcessJob(recipe("finetune", data=str(tiny_data)), tmp_path / "runs")
     with pytest.raises(FtcoreError, match=r"GPU memory \(resnet18, batch 128 at 224 px\) but the largest GPU here has "
                        r"2\.0 GB; lower the batch size"):
-        backend.submit(FakeJob("big", str(tiny_data)))
+        job.start(backend)
+    assert not job.folder.exists() and backend.list() == []
 
 
 def test_the_gpu_estimate_grows_with_the_batch_and_image_and_splits_over_processes():

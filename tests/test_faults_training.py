@@ -148,6 +148,27 @@ def test_stop_ends_within_a_batch_and_the_run_is_usable_on_predict(tiny_data, sl
 
 
 # --------------------------------------------------------------------------------------------------
+# A runs folder this machine cannot write.
+
+
+def test_a_runs_folder_that_cannot_be_written_is_said_at_start_naming_it_and_the_machine(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    import socket
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FTCORE_RUNS_DIR", str(blocker / "runs"))  # no folder can be made under a file (root too)
+    at = app(TRAIN, data_root=str(tiny_data))
+    at.selectbox(key="batch").set_value(8).run()
+    at.button(key="start").click().run()
+    assert not at.exception
+    message = at.error[-1].value
+    assert message.startswith(f"the run's folder {blocker / 'runs'}/") and f"cannot be written on " \
+        f"{socket.gethostname()} (Not a directory); point $FTCORE_RUNS_DIR" in message, message
+    assert "job" not in at.session_state  # nothing queued, nothing written
+
+
+# --------------------------------------------------------------------------------------------------
 # Out of memory.
 
 

@@ -35,6 +35,19 @@ def test_the_installed_package_holds_every_subpackage():
     assert sorted(declared) == found
 
 
+def test_the_installed_package_holds_every_data_file_the_engine_reads():
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    found = {}
+    for path in (REPO / "ftcore").rglob("*"):
+        if path.is_file() and path.suffix not in (".py", ".pyc"):
+            package = ".".join(("ftcore", *path.parent.relative_to(REPO / "ftcore").parts))
+            found.setdefault(package, []).append(path.name)
+    assert {package: sorted(names) for package, names in found.items()} == \
+        {package: sorted(names) for package, names in declared.items()}
+
+
 def test_the_package_declares_what_ftcore_imports_and_an_ftcore_command():
     import ast
     import tomllib

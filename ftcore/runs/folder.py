@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import uuid
 from dataclasses import asdict
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import distributed
+from ..errors import FtcoreError
+from ..paths import RUNS_DIR_ENV
 from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, LrStep, RunStarted
 from .status import EventKind, Status
 
@@ -47,9 +50,14 @@ def write_request(folder: Path, config: TrainConfig, resume: bool = False, task:
     and whether a training continues from resume.pt."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
-    folder.mkdir(parents=True, exist_ok=True)
     request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {}}
-    (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
+    except OSError as e:
+        raise FtcoreError(f"the run's folder {folder} cannot be written on {socket.gethostname()} "
+                          f"({e.strerror or e}); point ${RUNS_DIR_ENV} (runs) or $FTCORE_CACHE (the rest) at a folder "
+                          "this machine can write") from None
 
 
 def read_request(folder: Path) -> tuple[dict, bool]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Callable
 
@@ -27,7 +28,7 @@ from .process import PROCS_ENV, ProcessJob, ordinal
 from .snapshot import FinderSnapshot, JobSnapshot
 
 SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per core on a GPU machine, else one)
-POLL_SECONDS = 0.25  # how often the scheduler looks for ended runs and admits the next
+POLL_SECONDS = 0.25  # how often the admitting thread looks for ended runs and admits the next
 NEVER_FITS_SHARE = 0.9  # a run whose estimate exceeds this share of the machine's memory is refused outright
 
 
@@ -64,9 +65,11 @@ class LocalBackend:
     # ---- what the server calls
 
     def check_fits(self, config: TrainConfig) -> int:
-        """The run's estimated memory in bytes; FtcoreError naming what to lower when it could never fit here."""
+        """The run's estimated memory in bytes; FtcoreError naming what to lower when it could never fit here (in
+        the machine's memory, or on the largest GPU)."""
         if not self.check_memory:
             return 0
+        self.check_fits_a_gpu(config, self._procs(config))
         need, total = memory.estimate_run_bytes(config), memory.total_bytes()
         if need > NEVER_FITS_SHARE * total:
             raise FtcoreError(memory.too_big_message(config, need, total))
@@ -82,13 +85,16 @@ class LocalBackend:
             raise FtcoreError(memory.too_big_for_gpu_message(config, need, largest))
         return need
 
+    def _procs(self, config: TrainConfig, max_procs: int = sys.maxsize) -> int:
+        """Processes a run alone gets: $FTCORE_WORKER_PROCS, else one per GPU for device auto, else one."""
+        procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if config.device == "auto" and self.gpus > 1 else 1)
+        return min(procs, max_procs)
+
     def submit(self, *jobs: ProcessJob) -> None:
         """Queue prepared jobs (ProcessJob.prepare); several given together are admitted together, into one slot
         whose cores they share (a lesson's runs, trained side by side). Refuse any that could never fit."""
         for job in jobs:
-            procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if job.config.device == "auto" and self.gpus > 1
-                                                          else 1)
-            job.procs = min(procs, job.max_procs) if len(jobs) == 1 else 1
+            job.procs = self._procs(job.config, job.max_procs) if len(jobs) == 1 else 1
             job.estimate = self.check_fits(job.config)
             job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
             job.group = jobs[0].id
