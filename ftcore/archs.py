@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     import torch
 
 IMAGENET_CATEGORIES_FILE = Path(__file__).with_name("imagenet_categories.txt")  # torchvision's list, row order
-
-
 IMAGENET_CLASSES = 1000
 
 
