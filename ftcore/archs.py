@@ -92,6 +92,12 @@ def describe_output_layers(arch: str, num_classes: int) -> tuple[str, str]:
             f"Linear(in_features={d}, out_features={num_classes}, bias=True)")
 
 
+# --------------------------------------------------------------------------------------------------
+# Where the ImageNet weights come from, in order: an explicit file (argument, then $FTCORE_WEIGHTS),
+# torchvision's own hub cache ($TORCH_HOME), a development copy in shared/weights beside the checkout,
+# and last torchvision's download (which fills that same hub cache).
+
+
 @dataclass(frozen=True)
 class WeightsSource:
     """Where a model's starting weights came from."""

@@ -93,16 +93,21 @@ def cpu_micro_batch(config: TrainConfig, precision: str | None = None, counts: P
     return fitting_micro_batch(config, training_precision(config, precision), counts)
 
 
+def measured_figures(arch: str) -> dict[str, int]:
+    """MEASURED's figures for `arch`; KeyError for a supported architecture not measured yet."""
+    if arch not in MEASURED:
+        get_arch(arch)  # an unknown name raises the usual error
+        raise KeyError(f"no measured memory figures for {arch}; run python -m benchmarks.memory_table")
+    return MEASURED[arch]
+
+
 def estimate_from_counts(config: TrainConfig, counts: PhotoCounts, precision: str | None = None) -> int:
     """Peak RSS in bytes of a CPU run of `config` holding `counts` photos, safety margin included."""
     import torch
 
     from .features import feature_batch_size
 
-    if config.arch not in MEASURED:
-        get_arch(config.arch)  # an unknown name raises the usual error
-        raise KeyError(f"no measured memory figures for {config.arch}; run python -m benchmarks.memory_table")
-    figures = MEASURED[config.arch]
+    figures = measured_figures(config.arch)
     side = config.image_size
     scale = (side / 224) ** 2
     crop = 3 * side * side  # one decoded evaluation crop, uint8
@@ -195,10 +200,7 @@ def estimate_gpu_bytes(config: TrainConfig, procs: int = 1) -> int:
     layers in bf16."""
     from .features import GPU_FEATURE_BATCH
 
-    if config.arch not in MEASURED:
-        get_arch(config.arch)
-        raise KeyError(f"no measured memory figures for {config.arch}; run python -m benchmarks.memory_table")
-    figures, scale = MEASURED[config.arch], (config.image_size / 224) ** 2
+    figures, scale = measured_figures(config.arch), (config.image_size / 224) ** 2
     weights = get_arch(config.arch).parameters * 4
     phases = []
     if config.head_epochs:

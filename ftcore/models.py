@@ -82,9 +82,7 @@ def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bo
 
 
 # --------------------------------------------------------------------------------------------------
-# Where the ImageNet weights come from, in order: an explicit file (argument, then $FTCORE_WEIGHTS),
-# torchvision's own hub cache ($TORCH_HOME), a development copy in shared/weights beside the checkout,
-# and last torchvision's download (which fills that same hub cache).
+# The weights read, downloaded and loaded (archs.locate_weights finds them on disk).
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -31,8 +31,6 @@ from ftcore.runs.thread import TrainingJob
 EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 
 
-
-
 def noisy(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8))
 

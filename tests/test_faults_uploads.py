@@ -23,8 +23,6 @@ from ftcore.training import TrainedModel
 EXPLORE, PREDICT = "app_pages/explore.py", "app_pages/predict.py"
 
 
-
-
 def photo(color=(220, 40, 40), size=(50, 40)) -> bytes:
     return encode(Image.new("RGB", size, color), "PNG")
 

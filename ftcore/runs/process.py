@@ -296,8 +296,6 @@ class ProcessJob:
         """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
 
 
-
-
 class FinderJob(ProcessJob):
     """The learning-rate finder on a run's recipe, in a child process queued like a training run."""
 

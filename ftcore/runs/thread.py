@@ -31,28 +31,6 @@ from .status import Status
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 class TrainingJob:
     """Runs `fit(config)` in a daemon thread; `stop()` ends it after the current batch, keeping the model."""
 
