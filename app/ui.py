@@ -33,8 +33,9 @@ from ftcore.errors import FtcoreError
 from ftcore.images import jpeg_thumbnail, open_image
 from ftcore.lr_finding import FinderSettings, two_digits
 from ftcore.lru import LruStore
-from ftcore.paths import cache_dir, store_bytes
+from ftcore.paths import store_bytes
 from ftcore.photo_check import FactsFile, PhotoCheck
+from ftcore.runs.address import cluster_address
 from ftcore.runs.status import Status
 
 if TYPE_CHECKING:
@@ -188,10 +189,22 @@ def runs_dir() -> Path:
 
 @st.cache_resource
 def backend() -> Backend:
-    """The server's one backend: every tab's runs queue here and train in child processes of this machine."""
+    """The server's one backend: every tab's runs queue here and train as jobs on the Ray cluster at
+    $FTCORE_RAY_ADDRESS, else in child processes of this machine. FtcoreError for a cluster it cannot use."""
+    address = cluster_address()
+    if address:
+        from ftcore.runs.cluster import RayBackend
+
+        return RayBackend(address, runs_dir())
     from ftcore.runs.local import LocalBackend
 
     return LocalBackend()
+
+
+def cluster_note() -> str | None:
+    """One line saying that this server's runs train on a Ray cluster, and where (None: on this machine)."""
+    address = cluster_address()
+    return f"Runs train on the Ray cluster at {address}, one Ray job each." if address else None
 
 
 def start_job(config: TrainConfig) -> ProcessJob:
@@ -228,7 +241,10 @@ def interrupted_runs() -> list[Path]:
     """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
     from ftcore.runs.folder import STATE_FILE
 
-    training = {job.folder for job in backend().running()}
+    try:
+        training = {job.folder for job in backend().running()}
+    except FtcoreError:  # a cluster that cannot be reached: Start says so
+        training = set()
     folder = runs_dir()
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(f"*/{STATE_FILE}"))) \
         if folder.is_dir() else ()
@@ -261,7 +277,7 @@ def finder_running() -> bool:
 
 def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     """Queue the learning-rate finder on `config`'s recipe with the server's backend, in a child process of its
-    own under <cache>/lr-finder."""
+    own (under <cache>/lr-finder, or beside the runs on a cluster)."""
     from ftcore.runs.process import FinderJob
 
     if finder_running():
@@ -269,7 +285,7 @@ def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    finder = FinderJob(config, cache_dir() / "lr-finder", settings).start(backend())
+    finder = FinderJob(config, backend().finder_root(), settings).start(backend())
     st.session_state[FINDER_KEY] = finder
     _remember()
     return finder

@@ -1,7 +1,7 @@
 """A class sharing one server: N browser sessions press Start on the Train page at once.
 
     python -m benchmarks.classroom [--sessions 6] [--per-class 100] [--epochs 5] [--screenshots DIR]
-                                   [--out benchmarks/results/classroom-cpu.txt] [--no-solo]
+                                   [--out benchmarks/results/classroom-cpu.txt] [--no-solo] [--cluster-nodes N]
 
 Starts `streamlit run streamlit_app.py` on a loopback port with a temporary FTCORE_CACHE (so its runs folder
 starts empty) and FTCORE_DATA at the shared hot-dog photos, and drives it with Debian's Chromium through
@@ -11,13 +11,16 @@ and `--per-class` images per class and split in each (every other setting keeps 
 in all of them in a tight loop. While the scheduler trains the runs ($FTCORE_MAX_RUNS at a time, the rest
 queued) it samples the machine's used memory every 0.2 s, reads every run's events.jsonl, and opens Home and
 Train again in another context to measure the latency under load. Afterwards one more session trains alone
-(unless --no-solo) for the one-run-alone speed. Prints a report, writes it to --out and the raw numbers beside
-it as JSON.
+(unless --no-solo) for the one-run-alone speed. With --cluster-nodes N the runs go to a Ray cluster of N nodes
+started on this machine on loopback (benchmarks.ray_cluster, 2 CPUs each) through FTCORE_RAY_ADDRESS, with the
+runs folder as FTCORE_RUNS_DIR, instead of the server's child processes. Prints a report, writes it to --out
+and the raw numbers beside it as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -422,8 +425,10 @@ def report(result: dict) -> str:
                 "an hour)"] if s["per_class"] else []),
              *([f"measured for the first {result['stopped_at_s']:.0f} s of training, then Stop pressed on every "
                 "page"] if result.get("stopped_at_s") else []),
-             f"server: {SLOTS_ENV}={s['slots']} run(s) trained at once, the rest queued first in first out; the "
-             "browsers run on this machine too",
+             (f"cluster: {s['cluster_nodes']} Ray nodes on this machine, one run each at a time, the rest queued "
+              "in the server first in first out; the browsers run on this machine too" if s.get("cluster_nodes") else
+              f"server: {SLOTS_ENV}={s['slots']} run(s) trained at once, the rest queued first in first out; the "
+              "browsers run on this machine too"),
              f"Start clicks: {s['sessions']} within {c['click_spread_s']:.2f} s", ""]
     header = (f"{'session':>7s}  {'run id':26s} {'wait to 1st batch':>17s} {'run time':>8s} {'examples':>8s} "
               f"{'run img/s':>9s}  {'status':9s} first status line shown after Start")
@@ -555,7 +560,18 @@ def classroom(args) -> dict:
         shots = Path(args.screenshots) if args.screenshots else None
         if shots:
             shots.mkdir(parents=True, exist_ok=True)
-        with app_server(cache, log, env) as url, sync_playwright() as p:
+        stack = contextlib.ExitStack()
+        if args.cluster_nodes:
+            from benchmarks.ray_cluster import LocalRayCluster
+
+            cluster = LocalRayCluster(cpus=2).start()
+            stack.callback(cluster.stop)
+            for _ in range(args.cluster_nodes - 1):
+                cluster.add_node()
+            env.update({"FTCORE_RAY_ADDRESS": cluster.address, "FTCORE_RUNS_DIR": str(runs_dir)})
+            notes.append(f"runs on a Ray cluster of {args.cluster_nodes} nodes on this machine (2 CPUs each, one "
+                         "run each), not the server's child processes")
+        with stack, app_server(cache, log, env) as url, sync_playwright() as p:
             print(f"# server at {url}, data {data}, cache {cache}", flush=True)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             probe = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -704,6 +720,7 @@ def classroom(args) -> dict:
     result = {
         "machine": machine_description(),
         "settings": {"sessions": args.sessions, "per_class": args.per_class, "epochs": args.epochs, "slots": slots,
+                     "cluster_nodes": args.cluster_nodes,
                      "arch": config.get("arch"), "batch_size": config.get("batch_size"),
                      "image_size": config.get("image_size"), "precision": config.get("precision"),
                      "mode": config.get("mode"), "data": str(data), "repeats": args.repeats,
@@ -742,6 +759,8 @@ def main() -> None:
     parser.add_argument("--measure-for", type=float, default=0.0,
                         help="seconds of load to measure, then press Stop on every page (0: until the runs end)")
     parser.add_argument("--timeout", type=float, default=60 * 60, help="seconds to wait for the runs to end")
+    parser.add_argument("--cluster-nodes", type=int, default=0,
+                        help="train on a Ray cluster of this many nodes started on this machine (0: child processes)")
     parser.add_argument("--no-solo", dest="solo", action="store_false",
                         help="skip the extra run alone after the class")
     args = parser.parse_args()

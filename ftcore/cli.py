@@ -53,9 +53,11 @@ from .paths import atomic_write
 from .predict import format_prediction, open_image, rank_classes
 from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted
 from .resume import load_state, save_state
-from .runs.folder import STATE_FILE
+from .runs.folder import CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
+from .runs.status import KEPT, EventKind, Status
 from .training import TrainedModel, TrainingDiverged, fit
 
+CLUSTER_POLL_SECONDS = 0.5  # how often `train --cluster` reads the run's folder for new lines
 PREDICT_BATCH = 32  # photos per forward pass in `predict`
 
 
@@ -140,6 +142,9 @@ def build_parser() -> Parser:
                        "every epoch until the run ends (default: runs/<arch>-<mode>)")
     train.add_argument("--resume", metavar="DIR", help="continue the interrupted run saved in DIR (its --out) after "
                        "its last finished epoch, with its own settings (other flags are ignored)")
+    train.add_argument("--cluster", metavar="ADDRESS", help="train as a job on the Ray cluster whose head's dashboard "
+                       "is at ADDRESS (e.g. 127.0.0.1:8265; needs pip install \".[cluster]\"); --out must then be on "
+                       "storage every machine of the cluster sees")
 
     compare = sub.add_parser("compare", help="run the fine-tune and the scratch recipe and compare with the book",
                              epilog=lr_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -333,6 +338,8 @@ def closing_line(history: History) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     """`train`: one run (or the rest of an interrupted one), the book's closing lines, checkpoint.pt and
     metrics.json."""
+    if args.cluster:
+        return train_on_cluster(args)
     if args.resume:
         out = Path(args.resume).expanduser()
         state = load_state(out)
@@ -359,6 +366,56 @@ def cmd_train(args: argparse.Namespace) -> int:
         (out / STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
     stopped = f" (stopped early; `train --resume {out}` goes on)" if trained.history.stopped else ""
     print(f"saved {checkpoint} and {metrics}{stopped}", file=sys.stderr)
+    return 0
+
+
+def train_on_cluster(args: argparse.Namespace) -> int:
+    """`train --cluster`: the run as a Ray job whose folder is --out; the book's lines as its events arrive."""
+    from .runs.cluster import RayBackend
+    from .runs.folder import REQUEST_FILE, event_from_dict, read_events
+    from .runs.process import ProcessJob
+    from .runs.saved import load_saved_run
+
+    refuse_under_torchrun("train --cluster", "sends the run to the cluster")
+    if args.resume:
+        out = Path(args.resume).expanduser().resolve()
+        if not (out / REQUEST_FILE).is_file():
+            raise FtcoreError(f"{out} was not trained on a cluster; resume it without --cluster")
+        job = ProcessJob.resumed(out)
+        print(f"resuming {out} on the cluster", file=sys.stderr)
+    else:
+        config = config_from_args(args, args.mode, args.lr, args.param_groups)
+        preflight(config)
+        out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}").resolve()
+        job = ProcessJob(config, out.parent, out.name)
+    backend = RayBackend(args.cluster, out.parent)
+    reporter, history, offset, said = Reporter(job.config.total_epochs), History(), 0, ""
+    with ctrl_c_stops() as stop:
+        job.start(backend)
+        while True:
+            snap = job.snapshot()
+            events, offset = read_events(out, offset)
+            for event in events:
+                if event.get("type") == EventKind.RESUMED:
+                    history.epochs = [e for e in history.epochs if e.epoch <= event["epoch"]]
+                elif (record := event_from_dict(event, history)) is not None:
+                    reporter(record)
+            if snap.queue_note and snap.queue_note != said:
+                said = snap.queue_note
+                print(said, file=sys.stderr, flush=True)
+            if stop.is_set() and not job.stop_asked:
+                backend.stop(job)
+            if snap.done:
+                break
+            time.sleep(CLUSTER_POLL_SECONDS)
+    if snap.status not in KEPT:
+        raise FtcoreError(snap.error or f"the run ended {snap.status.value}")
+    trained = load_saved_run(out)
+    print(closing_line(trained.history))
+    print(f"{trained.history.examples_per_sec:.1f} examples/sec on {book_devices(trained.history.devices)}")
+    stopped = f" (stopped early; `train --resume {out} --cluster {args.cluster}` goes on)" \
+        if snap.status == Status.STOPPED else ""
+    print(f"saved {out / CHECKPOINT_FILE} and {out / METRICS_FILE}{stopped}", file=sys.stderr)
     return 0
 
 

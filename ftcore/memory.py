@@ -219,8 +219,8 @@ def too_big_for_gpu_message(config: TrainConfig, need: int, have: int) -> str:
             "photos per forward pass or the image size")
 
 
-def too_big_message(config: TrainConfig, need: int, have: int) -> str:
-    """One sentence: what the run needs, what the machine has, and what to lower."""
+def too_big_message(config: TrainConfig, need: int, have: int, where: str = "this machine") -> str:
+    """One sentence: what the run needs, what the machine (`where`) has, and what to lower."""
     if config.epochs:
         micro = cpu_micro_batch(config)
         passes = "in one pass" if micro >= config.batch_size else f"in passes of {micro}"
@@ -229,7 +229,7 @@ def too_big_message(config: TrainConfig, need: int, have: int) -> str:
     else:
         what = f"{config.arch}, output layer only, at {config.image_size} px"
         advice = "lower the image size or the number of photos"
-    return f"this run needs about {need / GB:.1f} GB ({what}) but this machine has {have / GB:.1f} GB; {advice}"
+    return f"this run needs about {need / GB:.1f} GB ({what}) but {where} has {have / GB:.1f} GB; {advice}"
 
 
 # Phrases with which PyTorch and the C allocator report memory running out outside torch.OutOfMemoryError.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,29 +28,65 @@ from .errors import FtcoreError, user_message
 from .lr_finder import find_lr
 from .lr_finding import FinderSettings, write_curve
 from .memory import is_out_of_memory, out_of_memory_message
+from .paths import RUNS_DIR_ENV
 from .resume import load_state, save_state
-from .runs.folder import FINDING_FILE, STATE_FILE, EventLog, read_request, read_task, stop_requested
+from .runs.folder import (
+    FINDING_FILE,
+    REQUEST_FILE,
+    STATE_FILE,
+    EventLog,
+    read_attempt,
+    read_request,
+    read_task,
+    stop_requested,
+)
 from .runs.status import Status
 from .training import TrainingDiverged, fit
 
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the backend sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2
+SUPERSEDED_EXIT = 3  # the exit status of a process whose run folder a newer attempt took over
 # Training is batch work: the server, and the pages it serves, get the cores first. Where the system has it
 # (Linux), the run takes only CPU time nothing else wants (SCHED_IDLE); elsewhere the lowest niceness.
 NICENESS = 19
+# The line a worker prints when it cannot even write its run folder: the Ray backend reads it from the job's log.
+WORKER_ERROR_PREFIX = "error: "
+
+
+def check_folder(folder: Path) -> str | None:
+    """None when this machine can read the run's request and write its folder; else one sentence naming the
+    folder and the machine (a runs folder that is not on storage every machine of a cluster sees)."""
+    host = socket.gethostname()
+    if not (folder / REQUEST_FILE).is_file():
+        return (f"the run folder {folder} is not on {host}: the runs folder must be on storage every machine of "
+                f"the cluster sees (${RUNS_DIR_ENV}, e.g. an NFS mount)")
+    probe = folder / f".write-check-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        return (f"the run folder {folder} cannot be written on {host} ({e.strerror or e}): the runs folder must be "
+                f"writable from every machine of the cluster (${RUNS_DIR_ENV})")
+    return None
 
 
 def watch_for_stop(folder: Path, stop: threading.Event) -> None:
     """Set `stop` once the server asks: SIGUSR1 (at once, within the batch in progress) or a `stop` file (also
-    seen by torchrun's processes and after a server restart), or SIGTERM (the server is shutting down)."""
+    seen by torchrun's processes and after a server restart), or SIGTERM (the server is shutting down). A process
+    whose folder was given to a newer attempt (the run resumed elsewhere) ends at once, writing nothing more."""
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, lambda signum, frame: stop.set())
+    attempt = read_attempt(folder)
 
     def poll() -> None:
         while not stop.is_set():
             if stop_requested(folder):
                 stop.set()
+            now = read_attempt(folder)
+            if now is not None and now != attempt:
+                logging.getLogger(__name__).warning("%s was resumed by another process; this one ends", folder)
+                os._exit(SUPERSEDED_EXIT)
             time.sleep(STOP_POLL_SECONDS)
 
     threading.Thread(target=poll, name="ftcore-stop-watch", daemon=True).start()
@@ -127,8 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m ftcore.worker RUN_FOLDER", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    folder = Path(args[0])
+    problem = check_folder(folder)
+    if problem:  # nowhere to write the end event: this line is all the server will read
+        print(f"{WORKER_ERROR_PREFIX}{problem}", file=sys.stderr, flush=True)
+        return 2
     yield_cpu()
-    return run(Path(args[0]))
+    return run(folder)
 
 
 if __name__ == "__main__":

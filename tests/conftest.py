@@ -155,3 +155,19 @@ def wait_until(condition, what: str, timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Two Ray nodes on this machine, on loopback, 2 CPUs each: `ray start --head`, then `ray start --address`.
+    Stopped by their own process ids at the end of the session."""
+    pytest.importorskip("ray", reason='the cluster tests need Ray: pip install ".[cluster]"')
+    from benchmarks.ray_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster(cpus=2)
+    try:
+        cluster.start()
+        cluster.add_node()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -90,7 +90,7 @@ def test_a_queued_run_says_its_place_and_can_be_cancelled(tiny_data, tmp_path):
 def test_a_child_killed_by_the_system_leaves_the_server_and_its_curves(tiny_data, tmp_path):
     job = ProcessJob(tiny_config(tiny_data, epochs=30), tmp_path / "runs").start()
     wait_until(lambda: (job.folder / STATE_FILE).is_file(), "the first saved state")
-    os.kill(job._proc.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    os.kill(job._handle.pid, signal.SIGKILL)  # what the kernel's OOM killer does
     assert job.join(30)
     snap = job.snapshot()
     last = [e for e in runlog.read_events(job.folder)[0] if e["type"] == "batch"][-1]
@@ -111,7 +111,7 @@ def test_a_run_resumed_after_a_kill_ends_where_an_uninterrupted_run_does(tiny_da
 
     cut = ProcessJob(config, tmp_path / "runs").start()
     wait_until(lambda: (cut.folder / STATE_FILE).is_file(), "the first saved state")
-    os.kill(cut._proc.pid, signal.SIGKILL)
+    os.kill(cut._handle.pid, signal.SIGKILL)
     assert cut.join(30) and cut.snapshot().status == "failed" and cut.snapshot().resumable
     again = ProcessJob.resumed(cut.folder).start()
     assert again.join(TIMEOUT)

@@ -8,6 +8,8 @@
 - `saved`: runs that ended with a model, saved, loaded and listed, and the few models kept in memory;
 - `process`: a run (ProcessJob) or a finder (FinderJob) in a child process, watched through its folder;
 - `local`: the local backend, which queues runs and admits them to child processes of this machine;
+- `cluster`: the Ray backend, which queues runs here and submits each as a Ray job once a node has room, and
+  `address`: which Ray heads the lab agrees to speak to;
 - `thread`: a run in a background thread of the caller (TrainingJob: the CLI's and the tests' in-process runs).
 
 The child process itself is `ftcore.worker` (`python -m ftcore.worker <run folder>`); the run's records live in

@@ -1,13 +1,15 @@
 """Where runs train: the contract every backend keeps.
 
 A backend queues prepared runs (`process.ProcessJob`, whose folder is the run's whole record), starts them when
-it has room, and answers for them. `local.LocalBackend` trains them in child processes of this server. The pages,
+it has room, and answers for them. `local.LocalBackend` trains them in child processes of this server;
+`cluster.RayBackend` as jobs on a Ray cluster. The pages,
 the experiments and the command line speak to a backend only through this protocol, and a job speaks to the
 backend it was given only through it too (so neither module imports the other).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -53,5 +55,9 @@ class Backend(Protocol):
         ...
 
     def shutdown(self) -> None:
-        """Cancel the queue and ask every running job to stop."""
+        """Cancel the queue (the local backend also asks every running job to stop; a cluster's jobs go on)."""
+        ...
+
+    def finder_root(self) -> Path:
+        """Where the learning-rate finder's folders go (where the machines that run them can write)."""
         ...

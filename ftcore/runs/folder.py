@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from .. import distributed
 from ..errors import FtcoreError
 from ..paths import RUNS_DIR_ENV
-from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, LrStep, RunStarted
+from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, LrStep, RunStarted
 from .status import EventKind, Status
 
 if TYPE_CHECKING:
@@ -47,10 +47,12 @@ TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
 def write_request(folder: Path, config: TrainConfig, resume: bool = False, task: str = "train",
                   options: dict | None = None) -> None:
     """What the child does: the task (training, or the learning-rate finder with its `options`), the config,
-    and whether a training continues from resume.pt."""
+    and whether a training continues from resume.pt. Each request names a new attempt: a process of an earlier
+    one (on a machine the cluster gave up for lost) ends once it sees the folder is no longer its own."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
-    request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {}}
+    request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {},
+               "attempt": uuid.uuid4().hex}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
@@ -64,6 +66,14 @@ def read_request(folder: Path) -> tuple[dict, bool]:
     """The config (as the dict TrainConfig.from_dict takes) and the resume flag the server wrote."""
     request = json.loads((folder / REQUEST_FILE).read_text())
     return dict(request["config"]), bool(request.get("resume", False))
+
+
+def read_attempt(folder: Path) -> str | None:
+    """The attempt the folder's request names now (None when it cannot be read, or predates attempts)."""
+    try:
+        return json.loads((folder / REQUEST_FILE).read_text()).get("attempt")
+    except (OSError, ValueError):
+        return None
 
 
 def read_task(folder: Path) -> tuple[str, dict]:
@@ -85,6 +95,24 @@ def event_dict(event: Event | LrStep) -> dict:
     if isinstance(event, LrStep):
         return {"type": EventKind.LR, **asdict(event)}
     raise TypeError(f"not a training event: {event!r}")
+
+
+def event_from_dict(d: dict, history: History) -> Event | None:
+    """The training event a logged dict was made from (event_dict's inverse); an epoch's `history` is the run's
+    so far, as the caller keeps it (None for the kinds that are not training events)."""
+    fields = {k: v for k, v in d.items() if k != "type"}
+    kind = d.get("type")
+    if kind == EventKind.STARTED:
+        history.heldout = fields.get("heldout", history.heldout)
+        return RunStarted(**fields)
+    if kind == EventKind.BATCH:
+        return BatchEnded(epoch=d["epoch"], step=d["step"], steps=d["steps"], record=batch_record(d["record"]),
+                          examples_per_sec=d["examples_per_sec"])
+    if kind == EventKind.EPOCH:
+        history.epochs.append(epoch_record(d["record"]))
+        history.examples_per_sec = d["examples_per_sec"] or history.examples_per_sec
+        return EpochEnded(record=history.epochs[-1], history=history)
+    return None
 
 
 class EventLog:

@@ -17,12 +17,14 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from .. import memory
 from ..config import TrainConfig
 from ..errors import FtcoreError
+from ..paths import cache_dir
 from ..worker import THREADS_ENV
 from .process import PROCS_ENV, ProcessJob, ordinal
 from .snapshot import FinderSnapshot, JobSnapshot
@@ -178,6 +180,10 @@ class LocalBackend:
             running = [job for job, _ in self._running.values()]
         for job in running:
             job.terminate()
+
+    def finder_root(self) -> Path:
+        """Where the learning-rate finder's folders go: <cache>/lr-finder."""
+        return cache_dir() / "lr-finder"
 
     # ---- the admitting thread
 

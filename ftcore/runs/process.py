@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..config import TrainConfig
 from ..lr_finding import FinderSettings, LrFinding, check_request
@@ -64,8 +64,80 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+class Handle(Protocol):
+    """Where a launched run executes: a child process of this server (ChildProcess) or a job on a Ray cluster
+    (runs.cluster.RayJob). The job reads everything else from the run's folder."""
+
+    def running(self) -> bool:
+        """True while the run's process (or job) has not ended."""
+        ...
+
+    def signal(self, sig: int) -> None:
+        """SIGUSR1: end within the current batch (where the process can be signalled); SIGTERM and SIGKILL: end it."""
+        ...
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the run's process on this machine now (0 when it runs elsewhere or has ended)."""
+        ...
+
+    def lost_message(self, epoch: int, step: int) -> str | None:
+        """Why the run ended without writing its end, in one sentence, where the handle knows (else None)."""
+        ...
+
+
+class ChildProcess:
+    """A run's process on this machine: `python -m ftcore.worker <folder>` (or torchrun with several)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    @classmethod
+    def start(cls, folder: Path, procs: int, env: dict[str, str]) -> ChildProcess:
+        """Launch the worker on `folder`, its output appended to the folder's worker.log."""
+        environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        with open(folder / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(worker_command(folder, procs), cwd=REPO_ROOT, env=environment,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # Ctrl-C on the server's terminal is the server's
+        return cls(proc)
+
+    @property
+    def pid(self) -> int:
+        """The child's process id (its group's too)."""
+        return self.proc.pid
+
+    def running(self) -> bool:
+        """True until the child has exited."""
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` to the child's process group (its torchrun workers too)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child now (0 when it has ended or cannot be read)."""
+        if self.proc.poll() is not None:
+            return 0
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                line = next(line for line in f if line.startswith("VmRSS:"))
+            return int(line.split()[1]) * 1024
+        except (OSError, StopIteration, ValueError):
+            return 0
+
+    def lost_message(self, epoch: int, step: int) -> str | None:
+        """A child that died without a word was killed on this machine: the job's own sentence says so."""
+        return None
+
+
 class ProcessJob:
-    """One run trained by `python -m ftcore.worker` in a child process of its own."""
+    """One run trained by `python -m ftcore.worker` in a process of its own: a child of this server, or a job on a
+    Ray cluster, as its backend launches it."""
 
     def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False):
         self.id = job_id or new_run_id()
@@ -79,7 +151,7 @@ class ProcessJob:
         self.group = self.id  # jobs submitted together share one group: admitted at once, sharing one slot
         self.backend: Backend | None = None
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
+        self._handle: Handle | None = None
         self._status = Status.NEW
         self._queued = self._started = self._ended = self._stop_asked = 0.0
         self._offset = 0
@@ -96,6 +168,17 @@ class ProcessJob:
         folder = Path(folder)
         config, _ = read_request(folder)
         return cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=True)
+
+    @classmethod
+    def adopted(cls, folder: str | Path, handle: Handle) -> ProcessJob:
+        """A job that watches the run in `folder`, launched earlier (before a server restart) where `handle` sees
+        it."""
+        folder = Path(folder)
+        config, resume = read_request(folder)
+        job = cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=resume)
+        job._queued = time.monotonic()
+        job.attach(handle)
+        return job
 
     # ---- the server's side
 
@@ -127,15 +210,13 @@ class ProcessJob:
         write_request(self.folder, self.config, self.resume)
 
     def launch(self, env: dict[str, str]) -> None:
-        """Start the child process (the backend calls this when the run is admitted)."""
-        environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        with open(self.folder / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen(worker_command(self.folder, self.procs), cwd=REPO_ROOT, env=environment,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # Ctrl-C on the server's terminal is the server's
+        """Start the child process (the local backend calls this when the run is admitted)."""
+        self.attach(ChildProcess.start(self.folder, self.procs, env))
+
+    def attach(self, handle: Handle) -> None:
+        """The run has been launched where `handle` watches it."""
         with self._lock:
-            self._proc, self._status, self._started = proc, Status.STARTING, time.monotonic()
+            self._handle, self._status, self._started = handle, Status.STARTING, time.monotonic()
 
     def cancel(self) -> None:
         """Mark a queued run as cancelled (the backend has dropped it); a new run's folder goes with it."""
@@ -144,12 +225,17 @@ class ProcessJob:
         if not self.resume:  # it holds nothing but the request (a resumed run's folder keeps its run)
             shutil.rmtree(self.folder, ignore_errors=True)
 
+    @property
+    def stop_asked(self) -> bool:
+        """True once Stop was asked of the running run."""
+        return bool(self._stop_asked)
+
     def stop(self) -> None:
         """Cancel the run if it is still queued; else ask it to end after its current batch."""
         if self.backend is not None and self.backend.cancel(self):
             return
         with self._lock:
-            if self._proc is None or self._stop_asked:
+            if self._handle is None or self._stop_asked:
                 return
             self._stop_asked = time.monotonic()
         request_stop(self.folder)
@@ -157,12 +243,10 @@ class ProcessJob:
             self.terminate(signal.SIGUSR1)
 
     def alive(self) -> bool:
-        """True while the child process runs; ends it when it outlives Stop by STOP_GRACE_SECONDS."""
+        """True while the run's process runs; ends it when it outlives Stop by STOP_GRACE_SECONDS."""
         with self._lock:
-            proc, asked = self._proc, self._stop_asked
-        if proc is None:
-            return False
-        if proc.poll() is not None:
+            handle, asked = self._handle, self._stop_asked
+        if handle is None or not handle.running():
             return False
         if asked and time.monotonic() - asked > STOP_GRACE_SECONDS:
             self.terminate(signal.SIGKILL)
@@ -171,12 +255,8 @@ class ProcessJob:
 
     def terminate(self, sig: int = signal.SIGTERM) -> None:
         """Send `sig` to the run's processes (its torchrun workers too)."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
+        if self._handle is not None:
+            self._handle.signal(sig)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the run has ended (or was cancelled); True when it has."""
@@ -195,16 +275,8 @@ class ProcessJob:
             return bool(self._batches or self._epochs or self._last_batch != (0, 0))
 
     def rss_bytes(self) -> int:
-        """Resident memory of the child process now (0 when it is not running or cannot be read)."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return 0
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                line = next(line for line in f if line.startswith("VmRSS:"))
-            return int(line.split()[1]) * 1024
-        except (OSError, StopIteration, ValueError):
-            return 0
+        """Resident memory of the run's process on this machine now (0 when it is not running here)."""
+        return self._handle.rss_bytes() if self._handle is not None else 0
 
     # ---- reading the folder
 
@@ -245,6 +317,9 @@ class ProcessJob:
 
     def _killed_message(self) -> str:
         epoch, step = self._last_batch
+        lost = self._handle.lost_message(max(epoch, 1), step) if self._handle is not None else None
+        if lost:
+            return lost
         return (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch {step}; "
                 "its curves up to then are kept")
 
@@ -252,7 +327,7 @@ class ProcessJob:
         """(status, error, seconds since queued) after reading the new events; called under the lock."""
         self._read()
         # the process and the status are read together: launch() sets both under this lock
-        alive = self._proc is not None and self._proc.poll() is None
+        alive = self._handle is not None and self._handle.running()
         status, error = self._status_now(alive)
         if status.ended and not self._ended:
             self._ended = time.monotonic()
@@ -325,6 +400,9 @@ class FinderJob(ProcessJob):
             super()._take(event)
 
     def _killed_message(self) -> str:
+        lost = self._handle.lost_message(1, self._last_batch[1]) if self._handle is not None else None
+        if lost:
+            return lost.replace("the run's", "the learning-rate finder's", 1)
         return (f"the learning-rate finder was killed by the system (probably out of memory) at step "
                 f"{self._last_batch[1]}; start it again with a smaller batch or image size")
 

@@ -1,0 +1,430 @@
+"""The Ray backend: runs train as jobs on a Ray cluster (runs/backend.py is the contract it keeps).
+
+Each run becomes one Ray job through Ray's Jobs API (`ray.job_submission.JobSubmissionClient`), whose entrypoint
+is the same worker the local backend starts: `python -m ftcore.worker <run folder>`. No Ray driver runs in this
+process: the client speaks to the head's dashboard over HTTP, so a restarted server kills no one's training, and
+it finds the jobs it had started again by their metadata.
+
+Ray fails a job that waits too long for resources, so runs wait here, in our queue, with their place shown, and
+go to Ray only when some node's free resources can take them: the nodes' totals (the dashboard's state API) less
+what every job still active on the cluster asked for, whoever submitted it. A job asks for CPUs, host memory
+(the run's estimate) and, where the cluster has GPUs, a fraction of one sized from the run's GPU estimate.
+
+Run folders must live on storage every node sees ($FTCORE_RUNS_DIR). The worker checks that it can write there
+before anything else, and the job's log carries its one sentence when it cannot.
+
+The lab never starts a head of its own, and speaks only to one at an address runs.address accepts. Ray is
+imported only here, and only when a cluster is asked for (`pip install ".[cluster]"`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import shlex
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import memory
+from ..config import TrainConfig
+from ..errors import FtcoreError
+from ..paths import REPO_ROOT
+from ..worker import THREADS_ENV, WORKER_ERROR_PREFIX
+from .address import check_address
+from .process import ProcessJob, ordinal
+from .snapshot import FinderSnapshot, JobSnapshot
+
+RUN_CPUS_ENV = "FTCORE_RAY_RUN_CPUS"  # CPUs a run asks of its node (default: RUN_CPUS)
+RUN_CPUS = 2  # a run on CPUs takes two cores of a node; on a GPU, GPU_RUN_CPUS
+GPU_RUN_CPUS = 1  # a run on a GPU feeds it from one core (its photos are decoded by the GPU's run alone)
+GPU_SHARE_STEP = 0.01  # a GPU fraction is rounded up to a hundredth, so rounding never packs one run too many
+POLL_SECONDS = 1.0  # how often the admitting thread reads the cluster's jobs and admits the next run
+METADATA_FOLDER = "ftcore_folder"  # the job's metadata key for its run folder (to find it after a restart)
+ACTIVE = ("PENDING", "RUNNING")  # Ray's job statuses that hold resources
+LOST = ("JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE")  # Ray's words for "its node went"
+
+
+@dataclass
+class Node:
+    """One alive node of the cluster: its id and address, what it has, and what active jobs asked of it."""
+
+    id: str
+    ip: str
+    total: dict[str, float]  # CPU, GPU, memory (bytes), as Ray counts them
+    gpu_bytes: int = 0  # memory of one of its GPUs (0: none, or not reported)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def free(self, resource: str) -> float:
+        """What is left of `resource` on this node."""
+        return self.total.get(resource, 0.0) - self.used.get(resource, 0.0)
+
+    def fits(self, ask: dict[str, float]) -> bool:
+        """True when every resource of `ask` is free here."""
+        return all(self.free(name) + 1e-9 >= amount for name, amount in ask.items() if amount)
+
+    def take(self, ask: dict[str, float]) -> None:
+        """Count `ask` as used here."""
+        for name, amount in ask.items():
+            self.used[name] = self.used.get(name, 0.0) + (amount or 0.0)
+
+
+def job_ask(info: dict) -> dict[str, float]:
+    """What a Ray job (its details as the Jobs API lists them) asked for its entrypoint."""
+    return {"CPU": info.get("entrypoint_num_cpus") or 0.0, "GPU": info.get("entrypoint_num_gpus") or 0.0,
+            "memory": info.get("entrypoint_memory") or 0.0}
+
+
+def place_jobs(nodes: list[Node], jobs: list[dict]) -> None:
+    """Count every active job's ask on the nodes, largest first, each where it fits with the least room to spare
+    (Ray places it there or somewhere as good). Where a job runs is not read from Ray: a job's node id is only
+    known once it runs, and machines that share an address can confuse it."""
+    asks = sorted((job_ask(info) for info in jobs if info.get("status") in ACTIVE),
+                  key=lambda ask: (ask["GPU"], ask["CPU"], ask["memory"]), reverse=True)
+    for ask in asks:
+        fitting = [node for node in nodes if node.fits(ask)] or nodes
+        if fitting:
+            min(fitting, key=lambda node: (node.free("GPU"), node.free("CPU"), node.free("memory"))).take(ask)
+
+
+class RayJob:
+    """A run launched as a Ray job: the handle its ProcessJob watches it through (process.Handle)."""
+
+    def __init__(self, backend: RayBackend, submission_id: str, error: str | None = None):
+        self.backend = backend
+        self.submission_id = submission_id
+        self.error = error  # why it could not be submitted
+
+    def info(self) -> dict | None:
+        """The job's details as last read from the cluster (None before the first read)."""
+        return self.backend.job_info(self.submission_id)
+
+    def running(self) -> bool:
+        """True while Ray holds the job pending or running (or the backend has not read it yet)."""
+        if self.error:
+            return False
+        info = self.info()
+        return info is None or info.get("status") in ACTIVE
+
+    def signal(self, sig: int) -> None:
+        """Only an end can be asked of a Ray job: Stop itself goes through the run folder's stop file."""
+        import signal as signals
+
+        if sig != signals.SIGUSR1 and self.running():
+            self.backend.stop_job(self.submission_id)
+
+    def rss_bytes(self) -> int:
+        """The run does not run in this process's machine: Ray accounts for its memory."""
+        return 0
+
+    def lost_message(self, epoch: int, step: int) -> str | None:
+        """Why the job ended without the run writing its end: its node left, the worker's own sentence, or Ray's."""
+        if self.error:
+            return self.error
+        info = self.info() or {}
+        node = self.backend.node_address(info.get("driver_node_id") or "")
+        if info.get("error_type") in LOST or (info.get("driver_node_id") and not self.backend.node_alive(
+                info["driver_node_id"])):
+            where = f" ({node})" if node else ""
+            return (f"the run's machine{where} left the cluster at epoch {epoch}, batch {step}; its curves are kept, "
+                    "and Resume continues it on another machine")
+        said = self.backend.worker_sentence(self.submission_id)
+        if said:
+            return said
+        if info.get("status") == "STOPPED":
+            return f"the run's Ray job was stopped at epoch {epoch}, batch {step}; its curves are kept"
+        message = (info.get("message") or "no reason given").strip().splitlines()[0]
+        return f"the run's Ray job failed at epoch {epoch}, batch {step} ({message}); its curves are kept"
+
+
+class RayBackend:
+    """Queues ProcessJobs here and submits each to the cluster as a Ray job once some node can take it."""
+
+    def __init__(self, address: str, runs_dir: str | Path, run_cpus: int | None = None, check_memory: bool = True):
+        self.address = check_address(address)
+        self.runs_dir = Path(runs_dir)  # on storage every node sees; a restarted server watches its jobs again
+        self.run_cpus = run_cpus or int(os.environ.get(RUN_CPUS_ENV, 0) or RUN_CPUS)
+        self.check_memory = check_memory
+        self.client = self._connect()
+        self._queue: list[ProcessJob] = []
+        self._running: dict[str, ProcessJob] = {}  # submission id -> job
+        self._jobs: dict[str, dict] = {}  # submission id -> its details, as last read
+        self._nodes: list[Node] = []
+        self._dead: dict[str, str] = {}  # node id -> address, for nodes seen to leave
+        self._lock = threading.Condition()  # the queue and the running jobs; held while it asks jobs
+        self._facts = threading.Lock()  # the cluster's nodes and jobs as last read; jobs read them under theirs
+        self.refresh()
+        # from the start: it also finds the runs this server started before a restart
+        threading.Thread(target=self._loop, name="ftcore-ray", daemon=True).start()
+        atexit.register(self.shutdown)
+
+    def _connect(self):
+        try:
+            from ray.job_submission import JobSubmissionClient
+        except ImportError:
+            raise FtcoreError('training on a Ray cluster needs Ray: pip install ".[cluster]"') from None
+        try:
+            return JobSubmissionClient(self.address)
+        except Exception as e:  # Ray raises ConnectionError and RuntimeError alike
+            raise FtcoreError(f"the Ray head at {self.address} does not answer ({_first_line(e)}); check that "
+                              "it runs (ray start --head) and that this machine can reach it") from None
+
+    # ---- what the cluster says
+
+    def _get(self, path: str) -> dict:
+        """One JSON answer of the dashboard's HTTP API."""
+        with urllib.request.urlopen(f"{self.address}{path}", timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def read_nodes(self) -> list[Node]:
+        """The cluster's alive nodes with their totals (and GPU sizes, where the dashboard reports them)."""
+        listed = self._get("/api/v0/nodes?limit=10000&detail=1")["data"]["result"]["result"]
+        gpus = self._gpu_bytes()
+        nodes = []
+        for node in listed:
+            if node.get("state") != "ALIVE":
+                self._dead[node["node_id"]] = node.get("node_ip", "")
+                continue
+            total = node.get("resources_total") or {}
+            nodes.append(Node(id=node["node_id"], ip=node.get("node_ip", ""), gpu_bytes=gpus.get(node["node_id"], 0),
+                              total={name: float(total.get(name, 0.0)) for name in ("CPU", "GPU", "memory")}))
+        return nodes
+
+    def _gpu_bytes(self) -> dict[str, int]:
+        """node id -> memory of its smallest GPU, from the dashboard's node summary (absent on CPU nodes)."""
+        try:
+            summary = self._get("/nodes?view=summary")["data"]["summary"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        sizes = {}
+        for node in summary:
+            memories = [gpu.get("memoryTotal", 0) for gpu in node.get("gpus") or []]
+            node_id = (node.get("raylet") or {}).get("nodeId")
+            if memories and node_id:
+                sizes[node_id] = int(min(memories)) * 2**20  # the dashboard reports MiB
+        return sizes
+
+    def refresh(self) -> None:
+        """Read the cluster's nodes and jobs once (the admitting thread does this every POLL_SECONDS)."""
+        nodes = self.read_nodes()
+        jobs = {info.submission_id: info.model_dump(mode="json") for info in self.client.list_jobs()
+                if info.submission_id}
+        with self._facts:
+            self._nodes, self._jobs = nodes, jobs
+
+    def job_info(self, submission_id: str) -> dict | None:
+        """A job's details as last read."""
+        with self._facts:
+            return self._jobs.get(submission_id)
+
+    def node_alive(self, node_id: str) -> bool:
+        """True while the node was alive at the last read."""
+        with self._facts:
+            return any(node.id == node_id for node in self._nodes)
+
+    def node_address(self, node_id: str) -> str:
+        """The node's IP address, alive or gone ('' when unknown)."""
+        with self._facts:
+            return next((node.ip for node in self._nodes if node.id == node_id), self._dead.get(node_id, ""))
+
+    def worker_sentence(self, submission_id: str) -> str | None:
+        """The worker's own one-sentence error (it could not use its run folder), from the end of its log that
+        Ray puts in a failed job's message (read on the job's node, so it holds wherever the job ran)."""
+        message = (self.job_info(submission_id) or {}).get("message") or ""
+        lines = [line for line in message.splitlines() if line.startswith(WORKER_ERROR_PREFIX)]
+        return lines[-1][len(WORKER_ERROR_PREFIX):].strip() if lines else None
+
+    def stop_job(self, submission_id: str) -> None:
+        """Ask Ray to end the job (SIGTERM, then SIGKILL)."""
+        try:
+            self.client.stop_job(submission_id)
+        except Exception:  # already ended, or the head is gone: nothing left to stop
+            pass
+
+    # ---- the contract
+
+    def ask(self, job: ProcessJob) -> dict[str, float]:
+        """What the run asks of one node: CPUs, host memory and, on a GPU cluster, its share of one GPU."""
+        on_gpu = job.config.device != "cpu" and any(node.total.get("GPU") for node in self._nodes)
+        ask = {"CPU": float(GPU_RUN_CPUS if on_gpu else self.run_cpus), "memory": float(job.estimate)}
+        if on_gpu:
+            ask["GPU"] = self.gpu_share(job)
+        return ask
+
+    def gpu_share(self, job: ProcessJob) -> float:
+        """The run's fraction of one GPU: its GPU estimate over the smallest GPU's memory, rounded up to a
+        hundredth (a whole GPU where the sizes are not reported or the run needs more)."""
+        sizes = [node.gpu_bytes for node in self._nodes if node.total.get("GPU") and node.gpu_bytes]
+        if not sizes or not job.gpu_estimate:
+            return 1.0
+        return min(1.0, math.ceil(job.gpu_estimate / min(sizes) / GPU_SHARE_STEP) * GPU_SHARE_STEP)
+
+    def check_fits(self, config: TrainConfig) -> int:
+        """The run's estimated host memory in bytes; FtcoreError naming what to lower when no node of the cluster
+        could ever take it."""
+        if not self.check_memory:
+            return 0
+        need = memory.estimate_run_bytes(config)
+        nodes = self._nodes
+        largest = max((node.total.get("memory", 0.0) for node in nodes), default=0.0)
+        if nodes and need > largest:
+            raise FtcoreError(memory.too_big_message(config, need, int(largest), "the cluster's largest machine"))
+        cpus = max((node.total.get("CPU", 0.0) for node in nodes), default=0.0)
+        if nodes and self.run_cpus > cpus:
+            raise FtcoreError(f"a run asks for {self.run_cpus} CPUs and the cluster's largest node has {cpus:g}; "
+                              f"set {RUN_CPUS_ENV} to at most {cpus:g}")
+        return need
+
+    def submit(self, *jobs: ProcessJob) -> None:
+        """Queue prepared jobs; they go to the cluster one by one as its nodes have room (several given together
+        keep their place together)."""
+        for job in jobs:
+            job.estimate = self.check_fits(job.config)
+            job.gpu_estimate = (memory.estimate_gpu_bytes(job.config, 1)
+                                if any(node.total.get("GPU") for node in self._nodes) else 0)
+            job.group = jobs[0].id
+        with self._lock:
+            self._queue.extend(jobs)
+            self._lock.notify_all()
+
+    def cancel(self, job: ProcessJob) -> bool:
+        """Drop a queued job (True), or do nothing for one already submitted (False)."""
+        with self._lock:
+            if job not in self._queue:
+                return False
+            self._queue.remove(job)
+            job.cancel()
+            self._lock.notify_all()
+            return True
+
+    def _place(self, job: ProcessJob) -> int | None:
+        if job not in self._queue:
+            return None
+        ahead = self._queue[:self._queue.index(job)]
+        return len({other.group for other in ahead if other.group != job.group}) + 1
+
+    def queue_note(self, job: ProcessJob) -> str:
+        """The queued job's place and what it waits for, in one line."""
+        with self._lock:
+            place = self._place(job)
+            if place is None:
+                return "starting on the cluster"
+            if place > 1:
+                return (f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have "
+                        "started on the cluster")
+            ask = self.ask(job)
+            nodes = len(self._nodes)
+            most = max((node.free("CPU") for node in self._nodes), default=0.0)
+        what = ", ".join(f"{ask[name]:g} GPU" if name == "GPU" else f"{ask[name] / 1e9:.1f} GB" if name == "memory"
+                         else f"{ask[name]:g} CPUs" for name in ("CPU", "GPU", "memory") if ask.get(name))
+        return (f"queued: next in line; starts when a machine of the cluster has {what} free (the {nodes} "
+                f"machine(s) have at most {max(most, 0):g} CPUs free now)")
+
+    def snapshot(self, job: ProcessJob) -> JobSnapshot | FinderSnapshot:
+        """Where the job stands: what its folder says, what Ray says of its job, its place in our queue."""
+        return job.snapshot()
+
+    def stop(self, job: ProcessJob) -> None:
+        """Take a queued job out of the queue, or ask a running one (its folder's stop file) to end after its
+        batch; Ray ends it if it outlives the grace period."""
+        job.stop()
+
+    def list(self) -> list[ProcessJob]:
+        """The jobs queued here (first in line first), then those on the cluster."""
+        with self._lock:
+            return [*self._queue, *self._running.values()]
+
+    def running(self) -> list[ProcessJob]:
+        """The jobs submitted (by this server, or by it before a restart) and not yet seen to end."""
+        with self._lock:
+            return list(self._running.values())
+
+    def shutdown(self) -> None:
+        """Cancel the queue; runs on the cluster go on (a restarted server finds them again)."""
+        with self._lock:
+            for job in self._queue:
+                job.cancel()
+            self._queue.clear()
+
+    def finder_root(self) -> Path:
+        """Where the learning-rate finder's folders go: beside the runs, on the storage every node sees."""
+        return self.runs_dir / ".lr-finder"
+
+    # ---- the admitting thread
+
+    def _launch(self, job: ProcessJob) -> None:
+        """Submit `job` as a Ray job; a refusal becomes the run's error."""
+        submission_id = f"ftcore-{job.id}-{uuid.uuid4().hex[:6]}"
+        ask = self.ask(job)
+        # a node with this checkout at the same path runs it from there; one with the lab installed, from that
+        env = {THREADS_ENV: str(int(ask["CPU"])), "PYTHONPATH": str(REPO_ROOT)}
+        try:
+            self.client.submit_job(
+                entrypoint=f"python -m ftcore.worker {shlex.quote(str(job.folder))}", submission_id=submission_id,
+                runtime_env={"env_vars": env}, metadata={METADATA_FOLDER: str(job.folder)},
+                entrypoint_num_cpus=ask["CPU"], entrypoint_num_gpus=ask.get("GPU") or None,
+                entrypoint_memory=int(ask["memory"]) or None)
+            handle = RayJob(self, submission_id)
+        except Exception as e:
+            handle = RayJob(self, submission_id, error=f"the cluster at {self.address} refused the run "
+                                                       f"({_first_line(e)}); start it again")
+        asked = {"entrypoint_num_cpus": ask["CPU"], "entrypoint_num_gpus": ask.get("GPU"),
+                 "entrypoint_memory": ask["memory"]}
+        with self._facts:  # counted at once, before the next read of the cluster lists it
+            self._jobs[submission_id] = {"status": "PENDING", "submission_id": submission_id, **asked}
+        job.attach(handle)
+        if not handle.error:
+            self._running[submission_id] = job
+
+    def _admit_next(self) -> bool:
+        """Submit the first queued run if a node has room for it now; under the lock."""
+        job = self._queue[0]
+        nodes = [Node(id=n.id, ip=n.ip, total=n.total, gpu_bytes=n.gpu_bytes) for n in self._nodes]
+        place_jobs(nodes, list(self._jobs.values()))
+        ask = self.ask(job)
+        fitting = [node for node in nodes if node.fits(ask)]
+        if not fitting:
+            return False
+        self._queue.pop(0)
+        self._launch(job)
+        return True
+
+    def _adopt(self) -> None:
+        """Watch the active jobs of this runs folder that no job here watches (started before a restart)."""
+        watched = set(self._running)
+        for submission_id, info in self._jobs.items():
+            folder = (info.get("metadata") or {}).get(METADATA_FOLDER)
+            if (submission_id in watched or info.get("status") not in ACTIVE or not folder
+                    or Path(folder).parent != self.runs_dir or not Path(folder).is_dir()):
+                continue
+            try:
+                self._running[submission_id] = ProcessJob.adopted(folder, RayJob(self, submission_id))
+            except (OSError, ValueError, KeyError):
+                continue
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:  # the head is unreachable for now: keep the queue and try again
+                time.sleep(POLL_SECONDS)
+                continue
+            with self._lock:
+                for submission_id, job in list(self._running.items()):
+                    if not job.alive():
+                        del self._running[submission_id]
+                self._adopt()
+                while self._queue and self._admit_next():
+                    pass
+                self._lock.wait(POLL_SECONDS)
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's first line, for a sentence."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,229 @@
+"""Runs on a Ray cluster: a real one, two nodes on this machine (conftest.ray_cluster), spoken to only through
+Ray's Jobs API as the app does. The address checks and the packing rule are checked without Ray."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, wait_until
+from ftcore.config import recipe
+from ftcore.errors import FtcoreError
+from ftcore.runs import folder as runlog
+from ftcore.runs.address import check_address
+from ftcore.runs.cluster import Node, RayBackend, place_jobs
+from ftcore.runs.process import ProcessJob
+from ftcore.runs.status import Status
+from ftcore.worker import check_folder
+
+TIMEOUT = 240
+
+
+def tiny_config(data, epochs: int = 3, **overrides):
+    """A small scratch run (no weights needed): ResNet-18 at 32 px on the tiny photos."""
+    return recipe("scratch", "resnet18", data=str(data), epochs=epochs, batch_size=8, image_size=32,
+                  precision="fp32", **overrides)
+
+
+def epochs_logged(job: ProcessJob) -> int:
+    events, _ = runlog.read_events(job.folder)
+    return sum(e["type"] == "epoch" for e in events)
+
+
+# ---- without Ray
+
+
+@pytest.mark.parametrize("address,url", [("127.0.0.1", "http://127.0.0.1:8265"),
+                                         ("localhost:9000", "http://localhost:9000"),
+                                         ("http://10.1.2.3:8265", "http://10.1.2.3:8265"),
+                                         ("192.168.0.7", "http://192.168.0.7:8265"),
+                                         ("[::1]:8265", "http://::1:8265")])
+def test_loopback_and_private_heads_are_accepted(address, url, monkeypatch):
+    monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
+    assert check_address(address) == url
+
+
+def test_a_public_head_is_refused_unless_allowed(monkeypatch):
+    monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
+    with pytest.raises(FtcoreError, match=r"^the Ray head 8\.8\.8\.8 \(8\.8\.8\.8\) is not on this machine or a "
+                                          r"private network.*FTCORE_RAY_ALLOW_REMOTE=1"):
+        check_address("8.8.8.8:8265")
+    with pytest.raises(FtcoreError, match="Ray Client address"):
+        check_address("ray://10.0.0.1:10001")
+    monkeypatch.setenv("FTCORE_RAY_ALLOW_REMOTE", "1")
+    assert check_address("8.8.8.8:8265") == "http://8.8.8.8:8265"
+
+
+def test_active_jobs_fill_the_nodes_and_a_run_fits_only_where_room_is_left():
+    nodes = [Node(id="a", ip="10.0.0.1", total={"CPU": 2, "GPU": 0, "memory": 8e9}),
+             Node(id="b", ip="10.0.0.2", total={"CPU": 4, "GPU": 1, "memory": 16e9})]
+    jobs = [{"status": "RUNNING", "entrypoint_num_cpus": 2, "entrypoint_memory": 2e9},
+            {"status": "PENDING", "entrypoint_num_cpus": 1, "entrypoint_num_gpus": 0.25, "entrypoint_memory": 1e9},
+            {"status": "SUCCEEDED", "entrypoint_num_cpus": 4}]  # ended: holds nothing
+    place_jobs(nodes, jobs)
+    assert nodes[1].used == {"CPU": 1, "GPU": 0.25, "memory": 1e9}  # the GPU job can only go to b
+    assert nodes[0].used == {"CPU": 2, "GPU": 0, "memory": 2e9}  # the 2-CPU one, best fit: a, which it fills
+    assert [node.fits({"CPU": 2, "memory": 1e9}) for node in nodes] == [False, True]
+    assert not any(node.fits({"CPU": 1, "GPU": 0.8}) for node in nodes)  # 0.75 of b's GPU is left
+
+
+def test_the_worker_names_its_folder_and_machine_when_it_cannot_use_it(tmp_path):
+    problem = check_folder(tmp_path / "nowhere")
+    assert problem.startswith(f"the run folder {tmp_path / 'nowhere'} is not on ") and "FTCORE_RUNS_DIR" in problem
+    answer = subprocess.run([sys.executable, "-m", "ftcore.worker", str(tmp_path / "nowhere")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert answer.returncode == 2 and answer.stderr.strip() == f"error: {problem}"
+
+
+# ---- on the two-node cluster
+
+
+def test_runs_queue_here_until_a_node_has_room_then_train_and_read_back(ray_cluster, tiny_data, tmp_path):
+    backend = RayBackend(ray_cluster.address, tmp_path / "runs")
+    jobs = [ProcessJob(tiny_config(tiny_data, seed=seed), tmp_path / "runs").start(backend) for seed in range(3)]
+    # two nodes of 2 CPUs, a run asks for 2: the third waits in our queue, not in Ray's
+    wait_until(lambda: len(backend.running()) == 2, "two runs on the cluster", TIMEOUT)
+    third = jobs[2].snapshot()
+    assert third.status == Status.QUEUED and third.queue_note.startswith(
+        "queued: next in line; starts when a machine of the cluster has 2 CPUs")
+    assert not any(jobs[2].id in sid for sid in backend._jobs)  # Ray has not seen it
+    for job in jobs:
+        assert job.join(TIMEOUT), job.snapshot().status_line()
+    for job in jobs:
+        snap = job.snapshot()
+        assert snap.status == Status.FINISHED and [e.epoch for e in snap.epochs] == [1.0, 2.0, 3.0]
+        assert snap.saved_to == str(job.folder) and job.to_run().history.final().epoch == 3
+        metrics = json.loads((job.folder / "metrics.json").read_text())
+        assert metrics["history"]["epochs"][-1]["train_loss"] == snap.epochs[-1].train_loss
+    ours = [sid for sid in backend._jobs if any(job.id in sid for job in jobs)]
+    wait_until(lambda: {backend.job_info(sid)["status"] for sid in ours} == {"SUCCEEDED"}, "Ray's word", 30)
+    assert len(ours) == 3
+
+
+def test_stop_ends_a_run_on_the_cluster_and_a_restarted_server_still_sees_it(ray_cluster, tiny_data, tmp_path):
+    first = RayBackend(ray_cluster.address, tmp_path / "runs")
+    job = ProcessJob(tiny_config(tiny_data, epochs=60), tmp_path / "runs").start(first)
+    wait_until(lambda: epochs_logged(job) >= 1, "the first epoch", TIMEOUT)
+    first.shutdown()  # the server goes away: its runs on the cluster go on
+    restarted = RayBackend(ray_cluster.address, tmp_path / "runs")
+    wait_until(lambda: [j.folder for j in restarted.list()] == [job.folder], "the run found again", 30)
+    adopted = restarted.list()[0]
+    assert adopted.snapshot().status == Status.RUNNING and len(adopted.snapshot().epochs) >= 1
+    restarted.stop(adopted)
+    assert adopted.join(60)
+    snap = adopted.snapshot()
+    assert snap.status == Status.STOPPED and snap.has_model and snap.resumable
+    assert epochs_logged(job) < 60
+
+
+def test_the_worker_sentence_reaches_the_page_when_a_node_cannot_see_the_folder(ray_cluster, tiny_data, tmp_path):
+    backend = RayBackend(ray_cluster.address, tmp_path / "runs")
+    job = ProcessJob(tiny_config(tiny_data), tmp_path / "elsewhere")  # its request never written: as on a node
+    with backend._lock:                                                # that does not see the runs folder
+        backend._launch(job)
+    assert job.join(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.status == Status.FAILED and snap.error == check_folder(job.folder)
+
+
+def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, tiny_data, tmp_path):
+    out = tmp_path / "runs" / "cli"
+    answer = subprocess.run(
+        [sys.executable, "-m", "ftcore", "train", "--cluster", ray_cluster.address, "--data", str(tiny_data),
+         "--mode", "scratch", "--arch", "resnet18", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
+         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+    assert answer.returncode == 0, answer.stderr
+    lines = answer.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    last = metrics["history"]["epochs"][-1]
+    assert lines[2] == f"loss {last['train_loss']:.3f}, train acc {last['train_acc']:.3f}, test acc " \
+                       f"{last['test_acc']:.3f}"
+    assert lines[3].endswith("examples/sec on [device(type='cpu')]")
+    assert (out / "checkpoint.pt").is_file()
+    refused = subprocess.run([sys.executable, "-m", "ftcore", "train", "--cluster", "8.8.8.8", "--data",
+                              str(tiny_data), "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "FTCORE_RAY_ALLOW_REMOTE": ""})
+    assert refused.returncode == 2 and refused.stderr.startswith("error: the Ray head 8.8.8.8")
+
+
+def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app import ui
+
+    monkeypatch.setenv("FTCORE_RAY_ADDRESS", ray_cluster.address)
+    monkeypatch.setenv("FTCORE_RUNS_DIR", str(tmp_path / "runs"))
+    ui.backend.clear()  # the server's backend is made once per process: this "server" uses the cluster
+    try:
+        at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+        at.session_state["data_root"] = str(tiny_data)
+        at.switch_page("app_pages/train.py")
+        at.run()
+        at.radio(key="mode").set_value("scratch").run()
+        at.number_input(key="epochs").set_value(2).run()
+        at.selectbox(key="batch").set_value(8).run()
+        at.select_slider(key="size").set_value(64).run()
+        assert any(f"Ray cluster at {ray_cluster.address}," in c.value for c in at.caption)
+        at.button(key="start").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        job = at.session_state["job"]
+        assert job.join(TIMEOUT), job.snapshot().status_line()
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert job.snapshot().status == Status.FINISHED and job.folder.parent == tmp_path / "runs"
+        assert at.session_state["runs"][0].history.final().epoch == 2
+    finally:
+        ui.backend.clear()
+
+
+def test_a_public_address_is_one_sentence_on_the_page(tiny_data, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app import ui
+
+    monkeypatch.setenv("FTCORE_RAY_ADDRESS", "8.8.8.8:8265")
+    monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
+    ui.backend.clear()
+    try:
+        at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+        at.session_state["data_root"] = str(tiny_data)
+        at.switch_page("app_pages/train.py")
+        at.run()
+        at.button(key="start").click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert any(e.value.startswith("the Ray head 8.8.8.8 (8.8.8.8) is not on this machine") for e in at.error)
+    finally:
+        ui.backend.clear()
+
+
+def test_a_node_that_leaves_mid_run_is_reported_and_resumed_on_another(ray_cluster, tiny_data, tmp_path):
+    backend = RayBackend(ray_cluster.address, tmp_path / "runs")
+    jobs = [ProcessJob(tiny_config(tiny_data, epochs=20, seed=seed), tmp_path / "runs").start(backend)
+            for seed in range(2)]  # one on each node
+    wait_until(lambda: all(epochs_logged(job) >= 1 for job in jobs), "both runs training", TIMEOUT)
+    ray_cluster.kill_node(len(ray_cluster.groups) - 1)  # the last node added, not the head
+    try:
+        wait_until(lambda: any(job.snapshot().done for job in jobs), "the lost run reported", 60)
+        lost = next(job for job in jobs if job.snapshot().done)
+        survivor = next(job for job in jobs if job is not lost)
+        snap = lost.snapshot()
+        last = [e for e in runlog.read_events(lost.folder)[0] if e["type"] == "batch"][-1]
+        assert snap.status == Status.FAILED and snap.error == (
+            f"the run's machine (127.0.0.1) left the cluster at epoch {last['epoch']}, batch {last['step']}; its "
+            "curves are kept, and Resume continues it on another machine")
+        assert snap.resumable and len(snap.epochs) >= 1
+        assert not survivor.snapshot().done  # the head's run goes on
+        survivor.stop()
+        assert survivor.join(60) and survivor.snapshot().status == Status.STOPPED
+        again = ProcessJob.resumed(lost.folder).start(backend)  # on the head, the one machine left
+        assert again.join(TIMEOUT), again.snapshot().status_line()
+        resumed = again.snapshot()
+        assert resumed.status == Status.FINISHED and [e.epoch for e in resumed.epochs] == [
+            float(e) for e in range(1, 21)]
+    finally:
+        ray_cluster.add_node()  # the cluster has two nodes again for whatever runs next
