@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -187,10 +188,14 @@ def runs_dir() -> Path:
     return paths.runs_dir()
 
 
+BACKEND_MADE = threading.Event()  # set once this server process has made its backend (nothing trains before)
+
+
 @st.cache_resource
 def backend() -> Backend:
     """The server's one backend: every tab's runs queue here and train as jobs on the Ray cluster at
     $FTCORE_RAY_ADDRESS, else in child processes of this machine. FtcoreError for a cluster it cannot use."""
+    BACKEND_MADE.set()
     address = cluster_address()
     if address:
         from ftcore.runs.cluster import RayBackend
@@ -241,8 +246,9 @@ def interrupted_runs() -> list[Path]:
     """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
     from ftcore.runs.folder import STATE_FILE
 
-    try:
-        training = {job.folder for job in backend().running()}
+    try:  # before the server's first run no backend is made: making one loads torch, after the controls
+        training = {job.folder for job in backend().running()} if BACKEND_MADE.is_set() or cluster_address() \
+            else set()
     except FtcoreError:  # a cluster that cannot be reached: Start says so
         training = set()
     folder = runs_dir()

@@ -22,7 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import distributed
 from ..errors import FtcoreError
 from ..paths import RUNS_DIR_ENV
 from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, LrStep, RunStarted
@@ -124,6 +123,8 @@ class EventLog:
 
     def write(self, record: dict) -> None:
         """Append one object as a line; the line reaches the OS before this returns."""
+        from .. import distributed  # here, not at import: pages read run folders before torch has loaded
+
         if not distributed.context().is_main:
             return
         with open(self.path, "a", encoding="utf-8") as out:
