@@ -54,6 +54,7 @@ from .predict import format_prediction, open_image, rank_classes
 from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted
 from .resume import load_state, save_state
 from .runs.folder import CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
+from .runs.process import ProcessJob
 from .runs.status import KEPT, EventKind, Status
 from .training import TrainedModel, TrainingDiverged, fit
 
@@ -369,11 +370,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def ended_on_abort(job: ProcessJob) -> Iterator[None]:
+    """A second Ctrl-C aborts the command, and ends the run's job on the cluster with it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        job.terminate()
+        raise
+
+
 def train_on_cluster(args: argparse.Namespace) -> int:
     """`train --cluster`: the run as a Ray job whose folder is --out; the book's lines as its events arrive."""
     from .runs.cluster import RayBackend
     from .runs.folder import REQUEST_FILE, event_from_dict, read_events
-    from .runs.process import ProcessJob
     from .runs.saved import load_saved_run
 
     refuse_under_torchrun("train --cluster", "sends the run to the cluster")
@@ -390,7 +400,7 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         job = ProcessJob(config, out.parent, out.name)
     backend = RayBackend(args.cluster, out.parent)
     reporter, history, offset, said = Reporter(job.config.total_epochs), History(), 0, ""
-    with ctrl_c_stops() as stop:
+    with ctrl_c_stops() as stop, ended_on_abort(job):
         job.start(backend)
         while True:
             snap = job.snapshot()

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import threading
 import time
 import urllib.request
@@ -38,6 +39,7 @@ from ..paths import REPO_ROOT
 from ..worker import THREADS_ENV, WORKER_ERROR_PREFIX
 from .address import check_address
 from .process import ProcessJob, ordinal
+from .queue import RunQueue
 from .snapshot import FinderSnapshot, JobSnapshot
 
 RUN_CPUS_ENV = "FTCORE_RAY_RUN_CPUS"  # CPUs a run asks of its node (default: RUN_CPUS)
@@ -113,9 +115,7 @@ class RayJob:
 
     def signal(self, sig: int) -> None:
         """Only an end can be asked of a Ray job: Stop itself goes through the run folder's stop file."""
-        import signal as signals
-
-        if sig != signals.SIGUSR1 and self.running():
+        if sig != signal.SIGUSR1 and self.running():
             self.backend.stop_job(self.submission_id)
 
     def rss_bytes(self) -> int:
@@ -151,7 +151,7 @@ class RayBackend:
         self.run_cpus = run_cpus or int(os.environ.get(RUN_CPUS_ENV, 0) or RUN_CPUS)
         self.check_memory = check_memory
         self.client = self._connect()
-        self._queue: list[ProcessJob] = []
+        self._queue = RunQueue()
         self._running: dict[str, ProcessJob] = {}  # submission id -> job
         self._jobs: dict[str, dict] = {}  # submission id -> its details, as last read
         self._nodes: list[Node] = []
@@ -289,29 +289,21 @@ class RayBackend:
                                 if any(node.total.get("GPU") for node in self._nodes) else 0)
             job.group = jobs[0].id
         with self._lock:
-            self._queue.extend(jobs)
+            self._queue.add(jobs)
             self._lock.notify_all()
 
     def cancel(self, job: ProcessJob) -> bool:
         """Drop a queued job (True), or do nothing for one already submitted (False)."""
         with self._lock:
-            if job not in self._queue:
+            if not self._queue.drop(job):
                 return False
-            self._queue.remove(job)
-            job.cancel()
             self._lock.notify_all()
             return True
-
-    def _place(self, job: ProcessJob) -> int | None:
-        if job not in self._queue:
-            return None
-        ahead = self._queue[:self._queue.index(job)]
-        return len({other.group for other in ahead if other.group != job.group}) + 1
 
     def queue_note(self, job: ProcessJob) -> str:
         """The queued job's place and what it waits for, in one line."""
         with self._lock:
-            place = self._place(job)
+            place = self._queue.place(job)
             if place is None:
                 return "starting on the cluster"
             if place > 1:
@@ -347,9 +339,7 @@ class RayBackend:
     def shutdown(self) -> None:
         """Cancel the queue; runs on the cluster go on (a restarted server finds them again)."""
         with self._lock:
-            for job in self._queue:
-                job.cancel()
-            self._queue.clear()
+            self._queue.cancel_all()
 
     def finder_root(self) -> Path:
         """Where the learning-rate finder's folders go: beside the runs, on the storage every node sees."""
@@ -383,14 +373,14 @@ class RayBackend:
 
     def _admit_next(self) -> bool:
         """Submit the first queued run if a node has room for it now; under the lock."""
-        job = self._queue[0]
+        job = self._queue.next_group()[0]
         nodes = [Node(id=n.id, ip=n.ip, total=n.total, gpu_bytes=n.gpu_bytes) for n in self._nodes]
         place_jobs(nodes, list(self._jobs.values()))
         ask = self.ask(job)
         fitting = [node for node in nodes if node.fits(ask)]
         if not fitting:
             return False
-        self._queue.pop(0)
+        self._queue.take([job])
         self._launch(job)
         return True
 

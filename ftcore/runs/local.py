@@ -27,6 +27,7 @@ from ..errors import FtcoreError
 from ..paths import cache_dir
 from ..worker import THREADS_ENV
 from .process import PROCS_ENV, ProcessJob, ordinal
+from .queue import RunQueue
 from .snapshot import FinderSnapshot, JobSnapshot
 
 SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per core on a GPU machine, else one)
@@ -58,7 +59,7 @@ class LocalBackend:
         self.check_memory = check_memory
         self.gpus = torch.cuda.device_count()
         self.gpu_memory = gpu_memory or torch.cuda.mem_get_info  # GPU index -> (free, total) bytes
-        self._queue: list[ProcessJob] = []
+        self._queue = RunQueue()
         self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -101,7 +102,7 @@ class LocalBackend:
             job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
             job.group = jobs[0].id
         with self._lock:
-            self._queue.extend(jobs)
+            self._queue.add(jobs)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="ftcore-scheduler", daemon=True)
                 self._thread.start()
@@ -110,10 +111,8 @@ class LocalBackend:
     def cancel(self, job: ProcessJob) -> bool:
         """Drop a queued job (True), or do nothing for one already admitted (False)."""
         with self._lock:
-            if job not in self._queue:
+            if not self._queue.drop(job):
                 return False
-            self._queue.remove(job)
-            job.cancel()
             self._lock.notify_all()
             return True
 
@@ -121,21 +120,14 @@ class LocalBackend:
         """1 for the next run to start, 2 for the one after it...; None when not queued (runs submitted together
         share their place)."""
         with self._lock:
-            return self._place(job)
-
-    def _place(self, job: ProcessJob) -> int | None:
-        """The job's place in line, counting each group of jobs submitted together once; under the lock."""
-        if job not in self._queue:
-            return None
-        ahead = self._queue[:self._queue.index(job)]
-        return len({other.group for other in ahead if other.group != job.group}) + 1
+            return self._queue.place(job)
 
     def queue_note(self, job: ProcessJob) -> str:
         """The queued job's place and what it waits for, in one line."""
         with self._lock:
             if job not in self._queue:
                 return "starting"
-            place = self._place(job)
+            place = self._queue.place(job)
             running = self._groups_running()
             need = sum(other.estimate for other in self._queue if other.group == job.group)
         if place > 1:
@@ -174,9 +166,7 @@ class LocalBackend:
         """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
         their last epoch's state to resume from)."""
         with self._lock:
-            for job in self._queue:
-                job.cancel()
-            self._queue.clear()
+            self._queue.cancel_all()
             running = [job for job, _ in self._running.values()]
         for job in running:
             job.terminate()
@@ -233,16 +223,12 @@ class LocalBackend:
             self._running[job.id] = (job, gpus)
         return True
 
-    def _next_group(self) -> list[ProcessJob]:
-        """The queue's first job and the jobs submitted with it."""
-        return [job for job in self._queue if job.group == self._queue[0].group]
-
     def _loop(self) -> None:
         while True:
             with self._lock:
                 for job_id, (job, _) in list(self._running.items()):
                     if not job.alive():
                         del self._running[job_id]
-                while self._queue and self._admit(group := self._next_group()):
-                    self._queue = [job for job in self._queue if job not in group]
+                while self._queue and self._admit(group := self._queue.next_group()):
+                    self._queue.take(group)
                 self._lock.wait(POLL_SECONDS)
