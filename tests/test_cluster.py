@@ -4,13 +4,13 @@ Ray's Jobs API as the app does. The address checks and the packing rule are chec
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from conftest import REPO, wait_until
+from ftcore import cli
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.runs import folder as runlog
@@ -135,14 +135,15 @@ def test_the_worker_sentence_reaches_the_page_when_a_node_cannot_see_the_folder(
     assert snap.status == Status.FAILED and snap.error == check_folder(job.folder)
 
 
-def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, tiny_data, tmp_path):
+def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, tiny_data, tmp_path, capsys,
+                                                                 monkeypatch):
     out = tmp_path / "runs" / "cli"
-    answer = subprocess.run(
-        [sys.executable, "-m", "ftcore", "train", "--cluster", ray_cluster.address, "--data", str(tiny_data),
-         "--mode", "scratch", "--arch", "resnet18", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
-         "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
-    assert answer.returncode == 0, answer.stderr
-    lines = answer.stdout.splitlines()
+    code = cli.main(["train", "--cluster", ray_cluster.address, "--data", str(tiny_data), "--mode", "scratch",
+                     "--arch", "resnet18", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
+                     "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    lines = printed.out.splitlines()
     assert [line.split(":")[0] for line in lines[:2]] == ["epoch 1/2", "epoch 2/2"]
     metrics = json.loads((out / "metrics.json").read_text())
     last = metrics["history"]["epochs"][-1]
@@ -150,10 +151,9 @@ def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, t
                        f"{last['test_acc']:.3f}"
     assert lines[3].endswith("examples/sec on [device(type='cpu')]")
     assert (out / "checkpoint.pt").is_file()
-    refused = subprocess.run([sys.executable, "-m", "ftcore", "train", "--cluster", "8.8.8.8", "--data",
-                              str(tiny_data), "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True,
-                             text=True, timeout=120, env={**os.environ, "FTCORE_RAY_ALLOW_REMOTE": ""})
-    assert refused.returncode == 2 and refused.stderr.startswith("error: the Ray head 8.8.8.8")
+    monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
+    assert cli.main(["train", "--cluster", "8.8.8.8", "--data", str(tiny_data), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("error: the Ray head 8.8.8.8")
 
 
 def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, monkeypatch):
