@@ -16,6 +16,7 @@ from ftcore.errors import FtcoreError
 from ftcore.runs import folder as runlog
 from ftcore.runs.address import check_address
 from ftcore.runs.cluster import Node, RayBackend, place_jobs
+from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
 from ftcore.runs.status import Status
 from ftcore.worker import check_folder
@@ -215,9 +216,10 @@ def test_a_public_address_is_one_sentence_on_the_page(tiny_data, monkeypatch):
 
 def test_a_node_that_leaves_mid_run_is_reported_and_resumed_on_another(ray_cluster, tiny_data, tmp_path):
     backend = RayBackend(ray_cluster.address, tmp_path / "runs")
-    jobs = [ProcessJob(tiny_config(tiny_data, epochs=10, seed=seed), tmp_path / "runs").start(backend)
+    jobs = [ProcessJob(tiny_config(tiny_data, epochs=20, seed=seed), tmp_path / "runs").start(backend)
             for seed in range(2)]  # one on each node
-    wait_until(lambda: all(epochs_logged(job) >= 1 for job in jobs), "both runs training", TIMEOUT)
+    wait_until(lambda: all((job.folder / STATE_FILE).is_file() for job in jobs), "both runs' first saved state",
+               TIMEOUT)
     ray_cluster.kill_node(len(ray_cluster.groups) - 1)  # the last node added, not the head
     try:
         wait_until(lambda: any(job.snapshot().done for job in jobs), "the lost run reported", 60)
@@ -236,6 +238,6 @@ def test_a_node_that_leaves_mid_run_is_reported_and_resumed_on_another(ray_clust
         assert again.join(TIMEOUT), again.snapshot().status_line()
         resumed = again.snapshot()
         assert resumed.status == Status.FINISHED and [e.epoch for e in resumed.epochs] == [
-            float(e) for e in range(1, 11)]
+            float(e) for e in range(1, 21)]
     finally:
         ray_cluster.add_node()  # the cluster has two nodes again for whatever runs next
