@@ -416,8 +416,8 @@ if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":mate
     ui.current_job().stop()
 if POLLING:
     note.caption("Changing the settings now only affects the next run; this one keeps its own.")
-elif ui.cluster_note():
-    note.caption(ui.cluster_note())
+elif cluster := ui.cluster_note():
+    note.caption(cluster)
 
 live_ui()
 runs_ui()

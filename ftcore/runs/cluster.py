@@ -127,9 +127,8 @@ class RayJob:
         if self.error:
             return self.error
         info = self.info() or {}
-        node = self.backend.node_address(info.get("driver_node_id") or "")
-        if info.get("error_type") in LOST or (info.get("driver_node_id") and not self.backend.node_alive(
-                info["driver_node_id"])):
+        if info.get("error_type") in LOST:
+            node = self.backend.node_address(info.get("driver_node_id") or "")
             where = f" ({node})" if node else ""
             return (f"the run's machine{where} left the cluster at epoch {epoch}, batch {step}; its curves are kept, "
                     "and Resume continues it on another machine")
@@ -221,11 +220,6 @@ class RayBackend:
         """A job's details as last read."""
         with self._facts:
             return self._jobs.get(submission_id)
-
-    def node_alive(self, node_id: str) -> bool:
-        """True while the node was alive at the last read."""
-        with self._facts:
-            return any(node.id == node_id for node in self._nodes)
 
     def node_address(self, node_id: str) -> str:
         """The node's IP address, alive or gone ('' when unknown)."""
