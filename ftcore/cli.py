@@ -55,7 +55,7 @@ from .records import BatchEnded, EpochEnded, History, LrStep, RunStarted
 from .resume import load_state, save_state
 from .runs.folder import CHECKPOINT_FILE, METRICS_FILE, STATE_FILE
 from .runs.process import ProcessJob
-from .runs.status import KEPT, EventKind, Status
+from .runs.status import KEPT, Status
 from .training import TrainedModel, TrainingDiverged, fit
 
 CLUSTER_POLL_SECONDS = 0.5  # how often `train --cluster` reads the run's folder for new lines
@@ -406,9 +406,7 @@ def train_on_cluster(args: argparse.Namespace) -> int:
             snap = job.snapshot()
             events, offset = read_events(out, offset)
             for event in events:
-                if event.get("type") == EventKind.RESUMED:
-                    history.epochs = [e for e in history.epochs if e.epoch <= event["epoch"]]
-                elif (record := event_from_dict(event, history)) is not None:
+                if (record := event_from_dict(event, history)) is not None:
                     reporter(record)
             if snap.queue_note and snap.queue_note != said:
                 said = snap.queue_note

@@ -49,7 +49,7 @@ SUPERSEDED_EXIT = 3  # the exit status of a process whose run folder a newer att
 # Training is batch work: the server, and the pages it serves, get the cores first. Where the system has it
 # (Linux), the run takes only CPU time nothing else wants (SCHED_IDLE); elsewhere the lowest niceness.
 NICENESS = 19
-# The line a worker prints when it cannot even write its run folder: the Ray backend reads it from the job's log.
+# The line a worker prints when it cannot even write its run folder: Ray's failure message carries it to the server.
 WORKER_ERROR_PREFIX = "error: "
 
 

@@ -101,6 +101,9 @@ def event_from_dict(d: dict, history: History) -> Event | None:
     so far, as the caller keeps it (None for the kinds that are not training events)."""
     fields = {k: v for k, v in d.items() if k != "type"}
     kind = d.get("type")
+    if kind == EventKind.RESUMED:  # a new process continues after that epoch: the epochs logged after it are void
+        history.epochs = [e for e in history.epochs if e.epoch <= d["epoch"]]
+        return None
     if kind == EventKind.STARTED:
         history.heldout = fields.get("heldout", history.heldout)
         return RunStarted(**fields)
