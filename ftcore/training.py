@@ -351,7 +351,10 @@ def fit(config: TrainConfig, callback: Callable[[Event], None] | None = None,
     progress.started(weights, batchnorm_note(config, micro) if config.epochs else "")
 
     def save_state(epoch: int) -> None:
-        if on_state is not None and not stop.is_set() and config.epochs:
+        # after an epoch that ran whole (its held-out accuracy measured), even if Stop came since: it resumes there
+        last = history.final()
+        if on_state is not None and config.epochs and last is not None and last.epoch == epoch \
+                and last.heldout_acc is not None:
             on_state(resume.capture(config.to_dict(), epoch, model, optimizer, history.to_dict(), data.train))
 
     try:  # output-layer epochs come first, then epochs of every layer

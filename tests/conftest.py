@@ -42,6 +42,15 @@ def write_tiny_imagefolder(root: Path, counts: dict[str, int] = TINY_COUNTS, see
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_fork_server():
+    """Start the fork server that run processes come from (runs.forkserver) once, as the app's Train page does;
+    until it is ready, runs start as fresh processes."""
+    from ftcore.runs import forkserver
+
+    forkserver.warm()
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(tmp_path_factory, monkeypatch):
     """Every test gets its own cache and torch hub folder, and no user-level overrides."""

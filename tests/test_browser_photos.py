@@ -3,7 +3,7 @@
 Builds a two-class dataset on the Dataset explorer from uploaded hot-dog photos plus one webcam shot, saves it and
 trains on the saved folder; then classifies a webcam shot on Predict with a run saved before the app started.
 Uses the helpers of test_browser.py (Debian's Chromium through Playwright's sync API; skipped locally and failed in
-CI when either is missing). Screenshots go to a temporary folder, or to $FTCORE_SCREENSHOT_DIR.
+CI when either is missing). Screenshots are taken only where $FTCORE_SCREENSHOT_DIR names a folder.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.runs import folder as runlog
 from ftcore.runs.address import check_address
-from ftcore.runs.cluster import Node, RayBackend, place_jobs
+from ftcore.runs.cluster import METADATA_ASK, Node, RayBackend, place_jobs
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
 from ftcore.runs.status import Status
@@ -62,9 +62,11 @@ def test_a_public_head_is_refused_unless_allowed(monkeypatch):
 def test_active_jobs_fill_the_nodes_and_a_run_fits_only_where_room_is_left():
     nodes = [Node(id="a", ip="10.0.0.1", total={"CPU": 2, "GPU": 0, "memory": 8e9}),
              Node(id="b", ip="10.0.0.2", total={"CPU": 4, "GPU": 1, "memory": 16e9})]
-    jobs = [{"status": "RUNNING", "entrypoint_num_cpus": 2, "entrypoint_memory": 2e9},
-            {"status": "PENDING", "entrypoint_num_cpus": 1, "entrypoint_num_gpus": 0.25, "entrypoint_memory": 1e9},
-            {"status": "SUCCEEDED", "entrypoint_num_cpus": 4}]  # ended: holds nothing
+    asks = [{"CPU": 2, "memory": 2e9}, {"CPU": 1, "GPU": 0.25, "memory": 1e9}, {"CPU": 4}]
+    # as Ray lists runs of the lab; the ended one holds nothing
+    jobs = [{"status": status, "metadata": {METADATA_ASK: json.dumps(ask)}}
+            for status, ask in zip(("RUNNING", "PENDING", "SUCCEEDED"), asks, strict=True)]
+    jobs.append({"status": "RUNNING", "metadata": None})  # a job submitted otherwise: its ask is unknown
     place_jobs(nodes, jobs)
     assert nodes[1].used == {"CPU": 1, "GPU": 0.25, "memory": 1e9}  # the GPU job can only go to b
     assert nodes[0].used == {"CPU": 2, "GPU": 0, "memory": 2e9}  # the 2-CPU one, best fit: a, which it fills

@@ -7,8 +7,10 @@ it finds the jobs it had started again by their metadata.
 
 Ray fails a job that waits too long for resources, so runs wait here, in our queue, with their place shown, and
 go to Ray only when some node's free resources can take them: the nodes' totals (the dashboard's state API) less
-what every job still active on the cluster asked for, whoever submitted it. A job asks for CPUs, host memory
-(the run's estimate) and, where the cluster has GPUs, a fraction of one sized from the run's GPU estimate.
+what every run still active on the cluster asked for, whichever of the lab's servers submitted it. Ray's job
+listing leaves out what a job asked for, so each run writes its ask into its job's metadata as well. A run asks
+for CPUs, host memory (the run's estimate) and, where the cluster has GPUs, a fraction of one sized from the
+run's GPU estimate.
 
 Run folders must live on storage every node sees ($FTCORE_RUNS_DIR). The worker checks that it can write there
 before anything else, and the job's log carries its one sentence when it cannot.
@@ -48,6 +50,7 @@ GPU_RUN_CPUS = 1  # a run on a GPU feeds it from one core (its photos are decode
 GPU_SHARE_STEP = 0.01  # a GPU fraction is rounded up to a hundredth, so rounding never packs one run too many
 POLL_SECONDS = 1.0  # how often the admitting thread reads the cluster's jobs and admits the next run
 METADATA_FOLDER = "ftcore_folder"  # the job's metadata key for its run folder (to find it after a restart)
+METADATA_ASK = "ftcore_ask"  # the job's metadata key for what it asked of its node, as JSON (Ray lists no asks)
 ACTIVE = ("PENDING", "RUNNING")  # Ray's job statuses that hold resources
 LOST = ("JOB_SUPERVISOR_ACTOR_DIED", "JOB_SUPERVISOR_ACTOR_UNKNOWN_FAILURE")  # Ray's words for "its node went"
 
@@ -77,9 +80,13 @@ class Node:
 
 
 def job_ask(info: dict) -> dict[str, float]:
-    """What a Ray job (its details as the Jobs API lists them) asked for its entrypoint."""
-    return {"CPU": info.get("entrypoint_num_cpus") or 0.0, "GPU": info.get("entrypoint_num_gpus") or 0.0,
-            "memory": info.get("entrypoint_memory") or 0.0}
+    """What a Ray job (its details as the Jobs API lists them) asked for its entrypoint: the ask a run of the lab
+    wrote into its metadata (nothing for a job submitted otherwise)."""
+    try:
+        asked = json.loads((info.get("metadata") or {}).get(METADATA_ASK) or "{}")
+    except ValueError:
+        asked = {}
+    return {name: float(asked.get(name) or 0.0) for name in ("CPU", "GPU", "memory")}
 
 
 def place_jobs(nodes: list[Node], jobs: list[dict]) -> None:
@@ -214,7 +221,9 @@ class RayBackend:
         jobs = {info.submission_id: info.model_dump(mode="json") for info in self.client.list_jobs()
                 if info.submission_id}
         with self._facts:
-            self._nodes, self._jobs = nodes, jobs
+            # a run submitted since the listing was asked for still holds its node
+            self._nodes, self._jobs = nodes, {**{sid: info for sid, info in self._jobs.items()
+                                                 if sid in self._running and sid not in jobs}, **jobs}
 
     def job_info(self, submission_id: str) -> dict | None:
         """A job's details as last read."""
@@ -347,23 +356,22 @@ class RayBackend:
         ask = self.ask(job)
         # a node with this checkout at the same path runs it from there; one with the lab installed, from that
         env = {THREADS_ENV: str(int(ask["CPU"])), "PYTHONPATH": str(REPO_ROOT)}
+        metadata = {METADATA_FOLDER: str(job.folder), METADATA_ASK: json.dumps(ask)}
         try:
             self.client.submit_job(
                 entrypoint=f"python -m ftcore.worker {shlex.quote(str(job.folder))}", submission_id=submission_id,
-                runtime_env={"env_vars": env}, metadata={METADATA_FOLDER: str(job.folder)},
+                runtime_env={"env_vars": env}, metadata=metadata,
                 entrypoint_num_cpus=ask["CPU"], entrypoint_num_gpus=ask.get("GPU") or None,
                 entrypoint_memory=int(ask["memory"]) or None)
             handle = RayJob(self, submission_id)
         except Exception as e:
             handle = RayJob(self, submission_id, error=f"the cluster at {self.address} refused the run "
                                                        f"({_first_line(e)}); start it again")
-        asked = {"entrypoint_num_cpus": ask["CPU"], "entrypoint_num_gpus": ask.get("GPU"),
-                 "entrypoint_memory": ask["memory"]}
-        with self._facts:  # counted at once, before the next read of the cluster lists it
-            self._jobs[submission_id] = {"status": "PENDING", "submission_id": submission_id, **asked}
-        job.attach(handle)
         if not handle.error:
+            with self._facts:  # counted at once, before the next read of the cluster lists it
+                self._jobs[submission_id] = {"status": "PENDING", "submission_id": submission_id, "metadata": metadata}
             self._running[submission_id] = job
+        job.attach(handle)
 
     def _admit_next(self) -> bool:
         """Submit the first queued run if a node has room for it now; under the lock."""

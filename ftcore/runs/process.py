@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from ..config import TrainConfig
 from ..lr_finding import FinderSettings, LrFinding, check_request
 from ..paths import REPO_ROOT
 from ..records import History, LrStep
+from . import forkserver
 from .folder import (
     FINDING_FILE,
     LOG_FILE,
@@ -86,45 +88,60 @@ class Handle(Protocol):
 
 
 class ChildProcess:
-    """A run's process on this machine: `python -m ftcore.worker <folder>` (or torchrun with several)."""
+    """A run's process on this machine: `python -m ftcore.worker <folder>` (or torchrun with several), or the same
+    worker forked from the warm fork server (runs.forkserver), which skips importing torch again."""
 
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
+    def __init__(self, pid: int, proc: subprocess.Popen | None = None):
+        self.pid = pid  # the child's process id, and its process group's
+        self.proc = proc  # the fresh process (None: forked, and followed through a pidfd)
+        self._pidfd: int | None = None
+        if proc is None:
+            try:
+                self._pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:  # it has ended already
+                pass
 
     @classmethod
     def start(cls, folder: Path, procs: int, env: dict[str, str]) -> ChildProcess:
         """Launch the worker on `folder`, its output appended to the folder's worker.log."""
         environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        if procs == 1:
+            pid = forkserver.fork_run(str(folder), environment, str(folder / LOG_FILE))
+            if pid is not None:
+                return cls(pid)
         with open(folder / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(worker_command(folder, procs), cwd=REPO_ROOT, env=environment,
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)  # Ctrl-C on the server's terminal is the server's
-        return cls(proc)
-
-    @property
-    def pid(self) -> int:
-        """The child's process id (its group's too)."""
-        return self.proc.pid
+        return cls(proc.pid, proc)
 
     def running(self) -> bool:
         """True until the child has exited."""
-        return self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self._pidfd is None:
+            return False
+        if select.select([self._pidfd], [], [], 0)[0]:  # a pidfd reads as ready once its process has exited
+            os.close(self._pidfd)
+            self._pidfd = None
+            return False
+        return True
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the child's process group (its torchrun workers too)."""
-        if self.proc.poll() is None:
+        if self.running():
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(self.pid, sig)
             except ProcessLookupError:
                 pass
 
     def rss_bytes(self) -> int:
         """Resident memory of the child now (0 when it has ended or cannot be read)."""
-        if self.proc.poll() is not None:
+        if not self.running():
             return 0
         try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
+            with open(f"/proc/{self.pid}/status") as f:
                 line = next(line for line in f if line.startswith("VmRSS:"))
             return int(line.split()[1]) * 1024
         except (OSError, StopIteration, ValueError):
@@ -133,6 +150,10 @@ class ChildProcess:
     def lost_message(self, epoch: int, step: int) -> str | None:
         """A child that died without a word was killed on this machine: the job's own sentence says so."""
         return None
+
+    def __del__(self):
+        if self._pidfd is not None:
+            os.close(self._pidfd)
 
 
 class ProcessJob:
