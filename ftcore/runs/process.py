@@ -95,6 +95,7 @@ class ChildProcess:
         self.pid = pid  # the child's process id, and its process group's
         self.proc = proc  # the fresh process (None: forked, and followed through a pidfd)
         self._pidfd: int | None = None
+        self._pidfd_lock = threading.Lock()  # pages and the backend ask at once; the pidfd is closed once
         if proc is None:
             try:
                 self._pidfd = os.pidfd_open(pid)
@@ -120,13 +121,14 @@ class ChildProcess:
         """True until the child has exited."""
         if self.proc is not None:
             return self.proc.poll() is None
-        if self._pidfd is None:
-            return False
-        if select.select([self._pidfd], [], [], 0)[0]:  # a pidfd reads as ready once its process has exited
-            os.close(self._pidfd)
-            self._pidfd = None
-            return False
-        return True
+        with self._pidfd_lock:
+            if self._pidfd is None:
+                return False
+            if select.select([self._pidfd], [], [], 0)[0]:  # a pidfd reads as ready once its process has exited
+                os.close(self._pidfd)
+                self._pidfd = None
+                return False
+            return True
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the child's process group (its torchrun workers too)."""
