@@ -14,6 +14,13 @@ from typing import BinaryIO
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `extra`, with the repository first on PYTHONPATH: what a child Python
+    process of the lab (a run, the fork server) starts with, installed or not."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, **(extra or {}), "PYTHONPATH": path}
+
+
 def cache_dir() -> Path:
     """Folder for downloads, extracted datasets and saved runs: $FTCORE_CACHE, else ~/.cache/ftcore."""
     if os.environ.get("FTCORE_CACHE"):

@@ -44,8 +44,8 @@ def write_tiny_imagefolder(root: Path, counts: dict[str, int] = TINY_COUNTS, see
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_fork_server():
-    """Start the fork server that run processes come from (runs.forkserver) once, as the app's Train page does;
-    until it is ready, runs start as fresh processes."""
+    """Start the fork server that run processes come from (runs.forkserver) at the session's start, as a server's
+    first run does; until it is ready, runs start as fresh processes."""
     from ftcore.runs import forkserver
 
     forkserver.warm()

@@ -28,7 +28,7 @@ import sys
 import threading
 import traceback
 
-from ..paths import REPO_ROOT
+from ..paths import REPO_ROOT, child_environment
 
 # What a run imports, bottom up: torchvision alone brings torch's compiler stack along (half the import time)
 PRELOAD = ("torch", "torchvision", "torchvision.models.feature_extraction", "ftcore.worker")
@@ -60,9 +60,7 @@ class ForkServer:
             return
         if self._proc is None:
             atexit.register(self._stop)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        self._proc = subprocess.Popen([sys.executable, "-m", __name__], cwd=REPO_ROOT, env=env,
+        self._proc = subprocess.Popen([sys.executable, "-m", __name__], cwd=REPO_ROOT, env=child_environment(),
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       start_new_session=True)  # Ctrl-C on the server's terminal is the server's
         self._ready = False

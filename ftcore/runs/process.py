@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..config import TrainConfig
 from ..lr_finding import FinderSettings, LrFinding, check_request
-from ..paths import REPO_ROOT
+from ..paths import REPO_ROOT, child_environment
 from ..records import History, LrStep
 from . import forkserver
 from .folder import (
@@ -105,8 +105,7 @@ class ChildProcess:
     @classmethod
     def start(cls, folder: Path, procs: int, env: dict[str, str]) -> ChildProcess:
         """Launch the worker on `folder`, its output appended to the folder's worker.log."""
-        environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+        environment = child_environment(env)
         if procs == 1:
             pid = forkserver.fork_run(str(folder), environment, str(folder / LOG_FILE))
             if pid is not None:
