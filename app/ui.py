@@ -600,20 +600,9 @@ def export_file(model_key: str, _trained: TrainedModel, fmt: str) -> bytes:
 
 
 def head_init_status(arch: str, weights: str | None, classes: list[str]) -> tuple[bool, str] | None:
-    """experiments.head_init_status as last checked for these weights (until the file changes) and classes, or
-    None before `check_head_init` has read the weights (it loads torch: pages draw first and check after)."""
+    """experiments.head_init_status as last found for these weights (until the file changes) and classes, or None
+    before `find_torch_facts` has read the weights (it takes torch: pages draw first and ask after)."""
     return TORCH_FACTS.get(_head_init_key(arch, weights, classes))
-
-
-def check_head_init(arch: str, weights: str | None, classes: list[str]) -> None:
-    """Read the weights for head_init_status (loads torch); a file torch cannot read is unavailable, with why."""
-    from ftcore import experiments
-
-    try:
-        status = experiments.head_init_status(arch, weights, classes)
-    except FtcoreError as e:
-        status = (False, str(e))
-    TORCH_FACTS.put(_head_init_key(arch, weights, classes), status)
 
 
 def _head_init_key(arch: str, weights: str | None, classes: list[str]) -> str:
@@ -629,15 +618,20 @@ def _head_init_key(arch: str, weights: str | None, classes: list[str]) -> str:
 
 
 def device_names() -> list[str] | None:
-    """The devices this machine can train on, `auto` first, once `list_devices` has asked torch; else None."""
+    """The devices this machine can train on, `auto` first, once `find_torch_facts` has asked torch; else None."""
     return TORCH_FACTS.get("devices")
 
 
-def list_devices() -> None:
-    """Ask torch which devices this machine has (loads torch), for device_names."""
-    from ftcore.devices import available_devices
+def find_torch_facts(arch: str, weights: str | None, classes: list[str] | None) -> None:
+    """Ask torch (probe.ask: a child process while this server has not loaded it) for the devices and, given
+    `classes`, whether these weights can start the output layer from ImageNet's rows."""
+    from ftcore import probe
 
-    TORCH_FACTS.put("devices", available_devices())
+    key = _head_init_key(arch, weights, classes) if classes is not None else None
+    facts = probe.ask((arch, weights, classes) if classes is not None else None)
+    TORCH_FACTS.put("devices", facts.devices)
+    if key is not None:
+        TORCH_FACTS.put(key, facts.head_init)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -119,15 +119,11 @@ def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
 
 
 def torch_facts_ui(config: TrainConfig, classes: list[str]) -> None:
-    """Find what the page drew without, since finding it loads torch: the devices, and whether the weights carry
+    """Find what the page drew without, since only torch knows it: the devices, and whether the weights carry
     ImageNet's output layer. Then draw the page again with them (once per server process and set of weights)."""
-    missing = ui.device_names() is None
-    if missing:
-        ui.list_devices()
-    if config.mode == "finetune" and ui.head_init_status(config.arch, config.weights, classes) is None:
-        ui.check_head_init(config.arch, config.weights, classes)
-        missing = True
-    if missing:
+    head_init = config.mode == "finetune" and ui.head_init_status(config.arch, config.weights, classes) is None
+    if ui.device_names() is None or head_init:
+        ui.find_torch_facts(config.arch, config.weights, classes if head_init else None)
         st.rerun()
 
 
@@ -135,14 +131,14 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
     """The source model's output layer next to the target's, and their learning rates."""
     source, target = describe_output_layers(config.arch, len(classes) or 2)
     left, right = st.columns(2)
-    left.markdown("**Source model output layer** (ImageNet, 1000 classes)" if config.mode == "finetune"
-                  else "**Source model output layer** (unused: every weight starts random)")
-    left.code(source, language=None)
+    # inline code, not st.code: st.code has the browser load Streamlit's syntax highlighter, the largest file of
+    # this page, before it shows the page's controls
+    left.markdown(("**Source model output layer** (ImageNet, 1000 classes)" if config.mode == "finetune"
+                   else "**Source model output layer** (unused: every weight starts random)") + f"\n\n`{source}`")
     init = ("ImageNet rows" if config.head_init == "imagenet" else "Xavier init") if config.mode == "finetune" \
         else "default init"
     right.markdown(f"**Target model output layer** ({', '.join(classes) or 'your classes'}; {init}, "
-                   f"lr {config.head_lr:.0e})")
-    right.code(target, language=None)
+                   f"lr {config.head_lr:.0e})\n\n`{target}`")
     if config.mode == "finetune":
         state, sentence = weights_status(config.arch)
         (st.caption if state == "found" else st.warning)(f"{config.arch} ImageNet weights: {sentence}")

@@ -29,6 +29,7 @@ from .lr_finder import find_lr
 from .lr_finding import FinderSettings, write_curve
 from .memory import is_out_of_memory, out_of_memory_message
 from .paths import RUNS_DIR_ENV
+from .priority import yield_cpu
 from .resume import load_state, save_state
 from .runs.folder import (
     FINDING_FILE,
@@ -46,9 +47,6 @@ from .training import TrainingDiverged, fit
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the backend sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2
 SUPERSEDED_EXIT = 3  # the exit status of a process whose run folder a newer attempt took over
-# Training is batch work: the server, and the pages it serves, get the cores first. Where the system has it
-# (Linux), the run takes only CPU time nothing else wants (SCHED_IDLE); elsewhere the lowest niceness.
-NICENESS = 19
 # The line a worker prints when it cannot even write its run folder: Ray's failure message carries it to the server.
 WORKER_ERROR_PREFIX = "error: "
 
@@ -147,16 +145,6 @@ def train(folder: Path, config: TrainConfig, resume: bool, on_event: Callable, s
     return trained.history.stopped
 
 
-def yield_cpu() -> None:
-    """Lower this process, and the threads it starts later (PyTorch's), below every interactive one."""
-    try:
-        os.nice(NICENESS)
-        if hasattr(os, "SCHED_IDLE"):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except OSError:  # a sandbox may refuse it; the run still trains, only without yielding
-        logging.getLogger(__name__).warning("could not lower this run's CPU priority")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one argument, the run's folder."""
     args = sys.argv[1:] if argv is None else argv
@@ -169,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:  # nowhere to write the end event: this line is all the server will read
         print(f"{WORKER_ERROR_PREFIX}{problem}", file=sys.stderr, flush=True)
         return 2
-    yield_cpu()
+    # Training is batch work: the server, and the pages it serves, get the cores first.
+    if not yield_cpu(idle=True):
+        logging.getLogger(__name__).warning("could not lower this run's CPU priority")
     return run(folder)
 
 

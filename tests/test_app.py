@@ -143,6 +143,11 @@ def test_explorer_takes_an_uploaded_zip(tiny_data):
 # Train
 
 
+def output_layers(at) -> list[str]:
+    """The source and target output layers the Train page shows, as code in its two markdown blocks."""
+    return [m.value.split("`")[-2] for m in at.markdown if "model output layer**" in m.value]
+
+
 def test_train_widgets_have_the_books_defaults(tiny_data):
     at = no_exception(app(TRAIN, data_root=str(tiny_data)))
     assert at.radio(key="mode").value == "finetune" and at.selectbox(key="arch").value == "resnet18"
@@ -151,13 +156,13 @@ def test_train_widgets_have_the_books_defaults(tiny_data):
     assert (at.number_input(key="epochs").value, at.selectbox(key="batch").value) == (5, 128)
     assert (at.select_slider(key="size").value, at.selectbox(key="device").value, at.number_input(key="seed").value) \
         == (224, "auto", 0)
-    assert [c.value for c in at.code][:2] == ["Linear(in_features=512, out_features=1000, bias=True)",
-                                              "Linear(in_features=512, out_features=2, bias=True)"]
+    assert output_layers(at) == ["Linear(in_features=512, out_features=1000, bias=True)",
+                                 "Linear(in_features=512, out_features=2, bias=True)"]
     at.radio(key="mode").set_value("scratch").run()
     assert at.select_slider(key="lr-scratch-resnet18").value == 5e-4
     assert at.toggle(key="groups-scratch").value is False
     at.selectbox(key="arch").set_value("resnet50").run()
-    assert at.code[1].value == "Linear(in_features=2048, out_features=2, bias=True)"
+    assert output_layers(at)[1] == "Linear(in_features=2048, out_features=2, bias=True)"
 
 
 def test_train_without_data_cannot_start():

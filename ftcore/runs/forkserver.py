@@ -29,11 +29,11 @@ import threading
 import traceback
 
 from ..paths import REPO_ROOT, child_environment
+from ..priority import yield_cpu
 
 # What a run imports, bottom up: torchvision alone brings torch's compiler stack along (half the import time)
 PRELOAD = ("torch", "torchvision", "torchvision.models.feature_extraction", "ftcore.worker")
 READY = b"ready\n"
-NICENESS = 19  # importing is batch work, as training is (worker.NICENESS): the pages come first
 
 
 def supported() -> bool:
@@ -150,10 +150,7 @@ def fork_run(folder: str, env: dict[str, str], log: str) -> int | None:
 
 def serve() -> None:
     """Import what a run needs, say "ready", then fork one run per request line until the server goes away."""
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
+    yield_cpu()  # importing is batch work, as training is: the pages come first
     for name in PRELOAD:
         importlib.import_module(name)
     import torch

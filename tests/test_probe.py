@@ -1,0 +1,49 @@
+"""What only torch can tell the pages, asked of a child process by a server that has not loaded torch: the answer
+is the one torch gives here, and the Train page draws, then shows it, without loading torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from conftest import REPO
+from ftcore import probe
+from ftcore.devices import available_devices
+from ftcore.experiments import head_init_status
+
+
+def test_a_child_process_finds_what_torch_finds_here(random_resnet18_file):
+    question = ("resnet18", str(random_resnet18_file), ["hotdog", "blue"])
+    facts = probe.ask(question, in_child=True)
+    assert facts == probe.answer(question) == probe.TorchFacts(available_devices(), head_init_status(*question))
+    assert facts.head_init[0] is True and facts.head_init[1].startswith("hotdog = ImageNet row 934")
+
+
+def test_a_child_that_cannot_start_leaves_the_answer_to_this_process(monkeypatch, caplog):
+    monkeypatch.setattr(probe.sys, "executable", str(REPO / "no-such-python"))
+    with caplog.at_level(logging.WARNING, logger=probe.__name__):
+        assert probe.ask(None, in_child=True) == probe.TorchFacts(available_devices(), None)
+    assert "asking a child process for torch's facts failed" in caplog.text
+
+
+def test_the_train_page_draws_then_shows_torchs_facts_without_loading_torch(tiny_data):
+    # a fresh server: the page draws its controls, then a child process finds the devices
+    code = f"""
+import json, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(REPO / "streamlit_app.py")!r}, default_timeout=120)
+at.session_state["data_root"] = {str(tiny_data)!r}
+at.switch_page("app_pages/train.py").run()
+drawn = {{"train": [e.message for e in at.exception], "devices": list(at.selectbox(key="device").options),
+         "captions": [c.value for c in at.caption]}}
+drawn["torch"] = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
+print(json.dumps(drawn))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    drawn = json.loads(done.stdout.strip().splitlines()[-1])
+    assert drawn["train"] == [] and drawn["torch"] == []
+    assert drawn["devices"] == available_devices()  # found by the child, shown after the first draw
+    assert not any("Checking whether the weights" in c for c in drawn["captions"])
