@@ -66,6 +66,7 @@ LOCAL_ADDRESSES = ("localhost", "127.0.0.1", "::1")
 # server process once found. A page draws with what is known, then finds the rest and reruns: on a cold server
 # its controls show before torch has loaded.
 TORCH_FACTS: LruStore[object] = LruStore(64)
+_TORCH_FACTS_LOCK = threading.Lock()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -624,14 +625,19 @@ def device_names() -> list[str] | None:
 
 def find_torch_facts(arch: str, weights: str | None, classes: list[str] | None) -> None:
     """Ask torch (probe.ask: a child process while this server has not loaded it) for the devices and, given
-    `classes`, whether these weights can start the output layer from ImageNet's rows."""
+    `classes`, whether these weights can start the output layer from ImageNet's rows; what is known already is
+    not asked again."""
     from ftcore import probe
 
-    key = _head_init_key(arch, weights, classes) if classes is not None else None
-    facts = probe.ask((arch, weights, classes) if classes is not None else None)
-    TORCH_FACTS.put("devices", facts.devices)
-    if key is not None:
-        TORCH_FACTS.put(key, facts.head_init)
+    with _TORCH_FACTS_LOCK:  # a class opening the page at once starts one child, not one each
+        key = _head_init_key(arch, weights, classes) if classes is not None else None
+        head_init = key is not None and TORCH_FACTS.get(key) is None
+        if device_names() is not None and not head_init:
+            return
+        facts = probe.ask((arch, weights, classes) if head_init else None)
+        TORCH_FACTS.put("devices", facts.devices)
+        if head_init:
+            TORCH_FACTS.put(key, facts.head_init)
 
 
 # --------------------------------------------------------------------------------------------------

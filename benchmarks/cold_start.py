@@ -1,6 +1,7 @@
 """A newcomer's first minute: how long a cold server takes to make the Train page and the Dataset explorer usable.
 
     python -m benchmarks.cold_start [--data DIR] [--repeats 2] [--out benchmarks/results/cold-start-cpu.txt]
+                                    [--against DIR]
 
 Each repeat starts `streamlit run streamlit_app.py` on a loopback port with an empty cache (no photo check on
 disk), then opens, in a fresh Chromium page each:
@@ -10,6 +11,9 @@ disk), then opens, in a fresh Chromium page each:
 2. /explore: seconds until the per-class counts table is visible, and until the background photo check has ended
    (the sizes chart replaces its placeholder);
 3. /train again, on the warm server.
+
+With `--against DIR` (another checkout, e.g. `git worktree add /tmp/before HEAD~1`), each round first times a cold
+/train served from DIR, so that the two versions are compared in the same minutes on a machine whose speed moves.
 
 Then the server restarts on the same cache (the photo check now on disk) and /explore is timed once more.
 
@@ -25,6 +29,7 @@ import json
 import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -66,10 +71,17 @@ FLOOR_TEXT = "Streamlit alone"
 FLOOR = {"its line": lambda page: page.get_by_text(FLOOR_TEXT).first}
 
 
-def one_round(data: str, folder: Path, browser) -> dict:
-    """Streamlit alone; a cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer."""
+def one_round(data: str, folder: Path, browser, against: Path | None = None) -> dict:
+    """Streamlit alone; a cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer.
+    With `against` (another checkout of the lab), first a cold Train page served from it, in the same minutes."""
     cache, env = folder / "cache", {"FTCORE_DATA": data}
     result = {}
+    if against is not None:
+        with app_server(folder / "against-cache", folder / "against.log", env,
+                        script=against / "streamlit_app.py") as url:
+            context = browser.new_context()
+            result["train_cold_against"] = timed(context, url + "/train", TRAIN)
+            context.close()
     floor = folder / "floor" / "app.py"
     floor.parent.mkdir()
     floor.write_text(f"import streamlit as st\n\nst.write({FLOOR_TEXT!r})\n")
@@ -90,12 +102,20 @@ def one_round(data: str, folder: Path, browser) -> dict:
     return result
 
 
+def checkout_commit(folder: Path) -> str:
+    """The commit a checkout is at, for the report."""
+    done = subprocess.run(["git", "-C", str(folder), "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return done.stdout.strip()[:80] or "not a git checkout"
+
+
 def main() -> None:
     """Measure, print, and write the report and its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/cold-start-cpu.txt")
+    parser.add_argument("--against", type=Path, default=None, help="another checkout of the lab (e.g. a git "
+                        "worktree of an older commit): each round also times its cold Train page")
     args = parser.parse_args()
     data = args.data or str(find_data())
     rounds = []
@@ -103,11 +123,12 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as folder:
-                rounds.append(one_round(data, Path(folder), browser))
+                rounds.append(one_round(data, Path(folder), browser, args.against))
                 print(json.dumps(rounds[-1]), flush=True)
         browser.close()
     lines = [f"Cold start: seconds from opening a page until it is usable, median of {args.repeats} fresh servers",
-             f"machine: {machine_description()}", f"data: {data}", ""]
+             f"machine: {machine_description()}", f"data: {data}",
+             *([f"train_cold_against: {args.against} ({checkout_commit(args.against)})"] if args.against else []), ""]
     for key in rounds[0]:
         for mark in rounds[0][key]:
             lines.append(f"{key:18s} {mark:12s} {statistics.median(r[key][mark] for r in rounds):6.2f} s "

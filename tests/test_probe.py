@@ -7,6 +7,8 @@ import json
 import logging
 import subprocess
 import sys
+import threading
+import time
 
 from conftest import REPO
 from ftcore import probe
@@ -47,3 +49,27 @@ print(json.dumps(drawn))
     assert drawn["train"] == [] and drawn["torch"] == []
     assert drawn["devices"] == available_devices()  # found by the child, shown after the first draw
     assert not any("Checking whether the weights" in c for c in drawn["captions"])
+
+
+def test_sessions_that_open_the_train_page_at_once_start_one_child(monkeypatch):
+    from app import ui
+    from ftcore.lru import LruStore
+
+    monkeypatch.setattr(ui, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
+    asked = []
+
+    def slow_ask(head_init=None):
+        asked.append(head_init)
+        time.sleep(0.3)  # a child importing torch, while the other sessions arrive
+        return probe.TorchFacts(devices=["auto", "cpu"], head_init=(False, "why"))
+
+    monkeypatch.setattr(probe, "ask", slow_ask)
+    sessions = [threading.Thread(target=ui.find_torch_facts, args=("resnet18", None, ["a", "b"])) for _ in range(6)]
+    for session in sessions:
+        session.start()
+    for session in sessions:
+        session.join()
+    assert asked == [("resnet18", None, ["a", "b"])]
+    assert ui.device_names() == ["auto", "cpu"] and ui.head_init_status("resnet18", None, ["a", "b"]) == (False, "why")
+    ui.find_torch_facts("resnet18", None, ["a", "c"])  # other classes: only their head init is asked
+    assert asked[-1] == ("resnet18", None, ["a", "c"]) and len(asked) == 2
