@@ -92,6 +92,7 @@ def test_the_local_backend_never_imports_ray():
 # ---- on the two-node cluster
 
 
+@pytest.mark.slow
 def test_runs_queue_here_until_a_node_has_room_then_train_and_read_back(ray_cluster, tiny_data, tmp_path):
     backend = RayBackend(ray_cluster.address, tmp_path / "runs")
     jobs = [ProcessJob(tiny_config(tiny_data, seed=seed), tmp_path / "runs").start(backend) for seed in range(3)]
@@ -119,6 +120,7 @@ def test_runs_queue_here_until_a_node_has_room_then_train_and_read_back(ray_clus
     assert len(ours) == 3
 
 
+@pytest.mark.slow
 def test_stop_ends_a_run_on_the_cluster_and_a_restarted_server_still_sees_it(ray_cluster, tiny_data, tmp_path):
     first = RayBackend(ray_cluster.address, tmp_path / "runs")
     job = ProcessJob(tiny_config(tiny_data, epochs=60), tmp_path / "runs").start(first)
@@ -135,6 +137,7 @@ def test_stop_ends_a_run_on_the_cluster_and_a_restarted_server_still_sees_it(ray
     assert epochs_logged(job) < 60
 
 
+@pytest.mark.slow
 def test_the_worker_sentence_reaches_the_page_when_a_node_cannot_see_the_folder(ray_cluster, tiny_data, tmp_path):
     backend = RayBackend(ray_cluster.address, tmp_path / "runs")
     job = ProcessJob(tiny_config(tiny_data), tmp_path / "elsewhere")  # its request never written: as on a node
@@ -145,6 +148,7 @@ def test_the_worker_sentence_reaches_the_page_when_a_node_cannot_see_the_folder(
     assert snap.status == Status.FAILED and snap.error == check_folder(job.folder)
 
 
+@pytest.mark.slow
 def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, tiny_data, tmp_path, capsys,
                                                                  monkeypatch):
     out = tmp_path / "runs" / "cli"
@@ -166,6 +170,7 @@ def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, t
     assert capsys.readouterr().err.startswith("error: the Ray head 8.8.8.8")
 
 
+@pytest.mark.slow
 def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -216,6 +221,7 @@ def test_a_public_address_is_one_sentence_on_the_page(tiny_data, monkeypatch):
         ui.backend.clear()
 
 
+@pytest.mark.slow
 def test_a_node_that_leaves_mid_run_is_reported_and_resumed_on_another(ray_cluster, tiny_data, tmp_path):
     backend = RayBackend(ray_cluster.address, tmp_path / "runs")
     jobs = [ProcessJob(tiny_config(tiny_data, epochs=6, seed=seed), tmp_path / "runs").start(backend)
