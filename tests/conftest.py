@@ -166,8 +166,11 @@ def wait_until(condition, what: str, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
+RAY_NODES = 2
+
+
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_nodes():
     """Two Ray nodes on this machine, on loopback, 2 CPUs each: `ray start --head`, then `ray start --address`.
     Stopped by their own process ids at the end of the session."""
     pytest.importorskip("ray", reason='the cluster tests need Ray: pip install ".[cluster]"')
@@ -180,3 +183,12 @@ def ray_cluster():
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def ray_cluster(ray_nodes):
+    """The session's Ray cluster with both its nodes alive: a node an earlier test killed is replaced here, only
+    when a later test needs the cluster."""
+    if ray_nodes.alive_nodes() < RAY_NODES:
+        ray_nodes.add_node()
+    return ray_nodes

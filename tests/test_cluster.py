@@ -228,23 +228,21 @@ def test_a_node_that_leaves_mid_run_is_reported_and_resumed_on_another(ray_clust
             for seed in range(2)]  # one on each node
     wait_until(lambda: all((job.folder / STATE_FILE).is_file() for job in jobs), "both runs' first saved state",
                TIMEOUT)
-    ray_cluster.kill_node(len(ray_cluster.groups) - 1)  # the last node added, not the head
-    try:
-        wait_until(lambda: any(job.snapshot().status == Status.FAILED for job in jobs), "the lost run reported", 60)
-        lost = next(job for job in jobs if job.snapshot().status == Status.FAILED)
-        survivor = next(job for job in jobs if job is not lost)
-        snap = lost.snapshot()
-        last = [e for e in runlog.read_events(lost.folder)[0] if e["type"] == "batch"][-1]
-        assert snap.error == (
-            f"the run's machine (127.0.0.1) left the cluster at epoch {last['epoch']}, batch {last['step']}; its "
-            "curves are kept, and Resume continues it on another machine")
-        assert snap.resumable and 1 <= len(snap.epochs) < 6
-        survivor.stop()  # the head's run went on: it ends stopped, or finished if it got there first
-        assert survivor.join(60) and survivor.snapshot().status in (Status.STOPPED, Status.FINISHED)
-        again = ProcessJob.resumed(lost.folder).start(backend)  # on the head, the one machine left
-        assert again.join(TIMEOUT), again.snapshot().status_line()
-        resumed = again.snapshot()
-        assert resumed.status == Status.FINISHED and [e.epoch for e in resumed.epochs] == [
-            float(e) for e in range(1, 7)]
-    finally:
-        ray_cluster.add_node()  # the cluster has two nodes again for whatever runs next
+    ray_cluster.kill_node(len(ray_cluster.groups) - 1)  # the last node added, not the head (the fixture
+    # replaces it for the next test that needs the cluster)
+    wait_until(lambda: any(job.snapshot().status == Status.FAILED for job in jobs), "the lost run reported", 60)
+    lost = next(job for job in jobs if job.snapshot().status == Status.FAILED)
+    survivor = next(job for job in jobs if job is not lost)
+    snap = lost.snapshot()
+    last = [e for e in runlog.read_events(lost.folder)[0] if e["type"] == "batch"][-1]
+    assert snap.error == (
+        f"the run's machine (127.0.0.1) left the cluster at epoch {last['epoch']}, batch {last['step']}; its "
+        "curves are kept, and Resume continues it on another machine")
+    assert snap.resumable and 1 <= len(snap.epochs) < 6
+    survivor.stop()  # the head's run went on: it ends stopped, or finished if it got there first
+    assert survivor.join(60) and survivor.snapshot().status in (Status.STOPPED, Status.FINISHED)
+    again = ProcessJob.resumed(lost.folder).start(backend)  # on the head, the one machine left
+    assert again.join(TIMEOUT), again.snapshot().status_line()
+    resumed = again.snapshot()
+    assert resumed.status == Status.FINISHED and [e.epoch for e in resumed.epochs] == [
+        float(e) for e in range(1, 7)]
