@@ -82,13 +82,6 @@ def test_the_worker_names_its_folder_and_machine_when_it_cannot_use_it(tmp_path)
     assert answer.returncode == 2 and answer.stderr.strip() == f"error: {problem}"
 
 
-def test_the_local_backend_never_imports_ray():
-    code = ("import sys; from ftcore import cli; from ftcore.runs.local import LocalBackend; LocalBackend(); "
-            "print('ray' in sys.modules)")
-    answer = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert answer.stdout.strip() == "False", answer.stderr
-
-
 # ---- on the two-node cluster
 
 

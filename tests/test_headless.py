@@ -1,4 +1,5 @@
-"""ftcore is the headless engine: every module imports with Streamlit made unimportable."""
+"""ftcore is the headless engine: every module imports with Streamlit made unimportable, and none of them, nor the
+local backend, imports Ray (an extra only the cluster backend needs)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ names = sorted(m.name for m in pkgutil.walk_packages(ftcore.__path__, "ftcore.")
 for name in names:
     importlib.import_module(name)
 assert not any(key == "streamlit" or key.startswith("streamlit.") for key in sys.modules if sys.modules[key])
+from ftcore.runs.local import LocalBackend
+LocalBackend()
+assert "ray" not in sys.modules  # Ray is imported only where a run goes to a cluster
 print(len(names))
 """
 
 
-def test_every_ftcore_module_imports_without_streamlit():
+def test_every_ftcore_module_imports_without_streamlit_and_the_local_backend_without_ray():
     # a fresh interpreter: this one has imported Streamlit for the app tests
     done = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
