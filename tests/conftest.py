@@ -169,10 +169,11 @@ def wait_until(condition, what: str, timeout: float = 10) -> None:
 RAY_NODES = 2
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_nodes():
     """Two Ray nodes on this machine, on loopback, 2 CPUs each: `ray start --head`, then `ray start --address`.
-    Stopped by their own process ids at the end of the session."""
+    One cluster for the module of cluster tests, stopped by its own process ids when that module ends: idle, its
+    daemons would still take CPU time from every test after it."""
     pytest.importorskip("ray", reason='the cluster tests need Ray: pip install ".[cluster]"')
     from benchmarks.ray_cluster import LocalRayCluster
 
@@ -187,7 +188,7 @@ def ray_nodes():
 
 @pytest.fixture
 def ray_cluster(ray_nodes):
-    """The session's Ray cluster with both its nodes alive: a node an earlier test killed is replaced here, only
+    """The module's Ray cluster with both its nodes alive: a node an earlier test killed is replaced here, only
     when a later test needs the cluster."""
     if ray_nodes.alive_nodes() < RAY_NODES:
         ray_nodes.add_node()
