@@ -12,14 +12,14 @@ disk), then opens, in a fresh Chromium page each:
    (the sizes chart replaces its placeholder);
 3. /train again, on the warm server.
 
-With `--against DIR` (another checkout, e.g. `git worktree add /tmp/before HEAD~1`), each round first times a cold
-/train served from DIR, so that the two versions are compared in the same minutes on a machine whose speed moves.
-
 Then the server restarts on the same cache (the photo check now on disk) and /explore is timed once more.
 
 Each round also times Streamlit alone, the same way: a one-line app on a fresh server, until its line is visible.
 That floor (the browser loading Streamlit's frontend and opening a session) is part of every page's time, and on a
 shared machine it moves from hour to hour, so the report gives it beside the pages.
+
+With `--against DIR` (another checkout, e.g. `git worktree add /tmp/before HEAD~1`), each round first times a cold
+/train served from DIR, so that the two versions are compared in the same minutes on a machine whose speed moves.
 """
 
 from __future__ import annotations
