@@ -10,17 +10,21 @@ import sys
 import threading
 import time
 
+import pytest
+
 from conftest import REPO
 from ftcore import probe
 from ftcore.devices import available_devices
 from ftcore.experiments import head_init_status
 
 
-def test_a_child_process_finds_what_torch_finds_here(random_resnet18_file):
+def test_a_child_process_finds_what_torch_finds_here(random_resnet18_file, monkeypatch):
     question = ("resnet18", str(random_resnet18_file), ["hotdog", "blue"])
-    facts = probe.ask(question, in_child=True)
-    assert facts == probe.answer(question) == probe.TorchFacts(available_devices(), head_init_status(*question))
-    assert facts.head_init[0] is True and facts.head_init[1].startswith("hotdog = ImageNet row 934")
+    here = probe.answer(question)
+    assert here == probe.TorchFacts(available_devices(), head_init_status(*question))
+    assert here.head_init[0] is True and here.head_init[1].startswith("hotdog = ImageNet row 934")
+    monkeypatch.setattr(probe, "answer", lambda *args: pytest.fail("answered here, not by the child"))
+    assert probe.ask(question, in_child=True) == here
 
 
 def test_a_child_that_cannot_start_leaves_the_answer_to_this_process(monkeypatch, caplog):
