@@ -281,17 +281,20 @@ if summary.ignored:
                f"the folder) and are ignored, e.g. `{summary.ignored[0]}`.")
 
 counts_ui(summary)
-left, right = st.columns(2)
-left.plotly_chart(charts.class_counts_figure(summary), key="counts")
-if summary.checked:
-    right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
-else:
-    right.info("The photos' sizes appear here once the background check has decoded every photo.")
-
 st.subheader("The book's grid")
 st.caption("The first 8 training photos of the first class and the last 8 of the last class: sizes and "
            "aspect ratios vary, so the transforms below crop and resize everything to 224 x 224.")
 grid_ui(summary.book_grid())
+
+# The charts come once the check has ended, below the grid: Plotly is the largest script file of the app, and
+# while the browser loads and reads it, it shows nothing new (docs/benchmarks.md, Cold start)
+if summary.checked:
+    left, right = st.columns(2)
+    left.plotly_chart(charts.class_counts_figure(summary), key="counts")
+    right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
+else:
+    st.info("Charts of the counts per class and of the photos' sizes appear here once the background check has "
+            "decoded every photo.")
 
 st.subheader("Augmentation preview")
 st.caption("Training sees a random crop (8-100 % of the area, aspect 3/4-4/3) resized to 224, flipped half of "

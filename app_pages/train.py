@@ -30,9 +30,11 @@ PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached f
 def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     """The run's settings (each mode and architecture keeps its own lr, defaulting to the book's), and whether
     "Find a learning rate" was pressed."""
+    # Radios and select sliders, not select boxes: the browser draws nothing of a page until it has fetched the
+    # script files of every widget kind on it, and select boxes add a dozen more (docs/benchmarks.md, Cold start)
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
-    arch = right.selectbox("Architecture", list(ARCHITECTURES), key="arch")
+    arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch")
     preset = st.radio("Recipe", list(PRESET_LABELS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
                       help="The book's recipe reproduces the book; quick and best train the new output layer on "
                       "features the frozen copied layers compute once per photo (docs/benchmarks.md, Speed).")
@@ -69,24 +71,23 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     head_epochs = columns[5].number_input("Output-layer epochs", 0, 1000, book.head_epochs, disabled=mode != "finetune",
                                           key=f"head-epochs-{preset}", help="Before those: epochs of the output "
                                           "layer alone on features the frozen copied layers compute once per photo.")
-    batch_size = columns[1].selectbox("Batch size", ui.BATCH_SIZES, ui.BATCH_SIZES.index(book.batch_size), key="batch")
+    batch_size = columns[1].select_slider("Batch size", ui.BATCH_SIZES, book.batch_size, key="batch")
     image_size = columns[2].select_slider("Image size", ui.IMAGE_SIZES, book.image_size, key="size")
-    device = columns[3].selectbox("Device", ui.device_names() or CPU_DEVICES, key="device")
+    device = columns[3].radio("Device", ui.device_names() or CPU_DEVICES, horizontal=True, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
         columns = st.columns(5)
         limit = columns[0].number_input("Images per class and split (0 = all)", 0, 100_000, 0, key="limit")
-        reduction = columns[1].selectbox("Loss", LOSS_REDUCTIONS, format_func=lambda r: f"{r} over the batch",
-                                         key="reduction", help="The book backpropagates the sum; with the mean, "
-                                         "gradients are batch-size times smaller, so good lrs are that much larger.")
-        precision = columns[2].selectbox("Precision", PRECISIONS, key="precision",
-                                         help="auto: bf16 where the device computes it natively (ResNets train ~2x "
-                                         "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
+        reduction = columns[1].radio("Loss over the batch", LOSS_REDUCTIONS, horizontal=True, key="reduction",
+                                     help="The book backpropagates the sum; with the mean, gradients are "
+                                     "batch-size times smaller, so good lrs are that much larger.")
+        precision = columns[2].radio("Precision", PRECISIONS, horizontal=True, key="precision",
+                                     help="auto: bf16 where the device computes it natively (ResNets train ~2x "
+                                     "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
-        auto = "auto: the whole batch where it fits"
-        micro_batch = columns[4].selectbox("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
-                                           format_func=lambda m: f"{m}" if m else auto, help=ui.MICRO_BATCH_HELP)
+        micro_batch = columns[4].select_slider("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
+                                               format_func=lambda m: f"{m}" if m else "auto", help=ui.MICRO_BATCH_HELP)
     val_fraction, split_seed = ui.data_split()
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
                   val_fraction=val_fraction, split_seed=split_seed,

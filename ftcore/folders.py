@@ -19,7 +19,7 @@ SKIPPED_FOLDERS = ("__MACOSX",)
 
 def is_photo_path(path: str) -> bool:
     """True for a file name with an image extension that is not hidden."""
-    return path.lower().endswith(IMAGE_EXTENSIONS) and not Path(path).name.startswith(".")
+    return path.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(path).startswith(".")
 
 
 def skipped(name: str) -> bool:

@@ -150,18 +150,18 @@ def output_layers(at) -> list[str]:
 
 def test_train_widgets_have_the_books_defaults(tiny_data):
     at = no_exception(app(TRAIN, data_root=str(tiny_data)))
-    assert at.radio(key="mode").value == "finetune" and at.selectbox(key="arch").value == "resnet18"
+    assert at.radio(key="mode").value == "finetune" and at.radio(key="arch").value == "resnet18"
     assert at.select_slider(key="lr-finetune-resnet18").value == 5e-5
     assert at.toggle(key="groups-finetune").value is True
-    assert (at.number_input(key="epochs").value, at.selectbox(key="batch").value) == (5, 128)
-    assert (at.select_slider(key="size").value, at.selectbox(key="device").value, at.number_input(key="seed").value) \
+    assert (at.number_input(key="epochs").value, at.select_slider(key="batch").value) == (5, 128)
+    assert (at.select_slider(key="size").value, at.radio(key="device").value, at.number_input(key="seed").value) \
         == (224, "auto", 0)
     assert output_layers(at) == ["Linear(in_features=512, out_features=1000, bias=True)",
                                  "Linear(in_features=512, out_features=2, bias=True)"]
     at.radio(key="mode").set_value("scratch").run()
     assert at.select_slider(key="lr-scratch-resnet18").value == 5e-4
     assert at.toggle(key="groups-scratch").value is False
-    at.selectbox(key="arch").set_value("resnet50").run()
+    at.radio(key="arch").set_value("resnet50").run()
     assert output_layers(at)[1] == "Linear(in_features=2048, out_features=2, bias=True)"
 
 
@@ -175,7 +175,7 @@ def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
     at = app(TRAIN, data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
     at.number_input(key="epochs").set_value(3).run()
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.button(key="start").click().run()  # Start
     no_exception(at)
@@ -199,7 +199,7 @@ def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
 def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
     at = app(TRAIN, data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(50).run()
     at.button(key="start").click().run()
@@ -270,12 +270,12 @@ def test_predict_with_a_broken_checkpoint_says_so():
 
 def test_photos_per_forward_pass_reaches_the_runs_config(tiny_data):
     at = no_exception(app(TRAIN, data_root=str(tiny_data)))
-    assert at.selectbox(key="micro").value == 0  # auto: the whole batch where it fits
+    assert at.select_slider(key="micro").value == 0  # auto: the whole batch where it fits
     at.radio(key="mode").set_value("scratch").run()
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(1).run()
-    at.selectbox(key="micro").set_value(128).run()
+    at.select_slider(key="micro").set_value(128).run()
     at.button(key="start").click().run()
     job = at.session_state["job"]
     assert job.join(timeout=120)

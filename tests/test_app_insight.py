@@ -149,7 +149,7 @@ def test_train_exercises_explain_an_unavailable_head_init_and_freeze_the_body(ti
     assert at.toggle(key="head-imagenet").disabled
     assert any("Unavailable: none of the classes (blue, red) is an ImageNet category" in c.value for c in at.caption)
     at.number_input(key="epochs").set_value(1).run()
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.toggle(key="freeze-body").set_value(True).run()
     at.button(key="start").click().run()  # Start
@@ -170,7 +170,7 @@ def test_the_train_page_draws_without_torchs_facts_then_finds_them_and_redraws(t
     at = app(TRAIN, data_root=str(tiny_data))
     at.text_input(key="weights").set_value(weights).run()
     no_exception(at)
-    assert at.selectbox(key="device").options == available_devices() == ui.device_names()
+    assert at.radio(key="device").options == available_devices() == ui.device_names()
     assert ui.head_init_status("resnet18", weights, classes) == head_init_status("resnet18", weights, classes)
     assert not any("Checking whether the weights" in c.value for c in at.caption)
 

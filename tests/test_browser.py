@@ -87,8 +87,8 @@ def no_exception(page) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_test_id("stSelectbox").filter(has_text=label).click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick `option` of the radio labelled `label`."""
+    page.get_by_test_id("stRadio").filter(has_text=label).get_by_text(option, exact=True).click()
 
 
 def test_explore_train_watch_and_predict_in_chromium(sync_playwright, server, tmp_path, shared_hotdog):
@@ -119,7 +119,7 @@ def test_explore_train_watch_and_predict_in_chromium(sync_playwright, server, tm
         choose(page, "Architecture", "mobilenet_v2")
         page.get_by_label("Epochs", exact=True).fill("2")
         page.get_by_label("Epochs", exact=True).press("Enter")
-        choose(page, "Batch size", "8")
+        page.get_by_test_id("stSlider").filter(has_text="Batch size").get_by_role("slider").press("Home")  # 8
         page.get_by_test_id("stSlider").filter(has_text="Image size").get_by_role("slider").press("Home")
         page.get_by_text("More settings", exact=True).click()
         page.get_by_label("Images per class and split (0 = all)").fill("64")

@@ -179,7 +179,7 @@ def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, 
         at.run()
         at.radio(key="mode").set_value("scratch").run()
         at.number_input(key="epochs").set_value(2).run()
-        at.selectbox(key="batch").set_value(8).run()
+        at.select_slider(key="batch").set_value(8).run()
         at.select_slider(key="size").set_value(64).run()
         assert any(f"Ray cluster at {ray_cluster.address}," in c.value for c in at.caption)
         at.button(key="start").click().run()

@@ -80,7 +80,7 @@ def test_two_sessions_training_at_once_are_isolated(tiny_data, fresh_models):
     started = []
     for at, seed in zip(tabs, (1, 2), strict=True):
         at.radio(key="mode").set_value("scratch").run()
-        at.selectbox(key="batch").set_value(8).run()
+        at.select_slider(key="batch").set_value(8).run()
         at.select_slider(key="size").set_value(64).run()
         at.number_input(key="epochs").set_value(2).run()
         at.number_input(key="seed").set_value(seed).run()

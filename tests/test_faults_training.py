@@ -57,7 +57,7 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
 def start_from_the_page(at: AppTest, epochs: int) -> TrainingJob:
     """Set a small scratch run on the Train page and press Start; returns the job it started."""
     at.radio(key="mode").set_value("scratch").run()
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.select_slider(key="size").set_value(64).run()
     at.number_input(key="epochs").set_value(epochs).run()
     button(at, "Start").click().run().run()  # the second run: the rerun that Start asks for
@@ -159,7 +159,7 @@ def test_a_runs_folder_that_cannot_be_written_is_said_at_start_naming_it_and_the
     blocker.write_text("not a folder")
     monkeypatch.setenv("FTCORE_RUNS_DIR", str(blocker / "runs"))  # no folder can be made under a file (root too)
     at = app(TRAIN, data_root=str(tiny_data))
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.button(key="start").click().run()
     assert not at.exception
     message = at.error[-1].value

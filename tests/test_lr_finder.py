@@ -489,10 +489,10 @@ def test_train_page_finds_a_rate_and_use_moves_the_slider(tiny_data):
     at = open_app("app_pages/train.py", data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
     at.select_slider(key="size").set_value(64).run()  # the smallest size the slider offers
-    at.selectbox(key="batch").set_value(8).run()
-    at.selectbox(key="precision").set_value("fp32").run()
+    at.select_slider(key="batch").set_value(8).run()
+    at.radio(key="precision").set_value("fp32").run()
     at.number_input(key="finder-steps").set_value(40).run()
-    assert at.select_slider(key="size").value == 64 and at.selectbox(key="batch").value == 8
+    assert at.select_slider(key="size").value == 64 and at.select_slider(key="batch").value == 8
     next(b for b in at.button if b.label == "Find a learning rate").click().run()
     at.run()
     assert not at.exception and not at.error
@@ -520,7 +520,7 @@ def test_train_page_finds_a_rate_for_the_quick_recipe_in_seconds_and_says_which_
     at = open_app("app_pages/train.py", data_root=str(tiny_data))
     at.radio(key="preset").set_value("quick").run()
     at.select_slider(key="size").set_value(64).run()  # the smallest size the slider offers
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.text_input(key="weights").set_value(str(random_resnet18_file)).run()
     at.number_input(key="finder-steps").set_value(40).run()
     next(b for b in at.button if b.label == "Find a learning rate").click().run()

@@ -138,7 +138,7 @@ def test_start_before_the_check_ends_meets_the_broken_photo_with_the_same_senten
     st.cache_resource.clear()
     at = open_app(TRAIN, data_root=str(tree))
     at.select_slider(key="size").set_value(64).run()  # the smallest size the slider offers
-    at.selectbox(key="batch").set_value(8).run()
+    at.select_slider(key="batch").set_value(8).run()
     at.radio(key="mode").set_value("scratch").run()
     next(b for b in at.button if b.label == "Start").click().run()
     job = at.session_state["job"]

@@ -42,7 +42,7 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(REPO / "streamlit_app.py")!r}, default_timeout=120)
 at.session_state["data_root"] = {str(tiny_data)!r}
 at.switch_page("app_pages/train.py").run()
-drawn = {{"train": [e.message for e in at.exception], "devices": list(at.selectbox(key="device").options),
+drawn = {{"train": [e.message for e in at.exception], "devices": list(at.radio(key="device").options),
          "captions": [c.value for c in at.caption]}}
 drawn["torch"] = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
 print(json.dumps(drawn))
