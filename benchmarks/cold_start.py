@@ -8,8 +8,9 @@ disk), then opens, in a fresh Chromium page each:
 
 1. /train: seconds until the learning-rate slider is visible, then the device menu, the Start button, and the
    last section ("No run yet");
-2. /explore: seconds until the per-class counts table is visible, and until the background photo check has ended
-   (the sizes chart replaces its placeholder);
+2. /explore: seconds until the per-class counts table is visible, then the book's grid of photos, then the
+   findings of the background photo check (the aspect ratios replace "checking..."), then its charts (the sizes
+   chart, which comes once the check has ended);
 3. /train again, on the warm server.
 
 Then the server restarts on the same cache (the photo check now on disk) and /explore is timed once more.
@@ -19,7 +20,8 @@ That floor (the browser loading Streamlit's frontend and opening a session) is p
 shared machine it moves from hour to hour, so the report gives it beside the pages.
 
 With `--against DIR` (another checkout, e.g. `git worktree add /tmp/before HEAD~1`), each round first times a cold
-/train served from DIR, so that the two versions are compared in the same minutes on a machine whose speed moves.
+/train, then /explore, served from DIR, so that the two versions are compared in the same minutes on a machine
+whose speed moves.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ TRAIN = {"slider": lambda page: page.get_by_text("Learning rate of the copied la
          "whole page": lambda page: page.get_by_text("No run yet").first}
 EXPLORE = {"counts": lambda page: page.get_by_role("table").first,
            "grid": lambda page: page.get_by_test_id("stImage").first,
+           "findings": lambda page: page.get_by_test_id("stMetric").filter(has_text="Aspect ratios").filter(
+               has_text=re.compile(r"\d\.\d\d-\d")).first,
            "check ended": lambda page: page.get_by_text("Image width vs height").first}
 
 
@@ -73,7 +77,7 @@ FLOOR = {"its line": lambda page: page.get_by_text(FLOOR_TEXT).first}
 
 def one_round(data: str, folder: Path, browser, against: Path | None = None) -> dict:
     """Streamlit alone; a cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer.
-    With `against` (another checkout of the lab), first a cold Train page served from it, in the same minutes."""
+    With `against` (another checkout of the lab), first a cold Train page and Explorer served from it."""
     cache, env = folder / "cache", {"FTCORE_DATA": data}
     result = {}
     if against is not None:
@@ -81,6 +85,7 @@ def one_round(data: str, folder: Path, browser, against: Path | None = None) -> 
                         script=against / "streamlit_app.py") as url:
             context = browser.new_context()
             result["train_cold_against"] = timed(context, url + "/train", TRAIN)
+            result["explore_cold_against"] = timed(context, url + "/explore", EXPLORE)
             context.close()
     floor = folder / "floor" / "app.py"
     floor.parent.mkdir()
@@ -115,7 +120,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/cold-start-cpu.txt")
     parser.add_argument("--against", type=Path, default=None, help="another checkout of the lab (e.g. a git "
-                        "worktree of an older commit): each round also times its cold Train page")
+                        "worktree of an older commit): each round also times its cold Train page and Explorer")
     args = parser.parse_args()
     data = args.data or str(find_data())
     rounds = []
