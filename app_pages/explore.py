@@ -286,8 +286,8 @@ st.caption("The first 8 training photos of the first class and the last 8 of the
            "aspect ratios vary, so the transforms below crop and resize everything to 224 x 224.")
 grid_ui(summary.book_grid())
 
-# The charts come once the check has ended, below the grid: Plotly is the largest script file of the app, and
-# while the browser loads and reads it, it shows nothing new (docs/benchmarks.md, Cold start)
+# The charts come once the check has ended, below the grid: Plotly is the largest script file of the app, the
+# browser draws nothing below a chart until it has it, and reading it holds up the rest (docs/benchmarks.md)
 if summary.checked:
     left, right = st.columns(2)
     left.plotly_chart(charts.class_counts_figure(summary), key="counts")

@@ -30,8 +30,8 @@ PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached f
 def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     """The run's settings (each mode and architecture keeps its own lr, defaulting to the book's), and whether
     "Find a learning rate" was pressed."""
-    # Radios and select sliders, not select boxes: the browser draws nothing of a page until it has fetched the
-    # script files of every widget kind on it, and select boxes add a dozen more (docs/benchmarks.md, Cold start)
+    # Radios and select sliders, not select boxes: the browser draws a page only as far as the first widget whose
+    # script files it has not fetched yet, and select boxes add a dozen files (docs/benchmarks.md, Cold start)
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
     arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch")

@@ -156,6 +156,8 @@ def test_train_widgets_have_the_books_defaults(tiny_data):
     assert (at.number_input(key="epochs").value, at.select_slider(key="batch").value) == (5, 128)
     assert (at.select_slider(key="size").value, at.radio(key="device").value, at.number_input(key="seed").value) \
         == (224, "auto", 0)
+    # no select box or code block: each has the browser fetch more files before it draws any of the page
+    assert not at.selectbox and not at.multiselect and not at.code
     assert output_layers(at) == ["Linear(in_features=512, out_features=1000, bias=True)",
                                  "Linear(in_features=512, out_features=2, bias=True)"]
     at.radio(key="mode").set_value("scratch").run()

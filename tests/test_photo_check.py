@@ -113,6 +113,7 @@ def test_the_explorer_draws_from_the_listing_at_once_then_shows_what_the_check_f
     assert len(at.get("image")) + len(unread) == 14 and unread  # the grid of 7 train photos shows each twice
     assert any("Checking every photo in the background: 0 of 12" in p.proto.text for p in at.get("progress"))
     assert not at.error and not at.warning  # nothing claimed before it is known
+    assert not at.get("plotly_chart")  # the charts wait for the check: loading Plotly would hold the grid back
     train = open_app(TRAIN, data_root=str(tree))  # the Train page does not wait for the check either
     assert next(b for b in train.button if b.label == "Start").disabled is False
     release.set()
@@ -121,6 +122,7 @@ def test_the_explorer_draws_from_the_listing_at_once_then_shows_what_the_check_f
     assert at.metric[-1].value == f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}"
     assert [e.value for e in at.error] == [data.summarize(tree).unreadable_message()]
     assert any(w.value.startswith("1 photo(s) sit in two splits") for w in at.warning)
+    assert len(at.get("plotly_chart")) == 2  # the counts per class, and the sizes of the photos it could read
 
 
 def test_a_restarted_server_reads_the_check_from_disk(tree, monkeypatch):
