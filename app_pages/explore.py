@@ -293,7 +293,8 @@ if summary.checked:
     left.plotly_chart(charts.class_counts_figure(summary), key="counts")
     right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
 else:
-    st.info("Charts of the counts per class and of the photos' sizes appear here once the background check has "
+    st.info("No charts: they come with the photo check, which stopped (above)." if check.error else
+            "Charts of the counts per class and of the photos' sizes appear here once the background check has "
             "decoded every photo.")
 
 st.subheader("Augmentation preview")
@@ -303,6 +304,7 @@ st.caption("Training sees a random crop (8-100 % of the area, aspect 3/4-4/3) re
 if summary.images and summary.checked:
     augmentation_ui(summary.book_grid())
 elif summary.images:
-    st.info("The preview appears once the background check has found which photos can be read.")
+    st.info("No preview: it comes with the photo check, which stopped (above)." if check.error else
+            "The preview appears once the background check has found which photos can be read.")
 else:
     st.info("No photo of this folder can be read, so there is nothing to preview.")

@@ -6,7 +6,7 @@
 Each repeat starts `streamlit run streamlit_app.py` on a loopback port with an empty cache (no photo check on
 disk), then opens, in a fresh Chromium page each:
 
-1. /train: seconds until the learning-rate slider is visible, then the device menu, the Start button, and the
+1. /train: seconds until the learning-rate slider is visible, then the device choice, the Start button, and the
    last section ("No run yet");
 2. /explore: seconds until the per-class counts table is visible, then the book's grid of photos, then the
    findings of the background photo check (the aspect ratios replace "checking..."), then its charts (the sizes

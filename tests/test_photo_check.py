@@ -161,4 +161,7 @@ def test_a_check_that_fails_says_so_once_and_the_page_keeps_its_counts(tree, mon
                                            "file listing, and a run that meets a photo it cannot read stops and "
                                            "names it."]
     assert [m.value for m in at.metric] == ["2", "7", "5", "n/a"] and not at.get("progress")
+    assert [i.value for i in at.info] == ["No charts: they come with the photo check, which stopped (above).",
+                                          "No preview: it comes with the photo check, which stopped (above)."]
+    assert not at.get("plotly_chart")
 
