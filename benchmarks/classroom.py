@@ -5,16 +5,20 @@
 
 Starts `streamlit run streamlit_app.py` on a loopback port with a temporary FTCORE_CACHE (so its runs folder
 starts empty) and FTCORE_DATA at the shared hot-dog photos, and drives it with Debian's Chromium through
-Playwright. It measures the page latency idle (a fresh page per visit, `goto` until the page's title is
-visible), then opens `--sessions` browser contexts (separate Streamlit sessions) on Train, chooses From scratch
-and `--per-class` images per class and split in each (every other setting keeps its default), and presses Start
-in all of them in a tight loop. While the scheduler trains the runs ($FTCORE_MAX_RUNS at a time, the rest
-queued) it samples the machine's used memory every 0.2 s, reads every run's events.jsonl, and opens Home and
-Train again in another context to measure the latency under load. Afterwards one more session trains alone
-(unless --no-solo) for the one-run-alone speed. With --cluster-nodes N the runs go to a Ray cluster of N nodes
-started on this machine on loopback (benchmarks.ray_cluster, 2 CPUs each) through FTCORE_RAY_ADDRESS, with the
-runs folder as FTCORE_RUNS_DIR, instead of the server's child processes. Prints a report, writes it to --out
-and the raw numbers beside it as JSON.
+Playwright. It measures the page latency idle in rounds, one every --latency-every seconds: a rerun of a Train
+page kept open (the learning-rate slider moved one notch, timed in the page from the key press to the frame that
+shows the new rate), then a fresh page of Home and of Train (`goto` until the page's title is visible). Then it
+opens `--sessions` browser contexts (separate Streamlit sessions) on Train, chooses From scratch and
+`--per-class` images per class and split in each (every other setting keeps its default), and presses Start in
+all of them in a tight loop. While the scheduler trains the runs ($FTCORE_MAX_RUNS at a time, the rest queued)
+it samples the machine's used memory every 0.2 s, reads every run's events.jsonl, and measures the same rounds
+at the same pace under load. Once the runs have ended it measures the idle rounds again: the idle figures are
+the medians of the rounds before and after the class, so that a shared machine drifting over the minutes does
+not lean on one side. Afterwards one more session trains alone (unless --no-solo) for the one-run-alone speed.
+With --cluster-nodes N the runs go to a Ray cluster of N nodes started on this machine on loopback
+(benchmarks.ray_cluster, 2 CPUs each) through FTCORE_RAY_ADDRESS, with the runs folder as FTCORE_RUNS_DIR,
+instead of the server's child processes. Prints a report, writes it to --out and the raw numbers beside it as
+JSON.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ GOAL_RATIO = 1.3  # page latency during training over idle
 ENDED_WORDS = tuple(status.value for status in ENDED)
 STATUS_WORDS = tuple(status.value for status in Status if status != Status.NEW)
 SETTLE_SECONDS = 15.0  # after the last run ends, how long the pages get to show it (3 polls of a queued tab)
+TARGET_LINE = "Target model output layer"  # the Train line that names the output layer's lr
 WAIT_MS = 120_000  # generous: a page under load may take long to render
 
 
@@ -223,28 +228,40 @@ def open_timed(context, url: str, name: str) -> dict:
         page.close()
 
 
-def target_layer_text(page) -> str:
-    """The Train page's "Target model output layer" line, which names the output layer's lr."""
-    return page.locator("p", has_text="Target model output layer").first.inner_text(timeout=WAIT_MS)
+# Times a rerun inside the page, as the student sees it: from the key press to the first frame that shows the new
+# learning rate. Watching the page from here instead would add the driver's round trips, which a busy machine
+# lengthens, to what is measured.
+RERUN_WATCH_JS = """(label) => {
+  const shown = () => [...document.querySelectorAll("p")].find((p) => p.textContent.includes(label))?.textContent;
+  const before = shown();
+  const timing = (window.__rerunTiming = {start: null, end: null});
+  document.addEventListener("keydown", () => { timing.start ??= performance.now(); }, {once: true, capture: true});
+  const observer = new MutationObserver(() => {
+    if (timing.start !== null && shown() !== before) {
+      observer.disconnect();
+      requestAnimationFrame(() => { timing.end = performance.now(); });
+    }
+  });
+  observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
 
 
 def rerun_timed(page, step: int) -> dict:
-    """On an open Train page, move the learning-rate slider one notch (`step` +1 right, -1 left): seconds from the
-    key press until the page has rerun and shows the new rate (the output layer's lr in the target line)."""
+    """On an open Train page, move the learning-rate slider one notch (`step` +1 right, -1 left): seconds, timed in
+    the page, from the key press until the first frame that shows the new rate (the output layer's lr in the
+    "Target model output layer" line)."""
     slider = page.get_by_role("slider").first
-    before = target_layer_text(page)
+    page.locator("p", has_text=TARGET_LINE).first.wait_for(timeout=WAIT_MS)
     slider.focus()
-    start = time.perf_counter()
+    page.evaluate(RERUN_WATCH_JS, TARGET_LINE)
+    started = time.perf_counter()
     slider.press("ArrowRight" if step > 0 else "ArrowLeft")
-    deadline = start + WAIT_MS / 1000
-    while time.perf_counter() < deadline:
-        try:
-            if target_layer_text(page) != before:
-                return {"page": "Train rerun", "title_s": round(time.perf_counter() - start, 3)}
-        except PlaywrightTimeout:
-            pass
-        page.wait_for_timeout(20)
-    return {"page": "Train rerun", "title_s": round(time.perf_counter() - start, 3), "timed_out": True}
+    try:
+        page.wait_for_function("() => window.__rerunTiming.end !== null", timeout=WAIT_MS)
+    except PlaywrightTimeout:
+        return {"page": "Train rerun", "title_s": round(time.perf_counter() - started, 3), "timed_out": True}
+    timing = page.evaluate("() => window.__rerunTiming")
+    return {"page": "Train rerun", "title_s": round((timing["end"] - timing["start"]) / 1000, 3)}
 
 
 def status_line(page) -> str | None:
@@ -414,6 +431,21 @@ def ratio(during: float | None, idle: float | None) -> float | None:
     return during / idle if during is not None and idle else None
 
 
+def idle_split(lat: dict) -> str | None:
+    """The idle medians of the rounds before the class and of those after it, side by side (None without both)."""
+    visits, reruns = lat["idle_samples"], lat.get("idle_reruns", [])
+    if not any(v.get("when") == "after" for v in visits):
+        return None
+    parts = []
+    for name in PAGES:
+        pair = [median([v["title_s"] for v in visits if v["page"] == name and v.get("when") == when])
+                for when in ("before", "after")]
+        parts.append(f"{name} {fmt(pair[0], '.2f')} / {fmt(pair[1], '.2f')} s")
+    pair = [median([r["title_s"] for r in reruns if r.get("when") == when]) for when in ("before", "after")]
+    parts.append(f"Train rerun {fmt(pair[0], '.2f')} / {fmt(pair[1], '.2f')} s")
+    return ", ".join(parts)
+
+
 def report(result: dict) -> str:
     s, c = result["settings"], result["class"]
     photos = f"{s['per_class']} images per class and split" if s["per_class"] else "all photos (the page's default)"
@@ -429,6 +461,8 @@ def report(result: dict) -> str:
               "in the server first in first out; the browsers run on this machine too" if s.get("cluster_nodes") else
               f"server: {SLOTS_ENV}={s['slots']} run(s) trained at once, the rest queued first in first out; the "
               "browsers run on this machine too"),
+             *([f"the class's sessions in a second browser at nice {s['class_nice']}; the latency probe's at nice 0"]
+               if s.get("class_nice") else []),
              f"Start clicks: {s['sessions']} within {c['click_spread_s']:.2f} s", ""]
     header = (f"{'session':>7s}  {'run id':26s} {'wait to 1st batch':>17s} {'run time':>8s} {'examples':>8s} "
               f"{'run img/s':>9s}  {'status':9s} first status line shown after Start")
@@ -480,8 +514,11 @@ def report(result: dict) -> str:
         r_rerun = ratio(rerun["during"], rerun["idle"])
         lines.append(f"{'Train rerun':12s} {fmt(rerun['idle'], '.2f')} s{'':>8s}{fmt(rerun['during'], '.2f')} s"
                      f"{'':>8s}{fmt(r_rerun, '.2f', 'x')}   medians of {rerun['n'][0]} / {rerun['n'][1]} "
-                     "(the lr slider moved one notch on an open Train page, until the page shows the new rate)")
+                     "(the lr slider moved one notch on an open Train page, until a frame shows the new rate)")
         ratios.append(r_rerun)
+    split = idle_split(lat)
+    if split:
+        lines.append(f"idle rounds before the class / after it: {split}")
     if all(r is not None for r in ratios):
         verdict = "met" if max(ratios) <= GOAL_RATIO else "not met"
         lines.append(f"goal: page open and rerun during training within {GOAL_RATIO}x of idle: {verdict} "
@@ -498,13 +535,27 @@ def report(result: dict) -> str:
 # The benchmark
 
 
-def measure_idle(context, url: str, repeats: int, rerun_page) -> tuple[list[dict], list[dict], list[dict]]:
-    """Fresh visits of each page and reruns of an open Train page, with nothing training: (warm-up, visits,
-    reruns)."""
-    warmup = [open_timed(context, url, name) for name in PAGES]  # the server's first visit imports and caches
-    samples = [open_timed(context, url, name) for name in PAGES for _ in range(repeats)]
-    reruns = [rerun_timed(rerun_page, 1 if i % 2 == 0 else -1) for i in range(2 * repeats)]
-    return warmup, samples, reruns
+def latency_round(context, url: str, rerun_page, index: int) -> tuple[list[dict], dict]:
+    """One round of the latency probe, the same with or without load: a rerun of the open Train page (the slider
+    right on even rounds, back left on odd ones), then a fresh visit of each page. The rerun comes first, after the
+    quiet gap between rounds, so that it never waits on the end of a visit's script run."""
+    rerun = rerun_timed(rerun_page, 1 if index % 2 == 0 else -1)
+    return [open_timed(context, url, name) for name in PAGES], rerun
+
+
+def measure_idle(context, url: str, repeats: int, every: float, rerun_page, when: str) -> tuple[list[dict],
+                                                                                                list[dict]]:
+    """`repeats` latency rounds, one every `every` seconds as under load, with nothing training: (visits, reruns),
+    each marked `when` ("before" the class or "after" it)."""
+    samples, reruns = [], []
+    for i in range(repeats):
+        began = time.monotonic()
+        visits, rerun = latency_round(context, url, rerun_page, i)
+        samples += [{**visit, "when": when} for visit in visits]
+        reruns.append({**rerun, "when": when})
+        if i < repeats - 1:
+            time.sleep(max(0.0, every - (time.monotonic() - began)))
+    return samples, reruns
 
 
 def open_rerun_page(context, url: str):
@@ -544,6 +595,14 @@ def run_solo(browser, url: str, watcher: Watcher, args, timeout: float) -> dict 
             "run_examples_per_sec": run.examples_per_sec, "peak_memory": watcher.peak}
 
 
+def niced(executable: str, niceness: int, folder: Path) -> str:
+    """A script in `folder` that runs `executable` with its arguments at `niceness` (its child processes too)."""
+    script = folder / f"chromium-nice-{niceness}"
+    script.write_text(f'#!/bin/sh\nexec nice -n {niceness} "{executable}" "$@"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
 def classroom(args) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -575,14 +634,19 @@ def classroom(args) -> dict:
             print(f"# server at {url}, data {data}, cache {cache}", flush=True)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
             probe = browser.new_context(viewport={"width": 1400, "height": 1000})
+            students = browser
+            if args.class_nice:  # the class's tabs in a browser of their own, yielding the CPU to the probe's
+                students = p.chromium.launch(executable_path=niced(CHROMIUM, args.class_nice, Path(tmp)),
+                                             args=FLAGS)
             rerun_page = open_rerun_page(probe, url)
-            warmup, idle, idle_reruns = measure_idle(probe, url, args.repeats, rerun_page)
+            warmup = [open_timed(probe, url, name) for name in PAGES]  # the server's first visit imports and caches
+            idle, idle_reruns = measure_idle(probe, url, args.repeats, args.latency_every, rerun_page, "before")
             print(f"# idle latency: {latency_summary(idle)}; reruns {median([r['title_s'] for r in idle_reruns])}",
                   flush=True)
 
             sessions = []
             for i in range(args.sessions):
-                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                context = students.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
                 prepare(page, url, args.per_class, args.epochs)
                 sessions.append(Session(i + 1, context, page))
@@ -645,12 +709,10 @@ def classroom(args) -> dict:
                     print(f"# t={stopped_at:.0f} s: measured for {args.measure_for:.0f} s; Stop pressed on every "
                           "page", flush=True)
                 if stopped_at is None and time.monotonic() >= next_latency:
-                    for name in PAGES:
-                        at = round(watcher.now() - first_click, 1)
-                        during.append({**open_timed(probe, url, name), "at_s": at})
                     at = round(watcher.now() - first_click, 1)
-                    during_reruns.append({**rerun_timed(rerun_page, 1 if len(during_reruns) % 2 == 0 else -1),
-                                          "at_s": at})
+                    visits, rerun = latency_round(probe, url, rerun_page, len(during_reruns))
+                    during += [{**visit, "at_s": at} for visit in visits]
+                    during_reruns.append({**rerun, "at_s": at})
                     print(f"# t={watcher.now() - first_click:.0f} s latency {during[-2:]} rerun "
                           f"{during_reruns[-1]['title_s']} s; runs ended "
                           f"{sum(r.ended is not None for r in runs)}/{len(runs)}", flush=True)
@@ -670,6 +732,13 @@ def classroom(args) -> dict:
             map_sessions(sessions, runs, notes, shots)
             for session in sessions:
                 session.context.close()
+            if all(r.ended is not None for r in watcher.snapshot()):  # idle again: the same rounds after the class
+                print("# idle latency again, after the class", flush=True)
+                after, after_reruns = measure_idle(probe, url, args.repeats, args.latency_every, rerun_page, "after")
+                idle += after
+                idle_reruns += after_reruns
+            else:
+                notes.append("no idle rounds after the class: a run was still training")
 
             solo = None
             if args.solo:
@@ -679,6 +748,8 @@ def classroom(args) -> dict:
                     notes.append("the run alone did not end in time")
             watcher.stop()
             probe.close()
+            if students is not browser:
+                students.close()
             browser.close()
         tracebacks = server_tracebacks(log.read_text())
         if tracebacks:
@@ -720,7 +791,7 @@ def classroom(args) -> dict:
     result = {
         "machine": machine_description(),
         "settings": {"sessions": args.sessions, "per_class": args.per_class, "epochs": args.epochs, "slots": slots,
-                     "cluster_nodes": args.cluster_nodes,
+                     "cluster_nodes": args.cluster_nodes, "class_nice": args.class_nice,
                      "arch": config.get("arch"), "batch_size": config.get("batch_size"),
                      "image_size": config.get("image_size"), "precision": config.get("precision"),
                      "mode": config.get("mode"), "data": str(data), "repeats": args.repeats,
@@ -753,14 +824,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="set on the page only when it differs from 5")
     parser.add_argument("--out", default="benchmarks/results/classroom-cpu.txt")
     parser.add_argument("--screenshots", default=None, help="folder for a screenshot of a queued session's page")
-    parser.add_argument("--repeats", type=int, default=5, help="visits of each page for the idle latency")
-    parser.add_argument("--latency-every", type=float, default=20.0, help="seconds between visits under load")
+    parser.add_argument("--repeats", type=int, default=8,
+                        help="latency rounds idle (a Train rerun, then a visit of each page), as under load")
+    parser.add_argument("--latency-every", type=float, default=20.0,
+                        help="seconds between latency rounds, idle and under load")
     parser.add_argument("--status-every", type=float, default=2.0, help="seconds between reads of the status lines")
     parser.add_argument("--measure-for", type=float, default=0.0,
                         help="seconds of load to measure, then press Stop on every page (0: until the runs end)")
     parser.add_argument("--timeout", type=float, default=60 * 60, help="seconds to wait for the runs to end")
     parser.add_argument("--cluster-nodes", type=int, default=0,
                         help="train on a Ray cluster of this many nodes started on this machine (0: child processes)")
+    parser.add_argument("--class-nice", type=int, default=0,
+                        help="run the class's sessions in a second Chromium at this niceness, so that their pages "
+                             "take only CPU time the probe's pages leave, as on the students' own computers "
+                             "(0: one browser for all)")
     parser.add_argument("--no-solo", dest="solo", action="store_false",
                         help="skip the extra run alone after the class")
     args = parser.parse_args()
