@@ -114,19 +114,20 @@ def split(args) -> dict:
         shown = True
         conditions = [("tabs + run", True, True), ("run only", False, True), ("neither", False, False),
                       ("tabs only", True, False)]
-        for cycle in range(args.cycles):
-            for name, tabs, training in conditions:
-                if tabs != shown:
-                    for page, address in zip(pages, urls, strict=True):
-                        page.goto(address if tabs else "about:blank")
-                    shown = tabs
-                signal_all(idle_policy_pids() or run, signal.SIGCONT if training else signal.SIGSTOP)
-                time.sleep(SETTLE_SECONDS)
-                rounds(probe, url, rerun_page, args.rounds, results.setdefault(name, {}), notches)
-                print(f"# cycle {cycle + 1} {name}: "
-                      f"{ {k: round(statistics.median(v[-args.rounds:]), 3) for k, v in results[name].items()} }",
-                      flush=True)
-        signal_all(idle_policy_pids(), signal.SIGCONT)
+        try:
+            for cycle in range(args.cycles):
+                for name, tabs, training in conditions:
+                    if tabs != shown:
+                        for page, address in zip(pages, urls, strict=True):
+                            page.goto(address if tabs else "about:blank")
+                        shown = tabs
+                    signal_all(idle_policy_pids() or run, signal.SIGCONT if training else signal.SIGSTOP)
+                    time.sleep(SETTLE_SECONDS)
+                    rounds(probe, url, rerun_page, args.rounds, results.setdefault(name, {}), notches)
+                    medians = {k: round(statistics.median(v[-args.rounds:]), 3) for k, v in results[name].items()}
+                    print(f"# cycle {cycle + 1} {name}: {medians}", flush=True)
+        finally:  # never leave a run paused
+            signal_all(idle_policy_pids(), signal.SIGCONT)
         lines = [(status_line(page) or "") for page in pages]
         if not any(line.startswith("running") for line in lines):
             notes.append(f"no page showed a running run at the end: {lines}")

@@ -2,6 +2,7 @@
 
     python -m benchmarks.classroom [--sessions 6] [--per-class 100] [--epochs 5] [--screenshots DIR]
                                    [--out benchmarks/results/classroom-cpu.txt] [--no-solo] [--cluster-nodes N]
+                                   [--repeats 8] [--latency-every 20] [--measure-for S] [--class-nice 19]
 
 Starts `streamlit run streamlit_app.py` on a loopback port with a temporary FTCORE_CACHE (so its runs folder
 starts empty) and FTCORE_DATA at the shared hot-dog photos, and drives it with Debian's Chromium through
@@ -17,8 +18,9 @@ the medians of the rounds before and after the class, so that a shared machine d
 not lean on one side. Afterwards one more session trains alone (unless --no-solo) for the one-run-alone speed.
 With --cluster-nodes N the runs go to a Ray cluster of N nodes started on this machine on loopback
 (benchmarks.ray_cluster, 2 CPUs each) through FTCORE_RAY_ADDRESS, with the runs folder as FTCORE_RUNS_DIR,
-instead of the server's child processes. Prints a report, writes it to --out and the raw numbers beside it as
-JSON.
+instead of the server's child processes. With --class-nice N the class's sessions run in a second Chromium at
+niceness N, so that their rendering takes only CPU time the probe's pages leave, as it would on the students' own
+computers. Prints a report, writes it to --out and the raw numbers beside it as JSON.
 """
 
 from __future__ import annotations
