@@ -539,9 +539,11 @@ def report(result: dict) -> str:
 
 def latency_round(context, url: str, rerun_page, index: int) -> tuple[list[dict], dict]:
     """One round of the latency probe, the same with or without load: a rerun of the open Train page (the slider
-    right on even rounds, back left on odd ones), then a fresh visit of each page. The rerun comes first, after the
-    quiet gap between rounds, so that it never waits on the end of a visit's script run."""
+    right on even rounds, back left on odd ones), then a fresh visit of each page once that rerun has finished. The
+    rerun comes first, after the quiet gap between rounds, and the visits after its whole script run (it shows the
+    new rate early on), so that no measurement waits on the end of another's."""
     rerun = rerun_timed(rerun_page, 1 if index % 2 == 0 else -1)
+    settle(rerun_page)
     return [open_timed(context, url, name) for name in PAGES], rerun
 
 
