@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import signal
 import statistics
@@ -33,7 +32,16 @@ import time
 from pathlib import Path
 
 from benchmarks.app_server import app_server
-from benchmarks.classroom import CHROMIUM, FLAGS, latency_round, open_rerun_page, prepare, status_line, stop_run
+from benchmarks.classroom import (
+    CHROMIUM,
+    FLAGS,
+    latency_rounds,
+    open_rerun_page,
+    prepare,
+    status_line,
+    stop_run,
+    write_report,
+)
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 
@@ -71,15 +79,10 @@ def signal_all(pids: list[int], sig: int) -> None:
 
 
 def rounds(context, url: str, rerun_page, n: int, into: dict[str, list[float]], notches: itertools.count) -> None:
-    """`n` latency rounds, one every GAP_SECONDS, their times appended to `into` by page. `notches` numbers the
-    reruns across calls, so that the slider goes right and left in turn and never runs into its end."""
-    for _ in range(n):
-        began = time.monotonic()
-        visits, rerun = latency_round(context, url, rerun_page, next(notches))
-        for visit in visits:
-            into.setdefault(visit["page"], []).append(visit["title_s"])
-        into.setdefault("Train rerun", []).append(rerun["title_s"])
-        time.sleep(max(0.0, GAP_SECONDS - (time.monotonic() - began)))
+    """`n` of the classroom's latency rounds, one every GAP_SECONDS, their times appended to `into` by page."""
+    visits, reruns = latency_rounds(context, url, n, GAP_SECONDS, rerun_page, notches, when="")
+    for sample in visits + reruns:
+        into.setdefault(sample["page"], []).append(sample["title_s"])
 
 
 def split(args) -> dict:
@@ -193,13 +196,7 @@ def main() -> None:
     if sys.platform != "linux":
         raise SystemExit("needs Linux: it finds the run by its SCHED_IDLE policy")
     result = split(args)
-    text = report(result)
-    print(text, end="")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"# wrote {out} and {out.with_suffix('.json')}")
+    write_report(report(result), result, Path(args.out))
 
 
 if __name__ == "__main__":

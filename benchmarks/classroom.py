@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -433,6 +434,15 @@ def ratio(during: float | None, idle: float | None) -> float | None:
     return during / idle if during is not None and idle else None
 
 
+def write_report(text: str, result: dict, out: Path) -> None:
+    """Print the report, write it to `out` and the raw numbers beside it as JSON."""
+    print(text, end="")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"# wrote {out} and {out.with_suffix('.json')}")
+
+
 def idle_split(lat: dict) -> str | None:
     """The idle medians of the rounds before the class and of those after it, side by side (None without both)."""
     visits, reruns = lat["idle_samples"], lat.get("idle_reruns", [])
@@ -547,14 +557,15 @@ def latency_round(context, url: str, rerun_page, index: int) -> tuple[list[dict]
     return [open_timed(context, url, name) for name in PAGES], rerun
 
 
-def measure_idle(context, url: str, repeats: int, every: float, rerun_page, when: str) -> tuple[list[dict],
-                                                                                                list[dict]]:
-    """`repeats` latency rounds, one every `every` seconds as under load, with nothing training: (visits, reruns),
-    each marked `when` ("before" the class or "after" it)."""
+def latency_rounds(context, url: str, repeats: int, every: float, rerun_page, notches: itertools.count,
+                 when: str) -> tuple[list[dict], list[dict]]:
+    """`repeats` latency rounds, one every `every` seconds (the pace of the rounds under load): (visits, reruns),
+    each marked `when` (idle "before" the class or "after" it). `notches` numbers the reruns of the whole benchmark, so
+    that the slider goes right and left in turn and never drifts toward its end."""
     samples, reruns = [], []
     for i in range(repeats):
         began = time.monotonic()
-        visits, rerun = latency_round(context, url, rerun_page, i)
+        visits, rerun = latency_round(context, url, rerun_page, next(notches))
         samples += [{**visit, "when": when} for visit in visits]
         reruns.append({**rerun, "when": when})
         if i < repeats - 1:
@@ -644,7 +655,9 @@ def classroom(args) -> dict:
                                              args=FLAGS)
             rerun_page = open_rerun_page(probe, url)
             warmup = [open_timed(probe, url, name) for name in PAGES]  # the server's first visit imports and caches
-            idle, idle_reruns = measure_idle(probe, url, args.repeats, args.latency_every, rerun_page, "before")
+            notches = itertools.count()
+            idle, idle_reruns = latency_rounds(probe, url, args.repeats, args.latency_every, rerun_page, notches,
+                                             "before")
             print(f"# idle latency: {latency_summary(idle)}; reruns {median([r['title_s'] for r in idle_reruns])}",
                   flush=True)
 
@@ -714,7 +727,7 @@ def classroom(args) -> dict:
                           "page", flush=True)
                 if stopped_at is None and time.monotonic() >= next_latency:
                     at = round(watcher.now() - first_click, 1)
-                    visits, rerun = latency_round(probe, url, rerun_page, len(during_reruns))
+                    visits, rerun = latency_round(probe, url, rerun_page, next(notches))
                     during += [{**visit, "at_s": at} for visit in visits]
                     during_reruns.append({**rerun, "at_s": at})
                     print(f"# t={watcher.now() - first_click:.0f} s latency {during[-2:]} rerun "
@@ -738,7 +751,8 @@ def classroom(args) -> dict:
                 session.context.close()
             if all(r.ended is not None for r in watcher.snapshot()):  # idle again: the same rounds after the class
                 print("# idle latency again, after the class", flush=True)
-                after, after_reruns = measure_idle(probe, url, args.repeats, args.latency_every, rerun_page, "after")
+                after, after_reruns = latency_rounds(probe, url, args.repeats, args.latency_every, rerun_page,
+                                                   notches, "after")
                 idle += after
                 idle_reruns += after_reruns
             else:
@@ -848,13 +862,7 @@ def main() -> None:
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"needs Chromium at {CHROMIUM} (apt-get install chromium)")
     result = classroom(args)
-    text = report(result)
-    print(text, end="")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"# wrote {out} and {out.with_suffix('.json')}")
+    write_report(report(result), result, Path(args.out))
 
 
 if __name__ == "__main__":
