@@ -41,6 +41,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from playwright.sync_api import Locator
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks.app_server import app_server
@@ -205,7 +206,8 @@ def settle(page, timeout: float = 120.0) -> None:
         page.wait_for_timeout(100)
 
 
-def title(page, name: str):
+def title(page, name: str) -> Locator:
+    """The page's title (h1), by its text."""
     return page.locator("h1").filter(has_text=re.compile(rf"^\s*{re.escape(PAGES[name][1])}\s*$")).first
 
 

@@ -315,11 +315,12 @@ def test_with_the_mean_loss_the_same_curve_sits_batch_size_times_further_right()
 
 def test_on_a_tiny_generated_set_the_curve_falls_then_rises_and_the_suggestion_lies_inside_it(tiny_data):
     for reduction in ("sum", "mean"):
-        finding = find_lr(tiny_config(tiny_data, loss_reduction=reduction), FinderSettings(steps=30))
+        # 60 steps: at 30, the mean's curve on a Xeon with AMX was still falling at the range's end
+        finding = find_lr(tiny_config(tiny_data, loss_reduction=reduction), FinderSettings(steps=60))
         lowest = int(np.argmin(finding.smoothed))
         assert finding.smoothed[lowest] < 0.8 * finding.smoothed[0], reduction  # it falls...
         assert max(finding.smoothed[lowest:]) > 2 * finding.smoothed[lowest], reduction  # ...then rises
-        assert finding.diverged and len(finding.lrs) < 30
+        assert finding.diverged and len(finding.lrs) < 60
         assert falling_from(finding.lrs, finding.smoothed) <= finding.suggestions["edge"] < finding.lrs[-1]
         assert finding.lrs[0] < finding.suggestion <= finding.lrs[-1]  # lifted for the short run, within the test
         assert finding.rule == DEFAULT_RULE and finding.why().startswith(f"Chosen by the {DEFAULT_RULE} rule, ")
