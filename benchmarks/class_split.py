@@ -45,10 +45,9 @@ from benchmarks.classroom import (
 from ftcore.bench import machine_description
 from ftcore.data import find_data
 
-SCHED_IDLE = 5  # os.SCHED_IDLE on Linux
 GAP_SECONDS = 5.0  # from the start of one latency round to the next
 SETTLE_SECONDS = 3.0  # after changing a condition, before its first round
-IDLE_PRELUDE = "import os; os.nice(19); os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\n"
+IDLE_PRELUDE = "from ftcore.priority import yield_cpu\nyield_cpu(idle=True)\n"  # as a run lowers itself
 SYNTHETIC = {  # name -> the Python programs that make it, each started as its own process
     "none": [],
     "CPU only": [IDLE_PRELUDE + "while True: pass"] * 2,
@@ -63,7 +62,7 @@ def idle_policy_pids() -> list[int]:
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.sched_getscheduler(int(name)) == SCHED_IDLE:
+                if os.sched_getscheduler(int(name)) == os.SCHED_IDLE:
                     pids.append(int(name))
             except OSError:
                 pass
