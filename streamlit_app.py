@@ -2,17 +2,19 @@
 
 import streamlit as st
 
-from app import ui
-from ftcore import archs, data
-from ftcore.config import BOOK_RESULTS, BOOK_SETUP
+from app import tab
+from ftcore import archs
+from ftcore.config import BOOK_RESULTS, BOOK_SETUP, book_lr, lr_text
+from ftcore.data import download
+from ftcore.models import weights
 
 st.set_page_config(page_title="Fine-tuning lab", page_icon=":material/model_training:", layout="wide")
 
 
 def book_table_ui() -> None:
     """The book's final numbers, as printed in d2l 13.2: a static table, which draws sooner than a data grid."""
-    rows = [{"recipe": "fine-tune (ImageNet weights, lr 5e-5, output layer 10x)" if mode == "finetune"
-             else "scratch (random weights, lr 5e-4, one lr)",
+    rows = [{"recipe": f"fine-tune (ImageNet weights, lr {lr_text(book_lr(mode))}, output layer 10x)"
+             if mode == "finetune" else f"scratch (random weights, lr {lr_text(book_lr(mode))}, one lr)",
              "train loss": f"{r['train_loss']:.3f}", "train acc": f"{r['train_acc']:.3f}",
              "test acc": f"{r['test_acc']:.3f}", "examples/sec": f"{r['examples_per_sec']:.1f}"}
             for mode, r in BOOK_RESULTS.items()]
@@ -22,19 +24,19 @@ def book_table_ui() -> None:
 
 def data_status_ui() -> None:
     """Where the photos can come from on this machine, with a status each."""
-    for label, path in data.data_candidates():
-        if data.is_image_folder(path):
+    for label, path in download.data_candidates():
+        if download.is_image_folder(path):
             st.success(f"**{label}**: found at `{path}`", icon=":material/check_circle:")
         else:
             st.info(f"**{label}**: nothing at `{path}`", icon=":material/radio_button_unchecked:")
-    st.info(f"**d2l download**: `{data.HOTDOG_URL}` (needs internet; the Dataset page downloads it, "
+    st.info(f"**d2l download**: `{download.HOTDOG_URL}` (needs internet; the Dataset page downloads it, "
             "or run `python -m ftcore data --download`).", icon=":material/cloud_download:")
 
 
 def weights_status_ui() -> None:
     """Where each architecture's ImageNet weights come from, with a status each."""
     for arch in archs.ARCHITECTURES:
-        state, sentence = archs.weights_status(arch)
+        state, sentence = weights.weights_status(arch)
         icon = {"found": ":material/check_circle:", "downloadable": ":material/cloud_download:"}.get(
             state, ":material/error:")
         box = st.success if state == "found" else st.warning if state == "downloadable" else st.error
@@ -80,6 +82,6 @@ pages = [
     st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
     st.Page("app_pages/evaluate.py", title="Evaluate & explain", icon=":material/insights:"),
 ]
-ui.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
-ui.data_root()  # pick this session's data once, before any page needs it
+tab.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
+tab.data_root()  # pick this session's data once, before any page needs it
 st.navigation(pages).run()

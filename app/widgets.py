@@ -1,15 +1,20 @@
-"""Widgets more than one page draws; each returns what the user chose."""
+"""Widgets more than one page draws: the model picker of Predict and Evaluate, this tab's data with its caption,
+errors a user can fix as one red line, and number columns with three decimals; each returns what the user chose."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from app import ui
+from app import cached, jobs, tab
+from ftcore.data.summary import DatasetSummary
+from ftcore.errors import FtcoreError
+from ftcore.models.trained import TrainedModel
 from ftcore.runs.saved import Run
-from ftcore.training import TrainedModel
 
 CHECKPOINT = "A checkpoint file (.pt)"
 
@@ -34,13 +39,13 @@ class ModelChoice:
 
     def trained_model(self) -> TrainedModel:
         """The model and what it was trained with (read from disk when it is not in memory)."""
-        return self.run.trained if self.run is not None else ui.checkpoint_from_upload(self.upload.getvalue())
+        return self.run.trained if self.run is not None else cached.checkpoint_from_upload(self.upload.getvalue())
 
 
 def model_picker_ui(page: str) -> ModelChoice | None:
     """Choose one of this tab's runs, a run saved on this machine, or a checkpoint file (newest run first)."""
-    runs = ui.runs()
-    saved, _ = ui.saved_runs()
+    runs = jobs.runs()
+    saved, _ = jobs.saved_runs()
     by_id = {run.id: run for run in saved}
     # this tab's runs by position, saved runs by id (stable as runs are saved), then the file option
     options = list(range(len(runs))) + [f"saved:{run.id}" for run in saved] + [CHECKPOINT]
@@ -64,3 +69,44 @@ def model_picker_ui(page: str) -> ModelChoice | None:
     upload = st.file_uploader("Checkpoint written by training (checkpoint.pt)", type=["pt", "pth"],
                               key=f"{page}-checkpoint")
     return ModelChoice(upload=upload) if upload is not None else None
+
+
+def three_decimals(*columns: str) -> dict:
+    """st.dataframe column_config showing these number columns as 0.939, not 0.94."""
+    return {name: st.column_config.NumberColumn(format="%.3f") for name in columns}
+
+
+def show_error(error: Exception) -> None:
+    """One readable line for a user-fixable error."""
+    st.error(str(error), icon=":material/error:")
+
+
+T = TypeVar("T")
+
+
+def value_or_error(make: Callable[[], T]) -> T | None:
+    """`make()`, or None after showing its user-fixable error (a widget function whose choice cannot be used)."""
+    try:
+        return make()
+    except FtcoreError as e:
+        show_error(e)
+        return None
+
+
+def chosen_data(note: str = "") -> DatasetSummary | None:
+    """The summary of this session's data with a one-line caption (and `note`), or None after saying why."""
+    root = tab.data_root()
+    if root is None:
+        st.error("No data chosen: pick the photos on the Dataset explorer page first.")
+        return None
+    try:
+        summary = cached.dataset_summary(root)
+    except FtcoreError as e:
+        show_error(e)
+        return None
+    st.caption(f"Data: `{summary.root}`, {summary.totals_text()} images ({summary.layout} layout"
+               + (", validation held out of train" if summary.val_fraction else "") + ")."
+               + ("" if summary.checked else " Every photo is still being checked in the background (Dataset "
+                  "explorer); a run that meets a photo it cannot read stops and names it.")
+               + (f" {note}" if note else ""))
+    return summary

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import ui
+from app import cached, jobs, paths, tab, widgets
 from app.widgets import ModelChoice, model_picker_ui
-from ftcore import charts, export
 from ftcore.config import TrainConfig
-from ftcore.data import is_image_folder
+from ftcore.data.download import is_image_folder
 from ftcore.errors import FtcoreError
-from ftcore.evaluation import Evaluation
-from ftcore.training import TrainedModel
+from ftcore.insight import charts, export
+from ftcore.insight.evaluation import Evaluation
+from ftcore.models.trained import TrainedModel
 
 GRID = 6  # photos per row in the galleries
 MAX_CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
@@ -26,7 +26,7 @@ def model_ui() -> tuple[ModelChoice, TrainedModel] | None:
 def readable(folder: str) -> str | None:
     """`folder` when this server may read it (a checkpoint names any path; served apps keep to their data root)."""
     try:
-        return str(ui.user_path(folder)) if folder else None
+        return str(paths.user_path(folder)) if folder else None
     except FtcoreError:
         return None
 
@@ -34,7 +34,7 @@ def readable(folder: str) -> str | None:
 def data_ui(trained: TrainedModel) -> tuple[str, int | None] | None:
     """The data to evaluate on (this tab's, else the run's own: its test split, else its val split) and a cap
     per class."""
-    candidates = [root for root in (ui.data_root(), readable(trained.config.data)) if root and is_image_folder(root)]
+    candidates = [root for root in (tab.data_root(), readable(trained.config.data)) if root and is_image_folder(root)]
     if not candidates:
         st.error("No photos to evaluate on: choose the data the model was trained on in the Dataset explorer.")
         return None
@@ -51,14 +51,7 @@ def gallery(items: list[tuple[str, str]]) -> None:
     for start in range(0, len(items), GRID):
         columns = st.columns(GRID)
         for column, (path, caption) in zip(columns, items[start:start + GRID], strict=False):
-            column.image(ui.thumbnail(path), caption=caption, width="stretch")
-
-
-def cells_in_order(ev: Evaluation) -> list[tuple[int, int]]:
-    """Every confusion-matrix cell, mistakes first (largest first), then the right answers."""
-    n = len(ev.classes)
-    confusion = ev.confusion
-    return sorted(((t, p) for t in range(n) for p in range(n)), key=lambda c: (c[0] == c[1], -confusion[c]))
+            column.image(cached.thumbnail(path), caption=caption, width="stretch")
 
 
 def evaluate_ui(key: str, ev: Evaluation) -> None:
@@ -69,7 +62,7 @@ def evaluate_ui(key: str, ev: Evaluation) -> None:
         left.caption(ev.note[0].upper() + ev.note[1:] + ".")
     right.dataframe([{"class": m.name, "precision": m.precision, "recall": m.recall, "F1": m.f1,
                       "support": m.support} for m in ev.per_class()], hide_index=True,
-                    column_config=ui.three_decimals("precision", "recall", "F1"))
+                    column_config=widgets.three_decimals("precision", "recall", "F1"))
     n = len(ev.classes)
     chart_key = f"confusion-{key}"
     event = st.plotly_chart(charts.confusion_matrix_figure(ev.confusion.tolist(), ev.classes), key=chart_key,
@@ -82,7 +75,7 @@ def evaluate_ui(key: str, ev: Evaluation) -> None:
         st.session_state[cell_key] = clicked  # a click picks the cell; the selectbox can still change it
     st.session_state[seen_key] = clicked
     confusion = ev.confusion
-    cell = st.selectbox("Photos in the cell", cells_in_order(ev), key=cell_key,
+    cell = st.selectbox("Photos in the cell", ev.cells_by_mistakes(), key=cell_key,
                         format_func=lambda c: f"true {ev.classes[c[0]]}, predicted {ev.classes[c[1]]} "
                                               f"({confusion[c]} photos{', mistakes' if c[0] != c[1] else ''})")
     photos = ev.cell(*cell)
@@ -109,7 +102,7 @@ def feature_map_ui(key: str, trained: TrainedModel, root: str, limit: int | None
                "layer draws its line through. From random weights they start mixed.")
     if not st.toggle("Compute the feature map (two passes over the test photos)", key=f"fmap-{key}"):
         return
-    fmap = ui.feature_map(key, trained, root, limit)
+    fmap = cached.feature_map(key, trained, root, limit)
     start = ("source model (ImageNet weights)" if trained.config.mode == "finetune"
              else "random initial weights")
     figure = charts.feature_map_figure([(f"Before: {start}", *fmap["before"]), ("After training", *fmap["after"])],
@@ -125,7 +118,7 @@ def weight_change_ui(choice: ModelChoice, trained: TrainedModel) -> None:
                "most; from scratch every block moves. A frozen block changed 0, which a log scale cannot draw.")
     shown = [(choice.key, choice.label, lambda: trained)]
     if choice.run is not None:
-        others = [run for run in ui.runs() if run.id != choice.key]
+        others = [run for run in jobs.runs() if run.id != choice.key]
         contrast = st.multiselect("Compare with", range(len(others)), key=f"wchange-with-{choice.key}",
                                   default=[i for i, run in enumerate(others)
                                            if run.config.mode != trained.config.mode][-1:],
@@ -134,7 +127,7 @@ def weight_change_ui(choice: ModelChoice, trained: TrainedModel) -> None:
     series = []
     for key, label, load in shown:
         try:
-            series.append((label, ui.weight_changes(key, load())))
+            series.append((label, cached.weight_changes(key, load())))
         except FtcoreError as e:
             st.warning(f"{label}: {e}")
     if series:
@@ -150,14 +143,14 @@ def keep_ui(key: str, trained: TrainedModel) -> None:
     st.dataframe([{"setting": k, "value": str(v)} for k, v in settings.items()], hide_index=True,
                  key=f"settings-{key}")
     if st.button("Re-run this", icon=":material/replay:", key=f"rerun-{key}",
-                 disabled=ui.job_running() or ui.experiment_running(),
+                 disabled=jobs.job_running() or jobs.experiment_running(),
                  help="Start a new run with exactly these settings; watch it on the Train page."):
         try:
-            ui.user_path(settings["data"])  # an uploaded checkpoint may name any folder: the same rule as typing it
-            ui.start_job(TrainConfig.from_dict(settings))
+            paths.user_path(settings["data"])  # an uploaded checkpoint may name any folder: the same rule as typing it
+            jobs.start_job(TrainConfig.from_dict(settings))
             st.switch_page("app_pages/train.py")
         except FtcoreError as e:
-            ui.show_error(e)
+            widgets.show_error(e)
 
     st.subheader("Export")
     formats = [f for f in export.FORMATS if f == "torchscript" or export.onnx_available()]
@@ -167,13 +160,13 @@ def keep_ui(key: str, trained: TrainedModel) -> None:
         st.caption("ONNX export needs the onnx package (`pip install onnx`); TorchScript needs nothing more.")
     st.info(export.input_note(trained.eval_transform, trained.classes), icon=":material/info:")
     st.download_button(f"Download {'TorchScript' if fmt == 'torchscript' else 'ONNX'} model",
-                       data=lambda: ui.export_file(key, trained, fmt),
+                       data=lambda: cached.export_file(key, trained, fmt),
                        file_name=f"{key}{export.SUFFIXES[fmt]}", mime="application/octet-stream",
                        on_click="ignore", icon=":material/download:", key=f"export-{key}")
 
 
 st.title("Evaluate & explain")
-chosen_model = ui.value_or_error(model_ui)
+chosen_model = widgets.value_or_error(model_ui)
 if chosen_model is None:
     st.stop()
 choice, trained = chosen_model
@@ -187,7 +180,7 @@ root, limit = chosen
 
 evaluate_tab, explain_tab, keep_tab = st.tabs(["Evaluate", "Explain", "Keep and share"])
 try:
-    evaluation = ui.evaluation(choice.key, trained, root, limit)
+    evaluation = cached.evaluation(choice.key, trained, root, limit)
     with evaluate_tab:
         evaluate_ui(choice.key, evaluation)
     with explain_tab:
@@ -195,6 +188,6 @@ try:
         weight_change_ui(choice, trained)
         feature_map_ui(choice.key, trained, root, limit)
 except FtcoreError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
 with keep_tab:
     keep_ui(choice.key, trained)

@@ -4,9 +4,11 @@ import re
 
 import streamlit as st
 
-from app import ui
-from ftcore import builder, charts, data, splits
+from app import cached, jobs, paths, tab, widgets
+from ftcore.data import builder, dataset, download, splits
+from ftcore.data.summary import DatasetSummary, ImageRecord
 from ftcore.errors import FtcoreError
+from ftcore.insight import charts
 
 SOURCES = ("Hot-dog set (d2l)", "Local folder", "Upload a .zip", "Your own photos")
 BUILDER_KEY = "builder"  # session state: this tab's builder.PendingPhotos
@@ -15,11 +17,11 @@ NEW_DATASET = "A new dataset"
 
 def hotdog_ui() -> str | None:
     """Use the hot-dog set found on this machine, or download d2l's hotdog.zip with a progress bar."""
-    found = data.find_data()
+    found = download.find_data()
     if found is not None:
         st.caption(f"Found on this machine: `{found}`")
         return str(found) if st.button("Use the hot-dog set") else None
-    st.caption(f"Not on this machine yet. d2l's `hotdog.zip` comes from `{data.HOTDOG_URL}` (sha1-checked).")
+    st.caption(f"Not on this machine yet. d2l's `hotdog.zip` comes from `{download.HOTDOG_URL}` (sha1-checked).")
     if not st.button("Download hotdog.zip", icon=":material/cloud_download:"):
         return None
     bar = st.progress(0.0, text="Downloading hotdog.zip...")
@@ -27,24 +29,24 @@ def hotdog_ui() -> str | None:
     def progress(done: int, total: int | None) -> None:
         bar.progress(min(done / total, 1.0) if total else 0.0, text=f"Downloading hotdog.zip: {done / 1e6:.0f} MB")
 
-    return str(data.download_hotdog(progress=progress))
+    return str(download.download_hotdog(progress=progress))
 
 
 def folder_ui() -> str | None:
     """A dataset folder on this machine in any layout (inside the data root, if one is set)."""
-    refusal = ui.folder_picking_refusal()
+    refusal = paths.folder_picking_refusal()
     if refusal:
         st.warning(refusal[0].upper() + refusal[1:] + ".", icon=":material/lock:")
         return None
-    allowed = ui.allowed_data_root()
+    allowed = paths.allowed_data_root()
     if allowed is not None:
         st.caption(f"This server reads folders inside `{allowed}` only; give a path relative to it.")
     path = st.text_input("Dataset folder", placeholder="hotdog" if allowed else "/path/to/hotdog",
                          help="A folder of <class>/ folders, or one holding train/ with test/, val/ (or valid/) "
                          "or both beside it.")
     if st.button("Use this folder", disabled=not path):
-        folder = ui.user_path(path)
-        data.check_image_folder(folder)
+        folder = paths.user_path(path)
+        dataset.check_image_folder(folder)
         return str(folder)
     return None
 
@@ -53,7 +55,7 @@ def upload_ui() -> str | None:
     """A zipped dataset in any layout, unpacked safely once per content."""
     upload = st.file_uploader("Zip of a dataset folder: <class>/ folders, or train/ with test/ or val/",
                               type=["zip"])
-    return ui.unpacked_upload(upload) if upload is not None else None
+    return cached.unpacked_upload(upload) if upload is not None else None
 
 
 def choose_data_ui() -> None:
@@ -63,10 +65,10 @@ def choose_data_ui() -> None:
         chosen = {SOURCES[0]: hotdog_ui, SOURCES[1]: folder_ui, SOURCES[2]: upload_ui, SOURCES[3]: own_photos_ui}[
             source]()
     except FtcoreError as e:
-        ui.show_error(e)
+        widgets.show_error(e)
         return
-    if chosen is not None and chosen != ui.data_root():
-        ui.set_data_root(chosen)
+    if chosen is not None and chosen != tab.data_root():
+        tab.set_data_root(chosen)
         st.rerun()
 
 
@@ -113,7 +115,7 @@ def builder_ui(built: list[builder.BuiltDataset]) -> str | None:
             try:
                 pending.add_class(new_class)
             except FtcoreError as e:
-                ui.show_error(e)
+                widgets.show_error(e)
     names = list(pending.classes)
     for start in range(0, len(names), 3):
         for column, name in zip(st.columns(3), names[start:start + 3], strict=False):
@@ -151,11 +153,11 @@ def class_card_ui(pending: builder.PendingPhotos, name: str, saved: int) -> None
         st.rerun()
 
 
-def split_ui(summary: data.DatasetSummary) -> None:
+def split_ui(summary: DatasetSummary) -> None:
     """The layout found, its splits per class, and how validation photos are held out where the data has none."""
     description = splits.LAYOUTS[summary.layout]
     st.markdown(f"**Layout: {summary.layout}** ({description}).")
-    val_fraction, split_seed = ui.data_split()
+    val_fraction, split_seed = tab.data_split()
     holds_out = summary.layout in splits.HOLDOUT_LAYOUTS
     if summary.layout == splits.BOOK_LAYOUT:
         carve = st.toggle("Hold out a validation split from train/", value=bool(val_fraction), key="carve-val",
@@ -163,7 +165,7 @@ def split_ui(summary: data.DatasetSummary) -> None:
                           "and every choice use the validation photos, and test is measured once, at the end.")
         if not carve:
             if val_fraction:
-                ui.set_data_split(None, 0)
+                tab.set_data_split(None, 0)
                 st.rerun()
             return
         holds_out = True
@@ -180,7 +182,7 @@ def split_ui(summary: data.DatasetSummary) -> None:
     seed = right.number_input("Split seed", 0, 2**31 - 1, split_seed, key=f"split-seed-{summary.root}")
     wanted = (share / 100, int(seed))
     if (val_fraction, split_seed) != wanted:
-        ui.set_data_split(*wanted)
+        tab.set_data_split(*wanted)
         st.rerun()
 
 
@@ -189,7 +191,7 @@ def markdown_escaped(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>()#+\-.!|~$])", r"\\\1", text)
 
 
-def counts_ui(summary: data.DatasetSummary) -> None:
+def counts_ui(summary: DatasetSummary) -> None:
     """Photos per class and split, as a table (in Markdown: a data grid would load pandas on a cold server first)."""
     def row(name: str, counts: list[int]) -> str:
         return f"| {name} | " + " | ".join(str(count) for count in counts) + " |"
@@ -201,21 +203,21 @@ def counts_ui(summary: data.DatasetSummary) -> None:
     st.markdown("\n".join(lines))
 
 
-def grid_ui(grid: list[data.ImageRecord]) -> None:
+def grid_ui(grid: list[ImageRecord]) -> None:
     """The book's preview: the first 8 photos of the first class, the last 8 of the last class (2 x 8)."""
     half = len(grid) // 2
     for row in (grid[:half], grid[half:]):
         for column, record in zip(st.columns(8), row, strict=False):
             try:
-                column.image(ui.thumbnail(record.path), caption=record.label, width="stretch")
+                column.image(cached.thumbnail(record.path), caption=record.label, width="stretch")
             except FtcoreError:  # the listing shows photos before the check has read them
                 column.caption(f"{record.label}: `{record.path.rsplit('/', 1)[-1]}` cannot be read")
 
 
-@st.fragment(run_every=ui.POLL_SECONDS)
+@st.fragment(run_every=jobs.POLL_SECONDS)
 def photo_check_ui(root: str) -> None:
     """The background check of every photo: its progress while it runs; the page again, once, when it ends."""
-    check = ui.photo_check(root)
+    check = cached.photo_check(root)
     if check.done:
         st.rerun()  # the whole page: sizes, broken photos and leakage are known now (or why they are not)
     st.progress(check.done_count / max(check.total, 1),
@@ -224,7 +226,7 @@ def photo_check_ui(root: str) -> None:
                 "come from the file listing and are ready now.")
 
 
-def augmentation_ui(grid: list[data.ImageRecord]) -> None:
+def augmentation_ui(grid: list[ImageRecord]) -> None:
     """One photo through the train transform several times, next to the test transform."""
     names = [f"{r.label}: {r.path.rsplit('/', 1)[-1]}" for r in grid]
     left, right = st.columns([3, 1])
@@ -232,7 +234,7 @@ def augmentation_ui(grid: list[data.ImageRecord]) -> None:
     draws = st.session_state.setdefault("augment_draw", 0)
     if right.button("New random crops", icon=":material/casino:"):
         st.session_state["augment_draw"] = draws = draws + 1
-    train_views, test_view = ui.augmentation_preview(grid[choice].path, 224, 6, draws)
+    train_views, test_view = cached.augmentation_preview(grid[choice].path, 224, 6, draws)
     columns = st.columns(7)
     for column, view in zip(columns, train_views, strict=False):
         column.image(view, caption="train: random crop + flip", width="stretch")
@@ -241,26 +243,26 @@ def augmentation_ui(grid: list[data.ImageRecord]) -> None:
 
 st.title("Dataset explorer")
 choose_data_ui()
-root = ui.data_root()
+root = tab.data_root()
 if root is None:
     st.error("No data chosen yet: use the hot-dog set, a local folder, an uploaded zip or your own photos above.")
     st.stop()
 try:
-    summary = ui.dataset_summary(root)
+    summary = cached.dataset_summary(root)
 except FtcoreError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
     st.stop()
 
 st.success(f"Using `{summary.root}`: classes {', '.join(summary.classes)}.", icon=":material/folder_open:")
 try:
     split_ui(summary)
 except FtcoreError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
 metrics = st.columns(2 + len(summary.splits))
 metrics[0].metric("Classes", len(summary.classes))
 for column, split in zip(metrics[1:], summary.splits, strict=False):
     column.metric(f"{split.capitalize()} images", summary.total(split))
-check = ui.photo_check(root)
+check = cached.photo_check(root)
 stats = summary.size_stats()
 metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else
                    "n/a" if summary.checked or check.error else "checking...")

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from app import ui
+from app import cached, choices, widgets
 from app.widgets import model_picker_ui
-from ftcore import charts
-from ftcore.predict import UPLOAD_TYPES
-from ftcore.training import TrainedModel
+from ftcore.insight import charts
+from ftcore.insight.predict import UPLOAD_TYPES
+from ftcore.models.trained import TrainedModel
 
 
 def model_ui() -> tuple[str, TrainedModel] | None:
@@ -28,7 +28,7 @@ def model_ui() -> tuple[str, TrainedModel] | None:
 
 
 st.title("Predict")
-chosen = ui.value_or_error(model_ui)
+chosen = widgets.value_or_error(model_ui)
 photos = st.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True,
                           help="JPEG, PNG or WebP; each is resized to 256 x 256 and centre-cropped, as in testing.")
 if st.toggle("Webcam", key="predict-webcam", help="Take a photo with this device's camera; it is classified "
@@ -45,19 +45,19 @@ if chosen is None:
 if not photos:
     st.stop()
 
-if len(photos) > ui.MAX_PHOTOS:
-    st.warning(f"{len(photos)} photos uploaded; the first {ui.MAX_PHOTOS} are classified. Remove some, or "
+if len(photos) > choices.MAX_PHOTOS:
+    st.warning(f"{len(photos)} photos uploaded; the first {choices.MAX_PHOTOS} are classified. Remove some, or "
                "classify the rest in another go.")
-    photos = photos[:ui.MAX_PHOTOS]
+    photos = photos[:choices.MAX_PHOTOS]
 key, trained = chosen
-results = ui.classify(key, trained, [(photo.name, photo.getvalue()) for photo in photos])
+results = cached.classify(key, trained, [(photo.name, photo.getvalue()) for photo in photos])
 for i, result in enumerate(results):
     if result.error:
         st.error(result.error)
         continue
     left, right = st.columns([1, 2], vertical_alignment="center")
     if gradcam:
-        heatmap, explained = ui.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
+        heatmap, explained = cached.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
         left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch")
     else:
         left.image(result.thumbnail, caption=result.name, width="stretch")

@@ -4,9 +4,8 @@ import dataclasses
 
 import streamlit as st
 
-from app import ui
-from ftcore import charts, lesson
-from ftcore.archs import ARCHITECTURES, describe_output_layers, get_arch, weights_status
+from app import choices, jobs, tab, torch_facts, widgets
+from ftcore.archs import ARCHITECTURES, describe_output_layers, get_arch
 from ftcore.config import (
     CPU_DEVICES,
     LOSS_REDUCTIONS,
@@ -15,13 +14,19 @@ from ftcore.config import (
     PRESET_DESCRIPTIONS,
     PRESETS,
     TrainConfig,
+    book_lr,
     lr_text,
+    mean_loss_lr,
+    preset_for,
     recipe,
 )
 from ftcore.errors import FtcoreError
-from ftcore.lr_finding import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
-from ftcore.lr_rules import DEFAULT_RULE, RULES
-from ftcore.runs.status import Status
+from ftcore.insight import charts
+from ftcore.lab import lesson
+from ftcore.lr_find.finding import FinderSettings, recipe_differences, trains_output_layer_only, two_digits
+from ftcore.lr_find.suggest import DEFAULT_RULE, RULES
+from ftcore.models.weights import weights_status
+from ftcore.records import Status
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -33,25 +38,25 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     # Radios and select sliders, not select boxes: the browser draws a page only as far as the first widget whose
     # script files it has not fetched yet, and select boxes add a dozen files (docs/benchmarks.md, Cold start)
     left, right = st.columns(2)
-    mode = left.radio("Mode", MODES, format_func=ui.MODE_LABELS.get, horizontal=True, key="mode")
+    mode = left.radio("Mode", MODES, format_func=choices.MODE_LABELS.get, horizontal=True, key="mode")
     arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch")
     preset = st.radio("Recipe", list(PRESET_LABELS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
                       help="The book's recipe reproduces the book; quick and best train the new output layer on "
                       "features the frozen copied layers compute once per photo (docs/benchmarks.md, Speed).")
-    if mode != "finetune" and preset != "book":
+    if preset_for(mode, preset) != preset:
         st.caption("Quick and best start from copied ImageNet layers, so they are for fine-tuning; from scratch "
                    "uses the book's recipe.")
-        preset = "book"
+        preset = preset_for(mode, preset)
     elif mode != "finetune":
         st.caption("The book's recipe from scratch: 5 epochs of every layer, all at one lr.")
     else:
         st.caption(PRESET_DESCRIPTIONS[preset].capitalize() + ".")
     book = recipe(mode, arch, preset, data=root or "")
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="center")
-    current = st.session_state.setdefault(ui.lr_key(mode, arch), book.lr)  # the finder's Use button may set it
+    current = st.session_state.setdefault(choices.lr_key(mode, arch), book.lr)  # the finder's Use button may set it
     lr = left.select_slider("Learning rate of the copied layers (log scale)",
-                            sorted({*ui.LR_OPTIONS, book.lr, current, *ui.suggested_lrs(mode, arch)}),
-                            format_func=ui.lr_label, key=ui.lr_key(mode, arch),
+                            sorted({*choices.LR_OPTIONS, book.lr, current, *choices.suggested_lrs(mode, arch)}),
+                            format_func=choices.lr_label, key=choices.lr_key(mode, arch),
                             help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
     groups = middle.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
                            help="The book's parameter groups: on for fine-tuning, off from scratch.")
@@ -71,9 +76,9 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     head_epochs = columns[5].number_input("Output-layer epochs", 0, 1000, book.head_epochs, disabled=mode != "finetune",
                                           key=f"head-epochs-{preset}", help="Before those: epochs of the output "
                                           "layer alone on features the frozen copied layers compute once per photo.")
-    batch_size = columns[1].select_slider("Batch size", ui.BATCH_SIZES, book.batch_size, key="batch")
-    image_size = columns[2].select_slider("Image size", ui.IMAGE_SIZES, book.image_size, key="size")
-    device = columns[3].radio("Device", ui.device_names() or CPU_DEVICES, horizontal=True, key="device")
+    batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, book.batch_size, key="batch")
+    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, book.image_size, key="size")
+    device = columns[3].radio("Device", torch_facts.device_names() or CPU_DEVICES, horizontal=True, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
         columns = st.columns(5)
@@ -86,9 +91,10 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
                                      "faster on AVX512-BF16 CPUs; MobileNetV2 trains in fp32); fp32: the book's.")
         weights = columns[3].text_input("ImageNet weights file (optional)", key="weights",
                                         help="Empty: $FTCORE_WEIGHTS, torchvision's cache, then its download.")
-        micro_batch = columns[4].select_slider("Photos per forward pass", ui.MICRO_BATCHES, key="micro",
-                                               format_func=lambda m: f"{m}" if m else "auto", help=ui.MICRO_BATCH_HELP)
-    val_fraction, split_seed = ui.data_split()
+        micro_batch = columns[4].select_slider("Photos per forward pass", choices.MICRO_BATCHES, key="micro",
+                                               format_func=lambda m: f"{m}" if m else "auto",
+                                               help=choices.MICRO_BATCH_HELP)
+    val_fraction, split_seed = tab.data_split()
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
                   val_fraction=val_fraction, split_seed=split_seed,
                   head_epochs=int(head_epochs) if mode == "finetune" else 0,
@@ -107,7 +113,7 @@ def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
                              "compare it with full fine-tuning.")
         left.caption("Fine-tuning only: from scratch nothing is copied." if not finetune else
                      "Only the output layer learns; the copied layers stay exactly as ImageNet left them.")
-        status = (ui.head_init_status(config.arch, config.weights, classes) if finetune
+        status = (torch_facts.head_init_status(config.arch, config.weights, classes) if finetune
                   else (False, "it needs the ImageNet weights, so fine-tuning only"))
         available, sentence = status or (False, "")
         imagenet = right.toggle("Start the output layer from ImageNet's rows", key="head-imagenet",
@@ -122,9 +128,9 @@ def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
 def torch_facts_ui(config: TrainConfig, classes: list[str]) -> None:
     """Find what the page drew without, since only torch knows it: the devices, and whether the weights carry
     ImageNet's output layer. Then draw the page again with them (once per server process and set of weights)."""
-    head_init = config.mode == "finetune" and ui.head_init_status(config.arch, config.weights, classes) is None
-    if ui.device_names() is None or head_init:
-        ui.find_torch_facts(config.arch, config.weights, classes if head_init else None)
+    head_init = config.mode == "finetune" and torch_facts.head_init_status(config.arch, config.weights, classes) is None
+    if torch_facts.device_names() is None or head_init:
+        torch_facts.find_torch_facts(config.arch, config.weights, classes if head_init else None)
         st.rerun()
 
 
@@ -145,18 +151,18 @@ def output_layers_ui(config: TrainConfig, classes: list[str]) -> None:
         (st.caption if state == "found" else st.warning)(f"{config.arch} ImageNet weights: {sentence}")
 
 
-POLLING = ui.job_running()
-EXPERIMENT_RUNNING = ui.experiment_running()  # a lesson here, or a series from Experiments
-LESSON_POLLING = EXPERIMENT_RUNNING and ui.current_experiment().kind in lesson.LESSONS
-FINDER_POLLING = ui.finder_running()
-QUEUED = POLLING and ui.collect_job().status == Status.QUEUED
+POLLING = jobs.job_running()
+EXPERIMENT_RUNNING = jobs.experiment_running()  # a lesson here, or a series from Experiments
+LESSON_POLLING = EXPERIMENT_RUNNING and jobs.current_experiment().kind in lesson.LESSONS
+FINDER_POLLING = jobs.finder_running()
+QUEUED = POLLING and jobs.collect_job().status == Status.QUEUED
 
 
-@st.fragment(run_every=(ui.QUEUED_POLL_SECONDS if QUEUED else ui.POLL_SECONDS) if POLLING else None)
+@st.fragment(run_every=(jobs.QUEUED_POLL_SECONDS if QUEUED else jobs.POLL_SECONDS) if POLLING else None)
 def live_ui() -> None:
     """The current job's progress and curves, redrawn every second while it runs (its place in the queue,
     every few seconds, while it waits)."""
-    snap = ui.collect_job()
+    snap = jobs.collect_job()
     if snap is None:
         st.info("No run yet: choose the settings above and press Start.")
         return
@@ -174,8 +180,8 @@ def live_ui() -> None:
     if snap.batchnorm:
         st.caption(snap.batchnorm + ".")
     if snap.resumable and not POLLING:
-        resume_button(ui.current_job().folder, f"Resume from epoch {int(snap.epochs[-1].epoch) if snap.epochs else 0}",
-                      "live-resume")
+        resumed_after = int(snap.epochs[-1].epoch) if snap.epochs else 0
+        resume_button(jobs.current_job().folder, f"Resume from epoch {resumed_after}", "live-resume")
     left, right = st.columns(2)
     left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
                                                  snap.config.mode if snap.config.arch == "resnet18" else None,
@@ -201,27 +207,27 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
     for column, (kind, label, icon, text) in zip(st.columns(len(buttons)), buttons, strict=True):
         if column.button(label, icon=icon, disabled=busy, key=f"start-{kind}", help=text, width="stretch"):
             try:
-                ui.start_experiment(kind, lesson.LESSONS[kind](config))
+                jobs.start_experiment(kind, lesson.LESSONS[kind](config))
                 st.rerun()
             except FtcoreError as e:
-                ui.show_error(e)
+                widgets.show_error(e)
     arch = PRESETS["lesson"]["arch"]
     state, sentence = weights_status(arch)
     if state != "found":  # fine-tuning needs them; the runs would stop at once with this sentence
         st.caption(f"The lesson fine-tunes {arch}; its ImageNet weights: {sentence}")
     if LESSON_POLLING and st.button("Stop the lesson", icon=":material/stop:", key="lesson-stop"):
-        ui.current_experiment().stop()
+        jobs.current_experiment().stop()
     lesson_live_ui()
 
 
-@st.fragment(run_every=ui.POLL_SECONDS if LESSON_POLLING else None)
+@st.fragment(run_every=jobs.POLL_SECONDS if LESSON_POLLING else None)
 def lesson_live_ui() -> None:
     """The lesson's runs and their curves on one chart, redrawn every second while they train."""
-    experiment = ui.current_experiment()
+    experiment = jobs.current_experiment()
     if experiment is None or experiment.kind not in lesson.LESSONS:
         return
     snap = experiment.snapshot()
-    ui.runs()  # its runs join this tab's runs as they end
+    jobs.runs()  # its runs join this tab's runs as they end
     if LESSON_POLLING and snap.done:
         st.rerun()
     st.progress(snap.progress, text=f"{snap.title}: {snap.status}")
@@ -235,7 +241,7 @@ def lesson_live_ui() -> None:
 def lr_finder_ui(config: TrainConfig, find: bool) -> None:
     """The learning-rate finder: its settings, and once started its progress, curve and suggestion."""
     defaults = FinderSettings()
-    with st.expander("Learning-rate finder", expanded=find or ui.current_finder() is not None):
+    with st.expander("Learning-rate finder", expanded=find or jobs.current_finder() is not None):
         st.caption("A range test (Smith 2017, fastai's lr_find) on the settings above: the lr rises exponentially "
                    "step by step while the loss is recorded; it ends early once the loss diverges. The suggestion "
                    f"is {RULES[DEFAULT_RULE].describes}. Press Find a learning rate beside the slider.")
@@ -243,51 +249,52 @@ def lr_finder_ui(config: TrainConfig, find: bool) -> None:
         steps = columns[0].number_input("Steps", 10, 1000, defaults.steps, key="finder-steps",
                                         help="Optimiser steps of a whole batch each; a small dataset is cycled.")
         start_lr = columns[1].select_slider("From lr", [1e-8, 1e-7, 1e-6, 1e-5], defaults.start_lr,
-                                            format_func=ui.lr_label, key="finder-start")
+                                            format_func=choices.lr_label, key="finder-start")
         end_lr = columns[2].select_slider("To lr", [1e-2, 1e-1, 1.0, 10.0], defaults.end_lr,
-                                          format_func=ui.lr_label, key="finder-end")
+                                          format_func=choices.lr_label, key="finder-end")
         if find:
             try:
-                ui.start_finder(config, FinderSettings(int(steps), start_lr, end_lr))
+                jobs.start_finder(config, FinderSettings(int(steps), start_lr, end_lr))
                 st.rerun()
             except FtcoreError as e:
-                ui.show_error(e)
+                widgets.show_error(e)
         finder_live_ui(config)
 
 
-@st.fragment(run_every=ui.POLL_SECONDS if FINDER_POLLING else None)
+@st.fragment(run_every=jobs.POLL_SECONDS if FINDER_POLLING else None)
 def finder_live_ui(config: TrainConfig) -> None:
     """The finder's progress and curve, redrawn every second while it runs; its suggestion once it ends (usable
     while the settings that move the lr are still those it ran on)."""
-    snap = ui.finder_snapshot()
+    snap = jobs.finder_snapshot()
     if snap is None:
         return
     if FINDER_POLLING and snap.done:
         st.rerun()  # once: the slider offers the suggestion, and the polling stops
     st.progress(snap.progress, text=snap.status_line())
     if not snap.done and st.button("Stop the finder", icon=":material/stop:", key="finder-stop"):
-        ui.current_finder().stop()
+        jobs.current_finder().stop()
     if snap.error:
         st.error(snap.error)
     run, finding = snap.config, snap.finding
     lrs, losses, smoothed = snap.curve()
     if lrs:
-        current = st.session_state.get(ui.lr_key(run.mode, run.arch))
+        current = st.session_state.get(choices.lr_key(run.mode, run.arch))
         st.plotly_chart(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
                                                 current, run.loss_reduction), key="finder-chart")
     groups = f"output layer at {run.head_lr_mult:g}x" if run.param_groups else "one lr for every layer"
     layers = "the output layer alone on cached features" if trains_output_layer_only(run) else "every layer"
-    st.caption(f"Ran on {run.arch}, {ui.MODE_LABELS[run.mode].lower()}, {layers}, {run.loss_reduction} loss, batch "
-               f"{run.batch_size}, {groups}. The loss is per photo (the summed loss divided by the batch size), "
+    st.caption(f"Ran on {run.arch}, {choices.MODE_LABELS[run.mode].lower()}, {layers}, {run.loss_reduction} loss, "
+               f"batch {run.batch_size}, {groups}. The loss is per photo (the summed loss divided by the batch size), "
                "so both reductions plot on one scale; the lr axis is the slider's.")
     if run.loss_reduction == "mean":
         st.caption(f"With the mean loss each step's gradient is {run.batch_size} times smaller than with the sum, "
-                   f"so the same curve sits about {run.batch_size}x further right: the book's 5e-5 with the sum is "
-                   f"{5e-5 * run.batch_size:.1e} with the mean at batch {run.batch_size}.")
+                   f"so the same curve sits about {run.batch_size}x further right: the book's {lr_text(book_lr())} "
+                   f"with the sum is {mean_loss_lr(book_lr(), run.batch_size):.1e} with the mean at batch "
+                   f"{run.batch_size}.")
     if finding is None:
         return
     if finding.suggestion is None:
-        st.warning(f"{finding.summary()}. The slider keeps {ui.lr_label(config.lr)}.")
+        st.warning(f"{finding.summary()}. The slider keeps {choices.lr_label(config.lr)}.")
         return
     st.success(finding.summary())
     st.caption(f"{finding.why()} Other rules on this curve: {finding.others()}. The Experiments page's sweep from "
@@ -297,29 +304,20 @@ def finder_live_ui(config: TrainConfig) -> None:
         st.warning(f"The settings above differ from the ones the finder ran on ({'; '.join(changed)}), and these "
                    "move the right learning rate: press Find a learning rate again for them.")
         return
-    if st.button(f"Use {ui.lr_label(two_digits(finding.suggestion))}", key="finder-use", type="primary",
-                 on_click=ui.use_lr, args=(run.mode, run.arch, finding.suggestion),
+    if st.button(f"Use {choices.lr_label(two_digits(finding.suggestion))}", key="finder-use", type="primary",
+                 on_click=choices.use_lr, args=(run.mode, run.arch, finding.suggestion),
                  help=f"Sets the slider for {run.arch} {run.mode}."):
         st.rerun()  # the whole page, so that the slider shows it
 
 
 def runs_ui() -> None:
     """Every finished or stopped run of this tab, in a table and overlaid against the book."""
-    runs = ui.runs()
+    runs = jobs.runs()
     if not runs:
         return
     st.subheader("Runs in this tab")
-    rows = []
-    for run in runs:
-        last = run.history.final()
-        rows.append({"run": run.label, "epochs": last.epoch if last else 0,
-                     "train loss": last.train_loss if last else None, "train acc": last.train_acc if last else None,
-                     "val acc": last.val_acc if last else None,
-                     "test acc": run.history.final_test(),
-                     "examples/sec": round(run.history.examples_per_sec, 1),
-                     "devices": ", ".join(run.history.devices), "stopped": run.history.stopped})
-    st.dataframe(rows, hide_index=True, column_config=ui.three_decimals("train loss", "train acc", "val acc",
-                                                                            "test acc"))
+    st.dataframe([run.table_row() for run in runs], hide_index=True,
+                 column_config=widgets.three_decimals("train loss", "train acc", "val acc", "test acc"))
     chosen = st.multiselect("Compare", range(len(runs)), default=list(range(len(runs))),
                             format_func=lambda i: f"#{i + 1} {runs[i].label}")
     st.plotly_chart(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),
@@ -333,18 +331,18 @@ def runs_ui() -> None:
 
 def resume_button(folder, label: str, key: str) -> None:
     """A button that continues the interrupted run in `folder` as this tab's job."""
-    if st.button(label, key=key, icon=":material/resume:", disabled=ui.job_running()):
+    if st.button(label, key=key, icon=":material/resume:", disabled=jobs.job_running()):
         try:
-            ui.resume_job(folder)
+            jobs.resume_job(folder)
             st.rerun()
         except FtcoreError as e:
-            ui.show_error(e)
+            widgets.show_error(e)
 
 
 def interrupted_runs_ui() -> None:
     """Runs on this machine that ended before their last epoch (killed, stopped, a server restart): resumable."""
-    folders = ui.interrupted_runs()
-    current = ui.current_job()
+    folders = jobs.interrupted_runs()
+    current = jobs.current_job()
     folders = [f for f in folders if current is None or f != current.folder]
     if not folders:
         return
@@ -358,7 +356,7 @@ def interrupted_runs_ui() -> None:
 
 def saved_runs_ui() -> None:
     """Runs saved on this machine (other tabs, earlier sessions, before a restart); chosen ones join this tab's."""
-    saved, problems = ui.saved_runs()
+    saved, problems = jobs.saved_runs()
     if not saved and not problems:
         return
     with st.expander(f"Saved runs on this machine ({len(saved)})"):
@@ -366,17 +364,17 @@ def saved_runs_ui() -> None:
             st.warning(problem)
         if not saved:
             return
-        st.caption(f"Every finished or stopped run is saved in `{ui.runs_dir()}`; add any to this tab's runs to "
+        st.caption(f"Every finished or stopped run is saved in `{jobs.runs_dir()}`; add any to this tab's runs to "
                    "compare it or to classify photos with it on Predict.")
         chosen = st.multiselect("Saved runs", range(len(saved)), key="saved-runs",
                                 format_func=lambda i: f"{saved[i].id} {saved[i].label}")
         if st.button("Add to this tab's runs", disabled=not chosen, key="add-saved-runs"):
-            ui.add_saved_runs([saved[i] for i in chosen])
+            jobs.add_saved_runs([saved[i] for i in chosen])
             st.rerun()
 
 
 st.title("Train")
-summary = ui.chosen_data()
+summary = widgets.chosen_data()
 if summary is not None and summary.unreadable:  # training would stop at the first of them
     st.error(summary.unreadable_message())
 st.page_link("app_pages/explore.py", label="Change the data", icon=":material/photo_library:")
@@ -385,11 +383,13 @@ with st.expander("Experiments to try"):
     st.markdown(
         "- **Fine-tune vs scratch**: run both with their book defaults and compare: the copied ImageNet layers "
         "start out knowing edges, textures and shapes, so the fine-tuned model is ahead from the first epoch.\n"
-        "- **Learning rate 5e-5 vs 5e-3** when fine-tuning: a large rate overwrites what the copied layers "
-        "knew.\n"
+        f"- **Learning rate {lr_text(book_lr())} vs {lr_text(100 * book_lr())}** when fine-tuning: a large rate "
+        "overwrites what the copied layers knew.\n"
         "- **Output layer at 10x off**: the new, random layer then learns as slowly as the copied ones.\n"
         "- **Loss: mean** (More settings) at the same lr: the gradient shrinks by the batch size, so training "
-        "barely moves; the book's 5e-5 with the sum equals 6.4e-3 with the mean at batch 128.")
+        f"barely moves; the book's {lr_text(book_lr())} with the sum equals "
+        f"{lr_text(mean_loss_lr(book_lr(), TrainConfig.default('batch_size')))} with the mean at batch "
+        f"{TrainConfig.default('batch_size')}.")
     st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
                  icon=":material/science:")
 config, find_lr = settings_ui(summary.root if summary else None)
@@ -403,17 +403,17 @@ start, stop, note = st.columns([1, 1, 4])
 if start.button("Start", type="primary", disabled=POLLING or EXPERIMENT_RUNNING or not startable,
                 icon=":material/play_arrow:", key="start"):
     try:
-        ui.start_job(config)
+        jobs.start_job(config)
         st.rerun()
     except FtcoreError as e:
-        ui.show_error(e)
+        widgets.show_error(e)
 if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":material/stop:", key="stop",
                help="A queued run is taken out of the queue; a training run ends after its current batch and keeps "
                "its model."):
-    ui.current_job().stop()
+    jobs.current_job().stop()
 if POLLING:
     note.caption("Changing the settings now only affects the next run; this one keeps its own.")
-elif cluster := ui.cluster_note():
+elif cluster := jobs.cluster_note():
     note.caption(cluster)
 
 live_ui()

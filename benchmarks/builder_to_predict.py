@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftcore.archs import locate_weights
-from ftcore.bench import machine_description
-from ftcore.data import find_data
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.models.weights import locate_weights
 
 
 def main() -> None:
@@ -34,9 +34,9 @@ def main() -> None:
     weights = locate_weights("mobilenet_v2", None).path
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FTCORE_CACHE"] = cache
-        from ftcore import builder
         from ftcore.config import recipe
-        from ftcore.predict import classify_photos
+        from ftcore.data import builder
+        from ftcore.insight.predict import classify_photos
         from ftcore.runs.local import LocalBackend
         from ftcore.runs.process import ProcessJob
 

@@ -42,8 +42,8 @@ from benchmarks.classroom import (
     stop_run,
     write_report,
 )
-from ftcore.bench import machine_description
-from ftcore.data import find_data
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
 
 GAP_SECONDS = 5.0  # from the start of one latency round to the next
 SETTLE_SECONDS = 3.0  # after changing a condition, before its first round

@@ -45,11 +45,11 @@ from playwright.sync_api import Locator
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from benchmarks.app_server import app_server
-from ftcore.bench import machine_description
-from ftcore.data import find_data
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.records import ENDED, Status
 from ftcore.runs.folder import REQUEST_FILE, read_events
 from ftcore.runs.local import SLOTS_ENV, default_slots
-from ftcore.runs.status import ENDED, Status
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

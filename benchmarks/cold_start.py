@@ -39,8 +39,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from benchmarks.app_server import app_server
-from ftcore.bench import machine_description
-from ftcore.data import find_data
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

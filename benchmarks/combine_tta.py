@@ -15,8 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from ftcore.bench import SideResult, batchnorm_suffix, final_acc, format_seed_summary, reached_text, trains_all_layers
 from ftcore.config import recipe
+from ftcore.lab.bench import (
+    SideResult,
+    batchnorm_suffix,
+    final_acc,
+    format_seed_summary,
+    reached_text,
+    trains_all_layers,
+)
 
 LEGACY_DEFAULT_MICRO_BATCH = 16  # what `--micro-batch 0` gave a CPU training in fp32 before the whole batch did
 

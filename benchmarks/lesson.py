@@ -19,14 +19,14 @@ import statistics
 import tempfile
 import time
 
-from ftcore import lesson
-from ftcore.archs import locate_weights
-from ftcore.bench import kernels_description, machine_description
 from ftcore.config import recipe
-from ftcore.data import find_data
-from ftcore.devices import ISA_CAPS
-from ftcore.experiments import KINDS, Experiment
+from ftcore.data.download import find_data
+from ftcore.devices.machine import ISA_CAPS, kernels_description, machine_description
+from ftcore.lab import lesson
+from ftcore.lab.experiments import KINDS
+from ftcore.models.weights import locate_weights
 from ftcore.runs.local import LocalBackend
+from ftcore.runs.series import Experiment
 
 
 def run_lesson(kind: str, base, runs_dir: str) -> dict:

@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 
-from ftcore.bench import machine_description
-from ftcore.devices import ISA_CAPS, onednn_isa
+from ftcore.devices.machine import ISA_CAPS, machine_description, onednn_isa
 
 # lever -> what it changes against "book" (the book's loop: NCHW, eager, BatchNorm left in for evaluation)
 LEVERS = {
@@ -43,7 +42,7 @@ def child(lever: str, arch: str, batch: int, size: int, steps: int) -> dict:
     import torchvision
     from torch import nn
 
-    from ftcore.models import fused_for_inference
+    from ftcore.models.build import fused_for_inference
 
     torch.manual_seed(0)
     if lever.endswith("no-onednn"):

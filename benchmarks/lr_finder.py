@@ -32,14 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftcore.archs import locate_weights
-from ftcore.bench import machine_description
 from ftcore.config import recipe
-from ftcore.data import find_data
-from ftcore.lr_finder import find_lr
-from ftcore.lr_finding import FinderSettings, LrFinding, StopRule, read_curve, stop_index
-from ftcore.lr_rules import DEFAULT_RULE
-from ftcore.training import fit
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.lr_find.finding import FinderSettings, LrFinding, read_curve
+from ftcore.lr_find.range_test import find_lr
+from ftcore.lr_find.stop import StopRule, stop_index
+from ftcore.lr_find.suggest import DEFAULT_RULE
+from ftcore.models.weights import locate_weights
+from ftcore.train.loop import fit
 
 ARCH = "mobilenet_v2"
 RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at the lesson's batch

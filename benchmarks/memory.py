@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ftcore.config import recipe
-from ftcore.predict import rank_classes
+from ftcore.insight.predict import rank_classes
 from ftcore.runs import saved, thread
 
 

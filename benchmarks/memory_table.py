@@ -79,7 +79,7 @@ def decoded_train_bytes(samples: list[tuple[str, int]], image_size: int) -> int:
     """What the decoded training photos really take: 3 bytes a pixel after decoded.capped (from the headers)."""
     from PIL import Image
 
-    from ftcore.decoded import train_side_cap
+    from ftcore.data.decoded import train_side_cap
 
     cap, total = train_side_cap(image_size), 0
     for path, _ in samples:
@@ -99,9 +99,9 @@ def child(spec: dict) -> dict:
     import ftcore.training as training
     from ftcore.archs import get_arch
     from ftcore.config import recipe
-    from ftcore.data import split_photos
-    from ftcore.decoded import estimated_train_bytes
-    from ftcore.splits import resolve_splits
+    from ftcore.data.dataset import split_photos
+    from ftcore.data.decoded import estimated_train_bytes
+    from ftcore.data.splits import resolve_splits
 
     start_rss = vm_rss_bytes()
     overrides = {"data": spec["data"], "epochs": 1, "limit": spec["per_class"], "precision": spec["precision"],
@@ -258,8 +258,8 @@ def main() -> None:
 
     import torch
 
-    from ftcore.bench import machine_description
-    from ftcore.data import find_data
+    from ftcore.data.download import find_data
+    from ftcore.devices.machine import machine_description
 
     data = args.data or str(find_data())
     machine = machine_description()

@@ -15,11 +15,11 @@ import argparse
 import statistics
 import time
 
-from ftcore.archs import locate_weights
-from ftcore.bench import machine_description
 from ftcore.config import recipe
-from ftcore.data import find_data
-from ftcore.training import fit
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.models.weights import locate_weights
+from ftcore.train.loop import fit
 
 
 def cell(value: float | None) -> str:

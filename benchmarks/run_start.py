@@ -4,7 +4,7 @@ warm fork server (ftcore.runs.forkserver).
     python -m benchmarks.run_start [--data DIR] [--weights FILE] [--rounds 3] [--json FILE]
 
 Each round starts the book's fine-tuning recipe (MobileNetV2, the shared hot-dog photos) twice through the local
-backend, once as a fresh `python -m ftcore.worker` and once forked, in alternating order, and times from the
+backend, once as a fresh `python -m ftcore.runs.worker` and once forked, in alternating order, and times from the
 launch until the run says it has started (data listed, model built) and until its first batch is recorded; then it
 stops the run. It prints each round and the medians.
 """
@@ -19,13 +19,13 @@ import tempfile
 import time
 from unittest import mock
 
-from ftcore.bench import machine_description
 from ftcore.config import recipe
-from ftcore.data import find_data
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.records import Status
 from ftcore.runs import forkserver
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.process import ProcessJob
-from ftcore.runs.status import Status
 
 WAIT_SECONDS = 600
 

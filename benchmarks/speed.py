@@ -13,10 +13,10 @@ import argparse
 
 import torch
 
-from ftcore.bench import machine_description
 from ftcore.config import recipe
-from ftcore.data import find_data
-from ftcore.training import fit
+from ftcore.data.download import find_data
+from ftcore.devices.machine import machine_description
+from ftcore.train.loop import fit
 
 PRECISIONS = ["fp32", "bf16"]
 MICRO_BATCHES = [128, 64, 32, 16]

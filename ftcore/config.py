@@ -1,4 +1,5 @@
-"""The run's config: the book's recipe as one dataclass, its presets and its defaults per mode and architecture.
+"""The run's config: the book's recipe as one dataclass, its presets, its defaults per mode and architecture, and
+the rules every caller shares (which presets a mode can take, the book's rates).
 
 Without torch, like `ftcore.archs`: the Train page draws its settings from here before torch has loaded.
 """
@@ -10,7 +11,6 @@ from typing import Any
 
 from .archs import get_arch
 from .errors import FtcoreError
-from .splits import check_val_fraction
 
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
@@ -26,6 +26,13 @@ BOOK_RESULTS = {
     "scratch": {"train_loss": 0.374, "train_acc": 0.839, "test_acc": 0.843, "examples_per_sec": 1623.8},
 }
 BOOK_SETUP = "ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, 2 GPUs"
+
+
+def check_val_fraction(val_fraction: float | None) -> None:
+    """Refuse a held-out share outside [0, 1)."""
+    if val_fraction is not None and not 0 <= val_fraction < 1:
+        raise FtcoreError(f"the validation share must be at least 0 and below 1 (got {val_fraction}); "
+                          "e.g. 0.2 holds out a fifth of each class")
 
 
 def knob(default: object, text: str) -> Any:
@@ -183,10 +190,39 @@ def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book"
         raise FtcoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     preset_fields = {name: value for name, value in PRESETS[preset].items() if name != "arch"}
     arch = arch or PRESETS[preset].get("arch") or TrainConfig.default("arch")
-    spec = get_arch(arch)
+    get_arch(arch)  # an unknown architecture is named before the mode
     if mode not in MODES:
         raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
-    defaults = {"lr": spec.finetune_lr if mode == "finetune" else spec.scratch_lr, "param_groups": mode == "finetune",
-                **preset_fields}
+    defaults = {"lr": default_lr(mode, arch), "param_groups": mode == "finetune", **preset_fields}
     defaults.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(mode=mode, arch=arch, **defaults)
+
+
+def presets_for(mode: str) -> tuple[str, ...]:
+    """The presets a run of `mode` can train with: every one when fine-tuning; from scratch only those that train
+    every layer, since the others train the output layer on features of copied layers, which scratch has none of."""
+    return tuple(PRESETS) if mode == "finetune" else ALL_MODE_PRESETS
+
+
+def preset_for(mode: str, preset: str) -> str:
+    """`preset` where a run of `mode` can take it, else the book's: what the Train page and `compare`'s scratch side
+    train with."""
+    return preset if preset in presets_for(mode) else "book"
+
+
+def default_lr(mode: str, arch: str) -> float:
+    """The default learning rate of the copied layers for `mode` and `arch`, with the summed loss (archs' registry)."""
+    spec = get_arch(arch)
+    return spec.finetune_lr if mode == "finetune" else spec.scratch_lr
+
+
+def book_lr(mode: str = "finetune") -> float:
+    """The book's learning rate for `mode`, with its summed loss: its ResNet-18's (5e-5 fine-tuning, 5e-4 from
+    scratch)."""
+    return default_lr(mode, TrainConfig.default("arch"))
+
+
+def mean_loss_lr(lr: float, batch_size: int) -> float:
+    """The rate that takes with the mean loss the steps `lr` takes with the book's sum: batch-size times larger, since
+    the mean's gradient is the sum's divided by the batch size."""
+    return lr * batch_size

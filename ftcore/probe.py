@@ -15,9 +15,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from .devices.priority import yield_cpu
 from .errors import FtcoreError
-from .paths import REPO_ROOT, child_environment
-from .priority import yield_cpu
+from .util.paths import REPO_ROOT, child_environment
 
 CHILD_TIMEOUT_SECONDS = 300  # importing torch on a busy machine; past it, the asking process finds out itself
 
@@ -28,15 +28,16 @@ HeadInitQuestion = tuple[str, "str | None", "list[str]"]  # architecture, weight
 class TorchFacts:
     """The facts a page draws without at first and shows once found."""
 
-    devices: list[str]  # devices.available_devices: `auto` first, for menus
-    head_init: tuple[bool, str] | None  # experiments.head_init_status for the question asked; None: not asked
+    devices: list[str]  # devices.placement.available_devices: `auto` first, for menus
+    head_init: tuple[bool, str] | None  # models.output_layer.head_init_status for the question asked; None: not asked
 
 
 def answer(head_init: HeadInitQuestion | None = None) -> TorchFacts:
     """The facts, found in this process (it loads torch); weights torch cannot read make the head init unavailable,
     with why."""
-    from .devices import available_devices
-    from .experiments import head_init_status
+    # torch loads here, in the process that answers: the server that asks must not load it
+    from .devices.placement import available_devices
+    from .models.output_layer import head_init_status
 
     status = None
     if head_init is not None:

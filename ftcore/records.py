@@ -1,13 +1,51 @@
 """What a run measures and reports, as plain records: the training loop's epochs, batches and history, the events
-it sends as it goes, and the learning-rate finder's steps.
+it sends as it goes (the finder's steps among them), and the two closed sets every part of a run shares, how it
+stands (`Status`) and the kinds of line its event log holds (`EventKind`).
 
-A leaf: it imports nothing of the lab, so the loop (`training`), the run folder (`runs.folder`), the charts and
-the checkpoints all read and write the same records without importing each other.
+A leaf: it imports nothing of the lab, so the loop (`ftcore.train`), the run folder (`ftcore.runs.folder`), the
+charts and the checkpoints all read and write the same records without importing each other. Every kind of
+progress reaches its caller through one `Sink`, a callable that takes any `Event`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Where a run (or a learning-rate finder) is in its life; written to JSON as its plain value."""
+
+    NEW = "new"  # made, not yet submitted
+    QUEUED = "queued"  # waiting for a slot, its memory, or the runs before it
+    STARTING = "starting"  # its process is loading data and model
+    RUNNING = "running"  # it has reported its start
+    FINISHED = "finished"  # every epoch trained (a finder: its whole curve)
+    STOPPED = "stopped"  # asked to stop; ended after its batch, keeping what it trained
+    FAILED = "failed"  # ended by an error, or its process died
+    CANCELLED = "cancelled"  # dropped from the queue before it started
+
+    @property
+    def ended(self) -> bool:
+        """True once the run has ended, whatever the outcome."""
+        return self in ENDED
+
+
+ENDED = frozenset({Status.FINISHED, Status.STOPPED, Status.FAILED, Status.CANCELLED})
+KEPT = frozenset({Status.FINISHED, Status.STOPPED})  # ended with what it trained kept
+
+
+class EventKind(StrEnum):
+    """The `type` of each line of a run's events.jsonl."""
+
+    STARTED = "started"  # data and model are ready: devices, classes, sizes
+    BATCH = "batch"  # one optimiser step
+    EPOCH = "epoch"  # one epoch, measured on the held-out photos
+    LR = "lr"  # one step of the learning-rate finder
+    RESUMED = "resumed"  # a new process continues after an epoch; what came after it is gone
+    END = "end"  # how the run ended (a Status), why, and its history when it failed
 
 
 @dataclass
@@ -124,7 +162,9 @@ class BatchEnded:
     step: int  # 1-based, within the epoch
     steps: int  # steps per epoch
     record: BatchRecord
-    examples_per_sec: float  # over the run so far
+    examples_per_sec: float  # over the run so far (the loop's parts send this epoch's; the run's recorder the run's)
+    examples: int = 0  # training photos of this epoch so far
+    seconds: float = 0.0  # training compute of this epoch so far (the book's timer)
 
 
 @dataclass
@@ -132,10 +172,16 @@ class EpochEnded:
     """Sent after each epoch's evaluation (or when a stop cut the epoch short)."""
 
     record: EpochRecord
-    history: History
+    history: History | None = None  # the run's history, this epoch included (the run's recorder fills it in)
 
 
-Event = RunStarted | BatchEnded | EpochEnded
+@dataclass
+class StateCaptured:
+    """Sent after every epoch that ran whole: everything the next epoch depends on (`train.resume.capture`), for
+    a caller that keeps it to resume from."""
+
+    epoch: int  # epochs done, output-layer epochs included
+    state: dict[str, Any]  # plain tensors and dicts, safe to keep while training goes on and to torch.save
 
 
 @dataclass
@@ -147,3 +193,7 @@ class LrStep:
     lr: float
     loss: float  # per photo
     smoothed: float
+
+
+Event = RunStarted | BatchEnded | EpochEnded | StateCaptured | LrStep
+Sink = Callable[[Event], None]  # where a run's progress goes: every kind of event, one call each

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ftcore.training import TrainedModel
+from ftcore.models.trained import TrainedModel
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -100,15 +102,15 @@ def slow_steps(monkeypatch):
     """Each optimiser step takes at least 50 ms more, so a poller sees a run grow on any machine."""
     import time
 
-    from ftcore import training
+    from ftcore.train import loop  # train_one_epoch calls the step through this module's name
 
-    real_step = training.train_step
+    real_step = loop.train_step
 
     def slow_step(*args, **kwargs):
         time.sleep(0.05)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(training, "train_step", slow_step)
+    monkeypatch.setattr(loop, "train_step", slow_step)
 
 
 def open_app(page: str, **state):
@@ -149,9 +151,9 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 32) -> TrainedModel:
     """`model` as a TrainedModel for `classes` (an untrained scratch recipe, no history), to test what takes one."""
-    from ftcore.archs import WeightsSource
     from ftcore.config import recipe
-    from ftcore.data import EvalPreset
+    from ftcore.data.transforms import EvalPreset
+    from ftcore.models.weights import WeightsSource
     from ftcore.records import History
 
     config = recipe("scratch", data="colours", image_size=image_size)
@@ -193,3 +195,26 @@ def ray_cluster(ray_nodes):
     if ray_nodes.alive_nodes() < RAY_NODES:
         ray_nodes.add_node()
     return ray_nodes
+
+
+def contract_breaches(protocol: type, implementation: type, made: object | None = None,
+                      options: tuple[str, ...] = ()) -> list[str]:
+    """Where `implementation` does not keep `protocol`: each method of the contract missing, or taking other
+    parameters (names, kinds, defaults) than the contract declares; each attribute the contract names missing on
+    `made`, an instance. Parameters named in `options` (an implementation's extras) are left out."""
+    def shape(function) -> list[tuple]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+                if p.name not in options]
+
+    breaches = []
+    methods = {name: member for name, member in vars(protocol).items()
+               if inspect.isfunction(member) and not name.startswith("_")}
+    for name, declared in methods.items():
+        if not hasattr(implementation, name):
+            breaches.append(f"{implementation.__name__}.{name} is missing")
+        elif shape(getattr(implementation, name)) != shape(declared):
+            breaches.append(f"{implementation.__name__}.{name}")
+    for field in set(typing.get_type_hints(protocol)) - set(methods):
+        if made is None or not hasattr(made, field):
+            breaches.append(f"{implementation.__name__}.{field} is missing")
+    return sorted(breaches, key=lambda b: "is missing" in b)

@@ -14,10 +14,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, after_photo_check
-from ftcore import checkpoints
 from ftcore.config import recipe
+from ftcore.models.checkpoint import checkpoint_bytes
 from ftcore.runs import saved, snapshot, thread
-from ftcore.training import fit
+from ftcore.train.loop import fit
 
 HOME = REPO / "streamlit_app.py"
 EXPLORE, TRAIN, PREDICT = (f"app_pages/{name}.py" for name in ("explore", "train", "predict"))
@@ -58,8 +58,8 @@ def finished_run(tiny_data) -> saved.Run:
 
 @pytest.fixture
 def no_data_anywhere(monkeypatch, tmp_path):
-    monkeypatch.setattr("ftcore.data.shared_dir", lambda: None)
-    monkeypatch.setattr("ftcore.archs.shared_dir", lambda: None)
+    monkeypatch.setattr("ftcore.data.download.shared_dir", lambda: None)
+    monkeypatch.setattr("ftcore.models.weights.shared_dir", lambda: None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def test_predict_a_bad_upload_is_one_error_line(finished_run):
 
 def test_predict_with_an_uploaded_checkpoint(finished_run):
     at = app(PREDICT)
-    at.file_uploader[0].upload("run.pt", checkpoints.checkpoint_bytes(finished_run.trained)).run()
+    at.file_uploader[0].upload("run.pt", checkpoint_bytes(finished_run.trained)).run()
     at.file_uploader[1].upload("blue.png", png_bytes((30, 30, 220)), "image/png").run()
     no_exception(at)
     assert len(plotly_specs(at)) == 1

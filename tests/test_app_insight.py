@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from app import ui
+from app import torch_facts
 from conftest import REPO
-from ftcore import checkpoints
 from ftcore.config import recipe
-from ftcore.evaluation import evaluate_model
+from ftcore.insight.evaluation import evaluate_photos
+from ftcore.models.checkpoint import checkpoint_bytes
 from ftcore.runs import saved, snapshot
-from ftcore.training import fit
+from ftcore.train.loop import fit
 
 HOME = REPO / "streamlit_app.py"
 EVALUATE, EXPERIMENTS, PREDICT, TRAIN = (f"app_pages/{name}.py" for name in ("evaluate", "experiments", "predict",
@@ -57,7 +57,7 @@ def finished_run(tiny_data) -> saved.Run:
 
 def test_evaluate_shows_accuracy_table_confusion_matrix_and_photos(tiny_data, finished_run):
     at = no_exception(app(EVALUATE, data_root=str(tiny_data), runs=[finished_run]))
-    expected = evaluate_model(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
+    expected = evaluate_photos(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
                               str(tiny_data))
     assert at.metric[0].value == f"{expected.accuracy:.3f}"
     table = at.dataframe[0].value
@@ -74,7 +74,7 @@ def test_evaluate_shows_accuracy_table_confusion_matrix_and_photos(tiny_data, fi
 
 def test_choosing_another_cell_shows_its_photos(tiny_data, finished_run):
     at = app(EVALUATE, data_root=str(tiny_data), runs=[finished_run])
-    expected = evaluate_model(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
+    expected = evaluate_photos(finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform,
                               str(tiny_data))
     at.selectbox(key="cell-insight-run").set_value((1, 1)).run()
     no_exception(at)
@@ -109,10 +109,10 @@ def test_keep_and_share_offers_export_and_reruns_the_same_settings(tiny_data, fi
 def test_evaluate_an_uploaded_checkpoint(tiny_data, finished_run):
     at = app(EVALUATE, data_root=str(tiny_data))
     assert at.selectbox(key="evaluate-model").value == "A checkpoint file (.pt)"
-    at.file_uploader(key="evaluate-checkpoint").upload("run.pt", checkpoints.checkpoint_bytes(finished_run.trained))
+    at.file_uploader(key="evaluate-checkpoint").upload("run.pt", checkpoint_bytes(finished_run.trained))
     at.run()
     no_exception(at)
-    assert titled(at, "Confusion matrix")["data"][0]["z"] == evaluate_model(
+    assert titled(at, "Confusion matrix")["data"][0]["z"] == evaluate_photos(
         finished_run.trained.model, ["blue", "red"], finished_run.trained.eval_transform, str(tiny_data)
     ).confusion.tolist()
 
@@ -160,18 +160,18 @@ def test_train_exercises_explain_an_unavailable_head_init_and_freeze_the_body(ti
 
 def test_the_train_page_draws_without_torchs_facts_then_finds_them_and_redraws(tiny_data, random_resnet18_file,
                                                                               monkeypatch):
-    from ftcore.devices import available_devices
-    from ftcore.experiments import head_init_status
-    from ftcore.lru import LruStore
+    from ftcore.devices.placement import available_devices
+    from ftcore.models.output_layer import head_init_status
+    from ftcore.util.lru import LruStore
 
-    monkeypatch.setattr(ui, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
+    monkeypatch.setattr(torch_facts, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
     weights, classes = str(random_resnet18_file), ["blue", "red"]
-    assert ui.device_names() is None and ui.head_init_status("resnet18", weights, classes) is None
+    assert torch_facts.device_names() is None and torch_facts.head_init_status("resnet18", weights, classes) is None
     at = app(TRAIN, data_root=str(tiny_data))
     at.text_input(key="weights").set_value(weights).run()
     no_exception(at)
-    assert at.radio(key="device").options == available_devices() == ui.device_names()
-    assert ui.head_init_status("resnet18", weights, classes) == head_init_status("resnet18", weights, classes)
+    assert at.radio(key="device").options == available_devices() == torch_facts.device_names()
+    assert torch_facts.head_init_status("resnet18", weights, classes) == head_init_status("resnet18", weights, classes)
     assert not any("Checking whether the weights" in c.value for c in at.caption)
 
 

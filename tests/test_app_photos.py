@@ -7,11 +7,11 @@ from __future__ import annotations
 import re
 import shutil
 
-from app import ui
+from app import tab
 from conftest import after_photo_check, open_app, write_tiny_imagefolder
-from ftcore import builder, splits
 from ftcore.config import recipe
-from ftcore.training import fit
+from ftcore.data import builder, splits
+from ftcore.train.loop import fit
 
 EXPLORE, TRAIN, PREDICT = (f"app_pages/{name}.py" for name in ("explore", "train", "predict"))
 
@@ -36,13 +36,13 @@ def test_a_folder_of_class_folders_is_split_and_the_share_can_change(tmp_path):
     at = open_app(EXPLORE, data_root=root)
     assert "**Layout: class folders**" in [m.value.split(" (")[0] for m in at.markdown]
     expected = splits.resolve_splits(root, 0.2, 0)
-    assert at.session_state[ui.SPLIT_KEY] == (0.2, 0)
+    assert at.session_state[tab.SPLIT_KEY] == (0.2, 0)
     table = split_table(at)
     assert table["blue"] == {"train": expected.counts("train")["blue"], "val": expected.counts("val")["blue"]}
     assert table["all"] == {"train": len(expected.samples["train"]), "val": len(expected.samples["val"])}
     at.slider[0].set_value(40).run()
     wider = splits.resolve_splits(root, 0.4, 0)
-    assert at.session_state[ui.SPLIT_KEY] == (0.4, 0)
+    assert at.session_state[tab.SPLIT_KEY] == (0.4, 0)
     assert split_table(at)["all"] == {"train": len(wider.samples["train"]), "val": len(wider.samples["val"])}
     assert len(wider.samples["val"]) > len(expected.samples["val"])
     train = open_app(TRAIN, data_root=root, data_split=(0.4, 0))
@@ -57,11 +57,11 @@ def test_the_books_layout_keeps_test_until_asked_to_hold_out_val(tiny_data):
     assert not at.slider  # the book's way: no validation share to choose
     at.toggle(key="carve-val").set_value(True).run()
     carved = splits.resolve_splits(tiny_data, 0.2, 0)
-    assert at.session_state[ui.SPLIT_KEY] == (0.2, 0)
+    assert at.session_state[tab.SPLIT_KEY] == (0.2, 0)
     assert split_table(at)["all"] == {"train": len(carved.samples["train"]), "val": len(carved.samples["val"]),
                                       "test": 16}
     at.toggle(key="carve-val").set_value(False).run()
-    assert at.session_state[ui.SPLIT_KEY] == (None, 0) and split_table(at)["all"] == {"train": 32, "test": 16}
+    assert at.session_state[tab.SPLIT_KEY] == (None, 0) and split_table(at)["all"] == {"train": 32, "test": 16}
 
 
 def test_a_train_val_tree_uses_its_own_val_folder(tmp_path):

@@ -9,13 +9,15 @@ import time
 
 import pytest
 
-from conftest import wait_until
-from ftcore import memory
+from conftest import contract_breaches, wait_until
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.memory import GB
-from ftcore.runs.backend import Backend
+from ftcore.runs.backend import Backend, QueuedRun
+from ftcore.runs.cluster import RayBackend
 from ftcore.runs.local import LocalBackend
+from ftcore.runs.process import ProcessJob
+from ftcore.train import memory
+from ftcore.train.memory import GB
 
 
 class FakeJob:
@@ -81,8 +83,23 @@ def test_a_group_on_a_one_gpu_machine_shares_the_gpu(monkeypatch):
     scheduler.shutdown()
 
 
-def test_the_local_backend_keeps_the_backend_contract():
-    assert isinstance(LocalBackend(slots=1, check_memory=False), Backend)
+@pytest.mark.parametrize(("protocol", "implementation"), [(Backend, LocalBackend), (Backend, RayBackend),
+                                                          (QueuedRun, ProcessJob)])
+def test_every_backend_and_queued_run_keeps_its_contract_call_for_call(protocol, implementation):
+    # a method missing, renamed, or taking other parameters than the contract says breaks the callers that speak to
+    # the contract only
+    made = implementation(recipe("finetune", data="d"), "runs") if implementation is ProcessJob else None
+    assert contract_breaches(protocol, implementation, made) == []
+
+
+def test_a_contract_check_notices_a_method_with_other_parameters():
+    class Renamed:
+        def cancel(self, run):  # Backend.cancel takes `job`
+            return False
+
+    assert contract_breaches(Backend, Renamed) == ["Renamed.cancel"] + [f"Renamed.{name} is missing" for name in
+                                                             ("check_fits", "submit", "snapshot", "stop", "list",
+                                                              "queue_note", "running", "shutdown", "finder_root")]
 
 
 def test_on_a_gpu_machine_runs_are_packed_by_their_gpu_memory_not_one_per_gpu(tiny_data):

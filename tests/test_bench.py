@@ -6,8 +6,19 @@ import json
 
 import pytest
 
-from ftcore import bench, cli
-from ftcore.bench import SideResult
+from benchmarks.speed.predict_latency import predict_latency
+from ftcore.cli import bench as bench_command
+from ftcore.cli.main import main
+from ftcore.lab import bench
+from ftcore.lab.bench import (
+    SideResult,
+    batchnorm_suffix,
+    format_seed_summary,
+    format_speed_table,
+    format_tta_table,
+    run_time_to_accuracy,
+    speed_rows,
+)
 
 
 def epoch(n: int, acc: float, at: float, stage: str = "full") -> dict:
@@ -25,11 +36,11 @@ def test_rates_time_to_target_and_ratios_from_hand_made_results():
     assert fast.rate("seconds") == 40.0  # head-only epochs are not training throughput
     assert ref.first_reaching(0.9) == 60.0 and fast.first_reaching(0.9) == 5.0 and ref.first_reaching(0.95) is None
     assert fast.best_acc() == 0.93
-    rows = {name: (r, f) for name, r, f, _ in bench.speed_rows([ref], [fast])}
+    rows = {name: (r, f) for name, r, f, _ in speed_rows([ref], [fast])}
     assert rows["train images/sec (compute, the book's timer)"] == (10.0, 40.0)
-    table = bench.format_speed_table(bench.speed_rows([ref], [fast]), "bf16")
+    table = format_speed_table(speed_rows([ref], [fast]), "bf16")
     assert "4.00x" in table and "1.50x" in table  # training speed and peak memory ratios
-    tta = bench.format_tta_table([ref, fast], 0.9)
+    tta = format_tta_table([ref, fast], 0.9)
     assert "60 s" in tta and "5 s" in tta and "0.930" in tta
 
 
@@ -42,7 +53,7 @@ def test_seed_summary_gives_mean_and_range_per_kind_of_run():
                        wall_seconds=70),
             SideResult("ftcore preset book, micro-batch 128, seed 2", [epoch(1, 0.87, 9.0), epoch(2, 0.88, 18.0)],
                        wall_seconds=22)]
-    rows = bench.format_seed_summary(runs).splitlines()[1:]
+    rows = format_seed_summary(runs).splitlines()[1:]
     assert [r.split("  ")[0] for r in rows] == ["book recipe, reference loop", "ftcore preset book, micro-batch 128"]
     # reference: best 0.90 and 0.86 -> mean 0.880; final 0.90 and 0.84 -> mean 0.870; wall (60 + 70) / 2
     assert rows[0].split()[-7:] == ["2", "0.880", "(0.860-0.900)", "0.870", "(0.840-0.900)", "65", "s"]
@@ -52,7 +63,7 @@ def test_seed_summary_gives_mean_and_range_per_kind_of_run():
 
 def test_bench_runs_both_sides_and_writes_json(tiny_data, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = cli.main(["bench", "--data", str(tiny_data), "--arch", "resnet18", "--mode", "scratch", "--limit", "8",
+    code = main(["bench", "--data", str(tiny_data), "--arch", "resnet18", "--mode", "scratch", "--limit", "8",
                      "--epochs", "1", "--repeats", "1", "--json", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
@@ -68,7 +79,7 @@ def test_bench_runs_both_sides_and_writes_json(tiny_data, tmp_path, capsys):
 
 def test_time_to_accuracy_times_presets_from_process_start(tiny_data, tmp_path, random_resnet18_file, capsys):
     out = tmp_path / "tta.json"
-    code = cli.main(["bench", "--time-to-accuracy", "--data", str(tiny_data), "--arch", "resnet18", "--weights",
+    code = main(["bench", "--time-to-accuracy", "--data", str(tiny_data), "--arch", "resnet18", "--weights",
                      str(random_resnet18_file), "--presets", "quick", "--no-reference", "--limit", "8",
                      "--target", "0.0", "--json", str(out)])
     assert code == 0
@@ -90,12 +101,12 @@ def test_time_to_accuracy_times_presets_from_process_start(tiny_data, tmp_path, 
     (["--seeds", "1,2"], "--seeds applies to --time-to-accuracy only"),
 ])
 def test_bench_bad_flags_are_one_error_line(tiny_data, capsys, argv, words):
-    assert cli.main(["bench", "--data", str(tiny_data), "--mode", "scratch", *argv]) == 2
+    assert main(["bench", "--data", str(tiny_data), "--mode", "scratch", *argv]) == 2
     assert words in capsys.readouterr().err
 
 
 def test_predict_latency_classifies_a_1024_photo():
-    figures = bench.predict_latency("resnet18", repeats=2)
+    figures = predict_latency("resnet18", repeats=2)
     assert 0 < figures["min_ms"] <= figures["median_ms"]
 
 
@@ -105,10 +116,10 @@ def test_speed_table_defaults_to_100_photos_per_class_and_time_to_accuracy_to_al
                                                                                   monkeypatch, argv, limit):
     seen = {}
     # the limit is run_bench's 6th and run_time_to_accuracy's 7th argument
-    monkeypatch.setattr(cli, "run_bench", lambda *a, **k: seen.update(limit=a[5]) or {})
-    monkeypatch.setattr(cli, "run_time_to_accuracy", lambda *a, **k: seen.update(limit=a[6]) or {})
-    assert cli.main(["bench", "--data", str(tiny_data), "--arch", "resnet18", "--weights",
-                     str(random_resnet18_file), *argv]) == 0
+    monkeypatch.setattr(bench_command, "run_bench", lambda *a, **k: seen.update(limit=a[5]) or {})
+    monkeypatch.setattr(bench_command, "run_time_to_accuracy", lambda *a, **k: seen.update(limit=a[6]) or {})
+    assert main(["bench", "--data", str(tiny_data), "--arch", "resnet18", "--weights",
+                 str(random_resnet18_file), *argv]) == 0
     assert seen["limit"] == limit
 
 
@@ -145,14 +156,14 @@ def test_time_to_accuracy_runs_every_preset_once_per_seed_with_its_seed(monkeypa
     def fake_launch(spec, timeout=None):  # a run of every layer names itself by BatchNorm's batch, as run_ftcore
         specs.append(spec)
         acc = 0.8 + spec["seed"] / 100
-        suffix = bench.batchnorm_suffix(spec["micro_batch"], 128) if spec.get("preset") == "book" else ""
+        suffix = batchnorm_suffix(spec["micro_batch"], 128) if spec.get("preset") == "book" else ""
         return SideResult(spec.get("label", "ftcore") + suffix, [epoch(1, acc, 10.0)], wall_seconds=12)
 
     monkeypatch.setattr(bench, "launch", fake_launch)
     monkeypatch.setattr(bench, "test_size", lambda data, limit: 50)
     lines = []
-    report = bench.run_time_to_accuracy("DATA", "mobilenet_v2", None, 0.9, ["book", "quick"], True, None, "cpu",
-                                        seeds=[3, 5], micro_batch=128, out=lines.append)
+    report = run_time_to_accuracy("DATA", "mobilenet_v2", None, 0.9, ["book", "quick"], True, None, "cpu",
+                                  seeds=[3, 5], micro_batch=128, out=lines.append)
     assert [(s["side"], s.get("preset"), s["seed"], s["micro_batch"]) for s in specs] == [
         ("reference", None, 3, 128), ("ftcore", "book", 3, 128), ("ftcore", "quick", 3, 128),
         ("reference", None, 5, 128), ("ftcore", "book", 5, 128), ("ftcore", "quick", 5, 128)]

@@ -105,8 +105,8 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
                                                                shared_mobilenet):
     from playwright.sync_api import expect
 
-    from ftcore import training
     from ftcore.config import recipe
+    from ftcore.train.loop import fit
 
     cache, name = tmp_path / "cache", "my-hotdogs"
     photos = {label: sorted((shared_hotdog / "train" / label).glob("*.jpg"))[:6] for label in ("hotdog", "not-hotdog")}
@@ -150,7 +150,7 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
 
     assert len(list((folder / "hotdog").iterdir())) == 7
     assert len(list((folder / "not-hotdog").iterdir())) == 6
-    result = training.fit(recipe("finetune", "mobilenet_v2", "quick", data=str(folder),
+    result = fit(recipe("finetune", "mobilenet_v2", "quick", data=str(folder),
                                  weights=str(shared_mobilenet), image_size=64, head_epochs=2))
     assert result.history.heldout == "val"
     assert result.history.final().val_acc is not None
@@ -160,14 +160,15 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
 
 def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp_path, shared_hotdog,
                                                             shared_mobilenet):
-    from ftcore import checkpoints, training
     from ftcore.config import recipe
+    from ftcore.runs.saved import save_run
+    from ftcore.train.loop import fit
 
     cache = tmp_path / "cache"
-    result = training.fit(recipe("finetune", "mobilenet_v2", "quick", data=str(shared_hotdog),
-                                 weights=str(shared_mobilenet), image_size=64, head_epochs=2, limit=20))
+    result = fit(recipe("finetune", "mobilenet_v2", "quick", data=str(shared_hotdog),
+                        weights=str(shared_mobilenet), image_size=64, head_epochs=2, limit=20))
     run = cache / "runs" / "tiny-mobilenet"
-    checkpoints.save_run(result, run)
+    save_run(result, run)
     shots = screenshots_dir(tmp_path)
     with app_server(cache, tmp_path / "streamlit.log") as url, camera_page(playwright_api, url) as page:
         open_page(page, "Predict", "Predict")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ftcore import builder
+from ftcore.data import builder
 from ftcore.errors import FtcoreError
 
 
@@ -226,8 +226,8 @@ def test_check_class_names_strips_and_compares_like_matching_elsewhere():
 def test_a_built_dataset_trains_with_a_held_out_validation_split(cache, tmp_path):
     from conftest import write_tiny_imagefolder
     from ftcore.config import recipe
-    from ftcore.splits import resolve_splits
-    from ftcore.training import fit
+    from ftcore.data.splits import resolve_splits
+    from ftcore.train.loop import fit
 
     source = write_tiny_imagefolder(tmp_path / "src", {"train": 10}) / "train"
     built = builder.save_dataset("colours", {name: [p.read_bytes() for p in sorted((source / name).iterdir())]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ftcore import charts
 from ftcore.config import BOOK_RESULTS
-from ftcore.data import summarize
+from ftcore.data.summary import summarize
+from ftcore.insight import charts
 from ftcore.records import BatchRecord, EpochRecord, History
 
 
@@ -67,7 +67,7 @@ def test_probabilities_most_likely_on_top():
 
 
 def test_confusion_matrix_carries_counts_and_one_clickable_point_per_cell():
-    from ftcore.charts import confusion_matrix_figure
+    from ftcore.insight.charts import confusion_matrix_figure
 
     fig = confusion_matrix_figure([[5, 2], [1, 7]], ["hotdog", "not-hotdog"]).to_plotly_json()
     heatmap, cells = fig["data"]
@@ -86,7 +86,7 @@ def test_feature_map_has_one_trace_per_class_and_panel():
 
 
 def test_weight_change_bars_per_run_on_a_log_axis():
-    from ftcore.explain import BlockChange
+    from ftcore.insight.explain import BlockChange
 
     fig = charts.weight_change_figure([("fine-tune", [BlockChange("conv1", 1e-3, 10), BlockChange("fc", 0.5, 4)]),
                                        ("scratch", [BlockChange("conv1", 0.2, 10), BlockChange("fc", 0.3, 4)])])
@@ -96,7 +96,7 @@ def test_weight_change_bars_per_run_on_a_log_axis():
 
 
 def test_lr_sweep_sorts_by_lr_marks_failures_and_the_book():
-    from ftcore.experiments import SweepPoint
+    from ftcore.runs.series import SweepPoint
 
     points = [SweepPoint(5e-4, 0.7, "finished"), SweepPoint(1e-5, 0.8, "finished"),
               SweepPoint(1e-1, None, "failed", "training diverged")]

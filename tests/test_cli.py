@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, write_tiny_imagefolder
-from ftcore.cli import main
+from ftcore.cli.main import main
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): loss \d+\.\d{3}, train acc [01]\.\d{3}, test acc [01]\.\d{3}$")
 QUICK = ["--epochs", "1", "--batch-size", "8", "--image-size", "32"]
@@ -166,7 +166,8 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
 
 
 def test_head_views_reach_the_config_and_override_the_preset(tiny_data):
-    from ftcore.cli import build_parser, config_from_args
+    from ftcore.cli.args import config_from_args
+    from ftcore.cli.main import build_parser
 
     def config(*flags: str):
         args = build_parser().parse_args(["train", "--data", str(tiny_data), *flags])

@@ -10,11 +10,13 @@ import pytest
 import torch
 
 from conftest import write_tiny_imagefolder
-from ftcore import checkpoints, export
-from ftcore.cli import main
+from ftcore.cli.main import main
 from ftcore.config import recipe
-from ftcore.evaluation import evaluate_model
-from ftcore.training import fit
+from ftcore.insight import export
+from ftcore.insight.evaluation import evaluate_photos
+from ftcore.models.checkpoint import load_checkpoint
+from ftcore.runs.saved import save_run
+from ftcore.train.loop import fit
 
 QUICK = ["--epochs", "1", "--batch-size", "8", "--image-size", "32"]
 
@@ -22,7 +24,7 @@ QUICK = ["--epochs", "1", "--batch-size", "8", "--image-size", "32"]
 @pytest.fixture(scope="module")
 def checkpoint_file(tiny_data, tmp_path_factory):
     result = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32))
-    path, _ = checkpoints.save_run(result, tmp_path_factory.mktemp("cli-insight"))
+    path, _ = save_run(result, tmp_path_factory.mktemp("cli-insight"))
     return path
 
 
@@ -38,8 +40,8 @@ def run(argv: list[str], capsys) -> tuple[int, str, str]:
 def test_evaluate_prints_the_table_accuracy_matrix_and_worst_photos(checkpoint_file, tiny_data, capsys):
     code, out, _ = run(["evaluate", "--checkpoint", str(checkpoint_file), "--data", str(tiny_data), "--top", "3"],
                        capsys)
-    loaded = checkpoints.load_checkpoint(checkpoint_file)
-    expected = evaluate_model(loaded.model, loaded.classes, loaded.eval_transform, str(tiny_data))
+    loaded = load_checkpoint(checkpoint_file)
+    expected = evaluate_photos(loaded.model, loaded.classes, loaded.eval_transform, str(tiny_data))
     assert code == 0
     assert out.splitlines()[0].split() == ["class", "precision", "recall", "f1", "support"]
     assert f"accuracy {expected.accuracy:.3f} on 16 test photos" in out
@@ -65,7 +67,7 @@ def test_export_torchscript_predicts_like_the_checkpoint(checkpoint_file, tmp_pa
         loaded = torch.jit.load(str(target))
     x = torch.randn(3, 3, 32, 32)
     with torch.inference_mode():
-        torch.testing.assert_close(loaded(x), checkpoints.load_checkpoint(checkpoint_file).model(x),
+        torch.testing.assert_close(loaded(x), load_checkpoint(checkpoint_file).model(x),
                                    atol=1e-4, rtol=1e-4)
 
 

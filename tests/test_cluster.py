@@ -10,16 +10,16 @@ import sys
 import pytest
 
 from conftest import REPO, wait_until
-from ftcore import cli
+from ftcore.cli.main import main
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
+from ftcore.records import Status
 from ftcore.runs import folder as runlog
 from ftcore.runs.address import check_address
 from ftcore.runs.cluster import METADATA_ASK, Node, RayBackend, place_jobs
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
-from ftcore.runs.status import Status
-from ftcore.worker import check_folder
+from ftcore.runs.worker import check_folder
 
 TIMEOUT = 240
 
@@ -77,7 +77,7 @@ def test_active_jobs_fill_the_nodes_and_a_run_fits_only_where_room_is_left():
 def test_the_worker_names_its_folder_and_machine_when_it_cannot_use_it(tmp_path):
     problem = check_folder(tmp_path / "nowhere")
     assert problem.startswith(f"the run folder {tmp_path / 'nowhere'} is not on ") and "FTCORE_RUNS_DIR" in problem
-    answer = subprocess.run([sys.executable, "-m", "ftcore.worker", str(tmp_path / "nowhere")], cwd=REPO,
+    answer = subprocess.run([sys.executable, "-m", "ftcore.runs.worker", str(tmp_path / "nowhere")], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert answer.returncode == 2 and answer.stderr.strip() == f"error: {problem}"
 
@@ -145,7 +145,7 @@ def test_the_worker_sentence_reaches_the_page_when_a_node_cannot_see_the_folder(
 def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, tiny_data, tmp_path, capsys,
                                                                  monkeypatch):
     out = tmp_path / "runs" / "cli"
-    code = cli.main(["train", "--cluster", ray_cluster.address, "--data", str(tiny_data), "--mode", "scratch",
+    code = main(["train", "--cluster", ray_cluster.address, "--data", str(tiny_data), "--mode", "scratch",
                      "--arch", "resnet18", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
                      "--out", str(out)])
     printed = capsys.readouterr()
@@ -159,7 +159,7 @@ def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, t
     assert lines[3].endswith("examples/sec on [device(type='cpu')]")
     assert (out / "checkpoint.pt").is_file()
     monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
-    assert cli.main(["train", "--cluster", "8.8.8.8", "--data", str(tiny_data), "--out", str(tmp_path / "x")]) == 2
+    assert main(["train", "--cluster", "8.8.8.8", "--data", str(tiny_data), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: the Ray head 8.8.8.8")
 
 
@@ -167,11 +167,11 @@ def test_train_cluster_on_the_command_line_prints_the_books_lines(ray_cluster, t
 def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from app import ui
+    from app import jobs
 
     monkeypatch.setenv("FTCORE_RAY_ADDRESS", ray_cluster.address)
     monkeypatch.setenv("FTCORE_RUNS_DIR", str(tmp_path / "runs"))
-    ui.backend.clear()  # the server's backend is made once per process: this "server" uses the cluster
+    jobs.backend.clear()  # the server's backend is made once per process: this "server" uses the cluster
     try:
         at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
         at.session_state["data_root"] = str(tiny_data)
@@ -191,17 +191,17 @@ def test_the_train_page_trains_on_the_cluster(ray_cluster, tiny_data, tmp_path, 
         assert job.snapshot().status == Status.FINISHED and job.folder.parent == tmp_path / "runs"
         assert at.session_state["runs"][0].history.final().epoch == 2
     finally:
-        ui.backend.clear()
+        jobs.backend.clear()
 
 
 def test_a_public_address_is_one_sentence_on_the_page(tiny_data, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from app import ui
+    from app import jobs
 
     monkeypatch.setenv("FTCORE_RAY_ADDRESS", "8.8.8.8:8265")
     monkeypatch.delenv("FTCORE_RAY_ALLOW_REMOTE", raising=False)
-    ui.backend.clear()
+    jobs.backend.clear()
     try:
         at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
         at.session_state["data_root"] = str(tiny_data)
@@ -211,7 +211,7 @@ def test_a_public_address_is_one_sentence_on_the_page(tiny_data, monkeypatch):
         assert not at.exception, [e.message for e in at.exception]
         assert any(e.value.startswith("the Ray head 8.8.8.8 (8.8.8.8) is not on this machine") for e in at.error)
     finally:
-        ui.backend.clear()
+        jobs.backend.clear()
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import numpy
 import pytest
 import torch
 
-from ftcore.data import EvalPreset, TrainPreset, open_split
-from ftcore.decoded import (
+from ftcore.data.dataset import open_split
+from ftcore.data.decoded import (
     CROP_RATIO,
     CROP_SCALE,
     DecodedEvalBatches,
@@ -20,7 +20,8 @@ from ftcore.decoded import (
     decode_split,
     random_resized_crops,
 )
-from ftcore.distributed import DistContext, shard
+from ftcore.data.transforms import EvalPreset, TrainPreset
+from ftcore.devices.distributed import DistContext, shard
 
 
 def test_eval_batches_match_the_book_test_transform_exactly(tiny_data):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from conftest import REPO
-from ftcore import cli
+from ftcore.cli.main import main
 
 TRAIN_ARGS = ["--mode", "scratch", "--arch", "resnet18", "--epochs", "4", "--batch-size", "8", "--image-size", "32",
               "--lr", "5e-4", "--precision", "fp32"]
@@ -25,7 +25,7 @@ def test_two_processes_match_one_in_shape_and_learn(tiny_data, tmp_path, capsys)
     ddp = run_cli(torchrun, tiny_data, tmp_path / "ddp")
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     # the single process is this one
-    assert cli.main(["train", "--data", str(tiny_data), *TRAIN_ARGS, "--out", str(tmp_path / "single")]) == 0
+    assert main(["train", "--data", str(tiny_data), *TRAIN_ARGS, "--out", str(tmp_path / "single")]) == 0
     capsys.readouterr()
 
     two, one = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("ddp", "single"))

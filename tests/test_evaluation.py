@@ -9,19 +9,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftcore import checkpoints
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.evaluation import (
+from ftcore.insight.evaluation import (
     Evaluation,
     accuracy,
     class_metrics,
     confusion_matrix,
-    evaluate_model,
+    evaluate_photos,
     format_evaluation,
 )
+from ftcore.models.checkpoint import load_checkpoint
 from ftcore.runs import saved, snapshot
-from ftcore.training import fit
+from ftcore.runs.saved import save_run
+from ftcore.train.loop import fit
 
 # Six photos of three classes, predicted: 0 0 1 | 1 2 | 2 (true classes: 0 0 0 | 1 1 | 2).
 TARGETS = np.array([0, 0, 0, 1, 1, 2])
@@ -91,7 +92,7 @@ def tiny_run(tiny_data):
 
 def test_evaluating_a_run_agrees_with_the_training_loops_test_accuracy(tiny_run, tiny_data):
     subject = tiny_run.trained
-    ev = evaluate_model(subject.model, subject.classes, subject.eval_transform, str(tiny_data), arch=subject.arch)
+    ev = evaluate_photos(subject.model, subject.classes, subject.eval_transform, str(tiny_data), arch=subject.arch)
     assert len(ev.paths) == 16 and ev.accuracy == pytest.approx(tiny_run.history.final().test_acc)
     assert all(Path(path).parent.name == ev.classes[t] for path, t in zip(ev.paths, ev.targets, strict=True))
     assert ev.confusion.sum() == 16 and ev.probabilities.sum(axis=1) == pytest.approx(np.ones(16))
@@ -99,12 +100,12 @@ def test_evaluating_a_run_agrees_with_the_training_loops_test_accuracy(tiny_run,
 
 
 def test_a_checkpoint_evaluates_like_its_run(tiny_run, tiny_data, tmp_path):
-    path, _ = checkpoints.save_run(tiny_run.trained, tmp_path)
-    subject = checkpoints.load_checkpoint(path)
+    path, _ = save_run(tiny_run.trained, tmp_path)
+    subject = load_checkpoint(path)
     assert subject.arch == "resnet18" and subject.classes == ["blue", "red"] and subject.weights.path is None
-    ev = evaluate_model(subject.model, subject.classes, subject.eval_transform, str(tiny_data), limit=4)
+    ev = evaluate_photos(subject.model, subject.classes, subject.eval_transform, str(tiny_data), limit=4)
     assert len(ev.paths) == 8 and ev.accuracy == pytest.approx(
-        evaluate_model(tiny_run.trained.model, subject.classes, subject.eval_transform, str(tiny_data),
+        evaluate_photos(tiny_run.trained.model, subject.classes, subject.eval_transform, str(tiny_data),
                        limit=4).accuracy)
 
 
@@ -115,4 +116,4 @@ def test_data_with_other_classes_is_refused(tiny_run, tmp_path):
     (other / "train" / "red").rename(other / "train" / "green")
     (other / "test" / "red").rename(other / "test" / "green")
     with pytest.raises(FtcoreError, match="has classes blue, green but the model was trained on blue, red"):
-        evaluate_model(tiny_run.trained.model, ["blue", "red"], tiny_run.trained.eval_transform, str(other))
+        evaluate_photos(tiny_run.trained.model, ["blue", "red"], tiny_run.trained.eval_transform, str(other))

@@ -12,13 +12,14 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
-from ftcore import explain
 from ftcore.archs import ARCHITECTURES
 from ftcore.config import recipe
-from ftcore.data import EvalPreset, open_split
-from ftcore.evaluation import evaluate_model
-from ftcore.models import build_model
-from ftcore.training import fit
+from ftcore.data.dataset import open_split
+from ftcore.data.transforms import EvalPreset
+from ftcore.insight import explain
+from ftcore.insight.evaluation import evaluate_photos
+from ftcore.models.build import build_model
+from ftcore.train.loop import fit
 
 SQUARE = 16  # side of the planted white square, in pixels
 SIZE = 96  # crop size of the planted-square model: ResNet-18's layer4 is then 3 x 3
@@ -132,7 +133,7 @@ def test_grad_cam_works_on_every_architecture_and_leaves_the_model_untouched(arc
 
 
 def test_activations_are_read_without_hooks_from_a_view_sharing_the_models_weights():
-    from ftcore.models import activations
+    from ftcore.models.activations import activations
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=2).eval()
@@ -190,7 +191,7 @@ def test_evaluation_features_are_the_output_layers_input(tiny_data):
     torch.manual_seed(0)
     model, _ = build_model("resnet18", 2, pretrained=False)
     model.eval()
-    evaluation = evaluate_model(model, ["blue", "red"], EvalPreset(32), str(tiny_data), limit=3, arch="resnet18")
+    evaluation = evaluate_photos(model, ["blue", "red"], EvalPreset(32), str(tiny_data), limit=3, arch="resnet18")
     test_set = open_split(tiny_data, "test", EvalPreset(32), 3)
     x = torch.stack([test_set[i][0] for i in range(len(test_set))])
     with torch.no_grad():

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ftcore import export
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.training import fit
+from ftcore.insight import export
+from ftcore.train.loop import fit
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO, trained_model
-from ftcore import checkpoints
-from ftcore.archs import WeightsSource
 from ftcore.errors import FtcoreError
-from ftcore.models import build_model
-from ftcore.training import TrainedModel
+from ftcore.models.build import build_model
+from ftcore.models.checkpoint import checkpoint_dict, load_checkpoint
+from ftcore.models.trained import TrainedModel
+from ftcore.models.weights import WeightsSource
+from ftcore.runs.saved import save_run
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def untrained() -> TrainedModel:
 
 @pytest.fixture
 def saved(untrained, tmp_path) -> Path:
-    return checkpoints.save_run(untrained, tmp_path / "run")[0]
+    return save_run(untrained, tmp_path / "run")[0]
 
 
 def rewrite(path: Path, change) -> Path:
@@ -45,7 +46,7 @@ def test_checkpoints_are_only_ever_loaded_with_weights_only(saved, monkeypatch):
     calls = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
-    checkpoints.load_checkpoint(saved)
+    load_checkpoint(saved)
     assert len(calls) == 1 and all(k.get("weights_only") is True for k in calls)
 
 
@@ -61,19 +62,19 @@ class Payload:
 
 def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(untrained, tmp_path):
     marker = tmp_path / "code-ran"
-    d = checkpoints.checkpoint_dict(untrained)
+    d = checkpoint_dict(untrained)
     d["history"] = Payload(str(marker))
     path = tmp_path / "evil.pt"
     torch.save(d, path)
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(path)
+        load_checkpoint(path)
     assert str(info.value) == (f"checkpoint {path} cannot be read (UnpicklingError); pass the checkpoint.pt a "
                                "training run wrote")
     assert not marker.exists()
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps(Payload(str(marker)), protocol=2))
     with pytest.raises(FtcoreError, match="cannot be read"):
-        checkpoints.load_checkpoint(raw)
+        load_checkpoint(raw)
     assert not marker.exists()
 
 
@@ -82,7 +83,7 @@ def test_altered_weights_are_detected(saved):
     payload[len(payload) // 2] ^= 0x40  # the middle of the file is tensor data, which torch.load does not check
     saved.write_bytes(bytes(payload))
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
     assert str(info.value) == (f"checkpoint {saved} was altered after it was saved (its weights do not match the "
                                "checksum stored with them); use the original file or train again")
 
@@ -90,13 +91,13 @@ def test_altered_weights_are_detected(saved):
 def test_a_truncated_checkpoint_cannot_be_read(saved):
     saved.write_bytes(saved.read_bytes()[: os.path.getsize(saved) // 3])
     with pytest.raises(FtcoreError, match=rf"^checkpoint {saved} cannot be read \(\w+\); pass the checkpoint.pt"):
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
 
 
 def test_weights_of_another_architecture_are_named(saved):
     rewrite(saved, lambda d: d.update(arch="mobilenet_v2"))
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
     assert str(info.value).startswith(f"checkpoint {saved} says mobilenet_v2 but holds the weights of another "
                                       "architecture (")
     assert "missing and" in str(info.value)
@@ -106,7 +107,7 @@ def test_weights_of_another_architecture_are_named(saved):
 def test_settings_naming_another_architecture_are_named(saved):
     rewrite(saved, lambda d: d["config"].update(arch="resnet34"))
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
     assert str(info.value) == (f"checkpoint {saved} holds resnet18 weights but its settings say resnet34; it was "
                                "altered after training, so train again")
 
@@ -114,7 +115,7 @@ def test_settings_naming_another_architecture_are_named(saved):
 def test_an_unknown_architecture_is_named(saved):
     rewrite(saved, lambda d: d.update(arch="vgg11"))
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
     assert str(info.value) == (f"checkpoint {saved} is for the architecture 'vgg11', which this version does not "
                                "know (resnet18, resnet34, resnet50, mobilenet_v2); use a checkpoint of one of those")
 
@@ -122,7 +123,7 @@ def test_an_unknown_architecture_is_named(saved):
 def test_a_class_list_that_does_not_fit_the_output_layer_is_named(saved):
     rewrite(saved, lambda d: d.update(classes=["cat", "dog", "fox"]))
     with pytest.raises(FtcoreError) as info:
-        checkpoints.load_checkpoint(saved)
+        load_checkpoint(saved)
     assert str(info.value) == (f"checkpoint {saved} lists 3 classes (cat, dog, fox) but its output layer has 2 "
                                "outputs; it was altered after training, so train again")
 
@@ -130,9 +131,9 @@ def test_a_class_list_that_does_not_fit_the_output_layer_is_named(saved):
 def test_a_checkpoint_used_on_data_with_other_classes_names_both_lists(saved, tmp_path, tiny_data):
     from PIL import Image
 
-    from ftcore.evaluation import check_classes
+    from ftcore.insight.evaluation import check_classes
 
-    checkpoint = checkpoints.load_checkpoint(saved)
+    checkpoint = load_checkpoint(saved)
     check_classes(checkpoint.classes, str(tiny_data))  # the same classes: fine
     other = tmp_path / "other"
     for split in ("train", "test"):
@@ -146,7 +147,7 @@ def test_a_checkpoint_used_on_data_with_other_classes_names_both_lists(saved, tm
 
 
 def test_a_loaded_checkpoint_is_the_saved_run(untrained, saved):
-    again = checkpoints.load_checkpoint(saved)
+    again = load_checkpoint(saved)
     assert again.classes == ["blue", "red"] and again.config == untrained.config
     assert again.weights == WeightsSource("random")
     assert again.eval_transform.to_dict() == untrained.eval_transform.to_dict()

@@ -22,11 +22,16 @@ import torch
 from PIL import Image
 
 from conftest import after_photo_check, encode, open_app, write_tiny_imagefolder
-from ftcore import data, folders
 from ftcore.config import recipe
+from ftcore.data import download, folders
+from ftcore.data.dataset import check_image_folder, open_split
+from ftcore.data.download import HOTDOG_SHA1, HOTDOG_URL, download_hotdog
+from ftcore.data.images import open_image
+from ftcore.data.summary import format_summary, summarize
+from ftcore.data.transforms import EvalPreset
 from ftcore.errors import FtcoreError
-from ftcore.images import open_image
 from ftcore.runs.thread import TrainingJob
+from ftcore.util.paths import cache_dir
 
 EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 
@@ -57,7 +62,7 @@ def tree(tmp_path) -> Path:
 def test_a_missing_folder_is_named_with_what_to_do(tmp_path, tiny_data):
     missing = tmp_path / "nowhere"
     with pytest.raises(FtcoreError) as info:
-        data.check_image_folder(missing)
+        check_image_folder(missing)
     assert str(info.value) == (f"data folder {missing} does not exist; choose a folder of class folders, or one "
                                "holding train/<class>/ with test/ or val/ beside it, or download the hot-dog set")
     assert not missing.exists()
@@ -74,7 +79,7 @@ def test_a_folder_of_photos_without_class_folders_says_the_layout(tmp_path):
     flat.mkdir()
     noisy().save(flat / "a.png")
     with pytest.raises(FtcoreError, match=r"photos has 0 class folder\(s\); it needs at least two \(one subfolder"):
-        data.check_image_folder(flat)
+        check_image_folder(flat)
     write_tiny_imagefolder(tmp_path / "noclasses", {"train": 1, "test": 1})
     for split in ("train", "test"):  # photos straight in train/ and test/, no class folders
         for f in sorted((tmp_path / "noclasses" / split).rglob("*.png")):
@@ -82,13 +87,13 @@ def test_a_folder_of_photos_without_class_folders_says_the_layout(tmp_path):
         for d in ("blue", "red"):
             (tmp_path / "noclasses" / split / d).rmdir()
     with pytest.raises(FtcoreError, match=r"train has 0 class folder\(s\); it needs at least two"):
-        data.check_image_folder(tmp_path / "noclasses")
+        check_image_folder(tmp_path / "noclasses")
 
 
 def test_an_empty_class_folder_is_named(tree):
     (tree / "test" / "red" / "000.png").unlink()
     with pytest.raises(FtcoreError) as info:
-        data.check_image_folder(tree)
+        check_image_folder(tree)
     assert str(info.value).startswith(f"class folder {tree / 'test' / 'red'} holds no images (")
     assert str(info.value).endswith("); add some or remove the folder")
 
@@ -99,7 +104,7 @@ def test_a_single_class_is_refused(tree):
             f.unlink()
         (tree / split / "red").rmdir()
     with pytest.raises(FtcoreError) as info:
-        data.check_image_folder(tree)
+        check_image_folder(tree)
     assert str(info.value) == (f"{tree / 'train'} has 1 class folder(s); it needs at least two (one subfolder of "
                                "images per class)")
 
@@ -107,7 +112,7 @@ def test_a_single_class_is_refused(tree):
 def test_different_classes_in_train_and_test_are_listed(tree):
     (tree / "test" / "red").rename(tree / "test" / "green")
     with pytest.raises(FtcoreError) as info:
-        data.check_image_folder(tree)
+        check_image_folder(tree)
     assert str(info.value) == (f"train/ and test/ in {tree} have different class folders (['blue', 'red'] vs "
                                "['blue', 'green']); give both the same ones")
 
@@ -117,8 +122,8 @@ def test_hidden_and_macos_folders_are_not_classes(tree):
         for junk in (".ipynb_checkpoints", "__MACOSX", ".git"):
             (tree / split / junk).mkdir()
             noisy().save(tree / split / junk / "copy.png")
-    assert data.check_image_folder(tree) == ["blue", "red"]
-    split = data.open_split(tree, "train")
+    assert check_image_folder(tree) == ["blue", "red"]
+    split = open_split(tree, "train")
     assert split.classes == ["blue", "red"] and len(split) == 4  # torchvision's own walk would add the junk
 
 
@@ -135,13 +140,13 @@ def test_non_image_files_beside_the_photos_are_ignored(tree):
     (red / "._000.png").write_bytes(b"\0")  # macOS resource fork beside a photo
     (red / "raw").mkdir()
     (red / "raw" / "README").write_text("x")
-    summary = data.summarize(tree)
+    summary = summarize(tree)
     real = folders.real_root_of(tree)
     assert summary.counts["train"] == {"blue": 2, "red": 2} and summary.unreadable == []
     assert sorted(summary.ignored) == sorted(str(real / "train" / "red" / p)
                                              for p in ("notes.txt", "Thumbs.db", "photo.jpg.txt", "raw/README"))
-    assert len(data.open_split(tree, "train")) == 4
-    assert "ignored: 4 file(s) that are not photos" in data.format_summary(summary)
+    assert len(open_split(tree, "train")) == 4
+    assert "ignored: 4 file(s) that are not photos" in format_summary(summary)
 
 
 def broken_photos(folder: Path) -> dict[str, bytes]:
@@ -156,7 +161,7 @@ def broken_photos(folder: Path) -> dict[str, bytes]:
 
 def test_broken_photos_are_counted_and_named_before_training(tree):
     broken_photos(tree / "train" / "red")
-    summary = data.summarize(tree)
+    summary = summarize(tree)
     real = folders.real_root_of(tree) / "train" / "red"
     expected = [str(real / n) for n in ("cut.jpg", "cut.png", "text.jpg", "zero.png")]
     assert summary.unreadable == expected and summary.counts["train"]["red"] == 6
@@ -167,7 +172,7 @@ def test_broken_photos_are_counted_and_named_before_training(tree):
     assert summary.reasons[expected[3]] == f"{expected[3]} is empty (0 bytes); remove or replace that file"
     assert summary.unreadable_message() == ("4 photo(s) cannot be read and would stop training, e.g. "
                                             + summary.reasons[expected[0]])
-    assert data.format_summary(summary).endswith("unreadable: " + summary.unreadable_message())
+    assert format_summary(summary).endswith("unreadable: " + summary.unreadable_message())
 
 
 def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tmp_path):
@@ -185,7 +190,7 @@ def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tm
 def test_the_app_shows_the_broken_photos_and_will_not_start(tree):
     broken_photos(tree / "test" / "blue")
     at = after_photo_check(open_app(EXPLORE, data_root=str(tree)))
-    summary = data.summarize(tree)
+    summary = summarize(tree)
     assert [e.value for e in at.error] == [summary.unreadable_message()]
     assert at.expander[0].label == "The 4 photo(s) that cannot be read"
     assert list(at.dataframe[0].value["photo"]) == summary.unreadable
@@ -228,10 +233,10 @@ def test_odd_modes_and_exif_rotation_become_upright_rgb(tree):
     assert np.asarray(decoded["clear.png"]).min() == 255 and np.asarray(decoded["deep.png"]).min() == 255
     phone = np.asarray(decoded["phone.jpg"]).astype(int)
     assert phone[2, 20, 0] > 200 > phone[2, 20, 2] and phone[17, 20, 2] > 200 > phone[17, 20, 0]  # red on top
-    summary = data.summarize(tree)
+    summary = summarize(tree)
     assert summary.unreadable == [] and {(r.width, r.height) for r in summary.images if "red" in r.path
                                          and Path(r.path).name in files} == {(40, 20)}
-    split = data.open_split(tree, "train", data.EvalPreset(32))
+    split = open_split(tree, "train", EvalPreset(32))
     tensors = [split[i][0] for i in range(len(split))]
     assert len(tensors) == 2 + 2 + len(files) and all(t.shape == (3, 32, 32) and t.dtype == torch.float32
                                                       for t in tensors)
@@ -243,8 +248,8 @@ def test_a_decompression_bomb_is_refused_quickly_without_eating_memory(tree):
     (red / "bomb.png").write_bytes(png_header_claiming(11000, 10000))  # 110 MP: past ours, under PIL's guard
     (red / "huge.png").write_bytes(png_header_claiming(30000, 30000))  # past PIL's own guard too
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    summary = data.summarize(tree)
-    split = data.open_split(tree, "train")
+    summary = summarize(tree)
+    split = open_split(tree, "train")
     errors = []
     for i, (path, _) in enumerate(split.samples):
         if Path(path).name in ("bomb.png", "huge.png"):
@@ -271,12 +276,12 @@ def test_links_leading_out_of_the_tree_are_not_followed(tree, tmp_path):
     (red / "loop").symlink_to(tree, target_is_directory=True)  # a folder link back up: never entered
     (red / "twin.png").symlink_to(red / "000.png")  # a link inside the tree is fine
     os.mkfifo(red / "pipe.png")  # opening a FIFO would block forever
-    assert data.check_image_folder(tree) == ["blue", "red"]
-    summary = data.summarize(tree)
+    assert check_image_folder(tree) == ["blue", "red"]
+    summary = summarize(tree)
     real = folders.real_root_of(tree)
     assert summary.counts["train"] == {"blue": 2, "red": 3} and summary.unreadable == []
     assert sorted(Path(p).name for p in summary.ignored) == ["leak.png", "pipe.png", "zero.png"]
-    split = data.open_split(tree, "train")
+    split = open_split(tree, "train")
     assert split.classes == ["blue", "red"] and len(split) == 5
     assert all(Path(os.path.realpath(p)).is_relative_to(real) for p, _ in split.samples)
 
@@ -294,7 +299,7 @@ class FakeResponse(io.BytesIO):
 
 
 def serve(monkeypatch, body: bytes, length: int | None = None) -> None:
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(body, length))
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(body, length))
 
 
 def tree_zip(root: Path) -> bytes:
@@ -314,20 +319,20 @@ def test_a_download_with_the_wrong_sha1_is_deleted_and_named(monkeypatch, tree, 
     serve(monkeypatch, payload)
     target = tmp_path / "out" / "hotdog"
     with pytest.raises(FtcoreError) as info:
-        data.download_hotdog(target)
+        download_hotdog(target)
     assert str(info.value) == (f"downloaded hotdog.zip has sha1 {hashlib.sha1(payload).hexdigest()}, expected "
-                               f"{data.HOTDOG_SHA1}; the download was damaged, so run it again")
-    assert not target.exists() and leftovers(data.cache_dir()) == ["downloads"]
+                               f"{HOTDOG_SHA1}; the download was damaged, so run it again")
+    assert not target.exists() and leftovers(cache_dir()) == ["downloads"]
 
 
 def test_an_interrupted_download_leaves_nothing_and_says_so(monkeypatch, tmp_path):
     serve(monkeypatch, b"PK" * 50, length=1000)
     target = tmp_path / "out" / "hotdog"
     with pytest.raises(FtcoreError) as info:
-        data.download_hotdog(target)
-    assert str(info.value).startswith(f"could not download {data.HOTDOG_URL} (connection closed after 100 of 1000 "
+        download_hotdog(target)
+    assert str(info.value).startswith(f"could not download {HOTDOG_URL} (connection closed after 100 of 1000 "
                                       "bytes); check the internet connection")
-    assert not target.exists() and leftovers(data.cache_dir()) == ["downloads"]
+    assert not target.exists() and leftovers(cache_dir()) == ["downloads"]
 
 
 def test_a_download_that_cannot_be_unpacked_leaves_no_half_dataset(monkeypatch, tree, tmp_path):
@@ -337,7 +342,7 @@ def test_a_download_that_cannot_be_unpacked_leaves_no_half_dataset(monkeypatch, 
     serve(monkeypatch, bytes(payload))
     target = tmp_path / "out" / "hotdog"
     with pytest.raises(FtcoreError) as info:
-        data.download_hotdog(target, sha1=hashlib.sha1(bytes(payload)).hexdigest())
+        download_hotdog(target, sha1=hashlib.sha1(bytes(payload)).hexdigest())
     assert str(info.value).startswith("hotdog.zip could not be unpacked (")
     assert str(info.value).endswith("nothing was kept, so check the archive (and the free disk space) and try again")
     assert not target.exists() and leftovers(tmp_path / "out") == []

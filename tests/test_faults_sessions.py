@@ -16,20 +16,21 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 from torchvision.models import ResNet
 
-from app import ui
+from app import jobs
+from app import paths as app_paths
 from conftest import REPO, trained_model
 from ftcore.config import recipe
-from ftcore.data import resolve_user_path
+from ftcore.data.images import open_image
 from ftcore.errors import FtcoreError
-from ftcore.images import open_image
-from ftcore.models import build_model
-from ftcore.predict import probabilities, rank_classes
+from ftcore.insight.predict import probabilities, rank_classes
+from ftcore.models.build import build_model
+from ftcore.models.trained import TrainedModel
 from ftcore.records import History
 from ftcore.runs import saved
 from ftcore.runs.folder import new_run_id
 from ftcore.runs.saved import ModelCache, Run, list_saved_runs, save_run_folder
 from ftcore.runs.thread import TrainingJob
-from ftcore.training import TrainedModel
+from ftcore.util.user_paths import resolve_user_path
 
 HOME = REPO / "streamlit_app.py"
 EXPLORE, TRAIN, PREDICT = "app_pages/explore.py", "app_pages/train.py", "app_pages/predict.py"
@@ -93,14 +94,14 @@ def test_two_sessions_training_at_once_are_isolated(tiny_data, fresh_models):
     for at, job in zip(tabs, started, strict=True):
         checked(at.run())
         assert [r.id for r in at.session_state["runs"]] == [job.id]  # each tab sees its own run only
-    folders = sorted(p.name for p in ui.runs_dir().iterdir())
+    folders = sorted(p.name for p in jobs.runs_dir().iterdir())
     assert folders == sorted(job.id for job in started)
     models = [job.to_run().trained.model for job in started]
     for job, model in zip(started, models, strict=True):  # each folder holds the model its own tab trained
-        on_disk = torch.load(ui.runs_dir() / job.id / "checkpoint.pt", weights_only=True)["state_dict"]
+        on_disk = torch.load(jobs.runs_dir() / job.id / "checkpoint.pt", weights_only=True)["state_dict"]
         assert all(torch.equal(on_disk[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(models[0].fc.weight, models[1].fc.weight)
-    assert [json.loads((ui.runs_dir() / job.id / "metrics.json").read_text())["config"]["seed"]
+    assert [json.loads((jobs.runs_dir() / job.id / "metrics.json").read_text())["config"]["seed"]
             for job in started] == [1, 2]
 
 
@@ -126,10 +127,10 @@ def test_run_ids_are_unique_and_a_saved_run_is_never_overwritten(tiny_data, tmp_
 
 
 def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_data, fresh_models):
-    job = TrainingJob(small(tiny_data), runs_dir=ui.runs_dir()).start()
+    job = TrainingJob(small(tiny_data), runs_dir=jobs.runs_dir()).start()
     assert job.join(timeout=120)
     snap = job.snapshot()
-    folder = ui.runs_dir() / job.id
+    folder = jobs.runs_dir() / job.id
     assert snap.saved_to == str(folder) and sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt",
                                                                                            "metrics.json"]
     assert json.loads((folder / "metrics.json").read_text())["history"] == snap.trained.history.to_dict()
@@ -138,7 +139,7 @@ def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_
     del job, snap
     fresh_models.clear()  # the server restarts: no model in memory
 
-    (saved,), problems = list_saved_runs(ui.runs_dir())
+    (saved,), problems = list_saved_runs(jobs.runs_dir())
     assert problems == [] and saved.id == folder.name and not saved.in_memory
     torch.testing.assert_close(probabilities(saved.trained, photos), expected)
 
@@ -198,7 +199,7 @@ def test_a_long_session_of_train_and_predict_keeps_at_most_three_models(tiny_dat
     fused_before = sum(isinstance(o, torch.fx.GraphModule) for o in gc.get_objects())
     session: list[Run] = []
     for seed in range(6):
-        job = TrainingJob(small(tiny_data, seed=seed), runs_dir=ui.runs_dir()).start()
+        job = TrainingJob(small(tiny_data, seed=seed), runs_dir=jobs.runs_dir()).start()
         assert job.join(timeout=120)
         session.append(job.to_run())
         rank_classes(session[-1].trained, [open_image(png((seed * 40, 0, 0)))])
@@ -242,7 +243,7 @@ def test_paths_outside_the_data_root_are_refused(tmp_path):
 
 
 def test_served_on_a_network_without_a_data_root_no_folder_can_be_typed(tiny_data, monkeypatch):
-    monkeypatch.setattr(ui, "served_on_network", lambda: True)
+    monkeypatch.setattr(app_paths, "served_on_network", lambda: True)
     monkeypatch.delenv("FTCORE_DATA_ROOT", raising=False)
     at = checked(tab(data_root=str(tiny_data)).switch_page(EXPLORE).run())
     at.radio[0].set_value("Local folder").run()
@@ -256,7 +257,7 @@ def test_served_on_a_network_without_a_data_root_no_folder_can_be_typed(tiny_dat
 def test_served_on_a_network_the_folder_picker_stays_inside_the_data_root(tiny_data, tmp_path, monkeypatch):
     root = tmp_path / "datasets"
     shutil.copytree(tiny_data, root / "colours")
-    monkeypatch.setattr(ui, "served_on_network", lambda: True)
+    monkeypatch.setattr(app_paths, "served_on_network", lambda: True)
     monkeypatch.setenv("FTCORE_DATA_ROOT", str(root))
     at = checked(tab(data_root=None).switch_page(EXPLORE).run())
     at.radio[0].set_value("Local folder").run()

@@ -188,8 +188,8 @@ def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monke
 
 
 def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, tmp_path, monkeypatch):
-    from ftcore import worker
     from ftcore.runs import folder as runlog
+    from ftcore.runs import worker
     from ftcore.runs.process import ProcessJob
 
     config = recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=64)

@@ -13,12 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from app import ui
+from app import choices
 from conftest import REPO, encode, open_app, trained_model
-from ftcore import data
+from ftcore.data import archives
+from ftcore.data.archives import unpack_uploaded_zip
 from ftcore.errors import FtcoreError
-from ftcore.predict import classify_photos
-from ftcore.training import TrainedModel
+from ftcore.insight.predict import classify_photos
+from ftcore.models.trained import TrainedModel
+from ftcore.util.paths import cache_dir
 
 EXPLORE, PREDICT = "app_pages/explore.py", "app_pages/predict.py"
 
@@ -43,7 +45,7 @@ def dataset_entries(prefix: str = "set") -> dict[str, bytes]:
 
 def cache_contents() -> list[str]:
     """Everything under the cache, as paths relative to it."""
-    root = data.cache_dir()
+    root = cache_dir()
     return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
 
 
@@ -73,11 +75,11 @@ def constant_model() -> TrainedModel:
 def test_zip_slip_is_refused_and_nothing_is_written(entry, tmp_path):
     payload = zip_of({**dataset_entries(), entry: photo()})
     with pytest.raises(FtcoreError) as info:
-        data.unpack_uploaded_zip(payload)
+        unpack_uploaded_zip(payload)
     assert str(info.value) == (f"the archive holds an unsafe entry {entry!r} (absolute path, '..' or link); nothing "
                                "was extracted, so rebuild the zip from the folder itself")
     assert cache_contents() == ["uploads"] and not Path("/tmp/evil.png").exists()
-    assert not (data.cache_dir().parent / "evil.png").exists()
+    assert not (cache_dir().parent / "evil.png").exists()
 
 
 def test_a_link_inside_a_zip_is_refused():
@@ -89,7 +91,7 @@ def test_a_link_inside_a_zip_is_refused():
         link.external_attr = 0o120777 << 16
         zf.writestr(link, "/etc/passwd")
     with pytest.raises(FtcoreError, match="unsafe entry 'set/train/red/passwd.png'"):
-        data.unpack_uploaded_zip(buffer.getvalue())
+        unpack_uploaded_zip(buffer.getvalue())
     assert cache_contents() == ["uploads"]
 
 
@@ -105,21 +107,21 @@ def test_the_explorer_refuses_a_zip_slip_upload_and_keeps_its_data(tiny_data):
 
 
 def test_a_zip_bomb_is_refused_by_its_unpacked_size(monkeypatch):
-    monkeypatch.setattr(data, "MAX_EXTRACTED_BYTES", 1024**2)
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_BYTES", 1024**2)
     payload = zip_of({**dataset_entries(), "set/train/red/zeros.png": b"\0" * (3 * 1024**2)})
     assert len(payload) < 30_000  # 3 MiB of zeros compress to almost nothing
     with pytest.raises(FtcoreError) as info:
-        data.unpack_uploaded_zip(payload)
+        unpack_uploaded_zip(payload)
     assert str(info.value) == ("the archive would unpack to 3.0 MiB, more than the 1.0 MiB allowed; use a local "
                                "folder instead")
     assert cache_contents() == ["uploads"]
 
 
 def test_a_zip_bomb_is_refused_by_its_number_of_files(monkeypatch):
-    monkeypatch.setattr(data, "MAX_EXTRACTED_FILES", 10)
+    monkeypatch.setattr(archives, "MAX_EXTRACTED_FILES", 10)
     payload = zip_of({**dataset_entries(), **{f"set/train/red/x{i}.png": b"" for i in range(3)}})
     with pytest.raises(FtcoreError) as info:
-        data.unpack_uploaded_zip(payload)
+        unpack_uploaded_zip(payload)
     assert str(info.value) == "the uploaded zip holds 11 entries, more than the 10 allowed; use a local folder instead"
     assert cache_contents() == ["uploads"]
 
@@ -131,14 +133,14 @@ def test_a_zip_that_lies_about_its_sizes_stops_at_the_declared_size_and_keeps_no
     local = payload.rfind(b"PK\x03\x04")
     payload[local + 22:local + 26] = struct.pack("<I", 100)
     with pytest.raises(FtcoreError) as info:
-        data.unpack_uploaded_zip(bytes(payload))
+        unpack_uploaded_zip(bytes(payload))
     assert str(info.value).startswith("the uploaded zip could not be unpacked (BadZipFile: Bad CRC-32 for file ")
     assert cache_contents() == ["uploads"]
 
 
 def test_a_zip_without_a_dataset_keeps_no_copy():
     with pytest.raises(FtcoreError, match="no dataset found in .*; zip a folder of <class>/ folders"):
-        data.unpack_uploaded_zip(zip_of({"holiday/a.png": photo()}))
+        unpack_uploaded_zip(zip_of({"holiday/a.png": photo()}))
     assert cache_contents() == ["uploads"]
 
 
@@ -186,11 +188,11 @@ def test_many_photos_are_classified_a_batch_at_a_time():
 def test_the_predict_page_classifies_at_most_its_limit_and_says_so(monkeypatch, tiny_data):
     from ftcore.config import recipe
     from ftcore.runs import saved
-    from ftcore.training import fit
+    from ftcore.train.loop import fit
 
     result = fit(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=16, image_size=32, limit=4))
     run = saved.Run("run-limit", "tiny", result.config, result.history, result)
-    monkeypatch.setattr(ui, "MAX_PHOTOS", 3)
+    monkeypatch.setattr(choices, "MAX_PHOTOS", 3)
     at = open_app(PREDICT, runs=[run])
     for i in range(5):
         at.file_uploader[0].upload(f"{i}.png", photo((40 * i, 0, 0)), "image/png")

@@ -7,13 +7,15 @@ import torch
 from torch import nn
 
 from ftcore.config import recipe
-from ftcore.data import EvalPreset, open_split
-from ftcore.devices import native_bf16, resolve_precision
+from ftcore.data.dataset import open_split
+from ftcore.data.transforms import EvalPreset
+from ftcore.devices.precision import native_bf16, resolve_precision
 from ftcore.errors import FtcoreError
-from ftcore.features import extract_features
-from ftcore.models import build_model, fused_for_inference
+from ftcore.models.build import build_model, fused_for_inference
 from ftcore.records import BatchEnded, EpochEnded
-from ftcore.training import evaluate, fit
+from ftcore.train.evaluate import evaluate
+from ftcore.train.features import extract_features
+from ftcore.train.loop import fit
 
 
 def randomised_batchnorm(model: nn.Module) -> nn.Module:

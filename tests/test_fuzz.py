@@ -20,10 +20,12 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from PIL import Image
 
 from conftest import trained_model, write_tiny_imagefolder
-from ftcore import data, folders
-from ftcore.data import EvalPreset
+from ftcore.data import folders
+from ftcore.data.dataset import open_split
+from ftcore.data.summary import summarize
+from ftcore.data.transforms import EvalPreset
 from ftcore.errors import FtcoreError
-from ftcore.predict import classify_photos
+from ftcore.insight.predict import classify_photos
 
 # A failing run writes its examples as patches under hypothesis' home folder: keep that out of the checkout.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "ftcore-hypothesis")
@@ -121,7 +123,7 @@ def test_the_dataset_loader_gives_a_tensor_or_names_the_file(tree, photo):
     path = folder / f"fuzz.{ext}"
     path.write_bytes(payload)
     real = str(folders.real_root_of(tree) / "train" / "red" / path.name)
-    split = data.open_split(tree, "train", EvalPreset(32))
+    split = open_split(tree, "train", EvalPreset(32))
     (index,) = [i for i, (p, _) in enumerate(split.samples) if p == real]
     try:
         tensor, label = split[index]
@@ -132,7 +134,7 @@ def test_the_dataset_loader_gives_a_tensor_or_names_the_file(tree, photo):
     else:
         loaded = True
         assert tensor.shape == (3, 32, 32) and torch.isfinite(tensor).all() and label == 1
-    summary = data.summarize(tree)
+    summary = summarize(tree)
     assert summary.counts["train"]["red"] == 2
     listed = real in summary.unreadable
     assert listed != any(r.path == real for r in summary.images)  # a photo or a named problem, never neither

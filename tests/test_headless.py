@@ -57,12 +57,13 @@ def test_the_package_declares_what_ftcore_imports_and_an_ftcore_command():
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert project["scripts"] == {"ftcore": "ftcore.cli:main"}
+    assert project["scripts"] == {"ftcore": "ftcore.cli.main:main"}
     extras = [d for group in project["optional-dependencies"].values() for d in group]  # onnx: `export` only
-    declared = {d.split(">")[0].split("=")[0].split(";")[0].strip().lower() for d in project["dependencies"] + extras}
+    declared = {d.split(">")[0].split("=")[0].split(";")[0].split("[")[0].strip().lower()
+                for d in project["dependencies"] + extras}
     distribution = {"PIL": "pillow"}  # import name -> the distribution that provides it
     imported = set()
-    for path in (REPO / "ftcore").glob("*.py"):
+    for path in (REPO / "ftcore").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []

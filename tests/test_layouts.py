@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 
 from conftest import TINY_CLASSES, make_photo, write_tiny_imagefolder
-from ftcore import data
-from ftcore.cli import main
-from ftcore.data import format_summary, open_split, summarize
+from ftcore.cli.main import main
+from ftcore.data.archives import unpack_uploaded_zip
+from ftcore.data.dataset import open_split
+from ftcore.data.splits import match_classes, resolve_splits
+from ftcore.data.summary import format_summary, summarize
 from ftcore.errors import FtcoreError
-from ftcore.splits import match_classes, resolve_splits
 
 QUICK = ["--mode", "scratch", "--epochs", "1", "--batch-size", "8", "--image-size", "32", "--device", "cpu"]
 NUM = r"\d+\.\d{3}"
@@ -496,9 +497,9 @@ def test_zipped_flat_folder_unpacks_to_class_folders():
                 photo = io.BytesIO()
                 make_photo(label, i, rng).save(photo, format="PNG")
                 zf.writestr(f"pets/{label}/{i:03d}.png", photo.getvalue())
-    root = data.unpack_uploaded_zip(buffer.getvalue())
+    root = unpack_uploaded_zip(buffer.getvalue())
     assert root.name == "pets" and root.parent.parent.name == "uploads"
     splits = resolve_splits(root)
     assert splits.layout == "class folders" and splits.roles == ["train", "val"]
     assert relpaths_by_class(splits, "val") == {label: expected_held(names(5), label, 0.2) for label in TINY_CLASSES}
-    assert data.unpack_uploaded_zip(buffer.getvalue()) == root  # the same upload again: the same folder
+    assert unpack_uploaded_zip(buffer.getvalue()) == root  # the same upload again: the same folder

@@ -11,10 +11,10 @@ import sys
 import time
 
 from conftest import REPO, open_app, wait_until
-from ftcore import lesson
 from ftcore.config import PRESETS, recipe
-from ftcore.experiments import Experiment
+from ftcore.lab import lesson
 from ftcore.runs.local import LocalBackend
+from ftcore.runs.series import Experiment
 
 TIMEOUT = 240
 

@@ -15,13 +15,14 @@ import torchvision
 from torch import nn
 
 from conftest import open_app
-from ftcore import charts
-from ftcore.cli import main as cli_main
-from ftcore.config import recipe
+from ftcore.cli.main import main as cli_main
+from ftcore.config import TrainConfig, recipe
 from ftcore.errors import FtcoreError
-from ftcore.lr_finder import FeatureBatches, find_lr, range_test
-from ftcore.lr_finding import FinderSettings, LrFinding, StopRule, read_curve, smooth, stop_index
-from ftcore.lr_rules import (
+from ftcore.insight import charts
+from ftcore.lr_find.finding import FinderSettings, LrFinding, read_curve, smooth
+from ftcore.lr_find.range_test import find_lr, range_test
+from ftcore.lr_find.stop import StopRule, stop_index
+from ftcore.lr_find.suggest import (
     CHOSEN_BECAUSE,
     DEFAULT_RULE,
     LONG_RUN_STEPS,
@@ -35,7 +36,10 @@ from ftcore.lr_rules import (
 )
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.process import FinderJob, ProcessJob
-from ftcore.training import fit, make_optimizer
+from ftcore.train.head import FeatureBatches
+from ftcore.train.loop import fit
+from ftcore.train.optim import make_optimizer
+from ftcore.train.plan import RunPlan
 
 TIMEOUT = 240
 
@@ -248,12 +252,18 @@ def test_settings_are_checked_and_the_lr_rises_exponentially():
 # The test on a model
 
 
+def cpu_plan(config: TrainConfig) -> RunPlan:
+    """The plan of a run of `config` on the CPU in fp32, each batch in one forward pass."""
+    return RunPlan(config=config, device=torch.device("cpu"))
+
+
 def test_range_test_leaves_the_model_the_optimiser_and_the_random_state_as_they_were():
     model, batches = linear_problem()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, weight_decay=1e-3)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    finding = range_test(model, optimizer, batches, torch.device("cpu"), FinderSettings(steps=30))
+    finding = range_test(model, optimizer, batches, cpu_plan(recipe("finetune", data="", lr=0.05)),
+                         FinderSettings(steps=30))
     assert len(finding.lrs) > 10
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert optimizer.param_groups[0]["lr"] == 0.05
@@ -267,8 +277,8 @@ def test_every_group_keeps_its_ratio_to_the_lr_and_a_small_dataset_is_cycled(tin
     optimizer = make_optimizer(model, config)  # copied layers at lr, the output layer at 10x
     seen = []
     batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 2, (8,))) for _ in range(2)]
-    finding = range_test(model, optimizer, batches, torch.device("cpu"), FinderSettings(steps=12, end_lr=1e-3),
-                         callback=lambda step: seen.append([g["lr"] for g in optimizer.param_groups]))
+    finding = range_test(model, optimizer, batches, cpu_plan(config), FinderSettings(steps=12, end_lr=1e-3),
+                         sink=lambda step: seen.append([g["lr"] for g in optimizer.param_groups]))
     assert len(seen) == 12
     for step, (body, head) in enumerate(seen):
         assert body == pytest.approx(FinderSettings(steps=12, end_lr=1e-3).lr_at(step))
@@ -282,13 +292,13 @@ def test_with_the_copied_layers_frozen_the_output_layer_still_runs_at_its_multip
     optimizer = make_optimizer(model, config)
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["lr"] == 10 * config.lr
     settings, seen = FinderSettings(steps=6, end_lr=1e-3), []
-    range_test(model, optimizer, [(torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4,)))], torch.device("cpu"),
-               settings, callback=lambda step: seen.append(optimizer.param_groups[0]["lr"]), base_lr=config.lr)
+    range_test(model, optimizer, [(torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4,)))], cpu_plan(config),
+               settings, sink=lambda step: seen.append(optimizer.param_groups[0]["lr"]))
     assert seen == pytest.approx([10 * settings.lr_at(i) for i in range(6)])  # the suggestion stays in lr's units
 
 
 def test_settings_that_move_the_lr_are_named_when_they_differ():
-    from ftcore.lr_finding import recipe_differences
+    from ftcore.lr_find.finding import recipe_differences
 
     found_on = recipe("finetune", "resnet18", data="d")
     assert recipe_differences(found_on, recipe("finetune", "resnet18", data="d", seed=9, image_size=96)) == []
@@ -304,9 +314,9 @@ def test_with_the_mean_loss_the_same_curve_sits_batch_size_times_further_right()
     for reduction, scale in (("sum", 1), ("mean", 16)):
         model, batches = linear_problem()
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-        curves[reduction] = range_test(model, optimizer, batches, torch.device("cpu"),
-                                       FinderSettings(steps=40, start_lr=1e-5 * scale, end_lr=10.0 * scale),
-                                       reduction=reduction)
+        curves[reduction] = range_test(model, optimizer, batches,
+                                       cpu_plan(recipe("finetune", data="", lr=1.0, loss_reduction=reduction)),
+                                       FinderSettings(steps=40, start_lr=1e-5 * scale, end_lr=10.0 * scale))
     n = min(len(curves["sum"].losses), len(curves["mean"].losses))
     assert n > 20
     assert curves["mean"].losses[:n] == pytest.approx(curves["sum"].losses[:n], rel=1e-4, abs=1e-5)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftcore import memory
 from ftcore.config import TrainConfig, recipe
-from ftcore.features import feature_batch_size
+from ftcore.train import memory
+from ftcore.train.features import feature_batch_size
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "memory-table-cpu.json"
 CASES = json.loads(RESULTS.read_text())["cases"]

@@ -13,36 +13,40 @@ import pytest
 import torch
 from torch import nn
 
-from ftcore import archs, models
+from ftcore.archs import ARCHITECTURES, describe_output_layers, get_arch
 from ftcore.errors import FtcoreError
+from ftcore.models.build import build_model
+from ftcore.models.imagenet import imagenet_categories, imagenet_row
+from ftcore.models.output_layer import output_layer, replace_output_layer
+from ftcore.models.weights import hub_dir_from_environment, torch_cache_path, torch_hub_dir, weights_status
 
 
 @pytest.fixture(scope="module")
 def built():
     """One randomly initialised instance of each architecture (they take a moment to build)."""
     torch.manual_seed(0)
-    return {name: spec.build(weights=None) for name, spec in archs.ARCHITECTURES.items()}
+    return {name: spec.build(weights=None) for name, spec in ARCHITECTURES.items()}
 
 
 def test_at_least_the_four_required_architectures():
-    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2"} <= set(archs.ARCHITECTURES)
+    assert {"resnet18", "resnet34", "resnet50", "mobilenet_v2"} <= set(ARCHITECTURES)
 
 
 def test_the_registrys_weights_categories_and_photo_extensions_are_torchvisions_own():
     import torchvision
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
-    from ftcore.folders import IMAGE_EXTENSIONS
+    from ftcore.data.folders import IMAGE_EXTENSIONS
 
     enums = {"resnet18": torchvision.models.ResNet18_Weights, "resnet34": torchvision.models.ResNet34_Weights,
              "resnet50": torchvision.models.ResNet50_Weights, "mobilenet_v2": torchvision.models.MobileNet_V2_Weights}
-    for name, spec in archs.ARCHITECTURES.items():
+    for name, spec in ARCHITECTURES.items():
         assert spec.weights_url == enums[name].IMAGENET1K_V1.url, name
         assert spec.build is getattr(torchvision.models, name)
         assert spec.parameters == enums[name].IMAGENET1K_V1.meta["num_params"], name
-        assert archs.imagenet_categories() == enums[name].IMAGENET1K_V1.meta["categories"], name
+        assert imagenet_categories() == enums[name].IMAGENET1K_V1.meta["categories"], name
     assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
-    assert archs.imagenet_row("Hot-Dog") == 934
+    assert imagenet_row("Hot-Dog") == 934
 
 
 def modules_imported_at_the_top(path: Path) -> list[str]:
@@ -61,7 +65,7 @@ def test_the_app_and_the_train_and_explorer_pages_import_without_torch():
     root = Path(__file__).parent.parent
     modules = sorted({name for page in ("streamlit_app.py", "app_pages/train.py", "app_pages/explore.py")
                       for name in modules_imported_at_the_top(root / page)})
-    assert {"app.ui", "ftcore.config", "ftcore.archs", "ftcore.lr_finding"} <= set(modules)
+    assert {"app.jobs", "app.tab", "ftcore.config", "ftcore.archs", "ftcore.lr_find.finding"} <= set(modules)
     code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)
@@ -76,24 +80,24 @@ def test_the_hub_folder_from_the_environment_is_torchs_own(env, tmp_path, monkey
         monkeypatch.delenv(name, raising=False)
     if env:
         monkeypatch.setenv(env, str(tmp_path / env))
-    assert archs.hub_dir_from_environment() == Path(torch.hub.get_dir()) == archs.torch_hub_dir()
+    assert hub_dir_from_environment() == Path(torch.hub.get_dir()) == torch_hub_dir()
 
 
-@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_source_output_layer_is_imagenets(built, arch):
-    layer = models.output_layer(built[arch], arch)
+    layer = output_layer(built[arch], arch)
     assert isinstance(layer, nn.Linear) and layer.out_features == 1000
-    assert layer.in_features == archs.get_arch(arch).feature_dim
+    assert layer.in_features == get_arch(arch).feature_dim
 
 
-@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_new_output_layer_is_a_fresh_xavier_linear(built, arch):
     net = built[arch]
-    old = models.output_layer(net, arch)
+    old = output_layer(net, arch)
     torch.manual_seed(1)
-    new = models.replace_output_layer(net, arch, num_classes=3)
-    d = archs.get_arch(arch).feature_dim
-    assert models.output_layer(net, arch) is new and new is not old
+    new = replace_output_layer(net, arch, num_classes=3)
+    d = get_arch(arch).feature_dim
+    assert output_layer(net, arch) is new and new is not old
     assert (new.in_features, new.out_features) == (d, 3)
     # xavier_uniform_: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), so std = a / sqrt(3).
     bound = math.sqrt(6 / (d + 3))
@@ -101,24 +105,24 @@ def test_new_output_layer_is_a_fresh_xavier_linear(built, arch):
     assert w.abs().max() <= bound
     assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 3)
-    models.replace_output_layer(net, arch, 1000)  # leave the shared instance as it was
+    replace_output_layer(net, arch, 1000)  # leave the shared instance as it was
 
 
 def test_book_output_layers_as_printed():
-    assert archs.describe_output_layers("resnet18", 2) == (
+    assert describe_output_layers("resnet18", 2) == (
         "Linear(in_features=512, out_features=1000, bias=True)",
         "Linear(in_features=512, out_features=2, bias=True)")
-    assert repr(nn.Linear(512, 1000)) == archs.describe_output_layers("resnet18", 2)[0]
+    assert repr(nn.Linear(512, 1000)) == describe_output_layers("resnet18", 2)[0]
 
 
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(FtcoreError, match="resnet18, resnet34, resnet50, mobilenet_v2"):
-        archs.get_arch("vgg11")
+        get_arch("vgg11")
 
 
 def test_scratch_model_keeps_linear_default_init_like_the_book():
     torch.manual_seed(0)
-    net, source = models.build_model("resnet18", 2, pretrained=False)
+    net, source = build_model("resnet18", 2, pretrained=False)
     assert source.kind == "random"
     # nn.Linear's default weight init is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), narrower than Xavier here.
     assert net.fc.weight.abs().max() <= 1 / math.sqrt(512)
@@ -143,14 +147,14 @@ def no_download(monkeypatch):
 
 def test_torch_cache_path_follows_torch_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
-    assert archs.torch_cache_path("resnet18") == tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert torch_cache_path("resnet18") == tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
 
 
 def test_weights_in_torchvisions_cache_are_used(random_resnet18_file, no_download):
-    cached = archs.torch_cache_path("resnet18")
+    cached = torch_cache_path("resnet18")
     cached.parent.mkdir(parents=True)
     cached.write_bytes(random_resnet18_file.read_bytes())
-    net, source = models.build_model("resnet18", 2, pretrained=True)
+    net, source = build_model("resnet18", 2, pretrained=True)
     expected = torch.load(random_resnet18_file, weights_only=True)
     assert source.kind == "torch cache" and source.path == str(cached) and no_download == []
     assert torch.equal(net.conv1.weight, expected["conv1.weight"])
@@ -161,22 +165,22 @@ def test_weights_in_torchvisions_cache_are_used(random_resnet18_file, no_downloa
 def test_explicit_file_wins_over_env_and_cache(random_resnet18_file, tmp_path, monkeypatch, no_download):
     torch.manual_seed(7)
     other = tmp_path / "other.pth"
-    torch.save(archs.get_arch("resnet18").build(weights=None).state_dict(), other)
+    torch.save(get_arch("resnet18").build(weights=None).state_dict(), other)
     monkeypatch.setenv("FTCORE_WEIGHTS", str(other))
-    net, source = models.build_model("resnet18", 2, pretrained=True, weights_file=str(random_resnet18_file))
+    net, source = build_model("resnet18", 2, pretrained=True, weights_file=str(random_resnet18_file))
     assert source.kind == "file" and source.path == str(random_resnet18_file)
-    net_env, source_env = models.build_model("resnet18", 2, pretrained=True)
+    net_env, source_env = build_model("resnet18", 2, pretrained=True)
     assert source_env.path == str(other)
     assert not torch.equal(net.conv1.weight, net_env.conv1.weight)
 
 
 def test_offline_without_weights_is_one_clear_error_never_random(no_download):
     with pytest.raises(FtcoreError) as info:
-        models.build_model("resnet18", 2, pretrained=True)
+        build_model("resnet18", 2, pretrained=True)
     message = str(info.value)
     assert "could not download ImageNet weights for resnet18" in message
-    assert f"put resnet18-f37072fd.pth in {archs.torch_cache_path('resnet18').parent}/" in message
-    assert "\n" not in message and no_download == [archs.get_arch("resnet18").weights_url]
+    assert f"put resnet18-f37072fd.pth in {torch_cache_path('resnet18').parent}/" in message
+    assert "\n" not in message and no_download == [get_arch("resnet18").weights_url]
 
 
 def test_a_download_lands_in_torchvisions_cache(monkeypatch, random_resnet18_file):
@@ -186,15 +190,15 @@ def test_a_download_lands_in_torchvisions_cache(monkeypatch, random_resnet18_fil
             f.write(random_resnet18_file.read_bytes())
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
-    _, source = models.build_model("resnet18", 2, pretrained=True)
-    assert source.kind == "download" and archs.torch_cache_path("resnet18").is_file()
-    _, again = models.build_model("resnet18", 2, pretrained=True)
+    _, source = build_model("resnet18", 2, pretrained=True)
+    assert source.kind == "download" and torch_cache_path("resnet18").is_file()
+    _, again = build_model("resnet18", 2, pretrained=True)
     assert again.kind == "torch cache"
 
 
 def test_weights_for_another_architecture_are_refused(random_resnet18_file):
     with pytest.raises(FtcoreError, match="does not fit mobilenet_v2"):
-        models.build_model("mobilenet_v2", 2, pretrained=True, weights_file=str(random_resnet18_file))
+        build_model("mobilenet_v2", 2, pretrained=True, weights_file=str(random_resnet18_file))
 
 
 @pytest.mark.parametrize("content", [b"", b"hello", b"PK\x03\x04broken"])
@@ -202,31 +206,31 @@ def test_a_file_that_is_not_a_state_dict_is_refused(tmp_path, content):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(content)
     with pytest.raises(FtcoreError, match="is not a PyTorch state dict"):
-        models.build_model("resnet18", 2, pretrained=True, weights_file=str(bad))
+        build_model("resnet18", 2, pretrained=True, weights_file=str(bad))
 
 
 def test_missing_explicit_file_is_an_error(tmp_path):
     with pytest.raises(FtcoreError, match="does not exist"):
-        models.build_model("resnet18", 2, pretrained=True, weights_file=str(tmp_path / "nope.pth"))
+        build_model("resnet18", 2, pretrained=True, weights_file=str(tmp_path / "nope.pth"))
 
 
 def test_state_dict_saved_from_dataparallel_loads(tmp_path, random_resnet18_file):
     state = torch.load(random_resnet18_file, weights_only=True)
     wrapped = tmp_path / "dp.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, wrapped)
-    net, _ = models.build_model("resnet18", 2, pretrained=True, weights_file=str(wrapped))
+    net, _ = build_model("resnet18", 2, pretrained=True, weights_file=str(wrapped))
     assert torch.equal(net.conv1.weight, state["conv1.weight"])
 
 
 def test_shared_mobilenet_weights_load_without_their_output_layer(shared_mobilenet, no_download):
-    net, source = models.build_model("mobilenet_v2", 2, pretrained=True)
+    net, source = build_model("mobilenet_v2", 2, pretrained=True)
     state = torch.load(shared_mobilenet, weights_only=True)
     assert source.kind == "shared" and source.path == str(shared_mobilenet)
     assert "classifier.1.weight" not in state
     assert torch.equal(net.features[0][0].weight, state["features.0.0.weight"])
-    assert net.classifier[1].out_features == 2 and archs.weights_status("mobilenet_v2")[0] == "found"
+    assert net.classifier[1].out_features == 2 and weights_status("mobilenet_v2")[0] == "found"
 
 
 def test_weights_status_says_downloadable_when_nothing_is_on_disk():
-    state, sentence = archs.weights_status("resnet50")
+    state, sentence = weights_status("resnet50")
     assert state == "downloadable" and "resnet50-0676ba61.pth" in sentence

@@ -13,8 +13,9 @@ import streamlit as st
 from PIL import Image
 
 from conftest import after_photo_check, open_app, write_tiny_imagefolder
-from ftcore import data, photo_check
-from ftcore.photo_check import FactsFile, PhotoCheck, check_photos
+from ftcore.data import photo_check
+from ftcore.data.photo_check import FactsFile, PhotoCheck, check_photos
+from ftcore.data.summary import list_dataset, summarize
 
 EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
 
@@ -29,7 +30,7 @@ def tree(tmp_path):
 
 
 def facts_file(root, tmp_path) -> FactsFile:
-    return FactsFile(data.list_dataset(root).root, tmp_path / "facts")
+    return FactsFile(list_dataset(root).root, tmp_path / "facts")
 
 
 def no_decoding(monkeypatch):
@@ -43,14 +44,14 @@ def no_decoding(monkeypatch):
 
 def test_the_listing_counts_every_photo_without_reading_one(tree, monkeypatch):
     no_decoding(monkeypatch)
-    listing = data.list_dataset(tree)
+    listing = list_dataset(tree)
     assert listing.counts == {"train": {"blue": 3, "red": 4}, "test": {"blue": 3, "red": 2}}
     assert not listing.checked and listing.size_stats() == {} and not listing.unreadable
     assert len(listing.photos()) == 12 and len(listing.book_grid()) == 14
 
 
 def test_the_check_finds_what_the_full_scan_found_and_a_second_one_reads_nothing(tree, tmp_path, monkeypatch):
-    listing = data.list_dataset(tree)
+    listing = list_dataset(tree)
     seen = []
     findings = check_photos(listing.photos(), facts_file(tree, tmp_path), lambda done, total: seen.append(done))
     assert seen == list(range(1, 13))
@@ -66,11 +67,11 @@ def test_the_check_finds_what_the_full_scan_found_and_a_second_one_reads_nothing
 
 def test_a_changed_photo_is_read_again_and_a_removed_one_leaves_the_file(tree, tmp_path):
     facts = facts_file(tree, tmp_path)
-    check_photos(data.list_dataset(tree).photos(), facts)
+    check_photos(list_dataset(tree).photos(), facts)
     broken = tree / "train" / "red" / "cut.png"
     shutil.copy(tree / "train" / "red" / "001.png", broken)  # fixed: new size and mtime
     (tree / "test" / "blue" / "copy.png").unlink()
-    findings = check_photos(data.list_dataset(tree).photos(), facts)
+    findings = check_photos(list_dataset(tree).photos(), facts)
     assert findings.reused == 10 and not findings.unreadable and not findings.duplicates
     assert str(broken.resolve()) in findings.sizes
     assert len(json.loads(facts.path.read_text())["photos"]) == 11
@@ -79,16 +80,16 @@ def test_a_changed_photo_is_read_again_and_a_removed_one_leaves_the_file(tree, t
 def test_a_stopped_check_keeps_what_it_read_and_a_damaged_file_is_read_as_empty(tree, tmp_path, monkeypatch):
     facts = facts_file(tree, tmp_path)
     stop = threading.Event()
-    assert check_photos(data.list_dataset(tree).photos(), facts, lambda done, total: done == 5 and stop.set(),
+    assert check_photos(list_dataset(tree).photos(), facts, lambda done, total: done == 5 and stop.set(),
                         stop) is None
     assert len(facts.load()) == 5
     facts.path.write_text("{not json")
     assert facts.load() == {}
-    assert check_photos(data.list_dataset(tree).photos(), facts).reused == 0
+    assert check_photos(list_dataset(tree).photos(), facts).reused == 0
 
 
 def test_the_background_check_reports_its_progress_and_ends(tree, tmp_path):
-    listing = data.list_dataset(tree)
+    listing = list_dataset(tree)
     check = PhotoCheck(listing.photos(), facts_file(tree, tmp_path)).start()
     assert check.join(60) and check.done and not check.error
     assert check.done_count == check.total == 12 and check.findings.unreadable
@@ -118,9 +119,9 @@ def test_the_explorer_draws_from_the_listing_at_once_then_shows_what_the_check_f
     assert next(b for b in train.button if b.label == "Start").disabled is False
     release.set()
     at = after_photo_check(at)
-    stats = data.summarize(tree).size_stats()
+    stats = summarize(tree).size_stats()
     assert at.metric[-1].value == f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}"
-    assert [e.value for e in at.error] == [data.summarize(tree).unreadable_message()]
+    assert [e.value for e in at.error] == [summarize(tree).unreadable_message()]
     assert any(w.value.startswith("1 photo(s) sit in two splits") for w in at.warning)
     assert len(at.get("plotly_chart")) == 2  # the counts per class, and the sizes of the photos it could read
 
@@ -132,7 +133,7 @@ def test_a_restarted_server_reads_the_check_from_disk(tree, monkeypatch):
     st.cache_data.clear()  # a new server process: nothing in memory, the facts on disk
     no_decoding(monkeypatch)
     at = after_photo_check(open_app(EXPLORE, data_root=str(tree)))
-    assert [e.value for e in at.error] == [data.summarize(tree).unreadable_message()]
+    assert [e.value for e in at.error] == [summarize(tree).unreadable_message()]
 
 
 def test_start_before_the_check_ends_meets_the_broken_photo_with_the_same_sentence(tree, monkeypatch):
@@ -145,9 +146,9 @@ def test_start_before_the_check_ends_meets_the_broken_photo_with_the_same_senten
     next(b for b in at.button if b.label == "Start").click().run()
     job = at.session_state["job"]
     assert job.join(120)
-    sentence = data.summarize(tree).reasons[next(iter(data.summarize(tree).reasons))]
+    sentence = summarize(tree).reasons[next(iter(summarize(tree).reasons))]
     assert sentence in job.snapshot().error
-    assert os.path.basename(next(iter(data.summarize(tree).reasons))) in job.snapshot().error
+    assert os.path.basename(next(iter(summarize(tree).reasons))) in job.snapshot().error
 
 
 def test_a_check_that_fails_says_so_once_and_the_page_keeps_its_counts(tree, monkeypatch):

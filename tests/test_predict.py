@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from conftest import trained_model
+from ftcore.data.images import open_image
 from ftcore.errors import FtcoreError
-from ftcore.images import open_image
-from ftcore.predict import classify_photos, format_prediction, rank_classes
+from ftcore.insight.predict import classify_photos, format_prediction, rank_classes
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -130,7 +130,7 @@ def test_classify_photos_reports_bad_ones_and_classifies_the_rest():
 def test_the_fused_copy_is_made_once_kept_for_the_latest_model_and_freed_with_it(monkeypatch, traces):
     import gc
 
-    from ftcore import predict
+    from ftcore.insight import predict
 
     made = []
     monkeypatch.setattr(predict, "fused_for_inference",

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO
 from ftcore import probe
-from ftcore.devices import available_devices
-from ftcore.experiments import head_init_status
+from ftcore.devices.placement import available_devices
+from ftcore.models.output_layer import head_init_status
 
 
 def test_a_child_process_finds_what_torch_finds_here(random_resnet18_file, monkeypatch):
@@ -56,10 +56,10 @@ print(json.dumps(drawn))
 
 
 def test_sessions_that_open_the_train_page_at_once_start_one_child(monkeypatch):
-    from app import ui
-    from ftcore.lru import LruStore
+    from app import torch_facts
+    from ftcore.util.lru import LruStore
 
-    monkeypatch.setattr(ui, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
+    monkeypatch.setattr(torch_facts, "TORCH_FACTS", LruStore(64))  # a server process that has found nothing yet
     asked = []
 
     def slow_ask(head_init=None):
@@ -68,12 +68,14 @@ def test_sessions_that_open_the_train_page_at_once_start_one_child(monkeypatch):
         return probe.TorchFacts(devices=["auto", "cpu"], head_init=(False, "why"))
 
     monkeypatch.setattr(probe, "ask", slow_ask)
-    sessions = [threading.Thread(target=ui.find_torch_facts, args=("resnet18", None, ["a", "b"])) for _ in range(6)]
+    sessions = [threading.Thread(target=torch_facts.find_torch_facts, args=("resnet18", None, ["a", "b"]))
+                for _ in range(6)]
     for session in sessions:
         session.start()
     for session in sessions:
         session.join()
     assert asked == [("resnet18", None, ["a", "b"])]
-    assert ui.device_names() == ["auto", "cpu"] and ui.head_init_status("resnet18", None, ["a", "b"]) == (False, "why")
-    ui.find_torch_facts("resnet18", None, ["a", "c"])  # other classes: only their head init is asked
+    assert torch_facts.device_names() == ["auto", "cpu"]
+    assert torch_facts.head_init_status("resnet18", None, ["a", "b"]) == (False, "why")
+    torch_facts.find_torch_facts("resnet18", None, ["a", "c"])  # other classes: only their head init is asked
     assert asked[-1] == ("resnet18", None, ["a", "c"]) and len(asked) == 2

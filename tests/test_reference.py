@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from ftcore import reference
-from ftcore.models import build_model
+from ftcore.lab import reference
+from ftcore.models.build import build_model
 
 
 def test_train_batch_is_the_book_sgd_step_on_the_summed_loss():

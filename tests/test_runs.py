@@ -16,13 +16,14 @@ import pytest
 import torch
 
 from conftest import REPO, open_app
-from ftcore import cli, memory
+from ftcore.cli.main import main
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.runs import folder as runlog
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.process import ProcessJob
+from ftcore.train import memory
 
 TIMEOUT = 240
 
@@ -173,7 +174,7 @@ def test_the_cli_resumes_an_interrupted_run(tiny_data, tmp_path, capsys):
     proc.kill()
     proc.communicate()
     capsys.readouterr()
-    assert cli.main(["train", "--resume", str(out)]) == 0  # in this process: the interrupted one was a real one
+    assert main(["train", "--resume", str(out)]) == 0  # in this process: the interrupted one was a real one
     resumed = capsys.readouterr()
     assert resumed.err.startswith(f"resuming {out} after epoch "), resumed.err
     assert resumed.out.splitlines()[-3].startswith("epoch 4/4: ")

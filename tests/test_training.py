@@ -10,20 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from ftcore import archs, models
+from ftcore.archs import ARCHITECTURES
 from ftcore.config import BOOK_RESULTS, TrainConfig, recipe
 from ftcore.errors import FtcoreError
-from ftcore.records import BatchEnded, EpochEnded, RunStarted
-from ftcore.training import (
-    batchnorm_note,
-    chunk_sizes,
-    fit,
-    loss_fn,
-    make_optimizer,
-    make_param_groups,
-    micro_batch_size,
-    train_step,
-)
+from ftcore.models.build import build_model
+from ftcore.models.output_layer import output_layer
+from ftcore.records import BatchEnded, EpochEnded, RunStarted, StateCaptured
+from ftcore.train.loop import fit
+from ftcore.train.optim import make_optimizer, make_param_groups
+from ftcore.train.plan import batchnorm_note, micro_batch_size
+from ftcore.train.step import chunk_sizes, loss_fn, train_step
 
 
 def test_book_recipes():
@@ -36,21 +32,21 @@ def test_book_recipes():
     assert BOOK_RESULTS["finetune"]["test_acc"] == 0.939 and BOOK_RESULTS["scratch"]["test_acc"] == 0.843
 
 
-@pytest.mark.parametrize("arch", list(archs.ARCHITECTURES))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_param_groups_cover_every_parameter_once_with_the_head_at_10x(arch):
-    net, _ = models.build_model(arch, 2, pretrained=False)
+    net, _ = build_model(arch, 2, pretrained=False)
     config = recipe("finetune", arch, data="d", lr=3e-4)
     optimizer = make_optimizer(net, config)
     ids = [id(p) for group in optimizer.param_groups for p in group["params"]]
     assert sorted(ids) == sorted(id(p) for p in net.parameters()) and len(ids) == len(set(ids))
     body, head = optimizer.param_groups
     assert body["lr"] == 3e-4 and head["lr"] == pytest.approx(3e-3)
-    assert {id(p) for p in head["params"]} == {id(p) for p in models.output_layer(net, arch).parameters()}
+    assert {id(p) for p in head["params"]} == {id(p) for p in output_layer(net, arch).parameters()}
     assert all(g["weight_decay"] == 1e-3 and g["momentum"] == 0 for g in optimizer.param_groups)
 
 
 def test_without_param_groups_every_parameter_shares_one_lr():
-    net, _ = models.build_model("resnet18", 2, pretrained=False)
+    net, _ = build_model("resnet18", 2, pretrained=False)
     groups = make_param_groups(net, "resnet18", 5e-4, 10.0, enabled=False)
     assert len(groups) == 1 and groups[0]["lr"] == 5e-4
     assert len(groups[0]["params"]) == len(list(net.parameters()))
@@ -107,7 +103,7 @@ def test_chunk_sizes_never_leave_a_lone_image(n, micro, sizes):
 
 def test_a_lone_last_image_does_not_break_batchnorm_at_small_sizes():
     torch.manual_seed(0)
-    net, _ = models.build_model("resnet18", 2, pretrained=False)  # 32 px ends in 1x1 feature maps
+    net, _ = build_model("resnet18", 2, pretrained=False)  # 32 px ends in 1x1 feature maps
     optimizer = torch.optim.SGD(net.parameters(), lr=1e-4)
     loss_sum, _ = train_step(net, optimizer, torch.randn(5, 3, 32, 32), torch.tensor([0, 1, 0, 1, 0]), "sum", 4)
     assert math.isfinite(loss_sum)
@@ -124,7 +120,7 @@ def test_batchnorm_momentum_keeps_the_books_memory_with_micro_batches(tiny_data)
 
 
 def test_auto_micro_batch_is_the_whole_batch_unless_memory_says_otherwise_and_then_says_so(tiny_data, monkeypatch):
-    from ftcore import memory
+    from ftcore.train import memory
 
     def run(precision: str) -> tuple[set[float], list[str]]:
         notes = []
@@ -142,9 +138,9 @@ def test_auto_micro_batch_is_the_whole_batch_unless_memory_says_otherwise_and_th
 
 
 def test_auto_micro_batch_follows_the_precision_training_runs_in_not_the_devices(tiny_data, monkeypatch):
-    import ftcore.devices as devices
+    from ftcore.devices import precision
 
-    monkeypatch.setattr(devices, "resolve_precision", lambda precision, device: "bf16")  # a native-bf16 CPU
+    monkeypatch.setattr(precision, "resolve_precision", lambda precision, device: "bf16")  # a native-bf16 CPU
     config = recipe("scratch", "mobilenet_v2", data=str(tiny_data), epochs=1, batch_size=32, image_size=32)
     result = fit(config)  # precision auto: MobileNetV2 trains in fp32 even where bf16 is native
     assert result.history.precision == "fp32"
@@ -160,7 +156,7 @@ def test_a_last_batch_of_one_image_is_dropped(tmp_path):
 
 
 def test_micro_batch_is_the_whole_batch_where_it_fits_else_the_largest_that_fits_unless_set(monkeypatch):
-    from ftcore import memory
+    from ftcore.train import memory
 
     config = TrainConfig(data="d", arch="mobilenet_v2", precision="fp32")
     cpu = torch.device("cpu")
@@ -223,7 +219,9 @@ def test_one_epoch_learns_and_reports_the_right_shape(tiny_data):
     assert epoch.train_loss == pytest.approx(sum(b.loss for b in history.batches) / 8)
     assert history.examples_per_sec > 0 and history.devices == ["cpu"] and not history.stopped
     assert isinstance(events[0], RunStarted) and events[0].train_size == 32 and events[0].test_size == 16
-    assert sum(isinstance(e, BatchEnded) for e in events) == 8 and isinstance(events[-1], EpochEnded)
+    assert sum(isinstance(e, BatchEnded) for e in events) == 8 and isinstance(events[-2], EpochEnded)
+    assert isinstance(events[-1], StateCaptured) and events[-1].epoch == 1  # the state to resume from, after it
+    assert torch.equal(events[-1].state["model"]["fc.weight"], result.model.fc.weight.detach().cpu())
     assert result.classes == ["blue", "red"] and not result.model.training
 
 
@@ -240,7 +238,7 @@ def test_stop_mid_epoch_keeps_what_was_learned(tiny_data):
     assert len(history.epochs) == 1 and history.final().epoch == pytest.approx(3 / 8)
     assert history.final().test_acc is None and history.final().examples == 12
     torch.manual_seed(tiny_config(tiny_data).seed)
-    untrained, _ = models.build_model("resnet18", 2, pretrained=False)
+    untrained, _ = build_model("resnet18", 2, pretrained=False)
     assert not torch.equal(untrained.conv1.weight, result.model.conv1.weight.cpu())
 
 

@@ -1,7 +1,7 @@
 """The Ray backend: runs train as jobs on a Ray cluster (runs/backend.py is the contract it keeps).
 
 Each run becomes one Ray job through Ray's Jobs API (`ray.job_submission.JobSubmissionClient`), whose entrypoint
-is the same worker the local backend starts: `python -m ftcore.worker <run folder>`. No Ray driver runs in this
+is the same worker the local backend starts: `python -m ftcore.runs.worker <run folder>`. No Ray driver runs in this
 process: the client speaks to the head's dashboard over HTTP, so a restarted server kills no one's training, and
 it finds the jobs it had started again by their metadata.
 
@@ -34,15 +34,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import memory
 from ..config import TrainConfig
 from ..errors import FtcoreError
-from ..paths import REPO_ROOT
-from ..worker import THREADS_ENV, WORKER_ERROR_PREFIX
+from ..train import memory
+from ..util.paths import REPO_ROOT
 from .address import check_address
-from .process import ProcessJob, ordinal
+from .process import WORKER_MODULE, ProcessJob, ordinal
 from .queue import RunQueue
 from .snapshot import FinderSnapshot, JobSnapshot
+from .worker import THREADS_ENV, WORKER_ERROR_PREFIX
 
 RUN_CPUS_ENV = "FTCORE_RAY_RUN_CPUS"  # CPUs a run asks of its node (default: RUN_CPUS)
 RUN_CPUS = 2  # a run on CPUs takes two cores of a node; on a GPU, GPU_RUN_CPUS
@@ -359,7 +359,7 @@ class RayBackend:
         metadata = {METADATA_FOLDER: str(job.folder), METADATA_ASK: json.dumps(ask)}
         try:
             self.client.submit_job(
-                entrypoint=f"python -m ftcore.worker {shlex.quote(str(job.folder))}", submission_id=submission_id,
+                entrypoint=f"python -m {WORKER_MODULE} {shlex.quote(str(job.folder))}", submission_id=submission_id,
                 runtime_env={"env_vars": env}, metadata=metadata,
                 entrypoint_num_cpus=ask["CPU"], entrypoint_num_gpus=ask.get("GPU") or None,
                 entrypoint_memory=int(ask["memory"]) or None)

@@ -7,8 +7,10 @@ and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` as
 current batch. Everything is on disk, so a refreshed page or a restarted server reads the same curves, and a run
 that dies keeps everything it wrote. checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
 
-Every name of those files is here; the folder's request and events are plain data (the config as its dict), so
-this module needs nothing of the training loop but its records.
+Every name of those files is here, so a `train --out` folder is a run folder too; the modules that write the files
+inside (`models.checkpoint`, `models.metrics`, `train.resume`, `lr_find.finding`) take their paths from the caller.
+The folder's request and events are plain data (the config as its dict), so this module needs nothing of the
+training loop but its records, and no torch.
 """
 
 from __future__ import annotations
@@ -20,15 +22,22 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from ..config import TrainConfig
 from ..errors import FtcoreError
-from ..paths import RUNS_DIR_ENV
-from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, History, LrStep, RunStarted
-from .status import EventKind, Status
-
-if TYPE_CHECKING:
-    from ..training import TrainConfig
+from ..records import (
+    BatchEnded,
+    BatchRecord,
+    EpochEnded,
+    EpochRecord,
+    Event,
+    EventKind,
+    History,
+    LrStep,
+    RunStarted,
+    Status,
+)
+from ..util.paths import RUNS_DIR_ENV
 
 REQUEST_FILE = "request.json"
 EVENTS_FILE = "events.jsonl"
@@ -36,8 +45,8 @@ STOP_FILE = "stop"
 LOG_FILE = "worker.log"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-STATE_FILE = "resume.pt"  # the state to resume from (resume.save_state), replaced after every epoch
-FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_finding.LrFinding)
+STATE_FILE = "resume.pt"  # the state to resume from (train.resume.save_state), replaced after every epoch
+FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_find.finding.write_curve)
 
 
 TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
@@ -81,7 +90,18 @@ def read_task(folder: Path) -> tuple[str, dict]:
     return request.get("task", "train"), dict(request.get("options") or {})
 
 
-def event_dict(event: Event | LrStep) -> dict:
+def prepare_out_dir(out_dir: str | Path) -> Path:
+    """Create a run folder (before training, so that an unwritable one fails at once)."""
+    out_dir = Path(out_dir).expanduser()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FtcoreError(f"cannot create the output folder {out_dir} ({e.strerror or e}); choose a writable "
+                          "one (--out)") from None
+    return out_dir
+
+
+def event_dict(event: Event) -> dict:
     """A training (or finder) event as one JSON-able object with its type."""
     if isinstance(event, RunStarted):
         return {"type": EventKind.STARTED, **asdict(event)}
@@ -126,14 +146,14 @@ class EventLog:
 
     def write(self, record: dict) -> None:
         """Append one object as a line; the line reaches the OS before this returns."""
-        from .. import distributed  # here, not at import: pages read run folders before torch has loaded
+        from ..devices import distributed  # here, not at import: pages read run folders before torch has loaded
 
         if not distributed.context().is_main:
             return
         with open(self.path, "a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
-    def __call__(self, event: Event | LrStep) -> None:
+    def __call__(self, event: Event) -> None:
         self.write(event_dict(event))
 
     def end(self, status: Status, error: str | None = None, history: dict | None = None) -> None:

@@ -1,12 +1,12 @@
 """A warm process that forks each run's process, so that a run does not import torch and torchvision again.
 
-A fresh `python -m ftcore.worker` spends seconds of CPU importing torch and torchvision before its first batch
+A fresh `python -m ftcore.runs.worker` spends seconds of CPU importing torch and torchvision before its first batch
 (docs/benchmarks.md, "Starting a run"). The fork server imports them once, at low priority, and then forks one
 process per run. Nothing in it but imports happens before a fork: no tensor work, no thread pools, no CUDA, so a
 forked run is in the state a fresh interpreter would reach after the same imports. Each forked run gets a
 session of its own (its process group, as `start_new_session` gives), exactly the environment the server gave
 it, the repository as its working folder and its folder's worker.log as stdout and stderr; then it runs
-`ftcore.worker.main` and exits with its status.
+`ftcore.runs.worker.main` and exits with its status.
 
 The server speaks to it over two pipes, a JSON line each way: {"folder", "env", "log"} in, {"pid"} or {"error"}
 out, after a first line "ready" once its imports are done. Until then (and where fork or pidfds are missing, as
@@ -28,11 +28,11 @@ import sys
 import threading
 import traceback
 
-from ..paths import REPO_ROOT, child_environment
-from ..priority import yield_cpu
+from ..devices.priority import yield_cpu
+from ..util.paths import REPO_ROOT, child_environment
 
 # What a run imports, bottom up: torchvision alone brings torch's compiler stack along (half the import time)
-PRELOAD = ("torch", "torchvision", "torchvision.models.feature_extraction", "ftcore.worker")
+PRELOAD = ("torch", "torchvision", "torchvision.models.feature_extraction", "ftcore.runs.worker")
 READY = b"ready\n"
 
 
@@ -184,7 +184,7 @@ def _fork(folder: str, env: dict[str, str], log: str) -> int:
             os.setsid()
             os.close(told)
             _become_run_process(env, log)
-            from ftcore import worker
+            from . import worker  # here, in the forked run: the server imports this module and must not load torch
 
             code = worker.main([folder])
         except SystemExit as e:
@@ -203,7 +203,7 @@ def _fork(folder: str, env: dict[str, str], log: str) -> int:
 
 
 def _become_run_process(env: dict[str, str], log: str) -> None:
-    """Give the forked process what `Popen(python -m ftcore.worker)` would: its environment, signals, files."""
+    """Give the forked process what `Popen(python -m ftcore.runs.worker)` would: its environment, signals, files."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.environ.clear()
     os.environ.update(env)
@@ -215,7 +215,7 @@ def _become_run_process(env: dict[str, str], log: str) -> None:
     os.dup2(output, 2)
     os.close(devnull)
     os.close(output)
-    sys.argv = [sys.executable, "-m", "ftcore.worker"]
+    sys.argv = [sys.executable, "-m", "ftcore.runs.worker"]
 
 
 if __name__ == "__main__":

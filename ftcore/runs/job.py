@@ -4,15 +4,13 @@ to a job only through it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from ..config import TrainConfig
-    from .saved import Run
-    from .snapshot import JobSnapshot
+from ..config import TrainConfig
+from .saved import Run
+from .snapshot import JobSnapshot
 
 
-@runtime_checkable
 class Job(Protocol):
     """A run that can be started, watched through snapshots, stopped, and kept once it ends."""
 

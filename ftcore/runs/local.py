@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from .. import memory
 from ..config import TrainConfig
 from ..errors import FtcoreError
-from ..paths import cache_dir
-from ..worker import THREADS_ENV
+from ..train import memory
+from ..util.paths import cache_dir
 from .process import PROCS_ENV, ProcessJob, ordinal
 from .queue import RunQueue
 from .snapshot import FinderSnapshot, JobSnapshot
+from .worker import THREADS_ENV
 
 SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per core on a GPU machine, else one)
 POLL_SECONDS = 0.25  # how often the admitting thread looks for ended runs and admits the next

@@ -19,13 +19,14 @@ import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ..config import TrainConfig
-from ..lr_finding import FinderSettings, LrFinding, check_request
-from ..paths import REPO_ROOT, child_environment
-from ..records import History, LrStep
+from ..lr_find.finding import FinderSettings, LrFinding, check_request
+from ..records import KEPT, EventKind, History, LrStep, Status
+from ..util.paths import REPO_ROOT, child_environment
 from . import forkserver
+from .backend import Backend
 from .folder import (
     FINDING_FILE,
     LOG_FILE,
@@ -42,22 +43,19 @@ from .folder import (
 )
 from .saved import Run, load_saved_run
 from .snapshot import FinderSnapshot, JobSnapshot, run_label
-from .status import KEPT, EventKind, Status
-
-if TYPE_CHECKING:
-    from .backend import Backend
 
 STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
 NOT_YET_RUNNING = (Status.NEW, Status.QUEUED, Status.STARTING)  # a start event moves these to running
 PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
+WORKER_MODULE = "ftcore.runs.worker"  # the child process of a run: python -m WORKER_MODULE <run folder>
 
 
 def worker_command(folder: Path, procs: int) -> list[str]:
     """The child's command line: the worker itself, or torchrun with `procs` processes of it."""
     if procs > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-                "-m", "ftcore.worker", str(folder)]
-    return [sys.executable, "-m", "ftcore.worker", str(folder)]
+                "-m", WORKER_MODULE, str(folder)]
+    return [sys.executable, "-m", WORKER_MODULE, str(folder)]
 
 
 def ordinal(n: int) -> str:
@@ -88,7 +86,7 @@ class Handle(Protocol):
 
 
 class ChildProcess:
-    """A run's process on this machine: `python -m ftcore.worker <folder>` (or torchrun with several), or the same
+    """A run's process on this machine: `python -m ftcore.runs.worker <folder>` (or torchrun with several), or the same
     worker forked from the warm fork server (runs.forkserver), which skips importing torch again."""
 
     def __init__(self, pid: int, proc: subprocess.Popen | None = None):
@@ -158,7 +156,7 @@ class ChildProcess:
 
 
 class ProcessJob:
-    """One run trained by `python -m ftcore.worker` in a process of its own: a child of this server, or a job on a
+    """One run trained by `python -m ftcore.runs.worker` in a process of its own: a child of this server, or a job on a
     Ray cluster, as its backend launches it."""
 
     def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False):

@@ -1,30 +1,31 @@
-"""Runs that ended with a model: a tab's entry for each (`Run`), their folders saved, loaded and listed, and the
-few models kept in memory at once."""
+"""Runs that ended with a model: a tab's entry for each (`Run`), their folders saved, loaded and listed, the table
+a page shows of them, and the few models kept in memory at once.
+
+Without torch at import: the pages list saved runs before torch has loaded; a model's checkpoint is read (and
+written) only when asked for.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import TrainConfig
 from ..errors import FtcoreError
-from ..lru import LruStore
+from ..models.metrics import read_metrics, write_metrics
+from ..models.trained import TrainedModel
 from ..records import History
-from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE
+from ..util.lru import LruStore
+from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE, prepare_out_dir
 from .snapshot import run_label
-
-if TYPE_CHECKING:
-    from ..training import TrainedModel
 
 # Models of saved runs kept in memory at once (process-wide); ResNet-18 is about 45 MB each.
 MODELS_IN_MEMORY = 3
 
 
-class ModelCache(LruStore["TrainedModel"]):
+class ModelCache(LruStore[TrainedModel]):
     """The models of at most `capacity` runs (MODELS_IN_MEMORY by default)."""
 
     def __init__(self, capacity: int = MODELS_IN_MEMORY):
@@ -70,19 +71,41 @@ class Run:
         """The run's checkpoint file, read from its folder when it has one."""
         if self.path is not None and (self.path / CHECKPOINT_FILE).is_file():
             return (self.path / CHECKPOINT_FILE).read_bytes()
-        from ..checkpoints import checkpoint_bytes
+        from ..models.checkpoint import checkpoint_bytes  # torch, only now: this module is on the pages' light path
+
         return checkpoint_bytes(self.trained)
 
     def _load(self) -> TrainedModel:
-        from ..checkpoints import load_checkpoint  # checkpoints imports training and torch; keep this module light
+        from ..models.checkpoint import load_checkpoint  # torch, only now: this module is on the pages' light path
+
         return load_checkpoint(self.path / CHECKPOINT_FILE)
+
+    def table_row(self) -> dict:
+        """The run as one row of a page's table of runs: its last epoch's figures, its test accuracy and speed."""
+        last = self.history.final()
+        return {"run": self.label, "epochs": last.epoch if last else 0,
+                "train loss": last.train_loss if last else None, "train acc": last.train_acc if last else None,
+                "val acc": last.val_acc if last else None, "test acc": self.history.final_test(),
+                "examples/sec": round(self.history.examples_per_sec, 1), "devices": ", ".join(self.history.devices),
+                "stopped": self.history.stopped}
+
+
+def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write a run's checkpoint.pt and metrics.json into `out_dir` (a run folder, or `train --out`); return both
+    paths. metrics.json comes last: a folder with it holds a whole run (a run still training has none)."""
+    from ..models.checkpoint import save_checkpoint  # torch, only now: this module is on the pages' light path
+
+    out_dir = prepare_out_dir(out_dir)
+    try:
+        return save_checkpoint(trained, out_dir / CHECKPOINT_FILE), write_metrics(trained, out_dir / METRICS_FILE)
+    except OSError as e:
+        raise FtcoreError(f"cannot write the run to {out_dir} ({e.strerror or e}); choose a writable output "
+                          "folder (--out)") from None
 
 
 def save_run_folder(trained: TrainedModel, runs_dir: str | Path, run_id: str) -> Path:
     """Write a run to <runs_dir>/<run_id>/ (checkpoint.pt, metrics.json) through a temporary folder, so a
     listing never sees half a run and an existing run is never overwritten."""
-    from ..checkpoints import save_run
-
     runs_dir = Path(runs_dir)
     final = runs_dir / run_id
     if final.exists():
@@ -109,9 +132,7 @@ def load_saved_run(folder: str | Path) -> Run:
     """A run from its folder's metrics.json (its model loads from checkpoint.pt only when asked for)."""
     folder = Path(folder)
     try:
-        metrics = json.loads((folder / METRICS_FILE).read_text())
-        config = TrainConfig.from_dict(metrics["config"])
-        history = History.from_dict(metrics["history"])
+        config, history = read_metrics(folder / METRICS_FILE)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FtcoreError(f"saved run {folder} cannot be read ({type(e).__name__}); delete that folder") from None
     if not (folder / CHECKPOINT_FILE).is_file():

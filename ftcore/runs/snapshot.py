@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..config import TrainConfig, lr_text
-from ..lr_finding import FinderSettings, LrFinding
-from ..records import BatchRecord, EpochRecord, LrStep
-from .status import Status
-
-if TYPE_CHECKING:
-    from ..training import TrainedModel
+from ..lr_find.finding import FinderSettings, LrFinding
+from ..models.trained import TrainedModel
+from ..records import BatchRecord, EpochRecord, LrStep, Status
 
 
 def run_label(config: TrainConfig) -> str:
@@ -48,7 +44,7 @@ class JobSnapshot:
     heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
     queue_note: str | None = None  # while queued: its place and what it waits for
     resumable: bool = False  # ended before its last epoch with a state saved after an earlier one
-    batchnorm: str = ""  # training.batchnorm_note: BatchNorm over fewer photos than the whole batch, and why
+    batchnorm: str = ""  # train.plan.batchnorm_note: BatchNorm over fewer photos than the whole batch, and why
 
     @property
     def done(self) -> bool:

@@ -20,13 +20,14 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import FtcoreError, user_message
-from ..memory import is_out_of_memory, out_of_memory_message
-from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted
-from ..training import TrainedModel, TrainingDiverged, fit
+from ..models.trained import TrainedModel
+from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, Status
+from ..train.loop import fit
+from ..train.memory import is_out_of_memory, out_of_memory_message
+from ..train.progress import TrainingDiverged
 from .folder import new_run_id
 from .saved import Run, save_run_folder
 from .snapshot import JobSnapshot, run_label
-from .status import Status
 
 log = logging.getLogger(__name__)
 

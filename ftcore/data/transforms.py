@@ -1,0 +1,90 @@
+"""The book's transforms: train_augs and test_augs as small preset classes, their 224/256 sizes scaled by the
+image size, and one photo through both for the explorer.
+
+torchvision is imported where a transform is built, not with this module: the pages import it before torch has
+loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from .dataset import load_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+# The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def resize_size_for(image_size: int) -> int:
+    """The test-time resize that goes with a crop of `image_size` (the book's 256 for 224)."""
+    return round(image_size * 256 / 224)
+
+
+class TrainPreset:
+    """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
+
+    def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        from torchvision import transforms
+
+        self.transforms = transforms.Compose([
+            transforms.RandomResizedCrop(image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.transforms(image)
+
+
+class EvalPreset:
+    """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize."""
+
+    def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+        from torchvision import transforms
+
+        self.image_size = image_size
+        self.resize_size = resize_size or resize_size_for(image_size)
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.transforms = transforms.Compose([
+            transforms.Resize([self.resize_size, self.resize_size]),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(self.mean, self.std),
+        ])
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.transforms(image)
+
+    def to_dict(self) -> dict:
+        """Plain description, stored in checkpoints so prediction preprocesses exactly as evaluation did."""
+        return {"image_size": self.image_size, "resize_size": self.resize_size,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> EvalPreset:
+        """Rebuild the preset that `to_dict` described."""
+        return cls(int(d["image_size"]), int(d["resize_size"]), d["mean"], d["std"])
+
+
+def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """Undo Normalize and ToTensor: a CxHxW float tensor back to an HxWxC uint8 array for display."""
+    import torch
+
+    mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+    return (tensor * std_t + mean_t).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+
+
+def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) -> tuple[list[np.ndarray], np.ndarray]:
+    """One photo through the train transform `n` times (each a new random crop/flip) and the test transform once."""
+    image = load_rgb(str(path))
+    train = TrainPreset(image_size)
+    return [to_uint8_image(train(image)) for _ in range(n)], to_uint8_image(EvalPreset(image_size)(image))

@@ -1,0 +1,187 @@
+"""A series of runs trained in the background: the book's comparisons (`lab.experiments`) as runs.
+
+An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
+one coordinating thread that runs each as a job and waits for it before starting the next, so only one model
+trains at a time; or, for the lesson (`lab.lesson`), starts them all at once, side by side, sharing the cores
+of one of the backend's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends the runs in
+progress and skips the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import FtcoreError
+from ..lab.experiments import KINDS, SIDE_BY_SIDE
+from ..records import KEPT, Status
+from .backend import Backend
+from .process import ProcessJob
+from .saved import Run
+from .snapshot import JobSnapshot
+from .thread import TrainingJob
+
+
+@dataclass
+class ExperimentSnapshot:
+    """A consistent copy of an experiment's state: one JobSnapshot per run started so far."""
+
+    id: str
+    kind: str  # "sweep" or "compare"
+    configs: list[TrainConfig]
+    jobs: list[JobSnapshot]
+    status: Status  # running, finished or stopped
+
+    @property
+    def title(self) -> str:
+        """What the experiment is, in words."""
+        return KINDS[self.kind]
+
+    @property
+    def chart_title(self) -> str | None:
+        """The title of its runs' chart: None for the book's own recipes (the chart marks the book's numbers), else
+        what it is, scaled down."""
+        return f"{self.title[0].upper()}{self.title[1:]}: a scaled-down recipe" if self.kind in SIDE_BY_SIDE else None
+
+    @property
+    def done(self) -> bool:
+        """True once every run has ended or the experiment was stopped."""
+        return self.status in KEPT
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the whole series done, 0 to 1."""
+        if not self.configs:
+            return 1.0
+        finished = sum(1.0 if job.done else job.progress for job in self.jobs)
+        return min(finished / len(self.configs), 1.0)
+
+
+@dataclass
+class SweepPoint:
+    """One lr of a sweep: its final held-out accuracy (val where the data has it, else test), or why there is none."""
+
+    lr: float
+    heldout_acc: float | None
+    status: str  # the run's status: starting, running, finished, stopped or failed
+    error: str | None = None
+
+
+def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
+    """Final held-out accuracy per lr of the runs started so far (None while running, stopped early or failed)."""
+    points = []
+    for job in snapshot.jobs:
+        tested = [e.heldout_acc for e in job.epochs if e.heldout_acc is not None]
+        final = tested[-1] if tested and job.status == Status.FINISHED else None
+        points.append(SweepPoint(job.config.lr, final, job.status, job.error))
+    return points
+
+
+class Experiment:
+    """A series of TrainConfigs trained one after another in one background thread."""
+
+    def __init__(self, kind: str, configs: Sequence[TrainConfig], experiment_id: str | None = None,
+                 runs_dir: str | Path | None = None, backend: Backend | None = None):
+        if kind not in KINDS:
+            raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
+        self.id = experiment_id or uuid.uuid4().hex[:10]
+        self.kind = kind
+        self.configs = list(configs)
+        self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see runs.thread.TrainingJob)
+        self.backend = backend  # with one, each run trains in a child process through its queue
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._jobs: list[TrainingJob | ProcessJob] = []
+        self._runs: dict[str, Run] = {}  # job id -> its Run, once it ended with a model
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name=f"ftcore-experiment-{self.id}", daemon=True)
+
+    def start(self) -> Experiment:
+        """Start the series (once) and return self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """End the runs in progress after their current batch and start no more."""
+        with self._lock:
+            self._stop.set()
+            current = list(self._jobs)
+        for job in current:
+            if not job.snapshot().done:
+                job.stop()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the series; True when it has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def snapshot(self) -> ExperimentSnapshot:
+        """Copy the current state (each job's own snapshot is taken under its lock)."""
+        with self._lock:
+            jobs, ended, stopped = list(self._jobs), self._ended, self._stop.is_set()
+        status = (Status.STOPPED if stopped else Status.FINISHED) if ended else Status.RUNNING
+        return ExperimentSnapshot(id=self.id, kind=self.kind, configs=list(self.configs),
+                                  jobs=[job.snapshot() for job in jobs], status=status)
+
+    def runs(self, skip: Container[str] = ()) -> list[Run]:
+        """The runs that ended with a model (finished or stopped), in order, except those whose id is in `skip`."""
+        with self._lock:
+            return [run for job_id, run in self._runs.items() if job_id not in skip]
+
+    def _new_job(self, config: TrainConfig) -> TrainingJob | ProcessJob:
+        return (ProcessJob(config, self.runs_dir) if self.backend is not None
+                else TrainingJob(config, runs_dir=self.runs_dir))
+
+    def _run(self) -> None:
+        if self.kind in SIDE_BY_SIDE:  # every run starts at once, sharing the cores
+            self._run_side_by_side()
+        else:
+            for config in self.configs:
+                with self._lock:  # checked and appended together, so a stop() never misses a job
+                    if self._stop.is_set():
+                        break
+                    job = self._new_job(config)
+                    self._jobs.append(job)
+                try:
+                    job.start(self.backend) if self.backend is not None else job.start()
+                except FtcoreError:  # checked before the series started; memory may have changed since
+                    job.cancel()
+                job.join()  # a failed run (e.g. a diverging lr) does not end the series
+                self._keep(job)
+        with self._lock:
+            self._ended = True
+
+    def _run_side_by_side(self) -> None:
+        """Start every run at once (with a backend: queued together, admitted into one slot) and wait for all."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            jobs = [self._new_job(config) for config in self.configs]
+            self._jobs.extend(jobs)
+        try:
+            if self.backend is not None:
+                for job in jobs:
+                    job.prepare(self.backend)
+                self.backend.submit(*jobs)
+            else:
+                for job in jobs:
+                    job.start()
+        except FtcoreError:  # checked before the series started; memory may have changed since
+            for job in jobs:
+                job.cancel()
+        for job in jobs:
+            job.join()
+        for job in jobs:
+            self._keep(job)
+
+    def _keep(self, job: TrainingJob | ProcessJob) -> None:
+        """Keep an ended job's run when it has a model."""
+        if job.snapshot().has_model:
+            run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
+            with self._lock:
+                self._runs[job.id] = run
+            job.release_model()  # so a long sweep does not keep every model alive through its jobs
