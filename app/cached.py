@@ -149,7 +149,7 @@ def _initial_model(model_key: str, _trained: TrainedModel) -> nn.Module:
 def feature_map(model_key: str, _trained: TrainedModel, root: str, limit: int | None) -> dict:
     """PCA of the penultimate features of the test photos, before training (the starting weights) and after."""
     from ftcore.insight import explain  # torch, only once a model is explained
-    from ftcore.insight.evaluation import evaluate_photos
+    from ftcore.insight.evaluation import evaluate_photos  # torch too
 
     after = evaluation(model_key, _trained, root, limit)
     val_fraction, split_seed = split_for(root, _trained.config)

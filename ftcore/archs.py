@@ -43,7 +43,7 @@ class ArchSpec:
     def build(self) -> Callable[..., torch.nn.Module]:
         """The torchvision constructor (torchvision is imported here, not with the registry: importing it takes
         seconds, and pages that only list architectures draw without it)."""
-        import torchvision.models
+        import torchvision.models  # seconds to import: only once a model is built
 
         return getattr(torchvision.models, self.builder)
 

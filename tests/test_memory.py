@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,20 @@ def test_too_big_message_names_what_to_lower(monkeypatch):
     assert "output layer only" in memory.too_big_message(quick, 3 * 1024**3, 2 * 1024**3)
 
 
-def test_machine_memory_is_positive():
-    assert memory.total_bytes() > 0
+def test_the_machines_memory_is_read_from_meminfo_in_bytes(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24576000 kB\nMemFree:         1000000 kB\nMemAvailable:   20480000 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", meminfo)
+    assert memory.total_bytes() == 24576000 * 1024
+    assert memory.available_bytes() == 20480000 * 1024
+    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    meminfo.write_text("MemTotal:       24576000 kB\n")  # kernels before 3.14 have no MemAvailable
+    assert memory.available_bytes() == pages
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "missing")  # no /proc: macOS
+    assert memory.total_bytes() == memory.available_bytes() == pages
+
+
+@pytest.mark.skipif(not memory.MEMINFO.is_file(), reason="Linux's /proc/meminfo")
+def test_on_linux_the_total_is_the_kernels_count_of_physical_pages():
+    assert memory.total_bytes() == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0 < memory.available_bytes() <= memory.total_bytes()

@@ -32,7 +32,7 @@ class TrainPreset:
     """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
 
     def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from torchvision import transforms
+        from torchvision import transforms  # torch, only once a transform is built: the pages list data first
 
         self.transforms = transforms.Compose([
             transforms.RandomResizedCrop(image_size),
@@ -49,7 +49,7 @@ class EvalPreset:
     """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize."""
 
     def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        from torchvision import transforms
+        from torchvision import transforms  # torch, only once a transform is built: the pages list data first
 
         self.image_size = image_size
         self.resize_size = resize_size or resize_size_for(image_size)
@@ -77,7 +77,7 @@ class EvalPreset:
 
 def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """Undo Normalize and ToTensor: a CxHxW float tensor back to an HxWxC uint8 array for display."""
-    import torch
+    import torch  # only once a photo is shown through a transform: the pages list data first
 
     mean_t, std_t = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
     return (tensor * std_t + mean_t).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()

@@ -70,7 +70,7 @@ def onnx_bytes(model: nn.Module, transform: EvalPreset, classes: list[str], arch
     """The model as ONNX (dynamic batch size), with the same description in its metadata."""
     if not onnx_available():
         raise FtcoreError("ONNX export needs the onnx package; install it (pip install onnx) or export TorchScript")
-    import onnx
+    import onnx  # an optional package (the export extra): only an ONNX export needs it
 
     example = torch.zeros(1, 3, transform.image_size, transform.image_size)
     buffer = io.BytesIO()

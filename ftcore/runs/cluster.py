@@ -171,7 +171,7 @@ class RayBackend:
 
     def _connect(self):
         try:
-            from ray.job_submission import JobSubmissionClient
+            from ray.job_submission import JobSubmissionClient  # Ray only once a cluster is asked for
         except ImportError:
             raise FtcoreError('training on a Ray cluster needs Ray: pip install ".[cluster]"') from None
         try:

@@ -153,7 +153,7 @@ def serve() -> None:
     yield_cpu()  # importing is batch work, as training is: the pages come first
     for name in PRELOAD:
         importlib.import_module(name)
-    import torch
+    import torch  # loaded by PRELOAD just now; the server that imports this module never runs serve()
 
     if torch.cuda.is_initialized():  # a forked run could not use the GPU: say nothing, and runs start fresh
         return

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -52,6 +53,7 @@ FITS_SHARE = 0.75
 MICRO_BATCH_CHOICES = (64, 32, 16, 8)  # after the whole batch, the micro-batches largest_fitting_micro_batch tries
 HELDOUT_PER_TRAIN = 0.5  # held-out photos assumed per training photo when only the training photos are counted
 GB = 1024**3
+MEMINFO = Path("/proc/meminfo")  # Linux's memory figures; elsewhere the machine's total stands in for both
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +136,7 @@ def estimate_run_bytes(config: TrainConfig, train_photos: int | None = None, pre
 def _meminfo(field: str) -> int | None:
     """One /proc/meminfo figure in bytes, or None where there is none."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(MEMINFO) as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
