@@ -177,7 +177,7 @@ def ray_nodes():
     One cluster for the module of cluster tests, stopped by its own process ids when that module ends: idle, its
     daemons would still take CPU time from every test after it."""
     pytest.importorskip("ray", reason='the cluster tests need Ray: pip install ".[cluster]"')
-    from benchmarks.ray_cluster import LocalRayCluster
+    from benchmarks.harness.ray_cluster import LocalRayCluster
 
     cluster = LocalRayCluster(cpus=2)
     try:

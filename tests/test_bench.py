@@ -124,7 +124,7 @@ def test_speed_table_defaults_to_100_photos_per_class_and_time_to_accuracy_to_al
 
 
 def test_combining_tta_files_names_runs_by_seed_and_lets_a_later_file_replace_a_run(tmp_path):
-    from benchmarks.combine_tta import load_runs
+    from benchmarks.speed.combine_tta import load_runs
 
     def report(path, seeds, runs, micro_batch=None):
         runs = [SideResult(side, eps, devices=["cpu"], micro_batch=micro_batch).__dict__ for side, eps in runs]

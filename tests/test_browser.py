@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.app_server import app_server
+from benchmarks.harness.app_server import app_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

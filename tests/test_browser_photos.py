@@ -23,7 +23,7 @@ from test_browser import (
     shot,
 )
 
-from benchmarks.app_server import app_server
+from benchmarks.harness.app_server import app_server
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """The lesson in a minute: its settings against the book's recipe, runs submitted together sharing one slot, the
 side-by-side experiment, the command line and the Train page's buttons. Its timings are in the benchmark
-(benchmarks/lesson.py), not here."""
+(benchmarks/speed/lesson.py), not here."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Which suggestion rule trains well: every rule's suggestion trained for 5 epochs, per dataset, mode and seed.
 
-    python -m benchmarks.lr_finder [--data DIR] [--weights FILE] [--seeds 0 1 2] [--image-size 64]
-                                   [--datasets ...] [--recipes ...] [--keep edge/start]
-                                   [--out benchmarks/results/lr-rules-cpu.txt]
+    python -m benchmarks.finder.rules [--data DIR] [--weights FILE] [--seeds 0 1 2] [--image-size 64]
+                                      [--datasets ...] [--recipes ...] [--keep edge/start]
+                                      [--out benchmarks/results/lr-rules-cpu.txt]
 
 For each dataset (the hot-dog set and two subsets built from it in a temporary folder, in other layouts and with
 very different steps per epoch), each recipe (fine-tune and scratch at batch 32; the quick preset, whose finder
@@ -32,14 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ftcore.config import recipe
-from ftcore.data.download import find_data
+from benchmarks.common import arg_parser, data_dir, weights_path, write_report
+from ftcore.config import TrainConfig, recipe
 from ftcore.devices.machine import machine_description
 from ftcore.lr_find.finding import FinderSettings, LrFinding, read_curve
 from ftcore.lr_find.range_test import find_lr
 from ftcore.lr_find.stop import StopRule, stop_index
 from ftcore.lr_find.suggest import DEFAULT_RULE
-from ftcore.models.weights import locate_weights
 from ftcore.train.loop import fit
 
 ARCH = "mobilenet_v2"
@@ -123,7 +122,8 @@ class RunCache:
             f.write(json.dumps(row) + "\n")
 
 
-def config_for(args: argparse.Namespace, data: str, recipe_name: str, seed: int, lr: float | None = None):
+def config_for(args: argparse.Namespace, data: str, recipe_name: str, seed: int,
+               lr: float | None = None) -> TrainConfig:
     """The recipe at this benchmark's scale."""
     mode, preset, batch = RECIPES[recipe_name]
     return recipe(mode, ARCH, preset, data=data, weights=args.weights, batch_size=batch, image_size=args.image_size,
@@ -315,7 +315,7 @@ def report(results: dict) -> str:
 
 def main() -> None:
     """Measure, print, and write the report and its JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -327,19 +327,16 @@ def main() -> None:
                         help="sweep around this candidate (e.g. edge/start) instead of the best one measured")
     parser.add_argument("--out", default="benchmarks/results/lr-rules-cpu.txt")
     args = parser.parse_args()
-    args.weights = args.weights or locate_weights(ARCH, None).path
+    args.weights = weights_path(ARCH, args.weights)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     cache = RunCache(out.with_suffix(".runs.jsonl"))
     with tempfile.TemporaryDirectory() as folder:
-        built = build_datasets(Path(args.data or find_data()), Path(folder))
+        built = build_datasets(Path(data_dir(args.data)), Path(folder))
         datasets = {name: built[name] for name in args.datasets}
         results = measure(args, cache, datasets)
         results["stop_study"] = stop_study(args, datasets["hotdog"][0]) if "hotdog" in datasets else []
-    text = report(results)
-    print(text)
-    out.write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    write_report(report(results) + "\n", results, out, json_end="", announce=False)
 
 
 if __name__ == "__main__":

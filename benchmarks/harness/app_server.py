@@ -1,4 +1,8 @@
-"""The dashboard on a loopback port, for the browser tests and the classroom benchmark alike."""
+"""The dashboard on a loopback port, for the browser tests and the load benchmarks alike.
+
+Not run on its own: `with app_server(cache, log) as url:` in tests/test_browser*.py, benchmarks.load.cold_start,
+benchmarks.load.classroom and benchmarks.load.class_split.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # benchmarks/harness/ -> the checkout
 START_SECONDS = 120  # a cold start on two busy cores
 
 

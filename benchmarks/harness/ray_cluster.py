@@ -8,6 +8,9 @@ never with `ray stop` (which ends every Ray process on the machine).
 Ray turns a loopback node address into the machine's network address, which would open its ports beyond this
 machine. The head is started as a single-machine Ray (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, which keeps 127.0.0.1),
 and further nodes through `ray start` with that one rewrite turned off, so every port binds to loopback.
+
+Not run on its own: `LocalRayCluster(cpus=2).start()` in tests/conftest.py (the `ray_nodes` fixture) and in
+`python -m benchmarks.load.classroom --cluster-nodes N`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.app_server import free_port
+from benchmarks.harness.app_server import free_port
 
 START_SECONDS = 120  # a node's start on two busy cores
 NODE_LAUNCHER = """

@@ -1,9 +1,9 @@
 """What slows the pages during a class: the class's polling tabs, or the run training beside the server.
 
-    python -m benchmarks.class_split [--sessions 6] [--rounds 5] [--cycles 3] [--synthetic]
-                                     [--out benchmarks/results/class-split-cpu.txt]
+    python -m benchmarks.load.class_split [--sessions 6] [--rounds 5] [--cycles 3] [--synthetic]
+                                          [--out benchmarks/results/class-split-cpu.txt]
 
-Starts the app as benchmarks.classroom does, opens `--sessions` Train pages that press Start at once (all photos,
+Starts the app as benchmarks.load.classroom does, opens `--sessions` Train pages that press Start at once (all photos,
 from scratch: one run trains, the rest wait in the queue), and then measures the classroom's latency rounds (a
 rerun of an open Train page, timed in the page, then a fresh Home and Train) under four conditions, taken in turn
 `--cycles` times so that a machine drifting over the minutes weighs on all four alike:
@@ -31,23 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.app_server import app_server
-from benchmarks.classroom import (
-    CHROMIUM,
-    FLAGS,
-    latency_rounds,
-    open_rerun_page,
-    prepare,
-    status_line,
-    stop_run,
-    write_report,
-)
-from ftcore.data.download import find_data
+from playwright.sync_api import BrowserContext, Page
+
+from benchmarks.common import CHROMIUM, arg_parser, data_dir, median, ratio, write_report
+from benchmarks.harness.app_server import app_server
+from benchmarks.load.classroom.driver import FLAGS, prepare, status_line, stop_run
+from benchmarks.load.classroom.measure import latency_rounds, open_rerun_page
 from ftcore.devices.machine import machine_description
 
 GAP_SECONDS = 5.0  # from the start of one latency round to the next
 SETTLE_SECONDS = 3.0  # after changing a condition, before its first round
-IDLE_PRELUDE = "from ftcore.priority import yield_cpu\nyield_cpu(idle=True)\n"  # as a run lowers itself
+IDLE_PRELUDE = "from ftcore.devices.priority import yield_cpu\nyield_cpu(idle=True)\n"  # as a run lowers itself
 SYNTHETIC = {  # name -> the Python programs that make it, each started as its own process
     "none": [],
     "CPU only": [IDLE_PRELUDE + "while True: pass"] * 2,
@@ -70,6 +64,7 @@ def idle_policy_pids() -> list[int]:
 
 
 def signal_all(pids: list[int], sig: int) -> None:
+    """Send `sig` to each of `pids`, skipping those that have ended."""
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -77,19 +72,19 @@ def signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def rounds(context, url: str, rerun_page, n: int, into: dict[str, list[float]], notches: itertools.count) -> None:
+def rounds(context: BrowserContext, url: str, rerun_page: Page, n: int, into: dict[str, list[float]],
+           notches: itertools.count) -> None:
     """`n` of the classroom's latency rounds, one every GAP_SECONDS, their times appended to `into` by page."""
     visits, reruns = latency_rounds(context, url, n, GAP_SECONDS, rerun_page, notches, when="")
     for sample in visits + reruns:
         into.setdefault(sample["page"], []).append(sample["title_s"])
 
 
-def split(args) -> dict:
-    from playwright.sync_api import sync_playwright
+def split(args: argparse.Namespace) -> dict:
+    """Measure the latency rounds under each condition in turn, `--cycles` times; the raw samples by condition."""
+    from playwright.sync_api import sync_playwright  # the browsers start here, within the server's lifetime
 
-    data = find_data()
-    if data is None:
-        raise SystemExit("no hot-dog photos found (ftcore.data.find_data()); set FTCORE_DATA")
+    data = data_dir()
     results: dict[str, dict[str, list[float]]] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="class-split-") as tmp, \
@@ -159,6 +154,7 @@ def split(args) -> dict:
 
 
 def report(result: dict) -> str:
+    """The report's text: per condition, each page's median and its ratio to the reference condition."""
     samples = result["samples"]
     lines = [f"What slows the pages during a class: {result['sessions']} Train pages pressed Start (all photos, "
              "from scratch), one run trains",
@@ -172,9 +168,8 @@ def report(result: dict) -> str:
         reference = samples.get("synthetic: none", {}) if name.startswith("synthetic") else base
         cells = []
         for page in ("Home", "Train", "Train rerun"):
-            value = statistics.median(by_page[page]) if by_page.get(page) else None
-            ref = statistics.median(reference[page]) if reference.get(page) else None
-            cells.append(f"{value:.3f} ({value / ref:.2f}x)" if value and ref else "-")
+            value, ref = median(by_page.get(page) or []), median(reference.get(page) or [])
+            cells.append(f"{value:.3f} ({ratio(value, ref):.2f}x)" if value and ref else "-")
         lines.append(f"{name:26s} " + " ".join(f"{c:>13s}" for c in cells))
     lines.append("ratios against 'neither' (the run paused, the class's pages away); synthetic loads against "
                  "'synthetic: none'")
@@ -184,7 +179,8 @@ def report(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Measure, print, and write the report and its JSON."""
+    parser = arg_parser(__doc__)
     parser.add_argument("--sessions", type=int, default=6, help="Train pages pressing Start")
     parser.add_argument("--rounds", type=int, default=5, help="latency rounds per condition and cycle")
     parser.add_argument("--cycles", type=int, default=3, help="times the conditions are taken in turn")

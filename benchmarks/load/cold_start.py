@@ -1,7 +1,7 @@
 """A newcomer's first minute: how long a cold server takes to make the Train page and the Dataset explorer usable.
 
-    python -m benchmarks.cold_start [--data DIR] [--repeats 2] [--out benchmarks/results/cold-start-cpu.txt]
-                                    [--against DIR]
+    python -m benchmarks.load.cold_start [--data DIR] [--repeats 2] [--out benchmarks/results/cold-start-cpu.txt]
+                                         [--against DIR]
 
 Each repeat starts `streamlit run streamlit_app.py` on a loopback port with an empty cache (no photo check on
 disk), then opens, in a fresh Chromium page each:
@@ -26,28 +26,24 @@ whose speed moves.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
-from benchmarks.app_server import app_server
-from ftcore.data.download import find_data
+from benchmarks.common import CHROMIUM, CHROMIUM_FLAGS, arg_parser, data_dir, write_report
+from benchmarks.harness.app_server import app_server
 from ftcore.devices.machine import machine_description
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 WAIT_MS = 180_000
 
 
-def timed(context, url: str, marks: dict[str, callable]) -> dict[str, float]:
+def timed(context: BrowserContext, url: str, marks: dict[str, callable]) -> dict[str, float]:
     """Open `url` in a fresh page; seconds from goto until each mark (name -> page -> locator) is visible."""
     page = context.new_page()
     start = time.perf_counter()
@@ -75,7 +71,7 @@ FLOOR_TEXT = "Streamlit alone"
 FLOOR = {"its line": lambda page: page.get_by_text(FLOOR_TEXT).first}
 
 
-def one_round(data: str, folder: Path, browser, against: Path | None = None) -> dict:
+def one_round(data: str, folder: Path, browser: Browser, against: Path | None = None) -> dict:
     """Streamlit alone; a cold server: Train, Explorer, Train again; then a restart on the same cache: Explorer.
     With `against` (another checkout of the lab), first a cold Train page and Explorer served from it."""
     cache, env = folder / "cache", {"FTCORE_DATA": data}
@@ -115,17 +111,17 @@ def checkout_commit(folder: Path) -> str:
 
 def main() -> None:
     """Measure, print, and write the report and its JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results/cold-start-cpu.txt")
     parser.add_argument("--against", type=Path, default=None, help="another checkout of the lab (e.g. a git "
                         "worktree of an older commit): each round also times its cold Train page and Explorer")
     args = parser.parse_args()
-    data = args.data or str(find_data())
+    data = data_dir(args.data)
     rounds = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as folder:
                 rounds.append(one_round(data, Path(folder), browser, args.against))
@@ -138,11 +134,8 @@ def main() -> None:
         for mark in rounds[0][key]:
             lines.append(f"{key:18s} {mark:12s} {statistics.median(r[key][mark] for r in rounds):6.2f} s "
                          f"({', '.join(f'{r[key][mark]:.2f}' for r in rounds)})")
-    text = "\n".join(lines)
-    print(text)
-    out = Path(args.out)
-    out.write_text(text + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"data": data, "rounds": rounds}, indent=2))
+    write_report("\n".join(lines) + "\n", {"data": data, "rounds": rounds}, Path(args.out), json_end="",
+                 announce=False)
 
 
 if __name__ == "__main__":

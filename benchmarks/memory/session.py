@@ -1,6 +1,6 @@
 """Resident memory over a long session: train, predict, train again, as a tab of the app does.
 
-    python -m benchmarks.memory [--runs 10] [--keep 3]
+    python -m benchmarks.memory.session [--runs 10] [--keep 3]
 
 Each round trains a short resnet18 run in a TrainingJob (tiny generated photos, 32 px, one epoch) that saves
 itself to a runs folder, keeps it in the session's list, classifies 8 photos with it and with the oldest run
@@ -10,7 +10,6 @@ itself to a runs folder, keeps it in the session's list, classifies 8 photos wit
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import platform
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.common import MIB, arg_parser, rss_bytes
 from ftcore.config import recipe
 from ftcore.insight.predict import rank_classes
 from ftcore.runs import saved, thread
@@ -28,10 +28,7 @@ from ftcore.runs import saved, thread
 
 def rss_mib() -> float:
     """This process's resident set size (VmRSS), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_bytes() / MIB
 
 
 def write_photos(root: Path, per_class: int, seed: int = 0) -> Path:
@@ -50,7 +47,7 @@ def write_photos(root: Path, per_class: int, seed: int = 0) -> Path:
 
 def main() -> None:
     """Print the RSS after each round and the growth from the first round to the last."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--keep", type=int, default=saved.MODELS_IN_MEMORY)
     args = parser.parse_args()

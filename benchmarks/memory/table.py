@@ -1,6 +1,6 @@
 """Peak resident memory of one training run on the CPU, by architecture, precision, micro-batch and image size.
 
-    python -m benchmarks.memory_table [--data DIR] [--arch resnet18 mobilenet_v2 resnet50 resnet34]
+    python -m benchmarks.memory.table [--data DIR] [--arch resnet18 mobilenet_v2 resnet50 resnet34]
                                       [--per-class 64] [--out benchmarks/results/memory-table-cpu.json]
 
 Each case trains ONE run in a fresh child process (`--child JSON`), from random weights (memory does not depend
@@ -8,7 +8,7 @@ on the starting weights; the output-layer-only cases load a random state dict sa
 fine-tuning needs a weights file), on the first `--per-class` photos of each class: 64 + 64 photos make one
 full step of the book's batch of 128, one epoch. The child prints its peak RSS (getrusage ru_maxrss) as JSON.
 
-The parent then fits, per architecture, the model that ftcore.memory uses:
+The parent then fits, per architecture, the model that ftcore.train.memory uses:
 
     peak = base + per-photo activations x micro-batch x (image size / 224)^2 + known terms
 
@@ -30,10 +30,11 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks.common import MIB, RESULTS, arg_parser, data_dir, machine_line, rss_bytes, write_json
+
+MODULE = "benchmarks.memory.table"  # each case runs in a fresh `python -m` of this module
 DEFAULT_OUT = RESULTS / "memory-table-cpu.json"
 ARCHS = ["resnet18", "mobilenet_v2", "resnet50", "resnet34"]
-MIB = 1024**2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -67,14 +68,6 @@ def cases_for(archs: list[str]) -> list[dict]:
 # The child: one run, its peak RSS as one JSON line.
 
 
-def vm_rss_bytes() -> int:
-    """This process's resident set size now (VmRSS), in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def decoded_train_bytes(samples: list[tuple[str, int]], image_size: int) -> int:
     """What the decoded training photos really take: 3 bytes a pixel after decoded.capped (from the headers)."""
     from PIL import Image
@@ -96,14 +89,15 @@ def child(spec: dict) -> dict:
     """Train the case `spec` once on the CPU and report its peak RSS with what the parent needs to fit."""
     import torch
 
-    import ftcore.training as training
+    import ftcore.train.loop as training  # fit, and the feature_batch_size it calls (patched below)
     from ftcore.archs import get_arch
     from ftcore.config import recipe
     from ftcore.data.dataset import split_photos
     from ftcore.data.decoded import estimated_train_bytes
     from ftcore.data.splits import resolve_splits
+    from ftcore.train.plan import micro_batch_size
 
-    start_rss = vm_rss_bytes()
+    start_rss = rss_bytes()
     overrides = {"data": spec["data"], "epochs": 1, "limit": spec["per_class"], "precision": spec["precision"],
                  "micro_batch": spec["micro"], "image_size": spec["image_size"], "decode_once": spec["decode_once"],
                  "device": "cpu"}
@@ -128,7 +122,7 @@ def child(spec: dict) -> dict:
     heldout = split_photos(splits, splits.heldout, None, config.limit).samples
     return {"peak_bytes": peak, "start_rss_bytes": start_rss, "seconds": round(seconds, 1),
             "train_precision": result.history.precision,
-            "micro_used": training.micro_batch_size(config, torch.device("cpu"), result.history.precision),
+            "micro_used": micro_batch_size(config, torch.device("cpu"), result.history.precision),
             "batch_size": config.batch_size, "train_photos": len(train), "heldout_photos": len(heldout),
             "param_bytes": sum(p.numel() * p.element_size() for p in result.model.parameters()),
             "decoded_train_bytes": decoded_train_bytes(train, config.image_size),
@@ -234,7 +228,7 @@ def table(rows: list[dict], coefficients: dict[str, dict[str, int]], machine: st
 
 def run_case(spec: dict, timeout: float) -> dict:
     """Run one case in a fresh child process and return its settings with its measurements."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.memory_table", "--child", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", MODULE, "--child", json.dumps(spec)],
                           capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"case {spec} failed:\n{proc.stderr[-3000:]}")
@@ -243,7 +237,7 @@ def run_case(spec: dict, timeout: float) -> dict:
 
 def main() -> None:
     """Measure every case, print the table and write the JSON and text results."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--arch", nargs="+", default=ARCHS)
     parser.add_argument("--per-class", type=int, default=64)
@@ -258,12 +252,11 @@ def main() -> None:
 
     import torch
 
-    from ftcore.data.download import find_data
     from ftcore.devices.machine import machine_description
 
-    data = args.data or str(find_data())
+    data = data_dir(args.data)
     machine = machine_description()
-    print(f"# {machine}, {torch.get_num_threads()} threads; data {data}, {args.per_class} photos per class", flush=True)
+    print(machine_line(f"data {data}, {args.per_class} photos per class", threads=True), flush=True)
     rows = []
     started = time.perf_counter()
     for spec in cases_for(args.arch):
@@ -285,10 +278,9 @@ def main() -> None:
     print(text, end="")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "threads": torch.get_num_threads(), "data": data,
-                               "per_class": args.per_class, "note": args.note,
-                               "total_seconds": round(time.perf_counter() - started),
-                               "coefficients": coefficients, "cases": rows}, indent=1) + "\n")
+    write_json(out, {"machine": machine, "threads": torch.get_num_threads(), "data": data, "per_class": args.per_class,
+                     "note": args.note, "total_seconds": round(time.perf_counter() - started),
+                     "coefficients": coefficients, "cases": rows}, end="\n")
     out.with_suffix(".txt").write_text((f"# {args.note}\n" if args.note else "") + text)
     print(f"wrote {out} and {out.with_suffix('.txt')}")
 

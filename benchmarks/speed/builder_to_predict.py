@@ -1,8 +1,8 @@
 """Teachable Machine's loop, timed: a dataset built in the lab (2 classes x 50 photos) to a model ready on Predict.
 
-    python -m benchmarks.builder_to_predict [--data DIR] [--per-class 50] [--preset quick] [--repeats 3]
+    python -m benchmarks.speed.builder_to_predict [--data DIR] [--per-class 50] [--preset quick] [--repeats 3]
 
-Builds the dataset with ftcore.builder (as the explorer's Save does) in a temporary cache, then times what
+Builds the dataset with ftcore.data.builder (as the explorer's Save does) in a temporary cache, then times what
 pressing Train does until Predict can answer: the preset on MobileNetV2 (the one architecture with ImageNet
 weights offline) queued with the server's scheduler and trained in a child process of its own, the run saved
 in its folder, and one photo classified with the model loaded from there, as the Predict page does.
@@ -10,28 +10,25 @@ in its folder, and one photo classified with the model loaded from there, as the
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from ftcore.data.download import find_data
-from ftcore.devices.machine import machine_description
-from ftcore.models.weights import locate_weights
+from benchmarks.common import arg_parser, data_dir, machine_line, weights_path
 
 
 def main() -> None:
     """Print one row per repeat and the median."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None, help="a train/<class>/ tree to take the photos from")
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    source = Path(args.data or find_data()) / "train"
-    weights = locate_weights("mobilenet_v2", None).path
+    source = Path(data_dir(args.data)) / "train"
+    weights = weights_path("mobilenet_v2")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FTCORE_CACHE"] = cache
         from ftcore.config import recipe
@@ -45,8 +42,8 @@ def main() -> None:
         built = builder.save_dataset("bench", photos)
         probe = ("probe.jpg", photos[next(iter(photos))][0])
         counts = ", ".join(f"{name} {n}" for name, n in built.counts.items())
-        print(f"# {machine_description()}; {built.total} photos ({counts}), mobilenet_v2 {args.preset} preset, "
-              "validation held out as the explorer does (20 %)")
+        print(machine_line(f"{built.total} photos ({counts}), mobilenet_v2 {args.preset} preset, "
+                           "validation held out as the explorer does (20 %)"))
         print(f"{'repeat':>6s} {'train+save':>10s} {'predict':>8s} {'total':>7s} {'val acc':>7s}")
         totals, scheduler = [], LocalBackend()
         for repeat in range(1, args.repeats + 1):

@@ -1,6 +1,6 @@
 """Time-to-accuracy runs from several `bench --time-to-accuracy --json` files, as one table over seeds.
 
-    python -m benchmarks.combine_tta FILE.json [FILE.json ...]
+    python -m benchmarks.speed.combine_tta FILE.json [FILE.json ...]
 
 Each run is named "<kind>, seed N" (a file made with one seed names its runs without the seed; its seed is
 taken from the file). A later file's run replaces an earlier one of the same name, so a re-measured run can
@@ -12,9 +12,9 @@ of each kind of run (the target is 0.90, as in docs/benchmarks.md).
 
 from __future__ import annotations
 
-import argparse
 import json
 
+from benchmarks.common import arg_parser
 from ftcore.config import recipe
 from ftcore.lab.bench import (
     SideResult,
@@ -64,7 +64,7 @@ def load_runs(paths: list[str]) -> list[SideResult]:
 
 def main() -> None:
     """Print the per-run lines and the summary over seeds."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("files", nargs="+")
     runs = load_runs(parser.parse_args().files)
     print(f"{'run':48s} {'test acc per full epoch':40s} {'reaches 0.90 at':>15s} {'final':>6s} {'wall':>8s}")

@@ -1,8 +1,8 @@
 """The lesson in a minute, timed as the Train page runs it: its runs side by side in child processes through the
 server's scheduler, from the button press until the last run has ended.
 
-    python -m benchmarks.lesson [--data DIR] [--weights FILE] [--seeds 0 1 2] [--kinds lesson lesson-lr
-                                lesson-groups] [--lr 5e-5] [--cpu-isa native|avx2] [--json FILE]
+    python -m benchmarks.speed.lesson [--data DIR] [--weights FILE] [--seeds 0 1 2] [--kinds lesson lesson-lr
+                                      lesson-groups] [--lr 5e-5] [--cpu-isa native|avx2] [--json FILE]
 
 For each seed and kind (fine-tune vs scratch; three rates around --lr; the output layer's 10x on and off) it
 prints every run's last held-out accuracy and the wall seconds of the whole lesson, then the mean and range over
@@ -12,24 +12,21 @@ the lesson is sized for.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 
-from ftcore.config import recipe
-from ftcore.data.download import find_data
+from benchmarks.common import arg_parser, data_dir, machine_line, mean_range, weights_path, write_json
+from ftcore.config import TrainConfig, recipe
 from ftcore.devices.machine import ISA_CAPS, kernels_description, machine_description
 from ftcore.lab import lesson
 from ftcore.lab.experiments import KINDS
-from ftcore.models.weights import locate_weights
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.series import Experiment
 
 
-def run_lesson(kind: str, base, runs_dir: str) -> dict:
+def run_lesson(kind: str, base: TrainConfig, runs_dir: str) -> dict:
     """One lesson as the Train page starts it (base.lr is the slider's rate); its runs' labels, accuracies and the
     wall seconds of the whole."""
     start = time.perf_counter()
@@ -45,7 +42,7 @@ def run_lesson(kind: str, base, runs_dir: str) -> dict:
 
 def main() -> None:
     """Print one row per lesson and seed, then the summary over seeds; optionally save everything as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -55,9 +52,9 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     os.environ.update(ISA_CAPS[args.cpu_isa])  # the children inherit the caps
-    data = args.data or str(find_data())
-    weights = args.weights or str(locate_weights("mobilenet_v2", None).path)
-    print(f"# {machine_description()}; {kernels_description(args.cpu_isa)}", flush=True)
+    data = data_dir(args.data)
+    weights = weights_path("mobilenet_v2", args.weights)
+    print(machine_line(kernels_description(args.cpu_isa)), flush=True)
     print(f"# {lesson.scaled_down_text()}", flush=True)
     results = []
     with tempfile.TemporaryDirectory() as runs_dir:
@@ -77,15 +74,14 @@ def main() -> None:
         for i, run in enumerate(rows[0]["runs"]):
             finals = [r["runs"][i]["accs"][-1] for r in rows if r["runs"][i]["accs"]]
             if finals:
-                print(f"  {run['label']:44s} {statistics.mean(finals):.3f} ({min(finals):.3f}-{max(finals):.3f})")
+                print(f"  {run['label']:44s} {mean_range(finals)}")
         if kind == "lesson":
             gaps = [r["runs"][0]["accs"][-1] - r["runs"][1]["accs"][-1] for r in rows
                     if r["runs"][0]["accs"] and r["runs"][1]["accs"]]
             print(f"  fine-tune ahead by {statistics.mean(gaps) * 100:.1f} points (least {min(gaps) * 100:.1f})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine_description(), "kernels": kernels_description(args.cpu_isa),
-                       "lesson": lesson.scaled_down_text(), "results": results}, f, indent=1)
+        write_json(args.json, {"machine": machine_description(), "kernels": kernels_description(args.cpu_isa),
+                               "lesson": lesson.scaled_down_text(), "results": results})
 
 
 if __name__ == "__main__":

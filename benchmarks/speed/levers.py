@@ -1,7 +1,7 @@
 """Where a CPU training step's time goes, and what each speed lever gives, in one run on one machine.
 
-    python -m benchmarks.levers [--arch resnet18] [--batch 32] [--size 224] [--steps 4] [--isa native avx2]
-                                [--json FILE]
+    python -m benchmarks.speed.levers [--arch resnet18] [--batch 32] [--size 224] [--steps 4] [--isa native avx2]
+                                      [--json FILE]
 
 Every lever is measured in a fresh process on the same random batch, at the book's numerics (fp32, summed loss,
 SGD with weight decay, BatchNorm over the whole batch): the median seconds of `--steps` training steps after one
@@ -21,7 +21,10 @@ import subprocess
 import sys
 import time
 
+from benchmarks.common import arg_parser, machine_line, ratio, write_json
 from ftcore.devices.machine import ISA_CAPS, machine_description, onednn_isa
+
+MODULE = "benchmarks.speed.levers"  # each lever and the profile run in a fresh `python -m` of this module
 
 # lever -> what it changes against "book" (the book's loop: NCHW, eager, BatchNorm left in for evaluation)
 LEVERS = {
@@ -115,7 +118,7 @@ def run(lever: str, args: argparse.Namespace, isa: str) -> dict:
     env = {**os.environ, **ISA_CAPS[isa]}
     if lever.endswith("omp-bind"):
         env["OMP_PROC_BIND"] = "close"
-    cmd = [sys.executable, "-m", "benchmarks.levers", "--child", lever, "--arch", args.arch, "--batch",
+    cmd = [sys.executable, "-m", MODULE, "--child", lever, "--arch", args.arch, "--batch",
            str(args.batch), "--size", str(args.size), "--steps", str(args.steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("LEVER ")]
@@ -125,14 +128,15 @@ def run(lever: str, args: argparse.Namespace, isa: str) -> dict:
     return json.loads(lines[-1].removeprefix("LEVER "))
 
 
-def ratio(row: dict, book: dict | None, key: str) -> str:
+def against_book(row: dict, book: dict | None, key: str) -> str:
     """`row`'s figure against the book's step, or n/a where the book's lever did not run."""
-    return f"{row[key] / book[key]:6.2f}x" if book else f"{'n/a':>7s}"
+    times = ratio(row[key], book[key] if book else None)
+    return f"{times:6.2f}x" if times is not None else f"{'n/a':>7s}"
 
 
 def main() -> None:
     """Print the profile and one row per lever and ISA; optionally save every figure as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=224)
@@ -149,14 +153,14 @@ def main() -> None:
     if args.profile:
         print(profile(args.arch, args.batch, args.size), flush=True)
         return
-    print(f"# {machine_description()}; {args.arch}, batch {args.batch}, {args.size} px, fp32, median of "
-          f"{args.steps} steps after one warm-up", flush=True)
+    print(machine_line(f"{args.arch}, batch {args.batch}, {args.size} px, fp32, median of {args.steps} steps after "
+                       "one warm-up"), flush=True)
     report = {"machine": machine_description(), "arch": args.arch, "batch": args.batch, "size": args.size, "rows": []}
     for isa in args.isa:
         env = {**os.environ, **ISA_CAPS[isa]}
         print(f"\n## kernels {isa}: ATen and oneDNN capped at {ISA_CAPS[isa] or 'nothing'}; oneDNN ran "
               f"{onednn_isa(env)}", flush=True)
-        prof = subprocess.run([sys.executable, "-m", "benchmarks.levers", "--profile", "--arch", args.arch,
+        prof = subprocess.run([sys.executable, "-m", MODULE, "--profile", "--arch", args.arch,
                                "--batch", str(args.batch), "--size", str(args.size)],
                               capture_output=True, text=True, env=env).stdout
         print(prof, flush=True)
@@ -171,12 +175,11 @@ def main() -> None:
                 continue
             book = row if lever == "book" else book  # the ratios are against the book's step, or not shown
 
-            print(f"{lever:30s} {row['train_img_s']:11.1f} {ratio(row, book, 'train_img_s')} "
-                  f"{row['eval_img_s']:10.1f} {ratio(row, book, 'eval_img_s')} {row['first_step_s']:12.1f}",
+            print(f"{lever:30s} {row['train_img_s']:11.1f} {against_book(row, book, 'train_img_s')} "
+                  f"{row['eval_img_s']:10.1f} {against_book(row, book, 'eval_img_s')} {row['first_step_s']:12.1f}",
                   flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

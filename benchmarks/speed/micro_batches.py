@@ -1,7 +1,7 @@
 """Training throughput of the book's step (batch 128, summed loss) by micro-batch and precision.
 
-    python -m benchmarks.speed [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
-                               [--precision fp32 bf16] [--micro-batch 128 64 32 16]
+    python -m benchmarks.speed.micro_batches [--data DIR] [--arch resnet18 mobilenet_v2] [--per-class 128]
+                                             [--precision fp32 bf16] [--micro-batch 128 64 32 16]
 
 Trains one epoch from scratch (throughput does not depend on the starting weights) on the first
 `--per-class` photos of each class and prints examples/sec as the book measures it: training compute only.
@@ -9,13 +9,8 @@ Trains one epoch from scratch (throughput does not depend on the starting weight
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
+from benchmarks.common import arg_parser, data_dir, machine_line
 from ftcore.config import recipe
-from ftcore.data.download import find_data
-from ftcore.devices.machine import machine_description
 from ftcore.train.loop import fit
 
 PRECISIONS = ["fp32", "bf16"]
@@ -24,7 +19,7 @@ MICRO_BATCHES = [128, 64, 32, 16]
 
 def main() -> None:
     """Print one row per architecture and setting."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--arch", nargs="+", default=["resnet18", "mobilenet_v2"])
     parser.add_argument("--per-class", type=int, default=128)
@@ -32,8 +27,8 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=PRECISIONS, choices=PRECISIONS)
     parser.add_argument("--micro-batch", nargs="+", type=int, default=MICRO_BATCHES)
     args = parser.parse_args()
-    data = args.data or str(find_data())
-    print(f"# {machine_description()}, {torch.get_num_threads()} threads")
+    data = data_dir(args.data)
+    print(machine_line(threads=True))
     print(f"{'arch':13s} {'micro-batch':>11s} {'precision':>9s} {'examples/sec':>12s}")
     for arch in args.arch:
         for micro, precision in [(m, p) for p in args.precision for m in args.micro_batch]:

@@ -6,7 +6,6 @@ transform and the model, warm, as the Predict page does it.
 
 from __future__ import annotations
 
-import argparse
 import io
 import statistics
 import time
@@ -14,9 +13,9 @@ import time
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import arg_parser, machine_line
 from ftcore.config import recipe
 from ftcore.data.transforms import EvalPreset
-from ftcore.devices.machine import machine_description
 from ftcore.devices.placement import resolve_devices
 from ftcore.insight.predict import classify_photos
 from ftcore.models.build import build_model
@@ -54,13 +53,13 @@ def predict_latency(arch: str, device: str = "cpu", repeats: int = 30) -> dict[s
 
 def main() -> None:
     """Print the median and fastest milliseconds per photo."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     figures = predict_latency(args.arch, args.device, args.repeats)
-    print(f"# {machine_description()}; {args.arch} on {args.device}, {args.repeats} photos, warm")
+    print(machine_line(f"{args.arch} on {args.device}, {args.repeats} photos, warm"))
     print(f"median {figures['median_ms']:.1f} ms, fastest {figures['min_ms']:.1f} ms per photo")
 
 

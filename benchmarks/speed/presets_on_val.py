@@ -1,6 +1,6 @@
 """The quick and best presets chosen on a validation split and reported on test, beside today's test-only runs.
 
-    python -m benchmarks.presets_on_val [--data DIR] [--weights FILE] [--seeds 0 1 2] [--val-fraction 0.2]
+    python -m benchmarks.speed.presets_on_val [--data DIR] [--weights FILE] [--seeds 0 1 2] [--val-fraction 0.2]
 
 For each preset and seed, two runs of MobileNetV2 fine-tuning on the book's layout:
 - "test only": the book's way, every epoch measured on test (what docs/benchmarks.md's preset figures were);
@@ -11,25 +11,17 @@ Prints one row per run and the mean over seeds; wall time is the whole `fit`, ph
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
+from benchmarks.common import arg_parser, data_dir, fmt, machine_line, mean_range, weights_path
 from ftcore.config import recipe
-from ftcore.data.download import find_data
-from ftcore.devices.machine import machine_description
-from ftcore.models.weights import locate_weights
 from ftcore.train.loop import fit
-
-
-def cell(value: float | None) -> str:
-    """An accuracy with three decimals, or a dash where the run has none."""
-    return f"{value:.3f}" if value is not None else "-"
 
 
 def main() -> None:
     """Print one row per preset, seed and variant, then the means."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--arch", default="mobilenet_v2")
@@ -37,10 +29,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--val-fraction", type=float, default=0.2)
     args = parser.parse_args()
-    data = args.data or str(find_data())
-    weights = args.weights or locate_weights(args.arch, None).path
-    print(f"# {machine_description()}; {args.arch} fine-tune on {data}; val: {args.val_fraction:.0%} of each class "
-          "of train/ held out (split seed 0)")
+    data = data_dir(args.data)
+    weights = weights_path(args.arch, args.weights)
+    print(machine_line(f"{args.arch} fine-tune on {data}; val: {args.val_fraction:.0%} of each class of train/ held "
+                       "out (split seed 0)"))
     print(f"{'preset':7s} {'variant':11s} {'seed':>4s} {'train':>5s} {'val acc':>7s} {'best val':>8s} "
           f"{'test acc':>8s} {'best test':>9s} {'wall':>6s}")
     rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
@@ -59,13 +51,13 @@ def main() -> None:
                     val, best_val, test, best_test = None, None, per_epoch[-1], max(per_epoch)
                 rows.setdefault((preset, variant), []).append((test, wall))
                 trained = sum(history.split["counts"]["train"].values())
-                print(f"{preset:7s} {variant:11s} {seed:4d} {trained:5d} {cell(val):>7s} {cell(best_val):>8s} "
-                      f"{cell(test):>8s} {cell(best_test):>9s} {wall:5.0f}s", flush=True)
+                print(f"{preset:7s} {variant:11s} {seed:4d} {trained:5d} {fmt(val, '.3f'):>7s} "
+                      f"{fmt(best_val, '.3f'):>8s} {fmt(test, '.3f'):>8s} {fmt(best_test, '.3f'):>9s} {wall:5.0f}s",
+                      flush=True)
     print("\nmean over seeds: final test accuracy (min-max), wall")
     for (preset, variant), values in rows.items():
         tests = [t for t, _ in values]
-        print(f"{preset:7s} {variant:11s} {statistics.mean(tests):.3f} ({min(tests):.3f}-{max(tests):.3f}), "
-              f"{statistics.mean(w for _, w in values):.0f} s")
+        print(f"{preset:7s} {variant:11s} {mean_range(tests)}, {statistics.mean(w for _, w in values):.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Starting a run: seconds from Start until the run is training, for a fresh process and for one forked from the
 warm fork server (ftcore.runs.forkserver).
 
-    python -m benchmarks.run_start [--data DIR] [--weights FILE] [--rounds 3] [--json FILE]
+    python -m benchmarks.speed.run_start [--data DIR] [--weights FILE] [--rounds 3] [--json FILE]
 
 Each round starts the book's fine-tuning recipe (MobileNetV2, the shared hot-dog photos) twice through the local
 backend, once as a fresh `python -m ftcore.runs.worker` and once forked, in alternating order, and times from the
@@ -11,16 +11,14 @@ stops the run. It prints each round and the medians.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from unittest import mock
 
-from ftcore.config import recipe
-from ftcore.data.download import find_data
+from benchmarks.common import arg_parser, data_dir, write_json
+from ftcore.config import TrainConfig, recipe
 from ftcore.devices.machine import machine_description
 from ftcore.records import Status
 from ftcore.runs import forkserver
@@ -30,7 +28,7 @@ from ftcore.runs.process import ProcessJob
 WAIT_SECONDS = 600
 
 
-def time_start(config, runs_dir: str, forked: bool) -> dict:
+def time_start(config: TrainConfig, runs_dir: str, forked: bool) -> dict:
     """Launch one run; seconds until it is running and until its first batch; then stop it."""
     backend = LocalBackend(slots=1, check_memory=False)
     with mock.patch.object(forkserver, "fork_run", forkserver.fork_run if forked else (lambda *args: None)):
@@ -55,7 +53,7 @@ def time_start(config, runs_dir: str, forked: bool) -> dict:
 
 def main() -> None:
     """Time the rounds; print them and the medians; optionally save them as JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None, help="ImageNet weights of mobilenet_v2 (default: as found)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -63,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.weights:
         os.environ["FTCORE_WEIGHTS"] = args.weights
-    config = recipe("finetune", "mobilenet_v2", data=args.data or str(find_data()))
+    config = recipe("finetune", "mobilenet_v2", data=data_dir(args.data))
     forkserver.warm()
     deadline = time.monotonic() + WAIT_SECONDS
     while not forkserver.ready():
@@ -83,8 +81,7 @@ def main() -> None:
         print(f"{'forked' if forked else 'fresh '}: running {statistics.median(r['running'] for r in mine):.2f} s, "
               f"first batch {statistics.median(r['first batch'] for r in mine):.2f} s (medians of {len(mine)})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine_description(), "rows": rows}, f, indent=1)
+        write_json(args.json, {"machine": machine_description(), "rows": rows})
 
 
 if __name__ == "__main__":

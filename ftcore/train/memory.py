@@ -9,7 +9,7 @@ A run's peak resident memory on the CPU is modelled as
     + the decoded evaluation crops (3 bytes a pixel)
 
 and output-layer-only epochs run the frozen layers in inference, `feature_batch_size` photos at a time. The
-base and per-photo figures are measured by `python -m benchmarks.memory_table`; the rest is computed. The
+base and per-photo figures are measured by `python -m benchmarks.memory.table`; the rest is computed. The
 estimate adds SAFETY_MARGIN on top.
 """
 
@@ -31,7 +31,7 @@ from ..devices.precision import training_precision as precision_on
 from ..errors import FtcoreError
 from .features import GPU_FEATURE_BATCH, feature_batch_size
 
-# From benchmarks/results/memory-table-cpu.json (benchmarks/memory_table.py); bytes, per photo at 224 px:
+# From benchmarks/results/memory-table-cpu.json (benchmarks/memory/table.py); bytes, per photo at 224 px:
 # base and activations (fp32, bf16) of full training, and base and activations (bf16) of the frozen layers' pass.
 MEASURED: dict[str, dict[str, int]] = {
     "resnet18": {"base": 1135206362, "fp32_photo": 20473964, "bf16_photo": 11133450,
@@ -95,7 +95,7 @@ def measured_figures(arch: str) -> dict[str, int]:
     """MEASURED's figures for `arch`; KeyError for a supported architecture not measured yet."""
     if arch not in MEASURED:
         get_arch(arch)  # an unknown name raises the usual error
-        raise KeyError(f"no measured memory figures for {arch}; run python -m benchmarks.memory_table")
+        raise KeyError(f"no measured memory figures for {arch}; run python -m benchmarks.memory.table")
     return MEASURED[arch]
 
 
