@@ -48,7 +48,7 @@ def use_lr(mode: str, arch: str, lr: float) -> None:
 
 BATCH_SIZES = [8, 16, 32, 64, 128, 256]
 IMAGE_SIZES = [64, 96, 128, 160, 192, 224]
-MICRO_BATCHES = [0, 16, 32, 64, 128, 256]  # 0 = auto: training.micro_batch_size decides
+MICRO_BATCHES = [0, 16, 32, 64, 128, 256]  # 0 = auto: train.plan.micro_batch_size decides
 MICRO_BATCH_HELP = ("Each step's batch runs forward and backward in chunks of this many photos; their gradients "
                     "add up to the book's, but BatchNorm normalises each chunk on its own, so this changes "
                     "BatchNorm's batch. Auto keeps the book's BatchNorm (the whole batch at once) wherever its "

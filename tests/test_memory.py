@@ -1,4 +1,4 @@
-"""ftcore.memory: the estimate of a run's peak memory against the measured table, and admission helpers."""
+"""ftcore.train.memory: the estimate of a run's peak memory against the measured table, and admission helpers."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ very different steps per epoch), each recipe (fine-tune and scratch at batch 32;
 steps the output layer alone on cached features) and each seed:
 
 1. the finder runs once with the lab's stop rule; fastai's stop rule is replayed on the same losses
-   (`lr_finding.stop_index`), so both stop rules read the same steps up to where each would have ended;
-2. every rule's suggestion under each stop rule (`lr_rules.Rule`: fastai's four and the lr at the lowest loss
+   (`lr_find.stop.stop_index`), so both stop rules read the same steps up to where each would have ended;
+2. every rule's suggestion under each stop rule (`lr_find.suggest.Rule`: fastai's four and the lr at the lowest loss
    itself) and the recipe's default rate are each trained for `--epochs` epochs with that seed;
 3. the rule with the best mean accuracy is the one the lab keeps; a 5-rate sweep (a half-decade apart) around
    its suggestion is trained for each seed, to see how far its suggestion is from the best rate near it.
@@ -50,7 +50,7 @@ RECIPES = {  # name -> (mode, preset, batch size): the full-network recipes at t
 DATASETS = ("hotdog", "hotdog-300", "hotdog-60")  # build_datasets' names
 SWEEP = (0.1, 10 ** -0.5, 1.0, 10 ** 0.5, 10.0)  # the sweep around the kept rule's suggestion
 SWEEP_NAMES = ("x0.1", "x0.32", "x1", "x3.2", "x10")
-LIFTED = f"{DEFAULT_RULE}+run"  # the default rule's pick raised for its run (lr_rules.for_the_run)
+LIFTED = f"{DEFAULT_RULE}+run"  # the default rule's pick raised for its run (lr_find.suggest.for_the_run)
 STUDY_SIZE = 160  # the stop rules are also read on fine-tuning curves at the size issue 21 measured
 
 

@@ -27,7 +27,7 @@ class FinderSettings:
     start_lr: float = 1e-7  # lr of the first step (of every layer but the output layer, as TrainConfig.lr)
     end_lr: float = 1.0  # lr the last step would reach
     smoothing: int = 0  # half-width in steps of the moving average over the loss; 0 = steps // 25, at least 1
-    rule: str = DEFAULT_RULE.value  # how the suggestion is read off the curve (lr_rules.Rule)
+    rule: str = DEFAULT_RULE.value  # how the suggestion is read off the curve (lr_find.suggest.Rule)
     stop_rule: str = StopRule.START.value  # when the test ends early (StopRule)
 
     def validate(self) -> None:
@@ -64,11 +64,11 @@ class LrFinding:
     suggestion: float | None = None  # the rule's pick on the smoothed curve; None where it gives no clear answer
     minimum_lr: float | None = None  # the lr at the smoothed loss's minimum
     note: str = ""  # why there is no suggestion, or what to know about it
-    rule: str = DEFAULT_RULE.value  # the rule that chose the suggestion (lr_rules.Rule)
+    rule: str = DEFAULT_RULE.value  # the rule that chose the suggestion (lr_find.suggest.Rule)
     reason: str = ""  # how the rule chose on this curve, one clause
     suggestions: dict[str, float | None] = field(default_factory=dict)  # every rule's answer on the same curve
     run_steps: int = 0  # optimiser steps of the run the finding is for (0: unknown, the suggestion is not lifted)
-    lift: float = 1.0  # how much the rule's pick was raised for its run (lr_rules.for_the_run)
+    lift: float = 1.0  # how much the rule's pick was raised for its run (suggest.for_the_run)
     stop_rule: str = StopRule.START.value
     output_layer_only: bool = False  # the test stepped the output layer alone, on cached features
     steps: int = 0  # planned steps

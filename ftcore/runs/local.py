@@ -5,7 +5,7 @@ By default one run trains at a time on a CPU machine. On a GPU machine runs are 
 (or GPUs) with the most free memory once its estimate (memory.estimate_gpu_bytes) fits there, read with
 torch.cuda.mem_get_info, less what runs started there but not yet training will take; up to one run per core.
 $FTCORE_MAX_RUNS caps the runs on either kind of machine. A run also waits until the host memory it is estimated
-to need (ftcore.memory) is free; a run that could never fit on this machine is refused when it is submitted,
+to need (ftcore.train.memory) is free; a run that could never fit on this machine is refused when it is submitted,
 with a sentence naming what to lower. Each admitted run gets an equal share of the cores (its PyTorch threads),
 so concurrent runs do not oversubscribe them.
 """
