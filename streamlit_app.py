@@ -4,8 +4,9 @@ import streamlit as st
 
 from app import tab
 from ftcore import archs
-from ftcore.config import BOOK_RESULTS, BOOK_SETUP, book_lr, lr_text
+from ftcore.config import BOOK_RESULTS, BOOK_SETUP, book_lr, lr_words
 from ftcore.data import download
+from ftcore.data.dataset import is_image_folder
 from ftcore.models import weights
 
 st.set_page_config(page_title="Fine-tuning lab", page_icon=":material/model_training:", layout="wide")
@@ -13,8 +14,8 @@ st.set_page_config(page_title="Fine-tuning lab", page_icon=":material/model_trai
 
 def book_table_ui() -> None:
     """The book's final numbers, as printed in d2l 13.2: a static table, which draws sooner than a data grid."""
-    rows = [{"recipe": f"fine-tune (ImageNet weights, lr {lr_text(book_lr(mode))}, output layer 10x)"
-             if mode == "finetune" else f"scratch (random weights, lr {lr_text(book_lr(mode))}, one lr)",
+    rows = [{"recipe": f"fine-tune (ImageNet weights, lr {lr_words(book_lr(mode))}, output layer 10x)"
+             if mode == "finetune" else f"scratch (random weights, lr {lr_words(book_lr(mode))}, one lr)",
              "train loss": f"{r['train_loss']:.3f}", "train acc": f"{r['train_acc']:.3f}",
              "test acc": f"{r['test_acc']:.3f}", "examples/sec": f"{r['examples_per_sec']:.1f}"}
             for mode, r in BOOK_RESULTS.items()]
@@ -25,7 +26,7 @@ def book_table_ui() -> None:
 def data_status_ui() -> None:
     """Where the photos can come from on this machine, with a status each."""
     for label, path in download.data_candidates():
-        if download.is_image_folder(path):
+        if is_image_folder(path):
             st.success(f"**{label}**: found at `{path}`", icon=":material/check_circle:")
         else:
             st.info(f"**{label}**: nothing at `{path}`", icon=":material/radio_button_unchecked:")

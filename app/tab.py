@@ -19,7 +19,7 @@ from ftcore.data.download import find_data
 from ftcore.util.lru import LruStore
 
 # The session-state keys of a tab's state: its data, split, job, runs, series of runs and lr finder.
-DATA_KEY, JOB_KEY, RUNS_KEY, UNPACKED_KEY, TAB_KEY = "data_root", "job", "runs", "unpacked_uploads", "tab"
+DATA_KEY, JOB_KEY, RUNS_KEY, TAB_KEY = "data_root", "job", "runs", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
 FINDER_KEY = "lr_finder"  # this tab's learning-rate finder (a FinderJob), running or done
 EXPERIMENT_KEY = "experiment"  # this tab's series of runs (an Experiment), running or done

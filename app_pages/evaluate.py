@@ -7,7 +7,7 @@ import streamlit as st
 from app import cached, jobs, paths, tab, widgets
 from app.widgets import ModelChoice, model_picker_ui
 from ftcore.config import TrainConfig
-from ftcore.data.download import is_image_folder
+from ftcore.data.dataset import is_image_folder
 from ftcore.errors import FtcoreError
 from ftcore.insight import charts, export
 from ftcore.insight.evaluation import Evaluation

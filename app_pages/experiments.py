@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import choices, jobs, tab, widgets
 from ftcore.archs import ARCHITECTURES
-from ftcore.config import MODES, TrainConfig, book_lr, lr_text, recipe
+from ftcore.config import MODES, TrainConfig, book_lr, lr_words, recipe
 from ftcore.errors import FtcoreError
 from ftcore.insight import charts
 from ftcore.lab.experiments import DEFAULT_SWEEP_LRS, finetune_vs_scratch_configs, lr_sweep_configs
@@ -78,8 +78,8 @@ compare, sweep = st.columns(2)
 with compare:
     st.subheader("Fine-tune vs scratch")
     st.caption("The book's comparison with one button: the fine-tune recipe (ImageNet weights, lr "
-               f"{lr_text(book_lr('finetune'))}, output layer at 10x), then the scratch recipe (random weights, lr "
-               f"{lr_text(book_lr('scratch'))}, one lr), drawn on one chart as "
+               f"{lr_words(book_lr('finetune'))}, output layer at 10x), then the scratch recipe (random weights, lr "
+               f"{lr_words(book_lr('scratch'))}, one lr), drawn on one chart as "
                "they train, with the book's final numbers marked.")
     if st.button("Run both", type="primary", disabled=busy, icon=":material/compare_arrows:", key="exp-compare"):
         start("compare", lambda: finetune_vs_scratch_configs(base))

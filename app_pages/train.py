@@ -16,6 +16,7 @@ from ftcore.config import (
     TrainConfig,
     book_lr,
     lr_text,
+    lr_words,
     mean_loss_lr,
     preset_for,
     recipe,
@@ -288,7 +289,7 @@ def finder_live_ui(config: TrainConfig) -> None:
                "so both reductions plot on one scale; the lr axis is the slider's.")
     if run.loss_reduction == "mean":
         st.caption(f"With the mean loss each step's gradient is {run.batch_size} times smaller than with the sum, "
-                   f"so the same curve sits about {run.batch_size}x further right: the book's {lr_text(book_lr())} "
+                   f"so the same curve sits about {run.batch_size}x further right: the book's {lr_words(book_lr())} "
                    f"with the sum is {mean_loss_lr(book_lr(), run.batch_size):.1e} with the mean at batch "
                    f"{run.batch_size}.")
     if finding is None:
@@ -383,12 +384,12 @@ with st.expander("Experiments to try"):
     st.markdown(
         "- **Fine-tune vs scratch**: run both with their book defaults and compare: the copied ImageNet layers "
         "start out knowing edges, textures and shapes, so the fine-tuned model is ahead from the first epoch.\n"
-        f"- **Learning rate {lr_text(book_lr())} vs {lr_text(100 * book_lr())}** when fine-tuning: a large rate "
+        f"- **Learning rate {lr_words(book_lr())} vs {lr_words(100 * book_lr())}** when fine-tuning: a large rate "
         "overwrites what the copied layers knew.\n"
         "- **Output layer at 10x off**: the new, random layer then learns as slowly as the copied ones.\n"
         "- **Loss: mean** (More settings) at the same lr: the gradient shrinks by the batch size, so training "
-        f"barely moves; the book's {lr_text(book_lr())} with the sum equals "
-        f"{lr_text(mean_loss_lr(book_lr(), TrainConfig.default('batch_size')))} with the mean at batch "
+        f"barely moves; the book's {lr_words(book_lr())} with the sum equals "
+        f"{lr_words(mean_loss_lr(book_lr(), TrainConfig.default('batch_size')))} with the mean at batch "
         f"{TrainConfig.default('batch_size')}.")
     st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
                  icon=":material/science:")

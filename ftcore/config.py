@@ -18,7 +18,7 @@ HEAD_INITS = ("xavier", "imagenet")  # how the new output layer starts: the book
 # "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
 # else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
 PRECISIONS = ("auto", "fp32", "bf16")
-CPU_DEVICES = ("auto", "cpu")  # the devices every machine offers; devices.available_devices adds its GPUs
+CPU_DEVICES = ("auto", "cpu")  # the devices every machine offers; devices.placement.available_devices adds its GPUs
 
 # What the book printed (ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, two GPUs).
 BOOK_RESULTS = {
@@ -181,6 +181,11 @@ ALL_MODE_PRESETS = ("book", "lesson")
 def lr_text(lr: float) -> str:
     """A learning rate as people write it: 5e-05 for round values, 1.5e-04 otherwise."""
     return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.1e}"
+
+
+def lr_words(lr: float) -> str:
+    """A learning rate as the book writes it in its prose: 5e-5, 6.4e-3."""
+    return lr_text(lr).replace("e-0", "e-")
 
 
 def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book", **overrides) -> TrainConfig:

@@ -177,8 +177,9 @@ class EpochEnded:
 
 @dataclass
 class StateCaptured:
-    """Sent after every epoch that ran whole: everything the next epoch depends on (`train.resume.capture`), for
-    a caller that keeps it to resume from."""
+    """Sent, where the caller asked for it, after every full epoch that ran whole and after the output-layer epochs
+    (not one by one: they take seconds) in a run that has full epochs: everything the next epoch depends on
+    (`train.resume.capture`), for a caller that keeps it to resume from."""
 
     epoch: int  # epochs done, output-layer epochs included
     state: dict[str, Any]  # plain tensors and dicts, safe to keep while training goes on and to torch.save

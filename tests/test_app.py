@@ -72,6 +72,8 @@ def test_home_with_data_shows_the_book_and_what_was_found(tiny_data, monkeypatch
     assert at.title[0].value == "Fine-tuning lab"
     table = at.table[0].value
     assert list(table["test acc"]) == ["0.939", "0.843"] and list(table["train loss"]) == ["0.220", "0.374"]
+    assert list(table["recipe"]) == ["fine-tune (ImageNet weights, lr 5e-5, output layer 10x)",
+                                     "scratch (random weights, lr 5e-4, one lr)"]  # the book's rates, as it writes them
     assert any("$FTCORE_DATA" in s.value and "found" in s.value for s in at.success)
     assert any("resnet18" in w.value and "downloads resnet18-f37072fd.pth" in w.value for w in at.warning)
     assert at.session_state["data_root"] == str(tiny_data)

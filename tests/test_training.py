@@ -219,10 +219,18 @@ def test_one_epoch_learns_and_reports_the_right_shape(tiny_data):
     assert epoch.train_loss == pytest.approx(sum(b.loss for b in history.batches) / 8)
     assert history.examples_per_sec > 0 and history.devices == ["cpu"] and not history.stopped
     assert isinstance(events[0], RunStarted) and events[0].train_size == 32 and events[0].test_size == 16
-    assert sum(isinstance(e, BatchEnded) for e in events) == 8 and isinstance(events[-2], EpochEnded)
-    assert isinstance(events[-1], StateCaptured) and events[-1].epoch == 1  # the state to resume from, after it
-    assert torch.equal(events[-1].state["model"]["fc.weight"], result.model.fc.weight.detach().cpu())
+    assert sum(isinstance(e, BatchEnded) for e in events) == 8 and isinstance(events[-1], EpochEnded)
     assert result.classes == ["blue", "red"] and not result.model.training
+
+
+def test_a_caller_that_resumes_gets_the_state_after_each_epoch_through_the_same_sink(tiny_data):
+    events = []
+    result = fit(tiny_config(tiny_data, epochs=2), events.append, capture_state=True)
+    captured = [e for e in events if isinstance(e, StateCaptured)]
+    assert [e.epoch for e in captured] == [1, 2]
+    assert [type(e) for e in events[-2:]] == [EpochEnded, StateCaptured]  # each state right after its epoch
+    assert torch.equal(captured[-1].state["model"]["fc.weight"], result.model.fc.weight.detach().cpu())
+    assert captured[-1].state["history"]["epochs"] == result.history.to_dict()["epochs"]
 
 
 def test_stop_mid_epoch_keeps_what_was_learned(tiny_data):

@@ -104,7 +104,7 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
             reporter(event)
 
     with ctrl_c_stops() as stop:
-        return fit(config, sink, stop, resume_from)
+        return fit(config, sink, stop, resume_from, capture_state=out is not None)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -52,6 +52,15 @@ def check_image_folder(root: str | Path, val_fraction: float | None = None, spli
     return resolve_splits(root, val_fraction, split_seed).classes
 
 
+def is_image_folder(root: str | Path) -> bool:
+    """True when `root` is a dataset in any layout that passes `check_image_folder`."""
+    try:
+        check_image_folder(root)
+    except FtcoreError:
+        return False
+    return True
+
+
 def limit_per_class(dataset, limit: int | None):
     """Keep the first `limit` images of each class (in ImageFolder's sorted order), in place."""
     if limit is None:

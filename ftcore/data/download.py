@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import FtcoreError
 from ..util.paths import atomic_write, cache_dir, shared_dir
 from .archives import extract_image_folder_zip
-from .dataset import check_image_folder
+from .dataset import is_image_folder
 from .photo_check import sha1_of
 
 # d2l's data hub entry for the hot-dog set: 1000+1000 train, 400+400 test photos.
@@ -24,15 +24,6 @@ HOTDOG_SHA1 = "fba480ffa8aa7e0febbb511d181409f899b9baa5"
 def default_hotdog_dir() -> Path:
     """Where `download_hotdog` puts the set: <cache>/data/hotdog."""
     return cache_dir() / "data" / "hotdog"
-
-
-def is_image_folder(root: str | Path) -> bool:
-    """True when `root` is a dataset in any layout that passes `check_image_folder`."""
-    try:
-        check_image_folder(root)
-    except FtcoreError:
-        return False
-    return True
 
 
 def data_candidates() -> list[tuple[str, Path]]:

@@ -141,7 +141,7 @@ def train(folder: Path, config: TrainConfig, resume: bool, sink: Sink, stop: thr
     state = load_state(folder / STATE_FILE) if resume else None
     if state is not None:
         EventLog(folder).resumed(state["epoch"])
-    trained = fit(config, sink, stop, resume_from=state)
+    trained = fit(config, sink, stop, resume_from=state, capture_state=True)
     if distributed.context().is_main:
         save_run(trained, folder)
         if not trained.history.stopped:

@@ -21,7 +21,7 @@ from ..models.activations import activations
 from ..models.output_layer import output_layer
 
 # Images per forward pass while extracting features: on a CPU small batches run faster than large ones (cache
-# pressure; docs/benchmarks.md, Speed); GPUs take large batches.
+# pressure); GPUs take large batches.
 CPU_FEATURE_BATCH = 16
 GPU_FEATURE_BATCH = 256
 

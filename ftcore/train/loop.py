@@ -96,12 +96,13 @@ def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optim
 
 
 def fit(config: TrainConfig, sink: Sink | None = None, stop: threading.Event | None = None,
-        resume_from: dict | None = None) -> TrainedModel:
+        resume_from: dict | None = None, capture_state: bool = False) -> TrainedModel:
     """Run `config` to the end (or until `stop` is set) and return the model with its history: the book's
     train_fine_tuning and train_ch13.
 
-    Every event goes to `sink`, the run's state after each epoch of every layer among them (`StateCaptured`);
-    `resume_from`, such a state, continues the run after the epoch it was captured at."""
+    Every event goes to `sink`; with `capture_state`, the run's state after each epoch of every layer too
+    (`StateCaptured`: a copy of the weights and the optimiser, for a caller that resumes from it). `resume_from`,
+    such a state, continues the run after the epoch it was captured at."""
     config.validate()
     sink, stop = sink or (lambda event: None), stop or threading.Event()
     torch.manual_seed(config.seed)
@@ -121,7 +122,8 @@ def fit(config: TrainConfig, sink: Sink | None = None, stop: threading.Event | N
     def epoch_done(epoch: int) -> None:
         # after an epoch that ran whole (its held-out accuracy measured), even if Stop came since: it resumes there
         last = history.final()
-        if config.epochs and last is not None and last.epoch == epoch and last.heldout_acc is not None:
+        if capture_state and config.epochs and last is not None and last.epoch == epoch \
+                and last.heldout_acc is not None:
             progress(StateCaptured(epoch, resume.capture(config.to_dict(), epoch, model, optimizer,
                                                          history.to_dict(), data.train)))
 

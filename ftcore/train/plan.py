@@ -70,8 +70,9 @@ def plan_run(config: TrainConfig) -> RunPlan:
 def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:
     """Images per forward/backward: the config's; else the whole batch, the book's BatchNorm, wherever it fits,
     and on a CPU whose memory cannot hold the whole batch's activations the largest micro-batch that fits
-    (memory.fitting_micro_batch; `batchnorm_note` says so)."""
-    if device.type != "cpu" and not config.micro_batch:
+    (memory.fitting_micro_batch; `batchnorm_note` says so). A run without full epochs (the output layer alone on
+    cached features) takes whole batches."""
+    if not config.epochs or device.type != "cpu" and not config.micro_batch:
         return config.batch_size
     return memory.cpu_micro_batch(config, precision)
 
