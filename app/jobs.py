@@ -26,6 +26,8 @@ from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import FinderJob, ProcessJob, list_interrupted
 from ftcore.runs.saved import Run, list_saved_runs
 from ftcore.runs.snapshot import FinderSnapshot, JobSnapshot
+from ftcore.runs.steering import ask
+from ftcore.train.steering import Rates
 from ftcore.util import paths
 
 if TYPE_CHECKING:
@@ -167,6 +169,35 @@ def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     st.session_state[tab.FINDER_KEY] = finder
     tab.remember()
     return finder
+
+
+def steer(lr: float | None = None, head_factor: float | None = None, freeze: bool | None = None) -> Rates | None:
+    """Ask this tab's run, while it trains, for other learning rates from its next batch (runs.steering.ask): the
+    rates asked for, or None when it trains at them already. Only the tab that started a run steers it: FtcoreError
+    when this tab has no run training."""
+    job = current_job()
+    if job is None or not job.snapshot().steerable:
+        raise FtcoreError("this tab has no run training now, so there is nothing to steer; only the tab that started "
+                          "a run steers it, while it trains")
+    asked, wanted, _ = ask(job.folder, lr, head_factor, freeze)
+    return wanted if asked is not None else None
+
+
+def steer_lesson(lr_factor: float | None = None, freeze: bool | None = None) -> int:
+    """Ask every run of this tab's lesson still training at once: its copied layers at `lr_factor` times their rate
+    now (each keeps its output layer's factor), or frozen or unfrozen; how many runs were asked."""
+    experiment = current_experiment()
+    asked = 0
+    for job in experiment.jobs() if experiment is not None else []:
+        snap = job.snapshot()
+        if isinstance(job, ProcessJob) and snap.steerable:
+            now = snap.rates
+            base = now.lr if now.lr > 0 else None  # frozen: unfreezing takes the rate before
+            ask(job.folder, base * lr_factor if lr_factor is not None and base is not None else None, None, freeze)
+            asked += 1
+    if not asked:
+        raise FtcoreError("no run of this tab's lesson is training now, so there is nothing to steer")
+    return asked
 
 
 def collect_job() -> JobSnapshot | None:

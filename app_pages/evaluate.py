@@ -12,6 +12,7 @@ from ftcore.errors import FtcoreError
 from ftcore.insight import charts, export
 from ftcore.insight.evaluation import Evaluation
 from ftcore.models.trained import TrainedModel
+from ftcore.train.steering import describe
 
 GRID = 6  # photos per row in the galleries
 MAX_CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
@@ -171,8 +172,10 @@ if chosen_model is None:
     st.stop()
 choice, trained = chosen_model
 measured = trained.history.accuracy_text()
+steered = "; steered " + "; ".join(describe(record) for record in trained.history.steering) \
+    if trained.history.steering else ""
 st.caption(f"{choice.label}: {trained.arch}, classes {', '.join(trained.classes)}"
-           + (f"; {measured} when trained" if measured else "") + ".")
+           + (f"; {measured} when trained" if measured else "") + steered + ".")
 chosen = data_ui(trained)
 if chosen is None:
     st.stop()

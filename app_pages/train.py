@@ -28,9 +28,60 @@ from ftcore.lr_find.finding import FinderSettings, recipe_differences, trains_ou
 from ftcore.lr_find.suggest import DEFAULT_RULE, RULES
 from ftcore.models.weights import weights_status
 from ftcore.records import Status
+from ftcore.runs.snapshot import JobSnapshot
+from ftcore.train.steering import rates_text
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
+# The settings a run is built on, which cannot change while it trains, and why (one line each).
+FIXED_WHILE_TRAINING = {
+    "mode": "Fixed while this run trains: its weights started from ImageNet or at random.",
+    "arch": "Fixed while this run trains: its network was built at its start.",
+    "preset": "Fixed while this run trains: its epochs were planned at its start.",
+    "batch": "Fixed while this run trains: its batches (and BatchNorm's) were set at its start.",
+    "size": "Fixed while this run trains: its photos were decoded at this size at its start.",
+}
+STEER_NOTE = "steer-note"  # session state: what the last steering ask came to, shown under the live chart
+
+
+def hold_settings_to(config: TrainConfig) -> None:
+    """Show the running run's own mode, architecture, batch and image size in the (disabled) controls."""
+    st.session_state.update({"mode": config.mode, "arch": config.arch, "batch": config.batch_size,
+                             "size": config.image_size})
+
+
+def steer_now(**change) -> None:
+    """Ask this tab's run for other rates from its next batch (a control's callback); say what came of it."""
+    try:
+        wanted = jobs.steer(**change)
+        st.session_state[STEER_NOTE] = ("info", f"Asked this run for {rates_text(wanted)}: it takes them at its "
+                                        "next batch.", wanted) if wanted else None
+    except FtcoreError as e:
+        st.session_state[STEER_NOTE] = ("error", str(e), None)
+
+
+def steer_to_slider(key: str) -> None:
+    """The slider moved during the run: the copied layers' new rate."""
+    steer_now(lr=st.session_state[key])
+
+
+def steer_to_toggle(key: str, factor: float) -> None:
+    """The 10x toggle flipped during the run: the output layer at `factor` times the copied layers, or at 1x."""
+    steer_now(head_factor=factor if st.session_state[key] else 1.0)
+
+
+def start_steer_run(base: TrainConfig) -> None:
+    """Start a run made to be steered, and hold the controls to its settings (a button's callback)."""
+    try:
+        config = lesson.steer_config(base)
+        jobs.start_job(config)
+    except FtcoreError as e:
+        st.session_state[STEER_NOTE] = ("error", str(e), None)
+        return
+    hold_settings_to(config)
+    st.session_state[choices.lr_key(config.mode, config.arch)] = config.lr
+    st.session_state[f"groups-{config.mode}"] = config.param_groups
+    st.session_state.pop(STEER_NOTE, None)
 
 
 def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
@@ -38,12 +89,18 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     "Find a learning rate" was pressed."""
     # Radios and select sliders, not select boxes: the browser draws a page only as far as the first widget whose
     # script files it has not fetched yet, and select boxes add a dozen files (docs/benchmarks.md, Cold start)
+    if LIVE:
+        hold_settings_to(LIVE.config)
+    fixed = FIXED_WHILE_TRAINING if LIVE else {}
     left, right = st.columns(2)
-    mode = left.radio("Mode", MODES, format_func=choices.MODE_LABELS.get, horizontal=True, key="mode")
-    arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch")
+    mode = left.radio("Mode", MODES, format_func=choices.MODE_LABELS.get, horizontal=True, key="mode",
+                      disabled=bool(LIVE), help=fixed.get("mode"))
+    arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch", disabled=bool(LIVE),
+                       help=fixed.get("arch"))
     preset = st.radio("Recipe", list(PRESET_LABELS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
-                      help="The book's recipe reproduces the book; quick and best train the new output layer on "
-                      "features the frozen copied layers compute once per photo (docs/benchmarks.md, Speed).")
+                      disabled=bool(LIVE), help=fixed.get("preset") or "The book's recipe reproduces the book; quick "
+                      "and best train the new output layer on features the frozen copied layers compute once per "
+                      "photo (docs/benchmarks.md, Speed).")
     if preset_for(mode, preset) != preset:
         st.caption("Quick and best start from copied ImageNet layers, so they are for fine-tuning; from scratch "
                    "uses the book's recipe.")
@@ -55,12 +112,16 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     book = recipe(mode, arch, preset, data=root or "")
     left, middle, right = st.columns([3, 1, 1], vertical_alignment="center")
     current = st.session_state.setdefault(choices.lr_key(mode, arch), book.lr)  # the finder's Use button may set it
+    now = "While this run trains, it changes the run's rate from its next batch. " if LIVE else ""
     lr = left.select_slider("Learning rate of the copied layers (log scale)",
                             sorted({*choices.LR_OPTIONS, book.lr, current, *choices.suggested_lrs(mode, arch)}),
                             format_func=choices.lr_label, key=choices.lr_key(mode, arch),
-                            help=f"Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
+                            on_change=steer_to_slider if LIVE else None, args=(choices.lr_key(mode, arch),),
+                            help=f"{now}Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
     groups = middle.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
-                           help="The book's parameter groups: on for fine-tuning, off from scratch.")
+                           on_change=steer_to_toggle if LIVE else None,
+                           args=(f"groups-{mode}", book.head_lr_mult),
+                           help=f"{now}The book's parameter groups: on for fine-tuning, off from scratch.")
     find = right.button("Find a learning rate", icon=":material/query_stats:", key="find-lr",
                         disabled=not root or FINDER_POLLING,
                         help="A learning-rate range test on these settings: up to 100 steps with the lr rising "
@@ -77,8 +138,10 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     head_epochs = columns[5].number_input("Output-layer epochs", 0, 1000, book.head_epochs, disabled=mode != "finetune",
                                           key=f"head-epochs-{preset}", help="Before those: epochs of the output "
                                           "layer alone on features the frozen copied layers compute once per photo.")
-    batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, book.batch_size, key="batch")
-    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, book.image_size, key="size")
+    batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, book.batch_size, key="batch",
+                                          disabled=bool(LIVE), help=fixed.get("batch"))
+    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, book.image_size, key="size",
+                                          disabled=bool(LIVE), help=fixed.get("size"))
     device = columns[3].radio("Device", torch_facts.device_names() or CPU_DEVICES, horizontal=True, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
@@ -157,6 +220,8 @@ EXPERIMENT_RUNNING = jobs.experiment_running()  # a lesson here, or a series fro
 LESSON_POLLING = EXPERIMENT_RUNNING and jobs.current_experiment().kind in lesson.LESSONS
 FINDER_POLLING = jobs.finder_running()
 QUEUED = POLLING and jobs.collect_job().status == Status.QUEUED
+# While this tab's run trains epochs of every layer, the slider, the 10x toggle and Freeze steer it.
+LIVE = snap if POLLING and (snap := jobs.collect_job()) is not None and snap.steerable else None
 
 
 @st.fragment(run_every=(jobs.QUEUED_POLL_SECONDS if QUEUED else jobs.POLL_SECONDS) if POLLING else None)
@@ -167,8 +232,8 @@ def live_ui() -> None:
     if snap is None:
         st.info("No run yet: choose the settings above and press Start.")
         return
-    if POLLING and snap.done or QUEUED and snap.status != Status.QUEUED:
-        st.rerun()  # refresh the whole page once: buttons, run list, comparison, the polling interval
+    if POLLING and snap.done or QUEUED and snap.status != Status.QUEUED or snap.steerable and not LIVE:
+        st.rerun()  # refresh the whole page once: buttons, run list, comparison, the polling interval, live controls
     waiting = "waiting for its turn" if snap.status == Status.QUEUED else "loading data and model..."
     st.markdown(f"**{snap.label}** · {snap.weights or waiting}")
     st.progress(snap.progress, text=snap.status_line())
@@ -183,12 +248,35 @@ def live_ui() -> None:
     if snap.resumable and not POLLING:
         resumed_after = int(snap.epochs[-1].epoch) if snap.epochs else 0
         resume_button(jobs.current_job().folder, f"Resume from epoch {resumed_after}", "live-resume")
+    if snap.steerable:
+        steer_ui(snap)
+    if snap.steering:
+        st.caption(snap.steering_text() + ".")
     left, right = st.columns(2)
     left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
                                                  snap.config.mode if snap.config.arch == "resnet18" else None,
-                                                 snap.heldout),
+                                                 snap.heldout, snap.steering),
                       key="live-epochs")
-    right.plotly_chart(charts.batch_loss_figure(snap.batches), key="live-batches")
+    right.plotly_chart(charts.batch_loss_figure(snap.batches, snap.steering), key="live-batches")
+
+
+def steer_ui(snap: JobSnapshot) -> None:
+    """Freeze or unfreeze the copied layers of the running run, and what came of the last ask."""
+    frozen = snap.rates.lr == 0
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    left.button("Unfreeze the copied layers" if frozen else "Freeze the copied layers", key="steer-freeze",
+                icon=":material/ac_unit:", on_click=steer_now, kwargs={"freeze": not frozen},
+                disabled=snap.config.freeze_body, help="Their rate set to 0 from the run's next batch (only the "
+                "output layer learns), and back to their rate before." if not snap.config.freeze_body else
+                "This run froze its copied layers from its start (the book's exercise).")
+    note = st.session_state.get(STEER_NOTE)
+    if note is not None and note[0] == "error":
+        right.error(note[1])
+    elif note is not None and note[2] != snap.rates:  # asked, not taken yet
+        right.info(note[1])
+    else:
+        right.caption(f"Trains at {rates_text(snap.rates)}; the slider, the 10x toggle and this button change that "
+                      "from its next batch.")
 
 
 def lesson_ui(config: TrainConfig, startable: bool) -> None:
@@ -199,6 +287,12 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
                "fine-tune vs scratch at full size.")
     busy = POLLING or EXPERIMENT_RUNNING or not startable
     rates = ", ".join(lr_text(rate) for rate in lesson.row_rates(config.lr))
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    left.button("Steer a run", icon=":material/tune:", disabled=busy, key="start-steer", on_click=start_steer_run,
+                args=(config,), width="stretch", help=PRESET_DESCRIPTIONS["steer"].capitalize() + ".")
+    right.caption(f"One fine-tuning run of {PRESETS['steer']['epochs']} epochs at the lesson's size: move the slider "
+                  "while it trains, try a rate ten times higher, watch the loss answer within seconds, and bring it "
+                  "back.")
     buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:",
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
                ("lesson-lr", f"Rates {rates}", ":material/tune:",
@@ -218,7 +312,24 @@ def lesson_ui(config: TrainConfig, startable: bool) -> None:
         st.caption(f"The lesson fine-tunes {arch}; its ImageNet weights: {sentence}")
     if LESSON_POLLING and st.button("Stop the lesson", icon=":material/stop:", key="lesson-stop"):
         jobs.current_experiment().stop()
+    if LESSON_POLLING:
+        lesson_steer_ui()
     lesson_live_ui()
+
+
+def lesson_steer_ui() -> None:
+    """Steer every run of the lesson at once: each keeps its own rate relative to the others (a comparison stays
+    a comparison), and the chart marks where each took the change."""
+    columns = st.columns(4)
+    for column, (label, change) in zip(columns, (("Rates x10", {"lr_factor": 10.0}), ("Rates /10", {"lr_factor": 0.1}),
+                                                 ("Freeze the copied layers", {"freeze": True}),
+                                                 ("Unfreeze them", {"freeze": False})), strict=True):
+        if column.button(label, key=f"lesson-steer-{label}", width="stretch",
+                         help="Every run of the lesson still training, from its next batch."):
+            try:
+                jobs.steer_lesson(**change)
+            except FtcoreError as e:
+                widgets.show_error(e)
 
 
 @st.fragment(run_every=jobs.POLL_SECONDS if LESSON_POLLING else None)
@@ -236,7 +347,8 @@ def lesson_live_ui() -> None:
         line = f"**{job.label}**: {job.status_line()}"
         (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
-    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title), key="lesson-chart")
+    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title,
+                                                steering=[job.steering for job in snap.jobs]), key="lesson-chart")
 
 
 def lr_finder_ui(config: TrainConfig, find: bool) -> None:
@@ -405,6 +517,7 @@ if start.button("Start", type="primary", disabled=POLLING or EXPERIMENT_RUNNING 
                 icon=":material/play_arrow:", key="start"):
     try:
         jobs.start_job(config)
+        st.session_state.pop(STEER_NOTE, None)
         st.rerun()
     except FtcoreError as e:
         widgets.show_error(e)
@@ -412,7 +525,10 @@ if stop.button("Cancel" if QUEUED else "Stop", disabled=not POLLING, icon=":mate
                help="A queued run is taken out of the queue; a training run ends after its current batch and keeps "
                "its model."):
     jobs.current_job().stop()
-if POLLING:
+if LIVE:
+    note.caption("The learning rate, the output layer's 10x and Freeze act on this run now, from its next batch; the "
+                 "other settings are for the next run.")
+elif POLLING:
     note.caption("Changing the settings now only affects the next run; this one keeps its own.")
 elif cluster := jobs.cluster_note():
     note.caption(cluster)

@@ -160,6 +160,7 @@ PRESETS: dict[str, dict] = {
     "quick": {"head_epochs": 20, "epochs": 0},
     "best": {"head_epochs": 20, "epochs": 0, "head_views": 2, "head_lr_decay": True},
     "lesson": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 2, "batch_size": 32},
+    "steer": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 10, "batch_size": 32},
 }
 
 
@@ -171,11 +172,13 @@ PRESET_DESCRIPTIONS = {
     "lesson": "the book's recipe and rates scaled down to answer in about a minute on a laptop CPU: {arch}, "
               "{image_size} px, {limit} training photos per class, batch {batch_size}, {epochs} epochs "
               "(fine-tune and scratch)".format(**PRESETS["lesson"]),
+    "steer": "the lesson's settings for {epochs} epochs, a run long enough to steer while it trains: its learning "
+             "rate, the output layer's 10x and freezing change from one batch to the next".format(**PRESETS["steer"]),
 }
 
 
 # Presets that train every layer of both modes, so `compare` runs its scratch side with them too.
-ALL_MODE_PRESETS = ("book", "lesson")
+ALL_MODE_PRESETS = ("book", "lesson", "steer")
 
 
 def lr_text(lr: float) -> str:

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     BATCH = "batch"  # one optimiser step
     EPOCH = "epoch"  # one epoch, measured on the held-out photos
     LR = "lr"  # one step of the learning-rate finder
+    STEER = "steer"  # the run's learning rates changed while it trained (a SteerRecord)
     RESUMED = "resumed"  # a new process continues after an epoch; what came after it is gone
     END = "end"  # how the run ended (a Status), why, and its history when it failed
 
@@ -79,6 +80,15 @@ class BatchRecord:
 
 
 @dataclass
+class SteerRecord:
+    """One change of a running run's learning rates: where it applied and the rates from there on."""
+
+    epoch: float  # progress in epochs where the change applied, as BatchRecord.epoch (before the next batch)
+    lr: float  # the copied layers' learning rate from then on (0: frozen)
+    head_lr: float  # the output layer's learning rate from then on
+
+
+@dataclass
 class History:
     """Everything a run measured; plain data, stored in checkpoints and metrics.json."""
 
@@ -93,6 +103,7 @@ class History:
     heldout: str = "test"  # the split of the per-epoch accuracy: "val" where the data has one, else "test"
     test_acc: float | None = None  # with a val split: the test split, evaluated once at the end (None: no test)
     split: dict = field(default_factory=dict)  # DatasetSplits.record(): layout, held-out share, seed, photos
+    steering: list[SteerRecord] = field(default_factory=list)  # every change of its learning rates while it trained
 
     def final(self) -> EpochRecord | None:
         """The last epoch record (what the book's closing line prints), if any."""
@@ -112,7 +123,8 @@ class History:
                    stopped=bool(d.get("stopped", False)), precision=str(d.get("precision", "fp32")),
                    decode_seconds=float(d.get("decode_seconds", 0.0)),
                    feature_seconds=float(d.get("feature_seconds", 0.0)), heldout=str(d.get("heldout", "test")),
-                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}))
+                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}),
+                   steering=[SteerRecord(**s) for s in d.get("steering", [])])
 
     def accuracy_text(self) -> str:
         """"test acc 0.939" as the book, or "val acc 0.912, test acc 0.905" where the run chose on val (the test
@@ -176,6 +188,13 @@ class EpochEnded:
 
 
 @dataclass
+class Steered:
+    """Sent when the run applies a change of its learning rates, before the batch it first trains."""
+
+    record: SteerRecord
+
+
+@dataclass
 class StateCaptured:
     """Sent, where the caller asked for it, after every full epoch that ran whole and after the output-layer epochs
     (not one by one: they take seconds) in a run that has full epochs: everything the next epoch depends on
@@ -196,5 +215,5 @@ class LrStep:
     smoothed: float
 
 
-Event = RunStarted | BatchEnded | EpochEnded | StateCaptured | LrStep
+Event = RunStarted | BatchEnded | EpochEnded | Steered | StateCaptured | LrStep
 Sink = Callable[[Event], None]  # where a run's progress goes: every kind of event, one call each

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import os
+import subprocess
+import sys
 import time
 import typing
 from pathlib import Path
@@ -158,6 +161,23 @@ def trained_model(model: torch.nn.Module, classes: list[str], image_size: int = 
 
     config = recipe("scratch", data="colours", image_size=image_size)
     return TrainedModel(model.eval(), config, list(classes), History(), WeightsSource("random"), EvalPreset(image_size))
+
+
+def start_cli_training(data: Path, out: Path, epochs: int) -> subprocess.Popen:
+    """`python -m ftcore train` of a small scratch run (ResNet-18, 32 px, batch 8, fp32) writing to `out`, as a
+    process of its own with its output piped."""
+    args = [sys.executable, "-m", "ftcore", "train", "--data", str(data), "--mode", "scratch", "--epochs", str(epochs),
+            "--batch-size", "8", "--image-size", "32", "--precision", "fp32", "--out", str(out)]
+    return subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def set_small_scratch_run(at, epochs: int) -> None:
+    """Set the Train page (an AppTest) to a small scratch run: ResNet-18 at random, batch 8, 64 px, `epochs`."""
+    at.radio(key="mode").set_value("scratch").run()
+    at.select_slider(key="batch").set_value(8).run()
+    at.select_slider(key="size").set_value(64).run()
+    at.number_input(key="epochs").set_value(epochs).run()
 
 
 def wait_until(condition, what: str, timeout: float = 10) -> None:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, after_photo_check
+from conftest import REPO, after_photo_check, set_small_scratch_run
 from ftcore.config import recipe
 from ftcore.models.checkpoint import checkpoint_bytes
 from ftcore.runs import saved, snapshot, thread
@@ -202,22 +202,22 @@ def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
 
 def test_changing_a_widget_while_training_neither_kills_nor_restarts(tiny_data):
     at = app(TRAIN, data_root=str(tiny_data))
-    at.radio(key="mode").set_value("scratch").run()
-    at.select_slider(key="batch").set_value(8).run()
-    at.select_slider(key="size").set_value(64).run()
-    at.number_input(key="epochs").set_value(50).run()
+    set_small_scratch_run(at, 50)
     at.button(key="start").click().run()
     job = at.session_state["job"]
-    at.select_slider(key="lr-scratch-resnet18").set_value(1e-2).run()
-    at.radio(key="mode").set_value("finetune").run()
+    at.number_input(key="seed").set_value(3).run()  # a setting for the next run
     assert at.session_state["job"] is job and not job.snapshot().done
     deadline = time.monotonic() + 120
     while not job.snapshot().batches and time.monotonic() < deadline:  # out of the queue and training
         time.sleep(0.1)
     at.run()
+    # what the run was built on cannot change while it trains, each control says why
+    assert all(at.radio(key=key).disabled and at.radio(key=key).help.startswith("Fixed while this run trains")
+               for key in ("mode", "arch"))
+    assert at.select_slider(key="batch").disabled and at.select_slider(key="size").disabled
     at.button(key="stop").click().run()  # Stop
     assert job.join(timeout=60) and job.snapshot().status == "stopped"
-    assert job.config.lr == 5e-4 and job.config.mode == "scratch"  # the run kept its own settings
+    assert job.config.seed == 0 and job.config.mode == "scratch"  # the run kept its own settings
     at.run()
     assert at.session_state["runs"][0].history.stopped
 
@@ -275,10 +275,7 @@ def test_predict_with_a_broken_checkpoint_says_so():
 def test_photos_per_forward_pass_reaches_the_runs_config(tiny_data):
     at = no_exception(app(TRAIN, data_root=str(tiny_data)))
     assert at.select_slider(key="micro").value == 0  # auto: the whole batch where it fits
-    at.radio(key="mode").set_value("scratch").run()
-    at.select_slider(key="batch").set_value(8).run()
-    at.select_slider(key="size").set_value(64).run()
-    at.number_input(key="epochs").set_value(1).run()
+    set_small_scratch_run(at, 1)
     at.select_slider(key="micro").set_value(128).run()
     at.button(key="start").click().run()
     job = at.session_state["job"]

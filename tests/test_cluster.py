@@ -8,18 +8,21 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO, wait_until
 from ftcore.cli.main import main
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.records import Status
+from ftcore.records import Status, SteerRecord
 from ftcore.runs import folder as runlog
 from ftcore.runs.address import check_address
 from ftcore.runs.cluster import METADATA_ASK, Node, RayBackend, place_jobs
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
+from ftcore.runs.steering import ask, read_state, wait_for_answer
 from ftcore.runs.worker import check_folder
+from ftcore.train.steering import Rates
 
 TIMEOUT = 240
 
@@ -128,6 +131,24 @@ def test_stop_ends_a_run_on_the_cluster_and_a_restarted_server_still_sees_it(ray
     snap = adopted.snapshot()
     assert snap.status == Status.STOPPED and snap.has_model and snap.resumable
     assert epochs_logged(job) < 60
+
+
+@pytest.mark.slow
+def test_a_run_on_the_cluster_is_steered_through_its_folder_as_a_child_process_is(ray_cluster, tiny_data, tmp_path):
+    backend = RayBackend(ray_cluster.address, tmp_path / "runs")
+    job = ProcessJob(tiny_config(tiny_data, epochs=60), tmp_path / "runs").start(backend)
+    wait_until(lambda: read_state(job.folder) is not None, "the run to listen", TIMEOUT)
+    asked, wanted, _ = ask(job.folder, lr=2e-3, head_factor=10)
+    answer = wait_for_answer(job.folder, asked, 120)
+    assert answer is not None and answer.rates == wanted == Rates(2e-3, 2e-2)
+    wait_until(lambda: any(e["type"] == "epoch" and e["record"]["epoch"] > answer.epoch
+                           for e in runlog.read_events(job.folder)[0]), "an epoch at the new rates", TIMEOUT)
+    backend.stop(job)
+    assert job.join(60)
+    assert job.snapshot().steering == [SteerRecord(answer.epoch, 2e-3, 2e-2)]  # the run's record, read back
+    state = torch.load(job.folder / STATE_FILE, weights_only=True)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [2e-3, 2e-2]  # what its optimiser trained at
+    backend.shutdown()
 
 
 @pytest.mark.slow

@@ -38,4 +38,4 @@ def test_two_processes_match_one_in_shape_and_learn(tiny_data, tmp_path, capsys)
     assert epochs2[-1]["test_acc"] >= 0.75
     # rank 0 alone speaks and writes: one line per epoch, one checkpoint
     assert ddp.stdout.count("epoch 1/4") == 1
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.pt", "metrics.json", "steered.json"]

@@ -18,7 +18,7 @@ from torchvision.models import ResNet
 
 from app import jobs
 from app import paths as app_paths
-from conftest import REPO, trained_model
+from conftest import REPO, set_small_scratch_run, trained_model
 from ftcore.config import recipe
 from ftcore.data.images import open_image
 from ftcore.errors import FtcoreError
@@ -80,10 +80,7 @@ def test_two_sessions_training_at_once_are_isolated(tiny_data, fresh_models):
     tabs = [checked(tab(data_root=str(tiny_data)).switch_page(TRAIN).run()) for _ in range(2)]
     started = []
     for at, seed in zip(tabs, (1, 2), strict=True):
-        at.radio(key="mode").set_value("scratch").run()
-        at.select_slider(key="batch").set_value(8).run()
-        at.select_slider(key="size").set_value(64).run()
-        at.number_input(key="epochs").set_value(2).run()
+        set_small_scratch_run(at, 2)
         at.number_input(key="seed").set_value(seed).run()
         at.number_input(key="limit").set_value(4).run()
         button(at, "Start").click().run()

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
+from conftest import REPO, set_small_scratch_run
 from ftcore.config import recipe
 from ftcore.records import BatchEnded
 from ftcore.runs import thread
@@ -56,10 +56,7 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
 
 def start_from_the_page(at: AppTest, epochs: int) -> TrainingJob:
     """Set a small scratch run on the Train page and press Start; returns the job it started."""
-    at.radio(key="mode").set_value("scratch").run()
-    at.select_slider(key="batch").set_value(8).run()
-    at.select_slider(key="size").set_value(64).run()
-    at.number_input(key="epochs").set_value(epochs).run()
+    set_small_scratch_run(at, epochs)
     button(at, "Start").click().run().run()  # the second run: the rerun that Start asks for
     checked(at)
     return at.session_state["job"]

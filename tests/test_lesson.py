@@ -122,3 +122,35 @@ def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, s
     names = {trace["name"] for trace in chart["data"]}
     assert {"fine-tune mobilenet_v2 lr 5e-05, head 10x", "scratch mobilenet_v2 lr 5e-04"} <= names
     assert len(at.session_state["runs"]) == 2
+
+
+def test_the_lessons_runs_are_steered_all_at_once_and_each_keeps_its_own_rate(tiny_data, shared_mobilenet,
+                                                                             monkeypatch):
+    from ftcore.runs.steering import read_state
+
+    monkeypatch.setenv("FTCORE_WEIGHTS", str(shared_mobilenet))
+    monkeypatch.setitem(PRESETS, "lesson", {**PRESETS["lesson"], "image_size": 32, "epochs": 30})
+    at = open_app("app_pages/train.py", data_root=str(tiny_data))
+    at.button(key="start-lesson").click().run()
+    experiment = at.session_state["experiment"]
+    jobs = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(jobs) < 2 or not all(job.snapshot().steerable and read_state(job.folder) for job in jobs):
+        assert time.monotonic() < deadline, "the lesson's runs did not start training"
+        time.sleep(0.1)
+        jobs = experiment.jobs()
+    at.run()
+    at.button(key="lesson-steer-Rates x10").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    while not all(job.snapshot().steering for job in jobs):
+        assert time.monotonic() < deadline, "the change did not apply"
+        time.sleep(0.1)
+    experiment.stop()
+    assert experiment.join(TIMEOUT)
+    finetune, scratch = (job.snapshot().steering[0] for job in jobs)
+    assert (finetune.lr, finetune.head_lr) == (5e-4, 5e-3)  # fine-tuning's 5e-5 x10, its output layer still at 10x
+    assert (scratch.lr, scratch.head_lr) == (5e-3, 5e-3)  # scratch's 5e-4 x10, one rate for every layer
+    at.run()
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "lesson" in c.proto.spec)
+    assert sorted(a["text"] for a in chart["layout"]["annotations"] if a["text"].startswith("lr ")) == \
+        ["lr 5e-3", "lr 5e-4"]

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import REPO, open_app
+from conftest import open_app, start_cli_training
 from ftcore.cli.main import main
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
@@ -166,10 +164,7 @@ def test_torchrun_runs_as_the_child_with_two_cpu_processes(tiny_data, tmp_path, 
 
 def test_the_cli_resumes_an_interrupted_run(tiny_data, tmp_path, capsys):
     out = tmp_path / "cli-run"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "ftcore", "train", "--data", str(tiny_data), "--mode", "scratch", "--epochs", "4",
-            "--batch-size", "8", "--image-size", "32", "--precision", "fp32", "--out", str(out)]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli_training(tiny_data, out, epochs=4)
     wait_until(lambda: (out / STATE_FILE).is_file(), "the first saved state")
     proc.kill()
     proc.communicate()

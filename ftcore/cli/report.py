@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import torch
 
 from ..devices import distributed
-from ..records import BatchEnded, EpochEnded, History, LrStep, RunStarted
+from ..records import BatchEnded, EpochEnded, History, LrStep, RunStarted, Steered
+from ..train.steering import describe
 
 
 def fmt_acc(value: float | None) -> str:
@@ -47,6 +48,10 @@ class Reporter:
             print(f"\r{self.prefix}epoch {event.epoch}/{self.epochs} batch {event.step}/{event.steps}: "
                   f"loss {event.record.loss:.3f} ({event.examples_per_sec:.1f} examples/sec)",
                   end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Steered):  # on stderr: stdout keeps the book's lines
+            if self.live:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            print(f"{self.prefix}steered {describe(event.record)}", file=sys.stderr, flush=True)
         elif isinstance(event, EpochEnded):
             if self.live:
                 print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -16,7 +16,7 @@ from ..errors import FtcoreError
 from ..lab.experiments import lr_sweep_configs, parse_lrs
 from ..lab.lesson import scaled_down_text
 from ..models.trained import TrainedModel
-from ..records import KEPT, Event, History, StateCaptured, Status
+from ..records import KEPT, Event, History, StateCaptured, Status, SteerRecord
 from ..runs.cluster import RayBackend
 from ..runs.folder import (
     CHECKPOINT_FILE,
@@ -29,9 +29,11 @@ from ..runs.folder import (
 )
 from ..runs.process import ProcessJob
 from ..runs.saved import load_saved_run, save_run
+from ..runs.steering import FolderSteering
 from ..train.loop import fit
 from ..train.progress import TrainingDiverged
 from ..train.resume import load_state, save_state
+from ..train.steering import Replay, SteeringSource, read_steering
 from .args import (
     add_exercise_arguments,
     add_run_arguments,
@@ -59,6 +61,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                        "every epoch until the run ends (default: runs/<arch>-<mode>)")
     train.add_argument("--resume", metavar="DIR", help="continue the interrupted run saved in DIR (its --out) after "
                        "its last finished epoch, with its own settings (other flags are ignored)")
+    train.add_argument("--steering", metavar="FILE", help="apply a steered run's changes of the learning rates at the "
+                       "same points: FILE is its metrics.json, or a JSON list of changes (epoch, lr, head_lr); the run "
+                       "is then not steered live")
     train.add_argument("--cluster", metavar="ADDRESS", help="train as a job on the Ray cluster whose head's dashboard "
                        "is at ADDRESS (e.g. 127.0.0.1:8265; needs pip install \".[cluster]\"); --out must then be on "
                        "storage every machine of the cluster sees")
@@ -91,9 +96,10 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
 
 
 def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = None,
-                    resume_from: dict | None = None) -> TrainedModel:
+                    resume_from: dict | None = None, replay: list[SteerRecord] | None = None) -> TrainedModel:
     """`fit` where the first Ctrl-C stops after the current batch (keeping the model) and a second aborts; with
-    `out`, the run's state is saved there after every epoch (for `train --resume`)."""
+    `out`, the run's state is saved there after every epoch (for `train --resume`) and `ftcore steer OUT` steers it
+    while it trains; with `replay`, the changes of a steered run are applied at the same points instead."""
     reporter = Reporter(config.total_epochs, prefix)
 
     def sink(event: Event) -> None:
@@ -103,8 +109,17 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
         else:
             reporter(event)
 
-    with ctrl_c_stops() as stop:
-        return fit(config, sink, stop, resume_from, capture_state=out is not None)
+    steering: SteeringSource | None = None
+    if replay is not None:
+        steering = Replay(replay)
+    elif out is not None and distributed.launch_rank() == 0:
+        steering = FolderSteering(out, config, History.from_dict(resume_from["history"]) if resume_from else None)
+    try:
+        with ctrl_c_stops() as stop:
+            return fit(config, sink, stop, resume_from, capture_state=out is not None, steering=steering)
+    finally:
+        if isinstance(steering, FolderSteering):
+            steering.close()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -124,7 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}")
         if args.preset == "lesson":
             print(scaled_down_text(), file=sys.stderr)
-    trained = run_with_ctrl_c(config, out=out, resume_from=state)
+    replay = read_steering(args.steering) if args.steering else None
+    trained = run_with_ctrl_c(config, out=out, resume_from=state, replay=replay)
     if not distributed.context().is_main:  # under torchrun rank 0 alone prints and writes the run
         return 0
     last = trained.history.final()
@@ -154,6 +170,8 @@ def ended_on_abort(job: ProcessJob) -> Iterator[None]:
 def train_on_cluster(args: argparse.Namespace) -> int:
     """`train --cluster`: the run as a Ray job whose folder is --out; the book's lines as its events arrive."""
     refuse_under_torchrun("train --cluster", "sends the run to the cluster")
+    if args.steering:
+        raise FtcoreError("--steering replays a run's changes on this machine; drop --cluster to replay it")
     if args.resume:
         out = Path(args.resume).expanduser().resolve()
         if not (out / REQUEST_FILE).is_file():

@@ -39,6 +39,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun launched it (0 without torchrun), known before the process group is joined."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def context() -> DistContext:
     """This process's rank and world size: SINGLE unless a process group is running."""
     if dist.is_available() and dist.is_initialized():
@@ -68,6 +73,15 @@ def all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
         return list(values)
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+def broadcast_floats(values: list[float], device: torch.device) -> list[float]:
+    """Rank 0's `values` on every rank (the values themselves on a single process)."""
+    if context().world_size == 1:
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
     return tensor.tolist()
 
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..config import BOOK_RESULTS
+from ..config import BOOK_RESULTS, lr_words
 from ..data.summary import DatasetSummary
-from ..records import BatchRecord, EpochRecord, History, Status
+from ..records import BatchRecord, EpochRecord, History, Status, SteerRecord
+from ..train.steering import Rates, rates_text
 
 # One colour per metric, the same in every chart.
 COLORS = {"train_loss": "#636efa", "train_acc": "#ef553b", "test_acc": "#00cc96", "book": "#7f7f7f"}
@@ -38,10 +39,21 @@ def image_sizes_figure(summary: DatasetSummary) -> go.Figure:
     return fig
 
 
+def mark_changes(fig: go.Figure, steering: Sequence[SteerRecord], color: str = "#555", short: bool = False,
+                 **where) -> None:
+    """A vertical line where each change of a run's learning rates applied, labelled with the rates from there on
+    (only the copied layers' where `short`)."""
+    for record in steering:
+        rates = Rates(record.lr, record.head_lr)
+        label = (f"lr {lr_words(record.lr)}" if record.lr > 0 else "frozen") if short else rates_text(rates)
+        fig.add_vline(x=record.epoch, line={"dash": "dot", "color": color, "width": 1}, annotation_text=label,
+                      annotation_textangle=-90, annotation_font_size=10, annotation_font_color=color, **where)
+
+
 def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: str | None = None,
-                        heldout: str = "test") -> go.Figure:
+                        heldout: str = "test", steering: Sequence[SteerRecord] = ()) -> go.Figure:
     """Train loss, train acc and held-out acc (test, the book's plot, or val) per epoch, with the book's final
-    values if `mode`."""
+    values if `mode`, and a line where each change of the learning rates applied."""
     x = [e.epoch for e in epochs]
     fig = go.Figure()
     for key, name in (("train_loss", "train loss"), ("train_acc", "train acc"), ("heldout_acc", f"{heldout} acc")):
@@ -53,13 +65,15 @@ def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: 
         fig.add_trace(go.Scatter(name="book (epoch 5)", x=[5, 5, 5], mode="markers",
                                  y=[book["train_loss"], book["train_acc"], book["test_acc"]],
                                  marker={"symbol": "x", "size": 10, "color": COLORS["book"]}))
+    mark_changes(fig, steering)
     fig.update_layout(title="Per epoch", xaxis={"title": "epoch", "range": [0, max(total_epochs, 5) + 0.2]},
                       yaxis={"title": "loss / accuracy", "rangemode": "tozero"}, **LAYOUT)
     return fig
 
 
-def batch_loss_figure(batches: Sequence[BatchRecord]) -> go.Figure:
-    """Loss and accuracy of every optimiser step against epoch progress."""
+def batch_loss_figure(batches: Sequence[BatchRecord], steering: Sequence[SteerRecord] = ()) -> go.Figure:
+    """Loss and accuracy of every optimiser step against epoch progress, and a line where each change of the
+    learning rates applied."""
     x = [b.epoch for b in batches]
     fig = go.Figure([
         go.Scatter(name="batch loss", x=x, y=[b.loss for b in batches], mode="lines",
@@ -67,6 +81,7 @@ def batch_loss_figure(batches: Sequence[BatchRecord]) -> go.Figure:
         go.Scatter(name="batch acc", x=x, y=[b.acc for b in batches], mode="lines",
                    line={"color": COLORS["train_acc"], "dash": "dot"}),
     ])
+    mark_changes(fig, steering)
     fig.update_layout(title="Per batch", xaxis_title="epoch", yaxis={"title": "loss / accuracy",
                                                                       "rangemode": "tozero"}, **LAYOUT)
     return fig
@@ -206,9 +221,11 @@ def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "te
 
 
 def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequence[BatchRecord]]],
-                         title: str | None = None) -> go.Figure:
+                         title: str | None = None,
+                         steering: Sequence[Sequence[SteerRecord]] = ()) -> go.Figure:
     """Several runs as they progress: held-out accuracy per epoch and loss per batch, with the book's final values
-    (without them under another `title`: a scaled-down recipe is not the book's)."""
+    (without them under another `title`: a scaled-down recipe is not the book's), and on the loss, a line in the
+    run's colour where each change of its learning rates applied (`steering`, one list per run)."""
     validated = any(e.val_acc is not None for _, epochs, _ in series for e in epochs)
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{'val' if validated else 'test'} accuracy per epoch",
                                                         "train loss per batch"))
@@ -221,6 +238,7 @@ def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequ
         fig.add_trace(go.Scatter(name=label, legendgroup=label, showlegend=False, x=[b.epoch for b in batches],
                                  y=[b.loss for b in batches], mode="lines", line={"color": color, "width": 1}),
                       row=1, col=2)
+        mark_changes(fig, steering[i] if i < len(steering) else (), color, short=True, row=1, col=2)
     for mode, book in BOOK_RESULTS.items() if title is None else ():
         name = f"book {'fine-tune' if mode == 'finetune' else 'scratch'}"
         for col, key in ((1, "test_acc"), (2, "train_loss")):

@@ -31,6 +31,16 @@ def lesson_config(base: TrainConfig, mode: str, **overrides) -> TrainConfig:
     return config
 
 
+def steer_config(base: TrainConfig) -> TrainConfig:
+    """A run made to be steered: the lesson's fine-tuning for longer (config.PRESETS["steer"]), on `base`'s data."""
+    shared = {name: getattr(base, name) for name in SHARED_FIELDS}
+    if base.arch == PRESETS["steer"]["arch"]:
+        shared["weights"] = base.weights
+    config = recipe("finetune", None, "steer", **shared)
+    config.validate()
+    return config
+
+
 def compare_configs(base: TrainConfig) -> list[TrainConfig]:
     """Fine-tune (ImageNet weights, output layer at 10x) against scratch (random weights, one lr), lesson-sized."""
     return [lesson_config(base, "finetune"), lesson_config(base, "scratch")]

@@ -1,11 +1,13 @@
 """The run folder: every file a run keeps, and its events written by the run and read back by the server.
 
 <runs>/<run id>/ holds request.json (what to do, written by the server: train, or find a learning rate),
-events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, epoch, end), resume.pt
+events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, steer, epoch, end), resume.pt
 (after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
 and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
-current batch. Everything is on disk, so a refreshed page or a restarted server reads the same curves, and a run
-that dies keeps everything it wrote. checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
+current batch; steer.json asks it to train at other learning rates from its next batch, and steered.json is where
+the run says whether it still runs, the rates it trains at and the last change it took. Everything is on disk,
+so a refreshed page or a restarted server reads the same curves, and a run that dies keeps everything it wrote.
+checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
 
 Every name of those files is here, so a `train --out` folder is a run folder too; the modules that write the files
 inside (`models.checkpoint`, `models.metrics`, `train.resume`, `lr_find.finding`) take their paths from the caller.
@@ -36,6 +38,8 @@ from ..records import (
     LrStep,
     RunStarted,
     Status,
+    Steered,
+    SteerRecord,
 )
 from ..util.paths import RUNS_DIR_ENV
 
@@ -47,6 +51,8 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATE_FILE = "resume.pt"  # the state to resume from (train.resume.save_state), replaced after every epoch
 FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_find.finding.write_curve)
+STEER_FILE = "steer.json"  # the learning rates someone asked the running run to train at (runs.steering.ask)
+STEERED_FILE = "steered.json"  # the run's side: running or not, its rates now, the last ask it took
 
 
 TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
@@ -113,6 +119,8 @@ def event_dict(event: Event) -> dict:
                 "examples_per_sec": event.history.examples_per_sec}
     if isinstance(event, LrStep):
         return {"type": EventKind.LR, **asdict(event)}
+    if isinstance(event, Steered):
+        return {"type": EventKind.STEER, "record": asdict(event.record)}
     raise TypeError(f"not a training event: {event!r}")
 
 
@@ -121,8 +129,9 @@ def event_from_dict(d: dict, history: History) -> Event | None:
     so far, as the caller keeps it (None for the kinds that are not training events)."""
     fields = {k: v for k, v in d.items() if k != "type"}
     kind = d.get("type")
-    if kind == EventKind.RESUMED:  # a new process continues after that epoch: the epochs logged after it are void
+    if kind == EventKind.RESUMED:  # a new process continues after that epoch: what was logged after it is void
         history.epochs = [e for e in history.epochs if e.epoch <= d["epoch"]]
+        history.steering = [s for s in history.steering if s.epoch < d["epoch"]]
         return None
     if kind == EventKind.STARTED:
         history.heldout = fields.get("heldout", history.heldout)
@@ -134,6 +143,9 @@ def event_from_dict(d: dict, history: History) -> Event | None:
         history.epochs.append(epoch_record(d["record"]))
         history.examples_per_sec = d["examples_per_sec"] or history.examples_per_sec
         return EpochEnded(record=history.epochs[-1], history=history)
+    if kind == EventKind.STEER:
+        history.steering.append(SteerRecord(**d["record"]))
+        return Steered(record=history.steering[-1])
     return None
 
 

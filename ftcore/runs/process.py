@@ -23,7 +23,7 @@ from typing import Protocol
 
 from ..config import TrainConfig
 from ..lr_find.finding import FinderSettings, LrFinding, check_request
-from ..records import KEPT, EventKind, History, LrStep, Status
+from ..records import KEPT, EventKind, History, LrStep, Status, SteerRecord
 from ..util.paths import REPO_ROOT, child_environment
 from . import forkserver
 from .backend import Backend
@@ -178,6 +178,7 @@ class ProcessJob:
         self._info: dict = {}
         self._epochs: list = []
         self._batches: list = []
+        self._steering: list[SteerRecord] = []
         self._last_batch = (0, 0)  # (epoch, step) of the last batch the run reported
         self._examples_per_sec = 0.0
         self._end: dict | None = None
@@ -312,6 +313,7 @@ class ProcessJob:
         if kind == EventKind.RESUMED:  # a new process continues after epoch E: what came after it is gone
             self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
             self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
+            self._steering = [s for s in self._steering if s.epoch < event["epoch"]]
             self._end = None
         elif kind == EventKind.STARTED:
             self._info = event
@@ -321,6 +323,8 @@ class ProcessJob:
             self._batches.append(batch_record(event["record"]))
             self._last_batch = (event["epoch"], event["step"])
             self._examples_per_sec = event["examples_per_sec"]
+        elif kind == EventKind.STEER:
+            self._steering.append(SteerRecord(**event["record"]))
         elif kind == EventKind.EPOCH:
             self._epochs.append(epoch_record(event["record"]))
             self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
@@ -381,7 +385,7 @@ class ProcessJob:
                 test_size=info.get("test_size", 0), steps_per_epoch=info.get("steps_per_epoch", 0),
                 elapsed=elapsed, error=error, saved_to=str(self.folder) if saved else None,
                 heldout=info.get("heldout", "test"), queue_note=note, resumable=resumable,
-                batchnorm=info.get("batchnorm", ""))
+                batchnorm=info.get("batchnorm", ""), steering=list(self._steering))
 
     def to_run(self) -> Run:
         """The ended run as a Run of the tab, its model loaded from the folder when first used."""

@@ -17,6 +17,7 @@ from ..errors import FtcoreError
 from ..models.metrics import read_metrics, write_metrics
 from ..models.trained import TrainedModel
 from ..records import History
+from ..train.steering import describe
 from ..util.lru import LruStore
 from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE, prepare_out_dir
 from .snapshot import run_label
@@ -87,7 +88,8 @@ class Run:
                 "train loss": last.train_loss if last else None, "train acc": last.train_acc if last else None,
                 "val acc": last.val_acc if last else None, "test acc": self.history.final_test(),
                 "examples/sec": round(self.history.examples_per_sec, 1), "devices": ", ".join(self.history.devices),
-                "stopped": self.history.stopped}
+                "stopped": self.history.stopped,
+                "steered": "; ".join(describe(record) for record in self.history.steering)}
 
 
 def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:

@@ -127,6 +127,11 @@ class Experiment:
         return ExperimentSnapshot(id=self.id, kind=self.kind, configs=list(self.configs),
                                   jobs=[job.snapshot() for job in jobs], status=status)
 
+    def jobs(self) -> list[TrainingJob | ProcessJob]:
+        """The series' jobs started so far, in order."""
+        with self._lock:
+            return list(self._jobs)
+
     def runs(self, skip: Container[str] = ()) -> list[Run]:
         """The runs that ended with a model (finished or stopped), in order, except those whose id is in `skip`."""
         with self._lock:

@@ -4,12 +4,13 @@ without a lock, and the run's short name."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import TrainConfig, lr_text
 from ..lr_find.finding import FinderSettings, LrFinding
 from ..models.trained import TrainedModel
-from ..records import BatchRecord, EpochRecord, LrStep, Status
+from ..records import BatchRecord, EpochRecord, LrStep, Status, SteerRecord
+from ..train.steering import Rates, describe, starting_rates
 
 
 def run_label(config: TrainConfig) -> str:
@@ -45,6 +46,23 @@ class JobSnapshot:
     queue_note: str | None = None  # while queued: its place and what it waits for
     resumable: bool = False  # ended before its last epoch with a state saved after an earlier one
     batchnorm: str = ""  # train.plan.batchnorm_note: BatchNorm over fewer photos than the whole batch, and why
+    steering: list[SteerRecord] = field(default_factory=list)  # every change of its learning rates while it trained
+
+    @property
+    def rates(self) -> Rates:
+        """The learning rates it trains at now: its last change's, else those it started at."""
+        last = self.steering[-1] if self.steering else None
+        return Rates(last.lr, last.head_lr) if last is not None else starting_rates(self.config)
+
+    @property
+    def steerable(self) -> bool:
+        """True once it trains (its data and model ready, it listens for changes) epochs of every layer, whose rates
+        can change from one batch to the next."""
+        return self.status == Status.RUNNING and self.config.epochs > 0
+
+    def steering_text(self) -> str:
+        """"Steered at epoch 1.44: lr 2e-3, output layer 2e-2; at epoch 2.10: ..."; "" when never steered."""
+        return "Steered " + "; ".join(describe(record) for record in self.steering) if self.steering else ""
 
     @property
     def done(self) -> bool:

@@ -21,7 +21,7 @@ import torch
 from ..config import TrainConfig
 from ..errors import FtcoreError, user_message
 from ..models.trained import TrainedModel
-from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, Status
+from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Event, RunStarted, Status, Steered, SteerRecord
 from ..train.loop import fit
 from ..train.memory import is_out_of_memory, out_of_memory_message
 from ..train.progress import TrainingDiverged
@@ -45,6 +45,7 @@ class TrainingJob:
         self._status = Status.STARTING
         self._epochs: list[EpochRecord] = []
         self._batches: list[BatchRecord] = []
+        self._steering: list[SteerRecord] = []
         self._examples_per_sec = 0.0
         self._started = self._ended = 0.0
         self._info = RunStarted([], 0, 0, 0, [], "")
@@ -85,7 +86,7 @@ class TrainingJob:
                 steps_per_epoch=self._info.steps_per_epoch,
                 elapsed=end - self._started if self._started else 0.0, error=self._error, trained=self._trained,
                 saved_to=self._saved_to, warning=self._warning, heldout=self._info.heldout,
-                batchnorm=self._info.batchnorm)
+                batchnorm=self._info.batchnorm, steering=list(self._steering))
 
     def release_model(self) -> None:
         """Forget the trained model once it is saved (its Run reloads it from disk); snapshots then carry none."""
@@ -112,6 +113,8 @@ class TrainingJob:
             elif isinstance(event, EpochEnded):
                 self._epochs.append(event.record)
                 self._examples_per_sec = event.history.examples_per_sec
+            elif isinstance(event, Steered):
+                self._steering.append(event.record)
 
     def _run(self) -> None:
         trained, error, history = None, None, None
@@ -145,6 +148,7 @@ class TrainingJob:
             if history is not None:
                 self._epochs = list(history.epochs)
                 self._batches = list(history.batches)
+                self._steering = list(history.steering)
                 self._examples_per_sec = history.examples_per_sec or self._examples_per_sec
         if trained is None:
             gc.collect()  # free the failed run's model and batches now, not at some later collection

@@ -27,7 +27,7 @@ from ..devices.priority import yield_cpu
 from ..errors import FtcoreError, user_message
 from ..lr_find.finding import FinderSettings, write_curve
 from ..lr_find.range_test import find_lr
-from ..records import Event, Sink, StateCaptured, Status
+from ..records import Event, History, Sink, StateCaptured, Status
 from ..train.loop import fit
 from ..train.memory import is_out_of_memory, out_of_memory_message
 from ..train.progress import TrainingDiverged
@@ -44,6 +44,7 @@ from .folder import (
     stop_requested,
 )
 from .saved import save_run
+from .steering import FolderSteering
 
 THREADS_ENV = "FTCORE_THREADS"  # PyTorch threads per run; the backend sets it so that runs share the cores
 STOP_POLL_SECONDS = 0.2
@@ -141,7 +142,14 @@ def train(folder: Path, config: TrainConfig, resume: bool, sink: Sink, stop: thr
     state = load_state(folder / STATE_FILE) if resume else None
     if state is not None:
         EventLog(folder).resumed(state["epoch"])
-    trained = fit(config, sink, stop, resume_from=state, capture_state=True)
+    # the folder takes asks for other learning rates while the run trains (under torchrun, rank 0 reads them)
+    steering = FolderSteering(folder, config, History.from_dict(state["history"]) if state else None) \
+        if distributed.launch_rank() == 0 else None
+    try:
+        trained = fit(config, sink, stop, resume_from=state, capture_state=True, steering=steering)
+    finally:
+        if steering is not None:
+            steering.close()
     if distributed.context().is_main:
         save_run(trained, folder)
         if not trained.history.stopped:

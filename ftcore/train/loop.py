@@ -26,7 +26,17 @@ from ..models.build import build_model
 from ..models.output_layer import output_layer
 from ..models.trained import TrainedModel
 from ..models.weights import WeightsSource
-from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, History, Sink, StateCaptured
+from ..records import (
+    BatchEnded,
+    BatchRecord,
+    EpochEnded,
+    EpochRecord,
+    History,
+    Sink,
+    StateCaptured,
+    Steered,
+    SteerRecord,
+)
 from . import resume
 from .evaluate import FUSE_MIN_IMAGES, evaluate
 from .features import feature_batch_size
@@ -34,6 +44,7 @@ from .head import cache_features, train_output_layer
 from .optim import make_optimizer
 from .plan import RunPlan, batchnorm_note, plan_run, wrap_model
 from .progress import Progress, TrainingDiverged, record_heldout
+from .steering import Rates, SteeringSource, current_rates, set_rates
 from .step import scale_batchnorm_momentum, to_device, train_step
 
 
@@ -48,9 +59,34 @@ def make_model(config: TrainConfig, classes: list[str], plan: RunPlan) -> tuple[
     return model, weights
 
 
+def unwrapped(net: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel or DataParallel wrapper (the model itself otherwise)."""
+    return net.module if isinstance(net, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else net
+
+
+def steer(net: nn.Module, optimizer: torch.optim.Optimizer, plan: RunPlan, position: float, sink: Sink) -> None:
+    """Before the batch that starts at `position`: the change of rates the plan's steering source asks for, if any,
+    applied to the optimiser's groups and reported. Under torchrun rank 0 asks and every rank takes its answer,
+    so that all change at the same batch."""
+    source = plan.steering if plan.ctx.is_main else None
+    wanted = source.poll(position, current_rates(optimizer)) if source is not None else None
+    if plan.ctx.world_size > 1:
+        asked, lr, head_lr = distributed.broadcast_floats([1.0, wanted.lr, wanted.head_lr] if wanted else [0.0] * 3,
+                                                          plan.device)
+        wanted = Rates(lr, head_lr) if asked else None
+    if wanted is None:
+        return
+    set_rates(optimizer, output_layer(unwrapped(net), plan.config.arch).parameters(), wanted)
+    record = SteerRecord(epoch=position, lr=wanted.lr, head_lr=wanted.head_lr)
+    sink(Steered(record))
+    if source is not None:
+        source.applied(record)
+
+
 def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, plan: RunPlan, epoch: int,
                     stop: threading.Event, sink: Sink) -> EpochRecord:
-    """Train over `loader` once (or until `stop`), reporting each step to `sink`."""
+    """Train over `loader` once (or until `stop`), reporting each step to `sink`; before each step, the change of
+    rates the plan's steering source asks for, if any."""
     reduction, device = plan.config.loss_reduction, plan.device
     steps = len(loader)
     loss_sum, correct, seen, seconds, step = 0.0, 0, 0, 0.0, 0
@@ -59,6 +95,8 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
         if stop.is_set():
             step -= 1
             break
+        if plan.steering is not None or plan.ctx.world_size > 1:  # under torchrun every rank takes part
+            steer(net, optimizer, plan, epoch - 1 + (step - 1) / steps, sink)
         start = time.perf_counter()  # the book's timer: device transfer + step, not data loading
         batch_loss, batch_correct = train_step(net, optimizer, to_device(X, device), y.to(device), reduction,
                                                plan.micro_batch, plan.precision, plan.grad_scale)
@@ -96,26 +134,31 @@ def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optim
 
 
 def fit(config: TrainConfig, sink: Sink | None = None, stop: threading.Event | None = None,
-        resume_from: dict | None = None, capture_state: bool = False) -> TrainedModel:
+        resume_from: dict | None = None, capture_state: bool = False,
+        steering: SteeringSource | None = None) -> TrainedModel:
     """Run `config` to the end (or until `stop` is set) and return the model with its history: the book's
     train_fine_tuning and train_ch13.
 
     Every event goes to `sink`; with `capture_state`, the run's state after each epoch of every layer too
     (`StateCaptured`: a copy of the weights and the optimiser, for a caller that resumes from it). `resume_from`,
-    such a state, continues the run after the epoch it was captured at."""
+    such a state, continues the run after the epoch it was captured at, at the rates it was steered to.
+    `steering`, where given, is asked before every batch of every layer for a change of the learning rates."""
     config.validate()
     sink, stop = sink or (lambda event: None), stop or threading.Event()
     torch.manual_seed(config.seed)
-    plan = plan_run(config)  # devices, torchrun, precision and micro-batches, resolved once
+    plan = plan_run(config, steering)  # devices, torchrun, precision and micro-batches, resolved once
 
     # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
     data = make_run_data(config, plan.device, feature_batch_size(plan.device), plan.ctx)
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch), and the book's SGD.
     model, weights = make_model(config, data.splits.classes, plan)
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
-    if resume_from is not None:
-        resume.restore(resume_from, model, optimizer, data.train)
     history, first_epoch = starting_history(plan, data, resume_from)
+    if resume_from is not None:
+        if history.steering:  # the optimiser's groups as the steered run left them, then its state
+            last = history.steering[-1]
+            set_rates(optimizer, output_layer(model, config.arch).parameters(), Rates(last.lr, last.head_lr))
+        resume.restore(resume_from, model, optimizer, data.train)
     net, progress = wrap_model(model, plan), Progress(config, history, data, sink)
     progress.started(weights, batchnorm_note(config, plan.micro_batch) if config.epochs else "")
 

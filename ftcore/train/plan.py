@@ -17,6 +17,7 @@ from ..devices.placement import resolve_devices
 from ..devices.precision import resolve_precision, training_precision
 from ..errors import FtcoreError
 from . import memory
+from .steering import SteeringSource
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RunPlan:
     precision: str = "fp32"  # every layer's forward and backward ("auto" resolved)
     feature_precision: str = "fp32"  # the frozen copied layers' cached features ("auto" resolved)
     micro_batch: int = 0  # photos per forward/backward within a step (0: the whole batch)
+    steering: SteeringSource | None = None  # where changes of the learning rates come from while it trains
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -48,9 +50,10 @@ class RunPlan:
         return math.ceil(self.config.batch_size / self.ctx.world_size / (self.micro_batch or self.config.batch_size))
 
 
-def plan_run(config: TrainConfig) -> RunPlan:
+def plan_run(config: TrainConfig, steering: SteeringSource | None = None) -> RunPlan:
     """Resolve `config` once: under torchrun one device per process (DistributedDataParallel), else the config's
-    devices (several CUDA GPUs: the book's nn.DataParallel); then the arithmetic and the photos per forward pass."""
+    devices (several CUDA GPUs: the book's nn.DataParallel); then the arithmetic and the photos per forward pass.
+    `steering`, where given, is asked for changes of the rates before every batch."""
     if distributed.launched_by_torchrun():
         ctx, device = distributed.setup(config.device)
         if config.batch_size % ctx.world_size:
@@ -64,7 +67,8 @@ def plan_run(config: TrainConfig) -> RunPlan:
     feature_precision = resolve_precision(config.precision, device)
     precision = training_precision(config, device)
     return RunPlan(config=config, device=device, devices=devices, ctx=ctx, precision=precision,
-                   feature_precision=feature_precision, micro_batch=micro_batch_size(config, device, precision))
+                   feature_precision=feature_precision, micro_batch=micro_batch_size(config, device, precision),
+                   steering=steering)
 
 
 def micro_batch_size(config: TrainConfig, device: torch.device, precision: str) -> int:

@@ -10,7 +10,7 @@ from ..config import TrainConfig
 from ..data.run_data import RunData
 from ..errors import FtcoreError
 from ..models.weights import WeightsSource
-from ..records import BatchEnded, EpochEnded, EpochRecord, Event, History, RunStarted, Sink
+from ..records import BatchEnded, EpochEnded, EpochRecord, Event, History, RunStarted, Sink, Steered
 
 
 class TrainingDiverged(FtcoreError):
@@ -59,6 +59,8 @@ class Progress:
             event = self._batch(event)
         elif isinstance(event, EpochEnded):
             event = self._epoch(event.record)
+        elif isinstance(event, Steered):
+            self.history.steering.append(event.record)
         self.sink(event)
 
     def _batch(self, event: BatchEnded) -> BatchEnded:

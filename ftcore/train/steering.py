@@ -1,0 +1,161 @@
+"""Steering a run while it trains: the learning rate of the copied layers, the output layer's factor, freezing the
+copied layers, changed between two batches and kept in the run's record.
+
+A change is asked for as the rates wanted from now on (`Rates`); `wanted_rates` turns what a person asks (a new
+rate, 10x on or off, freeze or unfreeze) into them, one rule for the command line and the page. The loop asks its
+`SteeringSource` once before every batch (the run's folder, or a replay of another run's record) and, where the
+rates wanted differ from those in force, applies them (`set_rates`) and sends a `Steered` event with where it
+happened. SGD without momentum keeps no state, so a change takes effect exactly at the next step.
+
+Without torch: the pages describe a run's changes and work out what a button asks before torch has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..config import TrainConfig, lr_words
+from ..errors import FtcoreError
+from ..records import SteerRecord
+
+if TYPE_CHECKING:
+    import torch
+
+COPIED, OUTPUT, ALL = "copied layers", "output layer", "all layers"  # the optimiser's groups, by name
+SAME_POINT = 1e-9  # two fractional epochs this close are the same point between two batches
+
+
+@dataclass(frozen=True)
+class Rates:
+    """The learning rates a run trains at: the copied layers' (0 while frozen) and the output layer's."""
+
+    lr: float
+    head_lr: float
+
+
+class SteeringSource(Protocol):
+    """Where a run's changes come from, asked once before every batch of its full epochs."""
+
+    def poll(self, position: float, now: Rates) -> Rates | None:
+        """The rates wanted from the batch that starts at `position` (in epochs) on, where they differ from those in
+        force `now`; None: nothing new."""
+        ...
+
+    def applied(self, record: SteerRecord) -> None:
+        """The run applied a wish: where, and the rates from there on."""
+        ...
+
+
+def describe(record: SteerRecord) -> str:
+    """"at epoch 1.44: lr 2e-3, output layer 2e-2", as the command line and the captions say it."""
+    return f"at epoch {record.epoch:.2f}: {rates_text(Rates(record.lr, record.head_lr))}"
+
+
+def rates_text(rates: Rates) -> str:
+    """"lr 2e-3, output layer 2e-2", or "copied layers frozen, output layer 2e-2"."""
+    copied = f"lr {lr_words(rates.lr)}" if rates.lr > 0 else "copied layers frozen"
+    return f"{copied}, output layer {lr_words(rates.head_lr)}"
+
+
+def starting_rates(config: TrainConfig) -> Rates:
+    """The rates a run of `config` starts at (the copied layers at 0 where the book's exercise freezes them)."""
+    return Rates(0.0 if config.freeze_body else config.lr, config.head_lr)
+
+
+def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float | None = None,
+                 head_factor: float | None = None, freeze: bool | None = None) -> Rates:
+    """The rates a person's ask comes to, from the rates in force `now`: a new rate for the copied layers, the output
+    layer at `head_factor` times it (1: one rate for every layer), the copied layers frozen (rate 0) or unfrozen
+    (back to `unfrozen_lr`, their rate before). What is not asked stays; FtcoreError for what cannot be."""
+    if lr is not None and not lr > 0:
+        raise FtcoreError(f"the learning rate must be a number above 0 (got {lr}); e.g. 2e-3")
+    if head_factor is not None and not head_factor > 0:
+        raise FtcoreError(f"the output layer's factor must be a number above 0 (got {head_factor}); e.g. 10, or 1 "
+                          "for one rate for every layer")
+    if config.freeze_body and (freeze is False or lr is not None):
+        raise FtcoreError("this run froze its copied layers from its start (the book's exercise), so their rate "
+                          "stays 0; change the output layer's factor instead")
+    if not config.epochs:
+        raise FtcoreError("this run trains the output layer alone on cached features, in seconds, so there is "
+                          "nothing to steer; steer a run with epochs of every layer")
+    frozen = now.lr == 0 if freeze is None else freeze
+    base = lr if lr is not None else (unfrozen_lr if now.lr == 0 else now.lr)
+    factor = head_factor if head_factor is not None else now.head_lr / (now.lr if now.lr > 0 else unfrozen_lr)
+    return Rates(0.0 if frozen else base, written(base * factor))
+
+
+def written(rate: float) -> float:
+    """A rate without the float noise of a product (1.5e-4, not 1.5000000000000001e-4): as a person writes it, so
+    that asking again for the rates in force is seen as no change."""
+    return float(f"{rate:.12g}")
+
+
+def current_rates(optimizer: torch.optim.Optimizer) -> Rates:
+    """The rates the optimiser's groups train at (the copied layers at 0 where they have no group: frozen)."""
+    groups = {group.get("name"): group for group in optimizer.param_groups}
+    if ALL in groups:
+        return Rates(groups[ALL]["lr"], groups[ALL]["lr"])
+    return Rates(groups[COPIED]["lr"] if COPIED in groups else 0.0, groups[OUTPUT]["lr"])
+
+
+def set_rates(optimizer: torch.optim.Optimizer, output_parameters: Iterable[torch.nn.Parameter],
+              rates: Rates) -> None:
+    """Train the copied layers at `rates.lr` and the output layer at `rates.head_lr` from the next step on. One group
+    for every layer (the book without parameter groups) is split in two first, copied layers then output layer, as
+    the book's groups are; where the copied layers have no group (frozen from the start), only the output layer's
+    rate changes."""
+    groups = {group.get("name"): group for group in optimizer.param_groups}
+    if ALL in groups and rates.lr != rates.head_lr:
+        whole = groups.pop(ALL)
+        output = {id(p) for p in output_parameters}
+        head = [p for p in whole["params"] if id(p) in output]
+        whole["params"] = [p for p in whole["params"] if id(p) not in output]
+        whole["name"] = COPIED
+        groups[COPIED] = whole
+        optimizer.add_param_group({"name": OUTPUT, "params": head, "lr": rates.head_lr})
+        groups[OUTPUT] = optimizer.param_groups[-1]
+    if ALL in groups:
+        groups[ALL]["lr"] = rates.lr
+        return
+    if COPIED in groups:
+        groups[COPIED]["lr"] = rates.lr
+    groups[OUTPUT]["lr"] = rates.head_lr
+
+
+class Replay:
+    """Another run's changes, applied at the same points: the record of a steered run, replayed."""
+
+    def __init__(self, records: Sequence[SteerRecord]) -> None:
+        self.records = sorted(records, key=lambda r: r.epoch)
+
+    def poll(self, position: float, now: Rates) -> Rates | None:
+        """The rates of the record made at `position`, if one was."""
+        due = [r for r in self.records if abs(r.epoch - position) < SAME_POINT]
+        return Rates(due[-1].lr, due[-1].head_lr) if due else None
+
+    def applied(self, record: SteerRecord) -> None:
+        """Nothing to acknowledge: the record is the replay's own."""
+
+
+def read_steering(path: str | Path) -> list[SteerRecord]:
+    """The changes of a steered run: from its metrics.json (`history.steering`), or a JSON list of records with
+    `epoch`, `lr` and `head_lr`; FtcoreError naming the file for anything else."""
+    path = Path(path).expanduser()
+    try:
+        data: Any = json.loads(path.read_text())
+    except OSError as e:
+        raise FtcoreError(f"steering file {path} cannot be read ({e.strerror or e}); give a run's metrics.json or "
+                          "a JSON list of changes") from None
+    except ValueError:
+        raise FtcoreError(f"steering file {path} is not JSON; give a run's metrics.json or a JSON list of changes") \
+            from None
+    records = data.get("history", {}).get("steering") if isinstance(data, dict) else data
+    try:
+        return [SteerRecord(epoch=float(r["epoch"]), lr=float(r["lr"]), head_lr=float(r["head_lr"])) for r in records]
+    except (TypeError, KeyError, ValueError):
+        raise FtcoreError(f"steering file {path} holds no list of changes (each with epoch, lr and head_lr); give "
+                          "a run's metrics.json") from None
