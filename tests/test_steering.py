@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 
 import pytest
@@ -170,7 +171,9 @@ def test_train_out_is_steered_by_the_steer_command(tiny_data, tmp_path, capsys):
                                                   "to change"
         assert main(["steer", str(out), "--freeze"]) == 0
         assert capsys.readouterr().out.strip().endswith("copied layers frozen, output layer 2e-2")
+        wait_until(lambda: (out / STATE_FILE).is_file(), "a finished epoch", TIMEOUT)
     finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: it stops after its batch and saves, as a person would end it
         out_text, err_text = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 0, err_text[-2000:]
     assert [line for line in out_text.splitlines() if line.startswith("epoch 1/30")]  # the book's lines
