@@ -8,6 +8,7 @@ a cold server draws the Train page's controls first.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import FinderJob, ProcessJob, list_interrupted
 from ftcore.runs.saved import Run, list_saved_runs
 from ftcore.runs.snapshot import FinderSnapshot, JobSnapshot
-from ftcore.runs.steering import ask
+from ftcore.runs.steering import ask, rates_to_come, read_state
 from ftcore.train.steering import Rates
 from ftcore.util import paths
 
@@ -171,6 +172,14 @@ def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     return finder
 
 
+@dataclass(frozen=True)
+class SteerNote:
+    """What a tab's last steering ask came to, shown beside the live controls until the run takes it."""
+
+    text: str
+    wanted: Rates | None  # the rates asked for; None where the ask was refused (the text says why)
+
+
 def steer(lr: float | None = None, head_factor: float | None = None, freeze: bool | None = None) -> Rates | None:
     """Ask this tab's run, while it trains, for other learning rates from its next batch (runs.steering.ask): the
     rates asked for, or None when it trains at them already. Only the tab that started a run steers it: FtcoreError
@@ -183,19 +192,33 @@ def steer(lr: float | None = None, head_factor: float | None = None, freeze: boo
     return wanted if asked is not None else None
 
 
+def live_rates() -> tuple[Rates, float] | None:
+    """The rates this tab's run goes on training at (an ask it has not taken yet counts) and the copied layers' rate
+    to unfreeze to; None where it has not said."""
+    job = current_job()
+    state = read_state(job.folder) if job is not None else None
+    return rates_to_come(job.folder, state) if state is not None else None
+
+
 def steer_lesson(lr_factor: float | None = None, freeze: bool | None = None) -> int:
     """Ask every run of this tab's lesson still training at once: its copied layers at `lr_factor` times their rate
-    now (each keeps its output layer's factor), or frozen or unfrozen; how many runs were asked."""
+    (frozen ones keep frozen, at the new rate for later; each keeps its output layer's factor), or frozen or
+    unfrozen; how many runs were asked. A run that ends meanwhile is left out; FtcoreError when none could be."""
     experiment = current_experiment()
-    asked = 0
+    asked, problems = 0, []
     for job in experiment.jobs() if experiment is not None else []:
-        snap = job.snapshot()
-        if isinstance(job, ProcessJob) and snap.steerable:
-            now = snap.rates
-            base = now.lr if now.lr > 0 else None  # frozen: unfreezing takes the rate before
-            ask(job.folder, base * lr_factor if lr_factor is not None and base is not None else None, None, freeze)
-            asked += 1
-    if not asked:
+        state = read_state(job.folder) if isinstance(job, ProcessJob) and job.snapshot().steerable else None
+        if state is None:
+            continue
+        now, unfrozen_lr = rates_to_come(job.folder, state)  # x10 twice within a batch is x100
+        lr = (now.lr or unfrozen_lr) * lr_factor if lr_factor is not None else None
+        try:
+            asked += ask(job.folder, lr, None, freeze)[0] is not None
+        except FtcoreError as e:
+            problems.append(str(e))
+    if not asked and problems:
+        raise FtcoreError(problems[0])
+    if not asked and experiment is not None and not any(job.snapshot().steerable for job in experiment.jobs()):
         raise FtcoreError("no run of this tab's lesson is training now, so there is nothing to steer")
     return asked
 

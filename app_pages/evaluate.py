@@ -12,7 +12,7 @@ from ftcore.errors import FtcoreError
 from ftcore.insight import charts, export
 from ftcore.insight.evaluation import Evaluation
 from ftcore.models.trained import TrainedModel
-from ftcore.train.steering import describe
+from ftcore.train.steering import changes_text
 
 GRID = 6  # photos per row in the galleries
 MAX_CELL_PHOTOS = 24  # photos shown for one confusion-matrix cell
@@ -172,7 +172,7 @@ if chosen_model is None:
     st.stop()
 choice, trained = chosen_model
 measured = trained.history.accuracy_text()
-steered = "; steered " + "; ".join(describe(record) for record in trained.history.steering) \
+steered = "; steered " + changes_text(trained.history.steering) \
     if trained.history.steering else ""
 st.caption(f"{choice.label}: {trained.arch}, classes {', '.join(trained.classes)}"
            + (f"; {measured} when trained" if measured else "") + steered + ".")

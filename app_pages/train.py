@@ -29,7 +29,7 @@ from ftcore.lr_find.suggest import DEFAULT_RULE, RULES
 from ftcore.models.weights import weights_status
 from ftcore.records import Status
 from ftcore.runs.snapshot import JobSnapshot
-from ftcore.train.steering import rates_text
+from ftcore.train.steering import Rates, rates_text
 
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
@@ -41,23 +41,30 @@ FIXED_WHILE_TRAINING = {
     "batch": "Fixed while this run trains: its batches (and BatchNorm's) were set at its start.",
     "size": "Fixed while this run trains: its photos were decoded at this size at its start.",
 }
-STEER_NOTE = "steer-note"  # session state: what the last steering ask came to, shown under the live chart
+STEER_NOTE = "steer-note"  # session state: the jobs.SteerNote of this tab's last steering ask
 
 
-def hold_settings_to(config: TrainConfig) -> None:
-    """Show the running run's own mode, architecture, batch and image size in the (disabled) controls."""
-    st.session_state.update({"mode": config.mode, "arch": config.arch, "batch": config.batch_size,
-                             "size": config.image_size})
+def hold_settings_to(config: TrainConfig, rates: tuple[Rates, float] | None = None) -> None:
+    """Show the running run's own mode, architecture, batch and image size in the (disabled) controls, and
+    its learning rate and 10x as it trains at them (or was just asked to), so that the slider and toggle start there."""
+    held = {"mode": (config.mode, MODES), "arch": (config.arch, ARCHITECTURES),
+            "batch": (config.batch_size, choices.BATCH_SIZES), "size": (config.image_size, choices.IMAGE_SIZES)}
+    st.session_state.update({key: value for key, (value, options) in held.items() if value in options})
+    if rates is not None:
+        now, unfrozen_lr = rates
+        copied = now.lr or unfrozen_lr  # frozen: the rate unfreezing goes back to
+        st.session_state[choices.lr_key(config.mode, config.arch)] = copied
+        st.session_state[f"groups-{config.mode}"] = now.head_lr != copied
 
 
 def steer_now(**change) -> None:
     """Ask this tab's run for other rates from its next batch (a control's callback); say what came of it."""
     try:
         wanted = jobs.steer(**change)
-        st.session_state[STEER_NOTE] = ("info", f"Asked this run for {rates_text(wanted)}: it takes them at its "
-                                        "next batch.", wanted) if wanted else None
+        st.session_state[STEER_NOTE] = jobs.SteerNote(text=f"Asked this run for {rates_text(wanted)}: it takes them at "
+                                                 "its next batch.", wanted=wanted) if wanted else None
     except FtcoreError as e:
-        st.session_state[STEER_NOTE] = ("error", str(e), None)
+        st.session_state[STEER_NOTE] = jobs.SteerNote(text=str(e), wanted=None)
 
 
 def steer_to_slider(key: str) -> None:
@@ -76,7 +83,7 @@ def start_steer_run(base: TrainConfig) -> None:
         config = lesson.steer_config(base)
         jobs.start_job(config)
     except FtcoreError as e:
-        st.session_state[STEER_NOTE] = ("error", str(e), None)
+        st.session_state[STEER_NOTE] = jobs.SteerNote(text=str(e), wanted=None)
         return
     hold_settings_to(config)
     st.session_state[choices.lr_key(config.mode, config.arch)] = config.lr
@@ -90,7 +97,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     # Radios and select sliders, not select boxes: the browser draws a page only as far as the first widget whose
     # script files it has not fetched yet, and select boxes add a dozen files (docs/benchmarks.md, Cold start)
     if LIVE:
-        hold_settings_to(LIVE.config)
+        hold_settings_to(LIVE.config, jobs.live_rates())
     fixed = FIXED_WHILE_TRAINING if LIVE else {}
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=choices.MODE_LABELS.get, horizontal=True, key="mode",
@@ -118,7 +125,8 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
                             format_func=choices.lr_label, key=choices.lr_key(mode, arch),
                             on_change=steer_to_slider if LIVE else None, args=(choices.lr_key(mode, arch),),
                             help=f"{now}Default {book.lr:.0e}: {get_arch(arch).lr_source}, for the summed loss.")
-    groups = middle.toggle("Output layer at 10x lr", value=book.param_groups, key=f"groups-{mode}",
+    st.session_state.setdefault(f"groups-{mode}", book.param_groups)  # state, not value=: a live run sets it
+    groups = middle.toggle("Output layer at 10x lr", key=f"groups-{mode}",
                            on_change=steer_to_toggle if LIVE else None,
                            args=(f"groups-{mode}", book.head_lr_mult),
                            help=f"{now}The book's parameter groups: on for fine-tuning, off from scratch.")
@@ -138,9 +146,11 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     head_epochs = columns[5].number_input("Output-layer epochs", 0, 1000, book.head_epochs, disabled=mode != "finetune",
                                           key=f"head-epochs-{preset}", help="Before those: epochs of the output "
                                           "layer alone on features the frozen copied layers compute once per photo.")
-    batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, book.batch_size, key="batch",
+    st.session_state.setdefault("batch", book.batch_size)
+    st.session_state.setdefault("size", book.image_size)
+    batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, key="batch",
                                           disabled=bool(LIVE), help=fixed.get("batch"))
-    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, book.image_size, key="size",
+    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, key="size",
                                           disabled=bool(LIVE), help=fixed.get("size"))
     device = columns[3].radio("Device", torch_facts.device_names() or CPU_DEVICES, horizontal=True, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
@@ -270,10 +280,10 @@ def steer_ui(snap: JobSnapshot) -> None:
                 "output layer learns), and back to their rate before." if not snap.config.freeze_body else
                 "This run froze its copied layers from its start (the book's exercise).")
     note = st.session_state.get(STEER_NOTE)
-    if note is not None and note[0] == "error":
-        right.error(note[1])
-    elif note is not None and note[2] != snap.rates:  # asked, not taken yet
-        right.info(note[1])
+    if note is not None and note.wanted is None:
+        right.error(note.text)
+    elif note is not None and note.wanted != snap.rates:  # asked, not taken yet
+        right.info(note.text)
     else:
         right.caption(f"Trains at {rates_text(snap.rates)}; the slider, the 10x toggle and this button change that "
                       "from its next batch.")

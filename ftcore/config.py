@@ -160,8 +160,8 @@ PRESETS: dict[str, dict] = {
     "quick": {"head_epochs": 20, "epochs": 0},
     "best": {"head_epochs": 20, "epochs": 0, "head_views": 2, "head_lr_decay": True},
     "lesson": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 2, "batch_size": 32},
-    "steer": {"arch": "mobilenet_v2", "image_size": 96, "limit": 500, "epochs": 10, "batch_size": 32},
 }
+PRESETS["steer"] = {**PRESETS["lesson"], "epochs": 10}  # the lesson's fine-tuning, long enough to steer
 
 
 PRESET_DESCRIPTIONS = {

@@ -7,7 +7,7 @@ import pytest
 from ftcore.config import BOOK_RESULTS
 from ftcore.data.summary import summarize
 from ftcore.insight import charts
-from ftcore.records import BatchRecord, EpochRecord, History
+from ftcore.records import BatchRecord, EpochRecord, History, SteerRecord
 
 
 def epochs(*accs) -> list[EpochRecord]:
@@ -53,6 +53,16 @@ def test_compare_runs_overlays_each_run_and_the_books_finals():
     lines = sorted(shape.y0 for shape in fig.layout.shapes)
     expected = sorted(BOOK_RESULTS[m][k] for m in BOOK_RESULTS for k in ("test_acc", "train_loss"))
     assert lines == pytest.approx(expected)
+
+
+def test_compare_runs_marks_where_a_run_was_steered_in_its_colour():
+    steered = History(epochs=epochs(0.8, 0.9), steering=[SteerRecord(epoch=1.25, lr=2e-3, head_lr=2e-2),
+                                                          SteerRecord(epoch=1.5, lr=0.0, head_lr=2e-2)])
+    fig = charts.compare_runs_figure([("plain", History(epochs=epochs(0.7))), ("steered", steered)])
+    marks = [shape for shape in fig.layout.shapes if shape.x0 == shape.x1]  # vertical: the changes
+    assert [shape.x0 for shape in marks] == [1.25, 1.5]
+    assert {shape.line.color for shape in marks} == {fig.data[2].line.color}  # the steered run's colour
+    assert [a.text for a in fig.layout.annotations if a.text in ("lr 2e-3", "frozen")] == ["lr 2e-3", "frozen"]
 
 
 def test_probabilities_most_likely_on_top():

@@ -15,6 +15,7 @@ from ftcore.config import PRESETS, recipe
 from ftcore.lab import lesson
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.series import Experiment
+from ftcore.runs.steering import read_state
 
 TIMEOUT = 240
 
@@ -126,8 +127,6 @@ def test_the_train_pages_lesson_button_draws_both_runs_on_one_chart(tiny_data, s
 
 def test_the_lessons_runs_are_steered_all_at_once_and_each_keeps_its_own_rate(tiny_data, shared_mobilenet,
                                                                              monkeypatch):
-    from ftcore.runs.steering import read_state
-
     monkeypatch.setenv("FTCORE_WEIGHTS", str(shared_mobilenet))
     monkeypatch.setitem(PRESETS, "lesson", {**PRESETS["lesson"], "image_size": 32, "epochs": 30})
     at = open_app("app_pages/train.py", data_root=str(tiny_data))

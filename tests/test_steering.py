@@ -12,17 +12,19 @@ import socket
 
 import pytest
 import torch
+import torchvision
 from streamlit.testing.v1 import AppTest
 
 from conftest import open_app, set_small_scratch_run, start_cli_training, wait_until
 from ftcore.cli.main import main
-from ftcore.config import recipe
+from ftcore.config import PRESETS, recipe
 from ftcore.errors import FtcoreError
-from ftcore.records import StateCaptured, Steered, SteerRecord
+from ftcore.records import StateCaptured, Status, Steered, SteerRecord
 from ftcore.runs import folder as runlog
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
-from ftcore.runs.steering import SteerState, ask, read_ask, read_state, wait_for_answer, write_state
+from ftcore.runs.saved import Run
+from ftcore.runs.steering import FolderSteering, SteerState, ask, read_ask, read_state, wait_for_answer, write_state
 from ftcore.train.loop import fit
 from ftcore.train.optim import make_optimizer
 from ftcore.train.steering import Rates, Replay, current_rates, read_steering, set_rates, wanted_rates
@@ -66,8 +68,6 @@ def test_an_ask_that_cannot_be_is_one_sentence(config, ask_for, words):
 
 
 def test_one_group_for_every_layer_is_split_copied_layers_then_output_layer_and_steps_at_the_new_rates(tiny_data):
-    import torchvision
-
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=2)
     optimizer = make_optimizer(net, tiny_config(tiny_data))  # scratch: the book's one group, at 5e-4
@@ -103,6 +103,20 @@ def test_a_replay_applies_the_records_changes_at_their_points_and_the_optimiser_
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [2e-3, 2e-2]
 
 
+def test_a_run_split_into_two_groups_and_set_back_to_one_rate_resumes_as_it_would_have_gone_on(tiny_data):
+    config = tiny_config(tiny_data)
+    changes = [SteerRecord(epoch=0.25, lr=2e-3, head_lr=2e-2), SteerRecord(epoch=0.5, lr=2e-3, head_lr=2e-3)]
+    events = []
+    whole = fit(config, events.append, capture_state=True, steering=Replay(changes))
+    state = next(e for e in events if isinstance(e, StateCaptured) and e.epoch == 1).state
+    assert len(state["optimizer"]["param_groups"]) == 2  # two groups, at one rate again
+    resumed = fit(config, resume_from=state, steering=Replay(changes))
+    assert resumed.history.steering == whole.history.steering == changes  # the record keeps its changes
+    assert [b.loss for b in resumed.history.batches] == [b.loss for b in whole.history.batches]
+    assert Replay(changes + [SteerRecord(epoch=0.3, lr=1e-3, head_lr=1e-3)]).missed(changes, 2.0) == \
+        [SteerRecord(epoch=0.3, lr=1e-3, head_lr=1e-3)]  # no batch of this run starts at 0.3: said, not applied
+
+
 def test_a_steering_file_is_a_runs_metrics_or_a_list_of_changes(tmp_path):
     changes = [{"epoch": 1.25, "lr": 1e-3, "head_lr": 1e-2}]
     (tmp_path / "list.json").write_text(json.dumps(changes))
@@ -114,6 +128,9 @@ def test_a_steering_file_is_a_runs_metrics_or_a_list_of_changes(tmp_path):
         read_steering(tmp_path / "bad.json")
     with pytest.raises(FtcoreError, match="cannot be read"):
         read_steering(tmp_path / "missing.json")
+    (tmp_path / "negative.json").write_text('[{"epoch": 1.0, "lr": -1e-3, "head_lr": 1e-2}]')
+    with pytest.raises(FtcoreError, match="holds a change that cannot be"):
+        read_steering(tmp_path / "negative.json")
 
 
 # ---- real runs
@@ -137,7 +154,7 @@ def test_a_child_process_takes_a_change_at_its_next_batch_keeps_it_when_resumed_
     assert job.snapshot().steering == [applied]  # the page's copy, from the run's events
     state = torch.load(job.folder / STATE_FILE, weights_only=True)
     assert [g["lr"] for g in state["optimizer"]["param_groups"]] == [2e-3, 2e-2]  # the optimiser's own rates
-    with pytest.raises(FtcoreError, match="has ended; steer a run while it trains"):
+    with pytest.raises(FtcoreError, match=r"has ended \(stopped\); steer a run while it trains"):
         ask(job.folder, lr=1e-3)
 
     again = ProcessJob.resumed(job.folder).start()
@@ -203,6 +220,38 @@ def test_steer_mistakes_are_one_error_line(tmp_path, capsys, argv, words):
     assert capsys.readouterr().err.startswith(words)
 
 
+def test_an_ask_made_before_the_last_one_was_taken_builds_on_it(tmp_path, capsys):
+    # a batch of the book's recipe takes seconds on a CPU: the slider, then the toggle, both before the next batch
+    run = FolderSteering(tmp_path, recipe("finetune", data="d"))  # the run's side, as its loop drives it
+    first, wanted, _ = ask(tmp_path, lr=2e-3)
+    assert wanted == Rates(2e-3, 2e-2) and read_ask(tmp_path).id == first
+    second, wanted, _ = ask(tmp_path, head_factor=1)
+    assert wanted == Rates(2e-3, 2e-3)  # the new rate kept, not the one in force
+    assert ask(tmp_path, lr=2e-3, head_factor=1)[0] is None  # what is asked for already: nothing written
+    assert main(["steer", str(tmp_path), "--lr", "2e-3", "--no-param-groups"]) == 0
+    assert capsys.readouterr().out.strip() == "the run is already asked for lr 2e-3, output layer 2e-3; it takes " \
+                                              "them at its next batch"
+    back, wanted, _ = ask(tmp_path, lr=5e-5, head_factor=10)  # back to the rates in force: asked, so it wins
+    assert back is not None and wanted == Rates(5e-5, 5e-4) and read_ask(tmp_path).id == back
+    assert run.poll(0.25, Rates(5e-5, 5e-4)) is None  # the run at its next batch: already at them
+    assert read_state(tmp_path).asked == back and not read_state(tmp_path).changed
+    with pytest.raises(FtcoreError, match="another ask replaced this one"):
+        wait_for_answer(tmp_path, first, 1)
+
+
+def test_a_rate_asked_while_frozen_is_where_unfreezing_goes(tmp_path):
+    run = FolderSteering(tmp_path, recipe("finetune", data="d"))
+    now = Rates(5e-5, 5e-4)
+    for position, change, expected in [(0.25, {"freeze": True}, Rates(0.0, 5e-4)),
+                                       (0.5, {"lr": 1e-4}, Rates(0.0, 1e-3)),  # frozen still; 10x of the new rate
+                                       (0.75, {"freeze": False}, Rates(1e-4, 1e-3))]:  # back at the rate asked
+        asked, wanted, _ = ask(tmp_path, **change)
+        assert wanted == expected and run.poll(position, now) == expected
+        run.applied(SteerRecord(epoch=position, lr=wanted.lr, head_lr=wanted.head_lr))
+        now = wanted
+        assert wait_for_answer(tmp_path, asked, 1).rates == expected
+
+
 def test_steering_a_folder_that_holds_no_run_or_a_run_not_started_is_refused(tmp_path, capsys):
     assert main(["steer", str(tmp_path), "--lr", "1e-3"]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {tmp_path} holds no run; give a run's folder (one in the runs "
@@ -211,12 +260,20 @@ def test_steering_a_folder_that_holds_no_run_or_a_run_not_started_is_refused(tmp
     assert "is not a folder" in capsys.readouterr().err
     queued = ProcessJob(recipe("finetune", data="d"), tmp_path / "runs")
     queued.prepare(None)  # its request is written; no process has started
-    with pytest.raises(FtcoreError, match="has not started training yet"):
+    with pytest.raises(FtcoreError, match="has not started yet; steer it once it trains"):
         ask(queued.folder, lr=1e-3)
     write_state(tmp_path, SteerState(running=True, pid=2**22 + 7, host=socket.gethostname(), config={}, unfrozen_lr=1,
                                      rates=Rates(1, 1)))  # a process that died without a word
-    with pytest.raises(FtcoreError, match="has ended"):
+    with pytest.raises(FtcoreError, match="has ended; steer a run while it trains"):
         ask(tmp_path, lr=1e-3)
+    write_state(queued.folder, SteerState(running=True, pid=1, host="a-node-of-the-cluster", unfrozen_lr=5e-5,
+                                          config=queued.config.to_dict(), rates=Rates(5e-5, 5e-4)))
+    # its node was lost: the server wrote the run's end, and the process cannot say it ended
+    runlog.EventLog(queued.folder).end(Status.FAILED, "the run's machine left the cluster")
+    with pytest.raises(FtcoreError, match=r"has ended \(failed\); steer a run while it trains"):
+        ask(queued.folder, lr=1e-3)
+    runlog.EventLog(queued.folder).resumed(1)  # resumed on another node: it trains again
+    assert ask(queued.folder, lr=1e-3)[0] is not None
 
 
 # ---- the Train page
@@ -231,27 +288,31 @@ def test_the_slider_and_the_toggle_steer_the_tabs_running_run_and_the_charts_mar
     at.run()  # the page now holds its controls to the run, and its slider steers it
     assert at.radio(key="mode").disabled and at.select_slider(key="size").disabled
     at.select_slider(key="lr-scratch-resnet18").set_value(2e-3).run()
-    assert read_ask(job.folder)[1] == Rates(2e-3, 2e-3)  # asked of the run itself, through its folder
+    assert read_ask(job.folder).rates == Rates(2e-3, 2e-3)  # asked of the run itself, through its folder
     wait_until(lambda: job.snapshot().steering, "the change to apply", TIMEOUT)
     at.toggle(key="groups-scratch").set_value(True).run()  # the output layer at 10x, from the next batch
     wait_until(lambda: len(job.snapshot().steering) == 2, "the second change", TIMEOUT)
-    at.run()
+    asked, _, _ = ask(job.folder, lr=1e-3, head_factor=1)  # from the command line, beside the page
+    wait_for_answer(job.folder, asked, TIMEOUT)
+    at.run()  # the slider and the toggle show what the run trains at now
+    assert at.select_slider(key="lr-scratch-resnet18").value == 1e-3 and not at.toggle(key="groups-scratch").value
     job.stop()
     assert job.join(60)
-    first, second = job.snapshot().steering
-    assert (first.lr, first.head_lr, second.lr, second.head_lr) == (2e-3, 2e-3, 2e-3, 2e-2)
-    assert second.epoch >= first.epoch
+    first, second, third = job.snapshot().steering
+    assert [(r.lr, r.head_lr) for r in (first, second, third)] == [(2e-3, 2e-3), (2e-3, 2e-2), (1e-3, 1e-3)]
+    assert first.epoch <= second.epoch <= third.epoch
     at.run()
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     batches = next(c for c in charts if c["layout"]["title"]["text"] == "Per batch")
-    assert [s["x0"] for s in batches["layout"]["shapes"]] == [first.epoch, second.epoch]
+    assert [s["x0"] for s in batches["layout"]["shapes"]] == [first.epoch, second.epoch, third.epoch]
     assert [a["text"] for a in batches["layout"]["annotations"]] == ["lr 2e-3, output layer 2e-3",
-                                                                     "lr 2e-3, output layer 2e-2"]
+                                                                     "lr 2e-3, output layer 2e-2",
+                                                                     "lr 1e-3, output layer 1e-3"]
     assert any(c.value.startswith("Steered at epoch") for c in at.caption)
 
 
 def test_a_tab_cannot_steer_a_run_that_is_not_its_own(tiny_data, tmp_path):
-    def other_tab():
+    def other_tab():  # AppTest runs this function's source alone as the page, so it imports what it uses
         import streamlit as st
 
         from app import jobs
@@ -268,7 +329,6 @@ def test_a_tab_cannot_steer_a_run_that_is_not_its_own(tiny_data, tmp_path):
 
 
 def test_steer_a_run_starts_a_long_fine_tuning_run_with_the_controls_held_to_it(tiny_data, monkeypatch):
-    from ftcore.config import PRESETS
 
     monkeypatch.setitem(PRESETS, "steer", {**PRESETS["steer"], "image_size": 32, "epochs": 2})
     at = open_app("app_pages/train.py", data_root=str(tiny_data))
@@ -285,7 +345,6 @@ def test_steer_a_run_starts_a_long_fine_tuning_run_with_the_controls_held_to_it(
 def test_the_steering_caption_and_the_runs_table_say_what_was_done(tiny_data):
     result = fit(tiny_config(tiny_data), steering=Replay([SteerRecord(0.5, 2e-3, 2e-2), SteerRecord(1.25, 0, 2e-2)]))
     assert [(s.lr, s.head_lr) for s in result.history.steering] == [(2e-3, 2e-2), (0.0, 2e-2)]
-    from ftcore.runs.saved import Run
 
     row = Run("r", "scratch", result.config, result.history, result).table_row()
     assert row["steered"] == "at epoch 0.50: lr 2e-3, output layer 2e-2; at epoch 1.25: copied layers frozen, " \

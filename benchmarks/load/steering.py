@@ -21,7 +21,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from playwright.sync_api import sync_playwright
 
@@ -30,6 +32,7 @@ from benchmarks.harness.app_server import app_server
 from ftcore.devices.machine import ISA_CAPS, kernels_description, machine_description
 
 WAIT_MS = 300_000
+T = TypeVar("T")
 SETTLE_BATCHES = 3  # batches between two rounds, so that each change lands in a run training steadily
 
 
@@ -66,7 +69,7 @@ class EventClock:
         self._thread.join()
 
 
-def wait_for(condition, timeout: float = WAIT_MS / 1000):
+def wait_for(condition: Callable[[], T], timeout: float = WAIT_MS / 1000) -> T:
     """`condition()` once it is true (polled every 10 ms); TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):

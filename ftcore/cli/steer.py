@@ -39,7 +39,8 @@ def cmd_steer(args: argparse.Namespace) -> int:
         raise FtcoreError("say what to change: --lr, --head-factor, --no-param-groups, --freeze or --unfreeze")
     asked, wanted, state = ask(args.folder, args.lr, head_factor, freeze)
     if asked is None:
-        print(f"the run already trains at {rates_text(wanted)}; nothing to change")
+        print(f"the run already trains at {rates_text(wanted)}; nothing to change" if wanted == state.rates else
+              f"the run is already asked for {rates_text(wanted)}; it takes them at its next batch")
         return 0
     answer = wait_for_answer(args.folder, asked, args.timeout)
     if answer is None:
@@ -48,5 +49,5 @@ def cmd_steer(args: argparse.Namespace) -> int:
     if not answer.changed:
         print(f"the run already trains at {rates_text(answer.rates)}; nothing changed")
         return 0
-    print(f"applied {describe(SteerRecord(answer.epoch, answer.rates.lr, answer.rates.head_lr))}")
+    print(f"applied {describe(SteerRecord(epoch=answer.epoch, lr=answer.rates.lr, head_lr=answer.rates.head_lr))}")
     return 0

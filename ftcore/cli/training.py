@@ -33,7 +33,7 @@ from ..runs.steering import FolderSteering
 from ..train.loop import fit
 from ..train.progress import TrainingDiverged
 from ..train.resume import load_state, save_state
-from ..train.steering import Replay, SteeringSource, read_steering
+from ..train.steering import Replay, SteeringSource, changes_text, read_steering
 from .args import (
     add_exercise_arguments,
     add_run_arguments,
@@ -116,10 +116,18 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
         steering = FolderSteering(out, config, History.from_dict(resume_from["history"]) if resume_from else None)
     try:
         with ctrl_c_stops() as stop:
-            return fit(config, sink, stop, resume_from, capture_state=out is not None, steering=steering)
+            trained = fit(config, sink, stop, resume_from, capture_state=out is not None, steering=steering)
     finally:
         if isinstance(steering, FolderSteering):
             steering.close()
+    missed = steering.missed(trained.history.steering, trained.history.batches[-1].epoch if trained.history.batches
+                             else 0.0) \
+        if isinstance(steering, Replay) and distributed.context().is_main else []
+    if missed:
+        print(f"{len(missed)} of the steering file's changes fell where no batch of this run started "
+              f"({changes_text(missed)}); a replay applies a change where the steered run did, so give it that "
+              "run's settings (batch size, photos, epochs)", file=sys.stderr)
+    return trained
 
 
 def cmd_train(args: argparse.Namespace) -> int:

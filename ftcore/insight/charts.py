@@ -44,7 +44,7 @@ def mark_changes(fig: go.Figure, steering: Sequence[SteerRecord], color: str = "
     """A vertical line where each change of a run's learning rates applied, labelled with the rates from there on
     (only the copied layers' where `short`)."""
     for record in steering:
-        rates = Rates(record.lr, record.head_lr)
+        rates = Rates.of(record)
         label = (f"lr {lr_words(record.lr)}" if record.lr > 0 else "frozen") if short else rates_text(rates)
         fig.add_vline(x=record.epoch, line={"dash": "dot", "color": color, "width": 1}, annotation_text=label,
                       annotation_textangle=-90, annotation_font_size=10, annotation_font_color=color, **where)
@@ -89,7 +89,7 @@ def batch_loss_figure(batches: Sequence[BatchRecord], steering: Sequence[SteerRe
 
 def compare_runs_figure(runs: Sequence[tuple[str, History]]) -> go.Figure:
     """Held-out accuracy (val where the data has it, else test) and train loss per epoch of several runs,
-    against the book's final numbers."""
+    against the book's final numbers, and in each run's colour a line where each of its changes of rates applied."""
     splits = sorted({history.heldout for _, history in runs}, reverse=True) or ["test"]
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{' or '.join(splits)} accuracy", "train loss"))
     for i, (label, history) in enumerate(runs):
@@ -101,6 +101,7 @@ def compare_runs_figure(runs: Sequence[tuple[str, History]]) -> go.Figure:
         fig.add_trace(go.Scatter(name=label, legendgroup=label, showlegend=False, x=[e.epoch for e in history.epochs],
                                  y=[e.train_loss for e in history.epochs], mode="lines+markers",
                                  line={"color": color}), row=1, col=2)
+        mark_changes(fig, history.steering, color, short=True, row=1, col=2)
     for mode, book in BOOK_RESULTS.items():
         name = f"book {'fine-tune' if mode == 'finetune' else 'scratch'}"
         for col, key in ((1, "test_acc"), (2, "train_loss")):

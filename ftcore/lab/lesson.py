@@ -21,24 +21,20 @@ LR_ROW_FACTORS = (0.1, 1.0, 10.0)
 SHARED_FIELDS = ("data", "val_fraction", "split_seed", "seed", "device")
 
 
-def lesson_config(base: TrainConfig, mode: str, **overrides) -> TrainConfig:
-    """The lesson's recipe for `mode` on `base`'s data (its split, seed, device and weights file)."""
+def lesson_config(base: TrainConfig, mode: str, preset: str = "lesson", **overrides) -> TrainConfig:
+    """The lesson's recipe (or another preset of its size) for `mode` on `base`'s data (its split, seed, device and
+    weights file)."""
     shared = {name: getattr(base, name) for name in SHARED_FIELDS}
-    if base.arch == PRESETS["lesson"]["arch"]:
+    if base.arch == PRESETS[preset]["arch"]:
         shared["weights"] = base.weights
-    config = recipe(mode, None, "lesson", **{**shared, **overrides})
+    config = recipe(mode, None, preset, **{**shared, **overrides})
     config.validate()
     return config
 
 
 def steer_config(base: TrainConfig) -> TrainConfig:
     """A run made to be steered: the lesson's fine-tuning for longer (config.PRESETS["steer"]), on `base`'s data."""
-    shared = {name: getattr(base, name) for name in SHARED_FIELDS}
-    if base.arch == PRESETS["steer"]["arch"]:
-        shared["weights"] = base.weights
-    config = recipe("finetune", None, "steer", **shared)
-    config.validate()
-    return config
+    return lesson_config(base, "finetune", "steer")
 
 
 def compare_configs(base: TrainConfig) -> list[TrainConfig]:

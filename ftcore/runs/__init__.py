@@ -13,7 +13,8 @@
 - `cluster`: the Ray backend, which queues runs here and submits each as a Ray job once a node has room, and
   `address`: which Ray heads the lab agrees to speak to;
 - `thread`: a run in a background thread of the caller (TrainingJob: the tests' and experiments' in-process runs);
-- `series`: a series of runs (an lr sweep, fine-tune vs scratch, a lesson) trained in the background.
+- `series`: a series of runs (an lr sweep, fine-tune vs scratch, a lesson) trained in the background;
+- `steering`: a run steered through its folder while it trains (steer.json asked, steered.json answered).
 
 The run's records and its Status live in the leaf `ftcore.records`.
 """

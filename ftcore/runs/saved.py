@@ -17,7 +17,7 @@ from ..errors import FtcoreError
 from ..models.metrics import read_metrics, write_metrics
 from ..models.trained import TrainedModel
 from ..records import History
-from ..train.steering import describe
+from ..train.steering import changes_text
 from ..util.lru import LruStore
 from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE, prepare_out_dir
 from .snapshot import run_label
@@ -89,7 +89,7 @@ class Run:
                 "val acc": last.val_acc if last else None, "test acc": self.history.final_test(),
                 "examples/sec": round(self.history.examples_per_sec, 1), "devices": ", ".join(self.history.devices),
                 "stopped": self.history.stopped,
-                "steered": "; ".join(describe(record) for record in self.history.steering)}
+                "steered": changes_text(self.history.steering)}
 
 
 def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:

@@ -10,7 +10,7 @@ from ..config import TrainConfig, lr_text
 from ..lr_find.finding import FinderSettings, LrFinding
 from ..models.trained import TrainedModel
 from ..records import BatchRecord, EpochRecord, LrStep, Status, SteerRecord
-from ..train.steering import Rates, describe, starting_rates
+from ..train.steering import Rates, changes_text, starting_rates
 
 
 def run_label(config: TrainConfig) -> str:
@@ -52,7 +52,7 @@ class JobSnapshot:
     def rates(self) -> Rates:
         """The learning rates it trains at now: its last change's, else those it started at."""
         last = self.steering[-1] if self.steering else None
-        return Rates(last.lr, last.head_lr) if last is not None else starting_rates(self.config)
+        return Rates.of(last) if last is not None else starting_rates(self.config)
 
     @property
     def steerable(self) -> bool:
@@ -62,7 +62,7 @@ class JobSnapshot:
 
     def steering_text(self) -> str:
         """"Steered at epoch 1.44: lr 2e-3, output layer 2e-2; at epoch 2.10: ..."; "" when never steered."""
-        return "Steered " + "; ".join(describe(record) for record in self.steering) if self.steering else ""
+        return "Steered " + changes_text(self.steering) if self.steering else ""
 
     @property
     def done(self) -> bool:

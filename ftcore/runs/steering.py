@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import FtcoreError
 from ..records import EventKind, History, SteerRecord
-from ..train.steering import Rates, starting_rates, wanted_rates
+from ..train.steering import Rates, copied_rate, starting_rates, wanted_rates
 from ..util.paths import atomic_write
 from .folder import REQUEST_FILE, STEER_FILE, STEERED_FILE, read_events
 
@@ -64,20 +64,36 @@ def read_state(folder: Path) -> SteerState | None:
         return None
 
 
-def read_ask(folder: Path) -> tuple[str, Rates] | None:
-    """The last ask written to steer.json: its id and the rates wanted; None where there is none."""
+@dataclass(frozen=True)
+class Ask:
+    """What steer.json says: the last ask, by id, for the rates wanted from the run's next batch."""
+
+    id: str
+    rates: Rates
+    unfrozen_lr: float  # the copied layers' rate to go back to when unfrozen (their rate, unless frozen)
+
+
+def read_ask(folder: Path) -> Ask | None:
+    """The last ask written to steer.json; None where there is none."""
     try:
         d = json.loads((Path(folder) / STEER_FILE).read_text())
-        return str(d["id"]), Rates(float(d["lr"]), float(d["head_lr"]))
+        return Ask(id=str(d["id"]), rates=Rates(lr=float(d["lr"]), head_lr=float(d["head_lr"])),
+                   unfrozen_lr=float(d["unfrozen_lr"]))
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def write_ask(folder: Path, ask: Ask) -> None:
+    """Write steer.json atomically: the run never reads half an ask."""
+    with atomic_write(folder / STEER_FILE) as out:
+        out.write(json.dumps({"id": ask.id, **asdict(ask.rates), "unfrozen_lr": ask.unfrozen_lr}).encode())
 
 
 def resumed_rates(config: TrainConfig, history: History) -> tuple[Rates, float]:
     """The rates a run trains at after what its history records (its starting ones where it was never steered), and
     its copied layers' last rate above 0 (the rate they go back to when unfrozen)."""
     last = history.steering[-1] if history.steering else None
-    rates = Rates(last.lr, last.head_lr) if last is not None else starting_rates(config)
+    rates = Rates.of(last) if last is not None else starting_rates(config)
     unfrozen = [r.lr for r in history.steering if r.lr > 0]
     return rates, unfrozen[-1] if unfrozen else config.lr
 
@@ -91,9 +107,10 @@ class FolderSteering:
         rates, unfrozen = resumed_rates(config, history or History())
         self.state = SteerState(running=True, pid=os.getpid(), host=socket.gethostname(), config=config.to_dict(),
                                 rates=rates, unfrozen_lr=unfrozen)
-        self.seen: tuple[int, int] | None = None  # steer.json's (mtime, size) when last read
+        self.seen: tuple[int, int, int] | None = None  # steer.json's (inode, mtime, size) when last read
         old = read_ask(self.folder)
-        self.state.asked = old[0] if old is not None else None  # an ask from before this process is its history's
+        self.state.asked = old.id if old is not None else None  # an ask from before this process is its history's
+        self.pending: Ask | None = None  # the ask read, until the run applies it
         write_state(self.folder, self.state)
 
     def poll(self, position: float, now: Rates) -> Rates | None:
@@ -103,26 +120,27 @@ class FolderSteering:
             stat = os.stat(self.folder / STEER_FILE)
         except OSError:
             return None
-        if (stat.st_mtime_ns, stat.st_size) == self.seen:
+        if (stat.st_ino, stat.st_mtime_ns, stat.st_size) == self.seen:
             return None
-        self.seen = (stat.st_mtime_ns, stat.st_size)
+        self.seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # each ask is a new file, renamed into place
         ask = read_ask(self.folder)
-        if ask is None or ask[0] == self.state.asked:
+        if ask is None or ask.id == self.state.asked:
             return None
-        self.state.asked = ask[0]
-        if ask[1] == now:
+        self.state.asked, self.pending = ask.id, ask
+        if ask.rates == now:
             self._answer(position, now, changed=False)
             return None
-        return ask[1]
+        return ask.rates
 
     def applied(self, record: SteerRecord) -> None:
         """The run applied the last ask before the batch at `record.epoch`."""
-        self._answer(record.epoch, Rates(record.lr, record.head_lr), changed=True)
+        self._answer(record.epoch, Rates.of(record), changed=True)
 
     def _answer(self, position: float, rates: Rates, changed: bool) -> None:
-        if rates.lr > 0:
-            self.state.unfrozen_lr = rates.lr
+        asked = self.pending if self.pending is not None and self.pending.rates == rates else None
+        self.state.unfrozen_lr = asked.unfrozen_lr if asked is not None else rates.lr or self.state.unfrozen_lr
         self.state.rates, self.state.epoch, self.state.changed = rates, position, changed
+        self.pending = None
         write_state(self.folder, self.state)
 
     def close(self) -> None:
@@ -135,11 +153,16 @@ def ended_sentence(folder: Path) -> str | None:
     """Why the run in `folder` cannot be steered (it has ended, or never ran here), in one sentence; None while it
     trains."""
     state = read_state(folder)
+    if (folder / REQUEST_FILE).is_file():  # a run of the app (of this machine or a cluster's): its events say
+        ended = None
+        for event in read_events(folder)[0]:
+            kind = event.get("type")
+            ended = event["status"] if kind == EventKind.END else None if kind == EventKind.RESUMED else ended
+        if ended:
+            return f"the run in {folder} has ended ({ended}); steer a run while it trains"
+        if state is None:
+            return f"the run in {folder} has not started yet; steer it once it trains"
     if state is None:
-        if (folder / REQUEST_FILE).is_file():
-            ended = [e for e in read_events(folder)[0] if e.get("type") == EventKind.END]
-            return (f"the run in {folder} has ended ({ended[-1]['status']}); steer a run while it trains" if ended
-                    else f"the run in {folder} has not started training yet; steer it once its first batch is done")
         return (f"{folder} holds no run; give a run's folder (one in the runs folder), or the folder a training "
                 "writes its checkpoint to")
     if not state.running or not alive(state):
@@ -160,6 +183,15 @@ def alive(state: SteerState) -> bool:
     return True
 
 
+def rates_to_come(folder: Path, state: SteerState) -> tuple[Rates, float]:
+    """The rates the run in `folder` trains at once it has taken what was asked of it (an ask not taken yet, during
+    a long batch, counts), and its copied layers' rate before they were frozen: what the next ask builds on."""
+    pending = read_ask(folder)
+    if pending is None or pending.id == state.asked:
+        return state.rates, state.unfrozen_lr
+    return pending.rates, pending.unfrozen_lr
+
+
 def ask(folder: str | Path, lr: float | None = None, head_factor: float | None = None,
         freeze: bool | None = None) -> tuple[str | None, Rates, SteerState]:
     """Ask the run training in `folder` for other rates from its next batch: a new rate for the copied layers, the
@@ -174,14 +206,14 @@ def ask(folder: str | Path, lr: float | None = None, head_factor: float | None =
     if problem:
         raise FtcoreError(problem)
     state = read_state(folder)
-    wanted = wanted_rates(TrainConfig.from_dict(state.config), state.rates, state.unfrozen_lr, lr, head_factor,
-                          freeze)
-    if wanted == state.rates:
+    now, unfrozen_lr = rates_to_come(folder, state)
+    wanted = wanted_rates(TrainConfig.from_dict(state.config), now, unfrozen_lr, lr, head_factor, freeze)
+    copied = copied_rate(now, unfrozen_lr, lr)
+    if wanted == now and copied == unfrozen_lr:
         return None, wanted, state
-    asked = uuid.uuid4().hex
-    with atomic_write(folder / STEER_FILE) as out:
-        out.write(json.dumps({"id": asked, "lr": wanted.lr, "head_lr": wanted.head_lr}).encode())
-    return asked, wanted, state
+    asked = Ask(id=uuid.uuid4().hex, rates=wanted, unfrozen_lr=copied)
+    write_ask(folder, asked)
+    return asked.id, wanted, state
 
 
 def wait_for_answer(folder: str | Path, asked: str, timeout: float) -> SteerState | None:
@@ -193,6 +225,10 @@ def wait_for_answer(folder: str | Path, asked: str, timeout: float) -> SteerStat
         state = read_state(folder)
         if state is not None and state.asked == asked:
             return state
+        latest = read_ask(folder)
+        if latest is not None and latest.id != asked:
+            raise FtcoreError(f"another ask replaced this one before the run in {folder} took it; the run takes the "
+                              "latest ask at its next batch")
         problem = ended_sentence(folder)
         if problem:
             raise FtcoreError(problem.replace("; steer a run while it trains", " before it took the change"))

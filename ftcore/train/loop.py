@@ -44,7 +44,7 @@ from .head import cache_features, train_output_layer
 from .optim import make_optimizer
 from .plan import RunPlan, batchnorm_note, plan_run, wrap_model
 from .progress import Progress, TrainingDiverged, record_heldout
-from .steering import Rates, SteeringSource, current_rates, set_rates
+from .steering import Rates, SteeringSource, current_rates, set_rates, split_groups
 from .step import scale_batchnorm_momentum, to_device, train_step
 
 
@@ -73,7 +73,7 @@ def steer(net: nn.Module, optimizer: torch.optim.Optimizer, plan: RunPlan, posit
     if plan.ctx.world_size > 1:
         asked, lr, head_lr = distributed.broadcast_floats([1.0, wanted.lr, wanted.head_lr] if wanted else [0.0] * 3,
                                                           plan.device)
-        wanted = Rates(lr, head_lr) if asked else None
+        wanted = Rates(lr=lr, head_lr=head_lr) if asked else None
     if wanted is None:
         return
     set_rates(optimizer, output_layer(unwrapped(net), plan.config.arch).parameters(), wanted)
@@ -155,10 +155,9 @@ def fit(config: TrainConfig, sink: Sink | None = None, stop: threading.Event | N
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
     history, first_epoch = starting_history(plan, data, resume_from)
     if resume_from is not None:
-        if history.steering:  # the optimiser's groups as the steered run left them, then its state
-            last = history.steering[-1]
-            set_rates(optimizer, output_layer(model, config.arch).parameters(), Rates(last.lr, last.head_lr))
-        resume.restore(resume_from, model, optimizer, data.train)
+        if len(resume_from["optimizer"]["param_groups"]) > len(optimizer.param_groups):  # steering split its group
+            split_groups(optimizer, output_layer(model, config.arch).parameters())
+        resume.restore(resume_from, model, optimizer, data.train)  # with the groups' rates as the run left them
     net, progress = wrap_model(model, plan), Progress(config, history, data, sink)
     progress.started(weights, batchnorm_note(config, plan.micro_batch) if config.epochs else "")
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..archs import get_arch
 from ..config import TrainConfig
+from .groups import ParamGroup  # names kept as plain strings: a checkpoint loads with weights_only
 
 
 def make_param_groups(model: nn.Module, arch: str, lr: float, head_lr_mult: float, enabled: bool,
@@ -22,11 +23,11 @@ def make_param_groups(model: nn.Module, arch: str, lr: float, head_lr_mult: floa
     if freeze_body:
         for p in body:
             p.requires_grad_(False)
-        return [{"name": "output layer", "params": output, "lr": lr * head_lr_mult if enabled else lr}]
+        return [{"name": ParamGroup.OUTPUT.value, "params": output, "lr": lr * head_lr_mult if enabled else lr}]
     if not enabled:
-        return [{"name": "all layers", "params": list(model.parameters()), "lr": lr}]
-    return [{"name": "copied layers", "params": body, "lr": lr},
-            {"name": "output layer", "params": output, "lr": lr * head_lr_mult}]
+        return [{"name": ParamGroup.ALL.value, "params": list(model.parameters()), "lr": lr}]
+    return [{"name": ParamGroup.COPIED.value, "params": body, "lr": lr},
+            {"name": ParamGroup.OUTPUT.value, "params": output, "lr": lr * head_lr_mult}]
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:

@@ -13,6 +13,7 @@ Without torch: the pages describe a run's changes and work out what a button ask
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..config import TrainConfig, lr_words
 from ..errors import FtcoreError
 from ..records import SteerRecord
+from .groups import ParamGroup
 
 if TYPE_CHECKING:
     import torch
 
-COPIED, OUTPUT, ALL = "copied layers", "output layer", "all layers"  # the optimiser's groups, by name
 SAME_POINT = 1e-9  # two fractional epochs this close are the same point between two batches
 
 
@@ -35,6 +36,11 @@ class Rates:
 
     lr: float
     head_lr: float
+
+    @classmethod
+    def of(cls, record: SteerRecord) -> Rates:
+        """The rates a change set."""
+        return cls(lr=record.lr, head_lr=record.head_lr)
 
 
 class SteeringSource(Protocol):
@@ -52,7 +58,12 @@ class SteeringSource(Protocol):
 
 def describe(record: SteerRecord) -> str:
     """"at epoch 1.44: lr 2e-3, output layer 2e-2", as the command line and the captions say it."""
-    return f"at epoch {record.epoch:.2f}: {rates_text(Rates(record.lr, record.head_lr))}"
+    return f"at epoch {record.epoch:.2f}: {rates_text(Rates.of(record))}"
+
+
+def changes_text(records: Sequence[SteerRecord]) -> str:
+    """"at epoch 1.44: lr 2e-3, output layer 2e-2; at epoch 2.10: ...", every change of a run in order."""
+    return "; ".join(describe(record) for record in records)
 
 
 def rates_text(rates: Rates) -> str:
@@ -63,7 +74,7 @@ def rates_text(rates: Rates) -> str:
 
 def starting_rates(config: TrainConfig) -> Rates:
     """The rates a run of `config` starts at (the copied layers at 0 where the book's exercise freezes them)."""
-    return Rates(0.0 if config.freeze_body else config.lr, config.head_lr)
+    return Rates(lr=0.0 if config.freeze_body else config.lr, head_lr=config.head_lr)
 
 
 def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float | None = None,
@@ -71,9 +82,9 @@ def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float 
     """The rates a person's ask comes to, from the rates in force `now`: a new rate for the copied layers, the output
     layer at `head_factor` times it (1: one rate for every layer), the copied layers frozen (rate 0) or unfrozen
     (back to `unfrozen_lr`, their rate before). What is not asked stays; FtcoreError for what cannot be."""
-    if lr is not None and not lr > 0:
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
         raise FtcoreError(f"the learning rate must be a number above 0 (got {lr}); e.g. 2e-3")
-    if head_factor is not None and not head_factor > 0:
+    if head_factor is not None and not (math.isfinite(head_factor) and head_factor > 0):
         raise FtcoreError(f"the output layer's factor must be a number above 0 (got {head_factor}); e.g. 10, or 1 "
                           "for one rate for every layer")
     if config.freeze_body and (freeze is False or lr is not None):
@@ -83,9 +94,15 @@ def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float 
         raise FtcoreError("this run trains the output layer alone on cached features, in seconds, so there is "
                           "nothing to steer; steer a run with epochs of every layer")
     frozen = now.lr == 0 if freeze is None else freeze
-    base = lr if lr is not None else (unfrozen_lr if now.lr == 0 else now.lr)
+    base = copied_rate(now, unfrozen_lr, lr)
     factor = head_factor if head_factor is not None else now.head_lr / (now.lr if now.lr > 0 else unfrozen_lr)
-    return Rates(0.0 if frozen else base, written(base * factor))
+    return Rates(lr=0.0 if frozen else base, head_lr=written(base * factor))
+
+
+def copied_rate(now: Rates, unfrozen_lr: float, lr: float | None = None) -> float:
+    """The copied layers' rate after an ask, frozen or not: `lr` where one is asked for, else their rate now (the
+    rate before they were frozen, while they are); what unfreezing goes back to."""
+    return written(lr) if lr is not None else (unfrozen_lr if now.lr == 0 else now.lr)
 
 
 def written(rate: float) -> float:
@@ -97,33 +114,39 @@ def written(rate: float) -> float:
 def current_rates(optimizer: torch.optim.Optimizer) -> Rates:
     """The rates the optimiser's groups train at (the copied layers at 0 where they have no group: frozen)."""
     groups = {group.get("name"): group for group in optimizer.param_groups}
-    if ALL in groups:
-        return Rates(groups[ALL]["lr"], groups[ALL]["lr"])
-    return Rates(groups[COPIED]["lr"] if COPIED in groups else 0.0, groups[OUTPUT]["lr"])
+    if ParamGroup.ALL in groups:
+        return Rates(lr=groups[ParamGroup.ALL]["lr"], head_lr=groups[ParamGroup.ALL]["lr"])
+    copied = groups[ParamGroup.COPIED]["lr"] if ParamGroup.COPIED in groups else 0.0
+    return Rates(lr=copied, head_lr=groups[ParamGroup.OUTPUT]["lr"])
+
+
+def split_groups(optimizer: torch.optim.Optimizer, output_parameters: Iterable[torch.nn.Parameter]) -> None:
+    """One group for every layer (the book without parameter groups) made two, copied layers then output layer, as
+    the book's groups are, both at its rate; nothing to do where they are two already."""
+    whole = next((group for group in optimizer.param_groups if group.get("name") == ParamGroup.ALL), None)
+    if whole is None:
+        return
+    output = {id(p) for p in output_parameters}
+    head = [p for p in whole["params"] if id(p) in output]
+    whole["params"] = [p for p in whole["params"] if id(p) not in output]
+    whole["name"] = ParamGroup.COPIED.value
+    optimizer.add_param_group({"name": ParamGroup.OUTPUT.value, "params": head, "lr": whole["lr"]})
 
 
 def set_rates(optimizer: torch.optim.Optimizer, output_parameters: Iterable[torch.nn.Parameter],
               rates: Rates) -> None:
-    """Train the copied layers at `rates.lr` and the output layer at `rates.head_lr` from the next step on. One group
-    for every layer (the book without parameter groups) is split in two first, copied layers then output layer, as
-    the book's groups are; where the copied layers have no group (frozen from the start), only the output layer's
-    rate changes."""
+    """Train the copied layers at `rates.lr` and the output layer at `rates.head_lr` from the next step on: one group
+    for every layer is split in two the first time they differ (and stays two); where the copied layers have no
+    group (frozen from the start), only the output layer's rate changes."""
+    if rates.lr != rates.head_lr:
+        split_groups(optimizer, output_parameters)
     groups = {group.get("name"): group for group in optimizer.param_groups}
-    if ALL in groups and rates.lr != rates.head_lr:
-        whole = groups.pop(ALL)
-        output = {id(p) for p in output_parameters}
-        head = [p for p in whole["params"] if id(p) in output]
-        whole["params"] = [p for p in whole["params"] if id(p) not in output]
-        whole["name"] = COPIED
-        groups[COPIED] = whole
-        optimizer.add_param_group({"name": OUTPUT, "params": head, "lr": rates.head_lr})
-        groups[OUTPUT] = optimizer.param_groups[-1]
-    if ALL in groups:
-        groups[ALL]["lr"] = rates.lr
+    if ParamGroup.ALL in groups:
+        groups[ParamGroup.ALL]["lr"] = rates.lr
         return
-    if COPIED in groups:
-        groups[COPIED]["lr"] = rates.lr
-    groups[OUTPUT]["lr"] = rates.head_lr
+    if ParamGroup.COPIED in groups:
+        groups[ParamGroup.COPIED]["lr"] = rates.lr
+    groups[ParamGroup.OUTPUT]["lr"] = rates.head_lr
 
 
 class Replay:
@@ -135,7 +158,13 @@ class Replay:
     def poll(self, position: float, now: Rates) -> Rates | None:
         """The rates of the record made at `position`, if one was."""
         due = [r for r in self.records if abs(r.epoch - position) < SAME_POINT]
-        return Rates(due[-1].lr, due[-1].head_lr) if due else None
+        return Rates.of(due[-1]) if due else None
+
+    def missed(self, history: Sequence[SteerRecord], trained_to: float) -> list[SteerRecord]:
+        """The records before `trained_to` (in epochs) that the run's `history` of changes lacks: made where no batch
+        of this run starts (on another batch size, photos or recipe), they cannot be replayed here."""
+        return [r for r in self.records if r.epoch < trained_to
+                and not any(abs(r.epoch - h.epoch) < SAME_POINT for h in history)]
 
     def applied(self, record: SteerRecord) -> None:
         """Nothing to acknowledge: the record is the replay's own."""
@@ -155,7 +184,14 @@ def read_steering(path: str | Path) -> list[SteerRecord]:
             from None
     records = data.get("history", {}).get("steering") if isinstance(data, dict) else data
     try:
-        return [SteerRecord(epoch=float(r["epoch"]), lr=float(r["lr"]), head_lr=float(r["head_lr"])) for r in records]
+        changes = [SteerRecord(epoch=float(r["epoch"]), lr=float(r["lr"]), head_lr=float(r["head_lr"]))
+                   for r in records]
     except (TypeError, KeyError, ValueError):
         raise FtcoreError(f"steering file {path} holds no list of changes (each with epoch, lr and head_lr); give "
                           "a run's metrics.json") from None
+    for change in changes:
+        if not (all(math.isfinite(x) for x in (change.epoch, change.lr, change.head_lr)) and change.epoch >= 0
+                and change.lr >= 0 and change.head_lr > 0):
+            raise FtcoreError(f"steering file {path} holds a change that cannot be ({describe(change)}): an epoch "
+                              "from 0, a rate of the copied layers from 0 (frozen) and of the output layer above 0")
+    return changes
