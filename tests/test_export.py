@@ -47,7 +47,7 @@ def test_torchscript_predicts_what_the_live_model_predicts(trained, tiny_data, t
     meta = json.loads(files[export.METADATA_FILE])
     assert meta["classes"] == ["blue", "red"] and meta["input_shape"] == [None, 3, 32, 32]
     assert meta["eval_transform"] == {"image_size": 32, "resize_size": 37, "mean": [0.485, 0.456, 0.406],
-                                      "std": [0.229, 0.224, 0.225]}
+                                      "std": [0.229, 0.224, 0.225], "interpolation": "bilinear", "resize": "square"}
 
 
 def test_exporting_leaves_the_live_model_as_it_was(trained):

@@ -28,14 +28,20 @@ def resize_size_for(image_size: int) -> int:
     return round(image_size * 256 / 224)
 
 
+# How a test photo is brought to the crop's neighbourhood: the book's Resize([r, r]) (a square, the aspect ratio not
+# kept), or torchvision's weights' Resize(r) (the shorter side to r, the aspect ratio kept).
+RESIZE_MODES = ("square", "shorter")
+INTERPOLATIONS = ("bilinear", "bicubic")  # the book's, and what some of torchvision's weights were trained with
+
+
 class TrainPreset:
     """The book's train_augs: RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize."""
 
-    def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear"):
         from torchvision import transforms  # torch, only once a transform is built: the pages list data first
 
         self.transforms = transforms.Compose([
-            transforms.RandomResizedCrop(image_size),
+            transforms.RandomResizedCrop(image_size, interpolation=transforms.InterpolationMode(interpolation)),
             transforms.RandomHorizontalFlip(),
             transforms.ToTensor(),
             transforms.Normalize(mean, std),
@@ -46,16 +52,20 @@ class TrainPreset:
 
 
 class EvalPreset:
-    """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize."""
+    """The book's test_augs: Resize([256, 256]) (aspect ratio not kept), CenterCrop(224), ToTensor, Normalize; or,
+    with resize "shorter", torchvision's weights' Resize(256) that keeps the aspect ratio."""
 
-    def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    def __init__(self, image_size: int = 224, resize_size: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 interpolation: str = "bilinear", resize: str = "square"):
         from torchvision import transforms  # torch, only once a transform is built: the pages list data first
 
         self.image_size = image_size
         self.resize_size = resize_size or resize_size_for(image_size)
         self.mean, self.std = tuple(mean), tuple(std)
+        self.interpolation, self.resize = interpolation, resize
         self.transforms = transforms.Compose([
-            transforms.Resize([self.resize_size, self.resize_size]),
+            transforms.Resize([self.resize_size, self.resize_size] if resize == "square" else self.resize_size,
+                              interpolation=transforms.InterpolationMode(interpolation)),
             transforms.CenterCrop(image_size),
             transforms.ToTensor(),
             transforms.Normalize(self.mean, self.std),
@@ -66,13 +76,15 @@ class EvalPreset:
 
     def to_dict(self) -> dict:
         """Plain description, stored in checkpoints so prediction preprocesses exactly as evaluation did."""
-        return {"image_size": self.image_size, "resize_size": self.resize_size,
-                "mean": list(self.mean), "std": list(self.std)}
+        return {"image_size": self.image_size, "resize_size": self.resize_size, "mean": list(self.mean),
+                "std": list(self.std), "interpolation": self.interpolation, "resize": self.resize}
 
     @classmethod
     def from_dict(cls, d: dict) -> EvalPreset:
-        """Rebuild the preset that `to_dict` described."""
-        return cls(int(d["image_size"]), int(d["resize_size"]), d["mean"], d["std"])
+        """Rebuild the preset that `to_dict` described (a checkpoint from before interpolation and resize were kept
+        used the book's)."""
+        return cls(int(d["image_size"]), int(d["resize_size"]), d["mean"], d["std"],
+                   d.get("interpolation", "bilinear"), d.get("resize", "square"))
 
 
 def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
