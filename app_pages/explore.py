@@ -192,15 +192,20 @@ def markdown_escaped(text: str) -> str:
 
 
 def counts_ui(summary: DatasetSummary) -> None:
-    """Photos per class and split, as a table (in Markdown: a data grid would load pandas on a cold server first)."""
-    def row(name: str, counts: list[int]) -> str:
-        return f"| {name} | " + " | ".join(str(count) for count in counts) + " |"
+    """Photos per class and split with each class's share, as a table (in Markdown: a data grid would load pandas
+    on a cold server first), and a warning where the training photos' classes are unequal."""
+    def row(name: str, cells: list[str]) -> str:
+        return f"| {name} | " + " | ".join(cells) + " |"
 
+    shares = {split: summary.shares(split) for split in summary.splits}
     lines = [row("class", summary.splits), "|---|" + "---:|" * len(summary.splits)]
-    lines += [row(markdown_escaped(name), [summary.counts[split][name] for split in summary.splits])
-              for name in summary.classes]
-    lines.append(row("**all**", [summary.total(split) for split in summary.splits]))
+    lines += [row(markdown_escaped(name), [f"{summary.counts[split][name]} ({shares[split][name]:.0%})"
+                                           for split in summary.splits]) for name in summary.classes]
+    lines.append(row("**all**", [str(summary.total(split)) for split in summary.splits]))
     st.markdown("\n".join(lines))
+    if imbalance := summary.imbalance_message():
+        st.warning(f"{imbalance[0].upper()}{imbalance[1:]} (Train, More settings, Balance classes).",
+                   icon=":material/balance:")
 
 
 def grid_ui(grid: list[ImageRecord]) -> None:

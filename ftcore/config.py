@@ -15,6 +15,10 @@ from .errors import FtcoreError
 MODES = ("finetune", "scratch")
 LOSS_REDUCTIONS = ("sum", "mean")
 HEAD_INITS = ("xavier", "imagenet")  # how the new output layer starts: the book's Xavier, or ImageNet's rows
+# How a run gives unequal classes an equal say (data.balance): not at all (the book), a class-weighted loss, or a
+# class-balanced draw of every epoch's photos.
+BALANCE_METHODS = ("none", "loss", "sampler")
+BALANCE_WHEN_ASKED = "loss"  # what "balance the classes" means where no method is named: the one that won (docs)
 # "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
 # else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -85,6 +89,9 @@ class TrainConfig:
                              "the new output layer (fine-tune only)")
     head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
                           "output rows named like the classes (fine-tune only)")
+    balance: str = knob("none", "give every class an equal say in training: none (book), loss (each photo's loss "
+                        "weighted by the inverse of its class's share) or sampler (every epoch drawn with the "
+                        "classes in equal shares)")
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first field a user set to something unusable."""
@@ -101,6 +108,7 @@ class TrainConfig:
             (not (self.freeze_body and self.mode != "finetune"),
              "freezing the copied layers needs copied layers; use it with fine-tuning, not scratch"),
             (self.precision in PRECISIONS, f"precision must be auto, fp32 or bf16 (got {self.precision!r})"),
+            (self.balance in BALANCE_METHODS, f"class balance must be none, loss or sampler (got {self.balance!r})"),
             (self.lr > 0, f"learning rate must be positive (got {self.lr})"),
             (self.head_lr_mult > 0, f"output-layer lr multiplier must be positive (got {self.head_lr_mult})"),
             (self.weight_decay >= 0, f"weight decay must be 0 or more (got {self.weight_decay})"),

@@ -63,11 +63,18 @@ class EpochRecord:
     eval_seconds: float = 0.0  # evaluating the held-out split (val, else test) after the epoch
     stage: str = "full"  # "full": every trainable layer; "head": the output layer alone on cached features
     val_acc: float | None = None  # on the val split, where the data has one (then test_acc stays None)
+    class_acc: list[float | None] | None = None  # held-out accuracy of each class (its recall), in class order
 
     @property
     def heldout_acc(self) -> float | None:
         """The epoch's accuracy on the split every choice uses: val where there is one, else test."""
         return self.val_acc if self.val_acc is not None else self.test_acc
+
+    @property
+    def balanced_acc(self) -> float | None:
+        """The mean of the classes' held-out accuracies: what accuracy would be were every class as large."""
+        recalls = [r for r in self.class_acc or [] if r is not None]
+        return sum(recalls) / len(recalls) if recalls else None
 
 
 @dataclass

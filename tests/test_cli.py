@@ -61,7 +61,7 @@ def test_predict_lines_and_json(trained_run, tiny_data, capsys):
 def test_data_prints_the_summary(tiny_data, capsys):
     assert main(["data", "--root", str(tiny_data)]) == 0
     out = capsys.readouterr().out
-    assert "classes: blue, red" in out and "train: 32 images (blue 16, red 16)" in out
+    assert "classes: blue, red" in out and "train: 32 images (blue 16 (50%), red 16 (50%))" in out
 
 
 def test_compare_prints_both_runs_beside_the_book(tiny_data, random_resnet18_file, tmp_path, capsys):

@@ -117,7 +117,8 @@ def test_summary_counts_and_sizes(tiny_data):
     assert (stats["width_min"], stats["width_max"], stats["height_min"], stats["height_max"]) == (40, 56, 36, 48)
     assert stats["aspect_min"] == pytest.approx(40 / 48) and stats["aspect_max"] == pytest.approx(56 / 36)
     text = format_summary(summary)
-    assert "train: 32 images (blue 16, red 16)" in text and "test: 16 images (blue 8, red 8)" in text
+    assert "train: 32 images (blue 16 (50%), red 16 (50%))" in text
+    assert "test: 16 images (blue 8 (50%), red 8 (50%))" in text
 
 
 def test_summary_lists_unreadable_files(tmp_path):

@@ -54,7 +54,7 @@ def test_evaluation_with_folded_batchnorm_gives_the_same_accuracy(tiny_data):
     test_set = open_split(tiny_data, "test", EvalPreset(32))
     loader = torch.utils.data.DataLoader(test_set, batch_size=5)
     cpu = torch.device("cpu")
-    assert evaluate(model, loader, cpu, fuse=True) == evaluate(model, loader, cpu, fuse=False)
+    assert evaluate(model, loader, cpu, 2, fuse=True) == evaluate(model, loader, cpu, 2, fuse=False)
 
 
 def head_then_full(tiny_data, weights, **overrides):

@@ -36,6 +36,11 @@ ACC = r"[01]\.\d{3}"
 # Helpers: the hash rule re-implemented, and trees of placeholder photos (listing needs no pixels).
 
 
+def counted(n: int, total: int, label: str) -> str:
+    """A class as `ftcore data` lists it: its photos and its share of the split."""
+    return f"{label} {n} ({n / total:.0%})"
+
+
 def hash_position(seed: int, class_name: str, relpath: str) -> float:
     """Where a photo falls in [0, 1): sha1 of "seed/class/relpath", first 16 hex digits over 2**64."""
     return int(hashlib.sha1(f"{seed}/{class_name}/{relpath}".encode()).hexdigest()[:16], 16) / 2**64
@@ -150,7 +155,8 @@ def test_each_layout_resolves_to_its_roles_and_counts(case, tmp_path):
     assert lines[1] == layout_line
     split_lines = [line for line in lines if re.match(r"^\w+: \d+ images \(", line)]
     assert split_lines == [f"{role}: {sum(map(len, expected[role].values()))} images ("
-                           + ", ".join(f"{label} {len(expected[role][label])}" for label in TINY_CLASSES) + ")"
+                           + ", ".join(counted(len(expected[role][label]), sum(map(len, expected[role].values())),
+                                               label) for label in TINY_CLASSES) + ")"
                            for role in roles]
 
 
@@ -270,10 +276,11 @@ def test_cli_data_prints_the_layout_line(tmp_path, capsys):
     assert lines[1] == ("layout: class folders (one folder per class; validation held out of them); val: about 20% "
                         "of each class held out of the class folders (split seed 0)")
     held = {label: expected_held(names(5), label, 0.2) for label in TINY_CLASSES}
-    assert lines[3] == f"train: {10 - sum(map(len, held.values()))} images (blue {5 - len(held['blue'])}, " \
-                       f"red {5 - len(held['red'])})"
-    assert lines[4] == f"val: {sum(map(len, held.values()))} images (blue {len(held['blue'])}, " \
-                       f"red {len(held['red'])})"
+    train, val = 10 - sum(map(len, held.values())), sum(map(len, held.values()))
+    assert lines[3] == f"train: {train} images ({counted(5 - len(held['blue']), train, 'blue')}, " \
+                       f"{counted(5 - len(held['red']), train, 'red')})"
+    assert lines[4] == f"val: {val} images ({counted(len(held['blue']), val, 'blue')}, " \
+                       f"{counted(len(held['red']), val, 'red')})"
     assert main(["data", "--root", str(flat), "--val-fraction", "0.5", "--split-seed", "4"]) == 0
     assert capsys.readouterr().out.splitlines()[1].endswith("about 50% of each class held out of the class "
                                                             "folders (split seed 4)")

@@ -7,6 +7,8 @@ import argparse
 
 from ..archs import ARCHITECTURES
 from ..config import (
+    BALANCE_METHODS,
+    BALANCE_WHEN_ASKED,
     HEAD_INITS,
     LOSS_REDUCTIONS,
     PRECISIONS,
@@ -42,19 +44,24 @@ def lr_epilog() -> str:
     return "\n".join(lines)
 
 
-def flag(p: argparse.ArgumentParser, name: str, field_name: str | None = None, **kwargs) -> None:
-    """Add --name for TrainConfig's field (its default and help come from the config), with argparse extras."""
+def flag(p: argparse.ArgumentParser, name: str, field_name: str | None = None, shown: str | None = None,
+         **kwargs) -> None:
+    """Add --name for TrainConfig's field (its default and help come from the config; `shown` says the default
+    where the config's words do not), with argparse extras."""
     field_name = field_name or name.removeprefix("--").replace("-", "_")
     text = TrainConfig.help(field_name)
     kwargs.setdefault("default", TrainConfig.default(field_name))
-    default = kwargs["default"]
+    p.add_argument(name, help=f"{text} {shown or default_words(text, field_name, kwargs['default'])}".rstrip(),
+                   **kwargs)
+
+
+def default_words(text: str, field_name: str, default: object) -> str:
+    """"(default: 5)" for a flag's help, or nothing where the config's sentence says it already."""
     if "(default" in text or isinstance(TrainConfig.default(field_name), bool):
-        shown = ""
-    elif default is None:
-        shown = " (default: the preset's)" if TrainConfig.default(field_name) is not None else ""
-    else:
-        shown = f" (default: {default:g})" if isinstance(default, float) else f" (default: {default})"
-    p.add_argument(name, help=text + shown, **kwargs)
+        return ""
+    if default is None:
+        return "(default: the preset's)" if TrainConfig.default(field_name) is not None else ""
+    return f"(default: {default:g})" if isinstance(default, float) else f"(default: {default})"
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,6 +88,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     flag(p, "--micro-batch", type=int, metavar="N")
     flag(p, "--workers", "num_workers", type=int)
     flag(p, "--seed", type=int)
+    flag(p, "--balance", nargs="?", const=BALANCE_WHEN_ASKED, choices=BALANCE_METHODS, default=None,
+         metavar="METHOD", shown=f"(default: none; --balance alone: {BALANCE_WHEN_ASKED})")
 
 
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
@@ -120,7 +129,7 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     batch_size=args.batch_size, loss_reduction=args.loss_reduction, weight_decay=args.weight_decay,
                     image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
-                    val_fraction=args.val_fraction, split_seed=args.split_seed,
+                    val_fraction=args.val_fraction, split_seed=args.split_seed, balance=args.balance,
                     **exercise_overrides(args, mode))
     if (head_views or 0) > 0 and mode != "finetune":  # a negative count is the config's own error
         raise FtcoreError("--head-views applies to fine-tuning only; drop it or use --mode finetune")

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..devices.distributed import SINGLE, DistContext, shard
+from .balance import balanced_order
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset
 
 # The decoded training photos may not take more memory than this; past it, training streams from disk.
@@ -173,8 +174,9 @@ class DecodedTrainBatches:
     global batch of batch_size photos is split across the ranks, batch_size / world_size each."""
 
     def __init__(self, split: DecodedSplit, batch_size: int, image_size: int, device: torch.device, seed: int,
-                 drop_last: bool = False, ctx: DistContext = SINGLE):
+                 drop_last: bool = False, ctx: DistContext = SINGLE, balanced: bool = False):
         self.split, self.image_size, self.device, self.ctx = split, image_size, device, ctx
+        self.balanced = balanced  # each epoch drawn with the classes in equal shares (data.balance), not shuffled
         self.batch_size = batch_size // ctx.world_size
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
@@ -187,7 +189,9 @@ class DecodedTrainBatches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = shard(torch.randperm(len(self.split), generator=self.generator), self.ctx, pad=True)
+        drawn = balanced_order(self.split.labels, self.generator) if self.balanced else \
+            torch.randperm(len(self.split), generator=self.generator)
+        order = shard(drawn, self.ctx, pad=True)
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             crops = random_resized_crops([self.split.images[i] for i in idx], self.image_size, self.generator,

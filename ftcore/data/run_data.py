@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from ..config import TrainConfig
 from ..devices import distributed
+from .balance import BalancedSampler, class_counts
 from .dataset import PhotoSplit, split_photos
 from .decoded import (
     MAX_DECODED_BYTES,
@@ -43,6 +44,7 @@ class RunData:
     final_test: Iterable | None  # the test split, where the run chooses on val
     sizes: dict[str, int]  # split -> photos in this run (after --limit)
     decode_seconds: float
+    train_counts: list[int]  # training photos of each class, in class order
 
     @property
     def train_size(self) -> int:
@@ -67,6 +69,8 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     test_set = (split_photos(splits, splits.final_test, eval_transform, config.limit)
                 if splits.final_test and measured else None)
     sizes = {role: len(split_photos(splits, role, None, config.limit)) for role in splits.roles}
+    counts = class_counts([label for _, label in train_set.samples], len(splits.classes))
+    balanced = config.balance == "sampler"
     # A last batch of one image (on any rank) is dropped, as BatchNorm cannot train on it at small image sizes.
     per_rank = config.batch_size // ctx.world_size
     drop_last = math.ceil(len(train_set) / ctx.world_size) % per_rank == 1
@@ -86,11 +90,12 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
                   if config.epochs or need_views else None)
         if photos is not None and device.type == "cuda":
             photos = photos.to(device)  # one copy on the GPU, shared by the training and the view batches
-        train = (DecodedTrainBatches(photos, config.batch_size, config.image_size, device, config.seed, drop_last, ctx)
-                 if config.epochs else [])
+        train = (DecodedTrainBatches(photos, config.batch_size, config.image_size, device, config.seed, drop_last, ctx,
+                                     balanced) if config.epochs else [])
         views = (DecodedTrainBatches(photos, eval_batch, config.image_size, device, config.seed + 1)
                  if need_views else None)
-        return RunData(splits, train, heldout, plain, views, final_test, sizes, time.perf_counter() - start)
+        return RunData(splits, train, heldout, plain, views, final_test, sizes, time.perf_counter() - start,
+                       counts)
     loader_args = {"num_workers": config.num_workers, "pin_memory": device.type == "cuda",
                    "persistent_workers": config.num_workers > 0}
 
@@ -99,8 +104,9 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
             dataset = Subset(dataset, distributed.shard(torch.arange(len(dataset)), ctx, pad=False).tolist())
         return DataLoader(dataset, batch_size=eval_batch, **loader_args)
 
-    if ctx.world_size > 1:
-        sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
+    if balanced or ctx.world_size > 1:
+        sampler = (BalancedSampler([label for _, label in train_set.samples], config.seed, ctx) if balanced else
+                   DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed))
         train = DataLoader(train_set, batch_size=config.batch_size // ctx.world_size, sampler=sampler,
                            drop_last=drop_last, **loader_args)
     else:
@@ -110,4 +116,4 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
                         **loader_args) if need_plain else None)
     views = DataLoader(train_set, batch_size=eval_batch, **loader_args) if need_views else None
     return RunData(splits, train, eval_loader(heldout_set) if heldout_set is not None else [], plain, views,
-                   eval_loader(test_set) if test_set is not None else None, sizes, 0.0)
+                   eval_loader(test_set) if test_set is not None else None, sizes, 0.0, counts)

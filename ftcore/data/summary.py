@@ -12,6 +12,10 @@ from .folders import class_files
 from .photo_check import CheckFindings, FactsFile, check_photos
 from .splits import BOOK_LAYOUT, resolve_splits
 
+# From this ratio of the largest class's training photos to the smallest's, the summary warns: a model trained on
+# such a split learns to favour the large class (measured in docs/benchmarks.md, "Unequal classes").
+IMBALANCE_RATIO = 3.0
+
 
 @dataclass
 class ImageRecord:
@@ -76,6 +80,25 @@ class DatasetSummary:
         return (f"{len(self.unreadable)} photo(s) cannot be read and would stop training, e.g. "
                 f"{self.reasons.get(first, first)}")
 
+    def shares(self, split: str = "train") -> dict[str, float]:
+        """Each class's share of a split's photos (0 for a split without photos)."""
+        total = self.total(split)
+        return {name: n / total if total else 0.0 for name, n in self.counts.get(split, {}).items()}
+
+    def imbalance_message(self, split: str = "train") -> str | None:
+        """One sentence where the largest class of the training photos has at least IMBALANCE_RATIO times the
+        smallest's photos, naming both and what to do; None where the classes are near enough equal."""
+        counts = self.counts.get(split, {})
+        if len(counts) < 2 or not all(counts.values()):
+            return None
+        largest, smallest = max(counts, key=counts.get), min(counts, key=counts.get)
+        ratio = counts[largest] / counts[smallest]
+        if ratio < IMBALANCE_RATIO:
+            return None
+        return (f"the classes are unequal: {largest} has {counts[largest]} training photos, {ratio:.1f}x the "
+                f"{counts[smallest]} of {smallest}, so a model learns to favour {largest}; add photos of "
+                f"{smallest}, or balance the classes when training")
+
     def leakage_message(self) -> str | None:
         """One sentence on photos whose bytes sit in two splits; None when there are none."""
         if not self.duplicates:
@@ -139,7 +162,8 @@ def format_summary(summary: DatasetSummary) -> str:
     """Plain-text summary, as `python -m ftcore data` prints it."""
     lines = [f"data: {summary.root}", summary.split_note, f"classes: {', '.join(summary.classes)}"]
     for split in summary.splits:
-        per_class = ", ".join(f"{c} {n}" for c, n in summary.counts[split].items())
+        shares = summary.shares(split)
+        per_class = ", ".join(f"{c} {n} ({shares[c]:.0%})" for c, n in summary.counts[split].items())
         lines.append(f"{split}: {summary.total(split)} images ({per_class})")
     s = summary.size_stats()
     if s:
@@ -152,4 +176,6 @@ def format_summary(summary: DatasetSummary) -> str:
         lines.append(f"unreadable: {summary.unreadable_message()}")
     if summary.duplicates:
         lines.append(f"leakage: {summary.leakage_message()}")
+    if imbalance := summary.imbalance_message():
+        lines.append(f"warning: {imbalance}")
     return "\n".join(lines)

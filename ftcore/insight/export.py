@@ -1,7 +1,8 @@
 """Export: a trained model as TorchScript (always) or ONNX (where the `onnx` package is installed).
 
-Both take a batch of N x 3 x S x S float images, preprocessed exactly as the test transform does, and
-return N x C logits. The preprocessing and class names travel inside the file and in `input_note`.
+Both take a batch of N x 3 x S x S float images, preprocessed exactly as Predict does (the app's decoding, then the
+run's test transform), and return N x C logits. The preprocessing and class names travel inside the file
+(ftcore.json) and in `input_note`; docs/app.md shows it as a standalone onnxruntime snippet.
 """
 
 from __future__ import annotations
@@ -30,13 +31,22 @@ def onnx_available() -> bool:
 
 
 def input_note(transform: EvalPreset, classes: list[str]) -> str:
-    """What the exported model expects and returns, in one paragraph."""
+    """What the exported model expects and returns, in one paragraph: Predict's preprocessing, step by step."""
     s, r = transform.image_size, transform.resize_size
     mean = ", ".join(f"{m:.3f}" for m in transform.mean)
     std = ", ".join(f"{v:.3f}" for v in transform.std)
-    return (f"Input: a float32 tensor N x 3 x {s} x {s} (RGB). Prepare each photo as the test transform does: "
-            f"resize to {r} x {r} (aspect ratio not kept), centre-crop {s} x {s}, scale pixels to [0, 1], then "
-            f"normalise each channel with mean ({mean}) and std ({std}). Output: N x {len(classes)} logits for "
+    resample = f"with Pillow's {transform.interpolation} filter"
+    if transform.resize == "square":
+        resize = f"resize to {r} x {r} {resample} (aspect ratio not kept)"
+        crop = f"centre-crop {s} x {s} starting {round((r - s) / 2)} px from the left and the top"
+    else:
+        resize = f"resize the shorter side to {r} {resample}, keeping the aspect ratio (the longer side rounded down)"
+        crop = (f"centre-crop {s} x {s} starting round((width - {s}) / 2) px from the left and "
+                f"round((height - {s}) / 2) px from the top of the resized photo (halves to even, as torchvision's "
+                f"CenterCrop rounds)")
+    return (f"Input: a float32 tensor N x 3 x {s} x {s} (RGB). Prepare each photo as Predict does: turn it upright "
+            f"(EXIF orientation), lay any transparency on white, convert to RGB; {resize}; {crop}; scale pixels to "
+            f"[0, 1]; normalise each channel with mean ({mean}) and std ({std}). Output: N x {len(classes)} logits for "
             f"the classes {', '.join(classes)} in that order; softmax gives probabilities.")
 
 

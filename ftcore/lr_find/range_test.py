@@ -50,7 +50,7 @@ from ..train.features import extract_features, feature_batch_size
 from ..train.head import FeatureBatches
 from ..train.loop import make_model
 from ..train.optim import make_optimizer
-from ..train.plan import RunPlan, plan_run
+from ..train.plan import RunPlan, plan_run, with_balance
 from ..train.resume import restore_torch_generators, torch_generators
 from ..train.step import to_device, train_step
 from .finding import FinderSettings, LrFinding, check_request, read_curve, trains_output_layer_only
@@ -112,7 +112,8 @@ def range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iter
                 group["lr"] = lr * ratio
             X, y = next(stream)
             loss_sum, _ = train_step(model, optimizer, to_device(X, plan.device), y.to(plan.device),
-                                     config.loss_reduction, plan.micro_batch, plan.precision)
+                                     config.loss_reduction, plan.micro_batch, plan.precision,
+                                     class_weights=plan.class_weights)
             loss = loss_sum / len(y)
             finding.lrs.append(lr)
             finding.losses.append(loss)
@@ -140,7 +141,8 @@ def find_output_layer_lr(plan: RunPlan, settings: FinderSettings, stop: threadin
     config, device = plan.config, plan.device
     data = make_run_data(dataclasses.replace(config, head_views=0), device, feature_batch_size(device),
                          measured=False)
-    features_plan = dataclasses.replace(plan, micro_batch=0, precision="fp32")  # one step a batch, as head epochs
+    features_plan = with_balance(dataclasses.replace(plan, micro_batch=0, precision="fp32"),  # one step a batch,
+                                 data.train_counts)                                            # as head epochs
     model, _ = make_model(config, data.splits.classes, features_plan)
     extracted = extract_features(model, config.arch, data.train_plain, device, plan.feature_precision, stop)
     if extracted is None:
@@ -148,7 +150,7 @@ def find_output_layer_lr(plan: RunPlan, settings: FinderSettings, stop: threadin
                          output_layer_only=True, note="stopped before the features were computed")
     layer = output_layer(model, config.arch)
     optimizer = torch.optim.SGD(layer.parameters(), lr=config.head_lr, weight_decay=config.weight_decay)
-    batches = FeatureBatches(*extracted, config.batch_size, config.seed)
+    batches = FeatureBatches(*extracted, config.batch_size, config.seed, config.balance == "sampler")
     # as training counts an output-layer epoch: every photo and each of its augmented views
     run_steps = config.head_epochs * math.ceil(len(batches.labels) * (1 + config.head_views) / config.batch_size)
     return range_test(layer, optimizer, batches, features_plan, settings, stop, sink, run_steps=run_steps)
@@ -171,6 +173,7 @@ def find_lr(config: TrainConfig, settings: FinderSettings | None = None, sink: S
             # the full epochs' training batches only: no held-out photos, no cached-feature views
             data = make_run_data(dataclasses.replace(config, head_epochs=0, head_views=0), plan.device,
                                  config.batch_size, measured=False)
+            plan = with_balance(plan, data.train_counts)
             model, _ = make_model(config, data.splits.classes, plan)
             optimizer = make_optimizer(model, config)
             finding = range_test(model, optimizer, data.train, plan, settings, stop, sink,

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from ..data.balance import balanced_order
 from ..data.run_data import RunData
-from ..devices.distributed import all_reduce_sum
 from ..models.build import fused_for_inference
 from ..models.output_layer import output_layer
 from ..records import BatchEnded, BatchRecord, EpochEnded, EpochRecord, Sink
-from .evaluate import FUSE_MIN_IMAGES
+from .evaluate import FUSE_MIN_IMAGES, Tally
 from .features import extract_features
 from .plan import RunPlan
 from .progress import TrainingDiverged, record_heldout
@@ -40,15 +40,19 @@ class CachedFeatures:
 class FeatureBatches:
     """Cached features and labels in batches, reshuffled by a generator of their own on every pass."""
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 balanced: bool = False) -> None:
         self.features, self.labels, self.batch_size = features, labels, batch_size
         self.generator = torch.Generator().manual_seed(seed)
+        self.balanced = balanced  # each pass drawn with the classes in equal shares (data.balance), not shuffled
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.labels), generator=self.generator).to(self.labels.device)
+        drawn = balanced_order(self.labels, self.generator) if self.balanced else \
+            torch.randperm(len(self.labels), generator=self.generator)
+        order = drawn.to(self.labels.device)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self.features[idx], self.labels[idx]
@@ -83,7 +87,8 @@ def train_head_epoch(layer: nn.Linear, optimizer: torch.optim.Optimizer, batches
         optimizer.zero_grad(set_to_none=True)
         logits = layer(X)
         losses = nn.functional.cross_entropy(logits, y, reduction="none")
-        (losses.sum() / (len(y) if reduction == "mean" else 1)).backward()
+        objective = losses if plan.class_weights is None else losses * plan.class_weights[y]
+        (objective.sum() / (len(y) if reduction == "mean" else 1)).backward()
         optimizer.step()
         batch_loss, batch_correct = float(losses.detach().sum()), int((logits.argmax(1) == y).sum())
         loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + len(y)
@@ -100,12 +105,13 @@ def train_head_epoch(layer: nn.Linear, optimizer: torch.optim.Optimizer, batches
 
 
 @torch.inference_mode()
-def head_accuracy(layer: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> float:
-    """Accuracy of the output layer on cached features (summed over ranks under torchrun)."""
+def head_accuracy(layer: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> Tally:
+    """Correct predictions per class of the output layer on cached features (summed over ranks under torchrun)."""
     layer.eval()
-    correct = float((layer(features).argmax(1) == labels).sum()) if len(labels) else 0.0
-    correct, seen = all_reduce_sum([correct, float(len(labels))], features.device)
-    return correct / max(seen, 1.0)
+    num_classes = layer.out_features
+    tally = Tally.of(layer(features).argmax(1).cpu(), labels.cpu(), num_classes) if len(labels) else \
+        Tally(correct=[0] * num_classes, seen=[0] * num_classes)
+    return tally.summed_over_ranks(features.device)
 
 
 def train_output_layer(model: nn.Module, features: CachedFeatures, plan: RunPlan, stop: threading.Event,
@@ -114,7 +120,8 @@ def train_output_layer(model: nn.Module, features: CachedFeatures, plan: RunPlan
     config = plan.config
     layer = output_layer(model, config.arch)
     optimizer = torch.optim.SGD(layer.parameters(), lr=config.head_lr, weight_decay=config.weight_decay)
-    batches = FeatureBatches(features.train, features.train_labels, config.batch_size, config.seed)
+    batches = FeatureBatches(features.train, features.train_labels, config.batch_size, config.seed,
+                             config.balance == "sampler")
     total_steps = len(batches) * config.head_epochs
     # head_lr_decay: each step's lr falls linearly, to 0 after the last one
     schedule = (LambdaLR(optimizer, lambda done: 1 - done / total_steps)

@@ -42,7 +42,7 @@ from .evaluate import FUSE_MIN_IMAGES, evaluate
 from .features import feature_batch_size
 from .head import cache_features, train_output_layer
 from .optim import make_optimizer
-from .plan import RunPlan, batchnorm_note, plan_run, wrap_model
+from .plan import RunPlan, batchnorm_note, plan_run, with_balance, wrap_model
 from .progress import Progress, TrainingDiverged, record_heldout
 from .steering import Rates, SteeringSource, current_rates, set_rates, split_groups
 from .step import scale_batchnorm_momentum, to_device, train_step
@@ -99,7 +99,7 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
             steer(net, optimizer, plan, epoch - 1 + (step - 1) / steps, sink)
         start = time.perf_counter()  # the book's timer: device transfer + step, not data loading
         batch_loss, batch_correct = train_step(net, optimizer, to_device(X, device), y.to(device), reduction,
-                                               plan.micro_batch, plan.precision, plan.grad_scale)
+                                               plan.micro_batch, plan.precision, plan.grad_scale, plan.class_weights)
         synchronize(device)
         seconds += time.perf_counter() - start
         if not math.isfinite(batch_loss):
@@ -127,7 +127,8 @@ def train_full_epoch(net: nn.Module, data: RunData, optimizer: torch.optim.Optim
     if not stop.is_set():
         start = time.perf_counter()
         # in the arithmetic the model trains in (Predict runs it in fp32, as it trained)
-        record_heldout(record, data.splits.heldout, evaluate(net, data.heldout, plan.device, plan.precision, stop,
+        record_heldout(record, data.splits.heldout, evaluate(net, data.heldout, plan.device, len(data.splits.classes),
+                                                             plan.precision, stop,
                                                              fuse=data.heldout_size >= FUSE_MIN_IMAGES))
         record.eval_seconds = time.perf_counter() - start
     return record
@@ -150,6 +151,7 @@ def fit(config: TrainConfig, sink: Sink | None = None, stop: threading.Event | N
 
     # Data: the book's two ImageFolders (or train/val/test), shuffled train batches, in-order held-out batches.
     data = make_run_data(config, plan.device, feature_batch_size(plan.device), plan.ctx)
+    plan = with_balance(plan, data.train_counts)  # unequal classes weighted in the loss, where the config asks
     # Model: ImageNet weights and a new output layer (fine-tune) or random weights (scratch), and the book's SGD.
     model, weights = make_model(config, data.splits.classes, plan)
     optimizer = make_optimizer(model, config)  # before any DDP wrap: freezing must precede it
@@ -205,7 +207,8 @@ def finish_run(model: nn.Module, data: RunData, plan: RunPlan, history: History,
     last = history.final()
     history.stopped = last is None or last.epoch < config.total_epochs or last.heldout_acc is None
     if data.final_test is not None and not history.stopped:  # chosen on val; the test photos are seen once, here
-        history.test_acc = evaluate(model, data.final_test, plan.device, plan.precision, stop,
-                                    fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
+        tested = evaluate(model, data.final_test, plan.device, len(data.splits.classes), plan.precision, stop,
+                          fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
+        history.test_acc = tested.accuracy if tested is not None else None
     model.eval()
     return TrainedModel(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))

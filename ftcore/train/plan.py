@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
+from ..data.balance import class_weights
 from ..devices import distributed
 from ..devices.placement import resolve_devices
 from ..devices.precision import resolve_precision, training_precision
@@ -33,6 +34,7 @@ class RunPlan:
     feature_precision: str = "fp32"  # the frozen copied layers' cached features ("auto" resolved)
     micro_batch: int = 0  # photos per forward/backward within a step (0: the whole batch)
     steering: SteeringSource | None = None  # where changes of the learning rates come from while it trains
+    class_weights: torch.Tensor | None = None  # each class's loss weight, where the run balances by loss
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -48,6 +50,14 @@ class RunPlan:
     def updates_per_step(self) -> int:
         """Forward/backward passes per optimiser step on this process: BatchNorm updates its statistics this often."""
         return math.ceil(self.config.batch_size / self.ctx.world_size / (self.micro_batch or self.config.batch_size))
+
+
+def with_balance(plan: RunPlan, train_counts: list[int]) -> RunPlan:
+    """The plan with the class weights of a run that balances its classes by loss (data.balance), on its device;
+    the plan as it is for every other run."""
+    if plan.config.balance != "loss":
+        return plan
+    return dataclasses.replace(plan, class_weights=class_weights(train_counts).to(plan.device))
 
 
 def plan_run(config: TrainConfig, steering: SteeringSource | None = None) -> RunPlan:

@@ -11,6 +11,7 @@ from ..data.run_data import RunData
 from ..errors import FtcoreError
 from ..models.weights import WeightsSource
 from ..records import BatchEnded, EpochEnded, EpochRecord, Event, History, RunStarted, Sink, Steered
+from .evaluate import Tally
 
 
 class TrainingDiverged(FtcoreError):
@@ -23,12 +24,16 @@ class TrainingDiverged(FtcoreError):
         self.history = history or History()
 
 
-def record_heldout(record: EpochRecord, split: str, accuracy: float | None) -> None:
-    """Store an epoch's held-out accuracy under its split's name: val_acc, or test_acc as the book."""
+def record_heldout(record: EpochRecord, split: str, tally: Tally | None) -> None:
+    """Store an epoch's held-out accuracy under its split's name (val_acc, or test_acc as the book), and each
+    class's; nothing where the measurement was stopped."""
+    if tally is None:
+        return
     if split == "val":
-        record.val_acc = accuracy
+        record.val_acc = tally.accuracy
     else:
-        record.test_acc = accuracy
+        record.test_acc = tally.accuracy
+    record.class_acc = tally.recalls
 
 
 class Progress:

@@ -33,12 +33,14 @@ def scale_batchnorm_momentum(model: nn.Module, updates_per_step: int) -> None:
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
                reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32",
-               grad_scale: float = 1.0) -> tuple[float, int]:
+               grad_scale: float = 1.0, class_weights: torch.Tensor | None = None) -> tuple[float, int]:
     """One optimiser step on a batch; returns (summed loss, correct predictions).
 
     The batch may be split into micro-batches whose gradients add up: the gradient of the summed (or
     mean) loss over the whole batch is the same, only BatchNorm sees fewer images at a time. grad_scale
     multiplies the loss (DDP averages gradients over ranks; world_size undoes that for a summed loss).
+    `class_weights` (data.balance) weight each example's loss by its class in what is backpropagated; the loss
+    returned stays the plain one, so that curves of balanced and unbalanced runs compare.
     """
     net.train()
     optimizer.zero_grad(set_to_none=True)
@@ -50,7 +52,8 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor
         with autocast(y.device, precision):
             logits = net(Xc)
         losses = loss_fn(logits.float(), yc)
-        (losses.sum() / divisor).backward()
+        objective = losses if class_weights is None else losses * class_weights[yc]
+        (objective.sum() / divisor).backward()
         loss_sum += losses.detach().sum()
         correct += (logits.argmax(dim=1) == yc).sum()
     optimizer.step()
