@@ -14,7 +14,7 @@ from app import cached, jobs, tab
 from ftcore.data.summary import DatasetSummary
 from ftcore.errors import FtcoreError
 from ftcore.models.trained import TrainedModel
-from ftcore.runs.saved import Run
+from ftcore.runs.saved import Run, best_run
 
 CHECKPOINT = "A checkpoint file (.pt)"
 
@@ -26,6 +26,7 @@ class ModelChoice:
     run: Run | None = None
     upload: UploadedFile | None = None
     in_tab: bool = False  # the run was trained in this tab (else saved earlier, on this machine)
+    why: str = ""  # why the page opened on this run, where it chose it (runs.saved.best_run)
 
     @property
     def key(self) -> str:
@@ -43,13 +44,15 @@ class ModelChoice:
 
 
 def model_picker_ui(page: str) -> ModelChoice | None:
-    """Choose one of this tab's runs, a run saved on this machine, or a checkpoint file (newest run first)."""
+    """Choose one of this tab's runs, a run saved on this machine, or a checkpoint file; it opens on the tab's run
+    with the best held-out accuracy (else its newest run, else the newest saved one)."""
     runs = jobs.runs()
     saved, _ = jobs.saved_runs()
     by_id = {run.id: run for run in saved}
     # this tab's runs by position, saved runs by id (stable as runs are saved), then the file option
     options = list(range(len(runs))) + [f"saved:{run.id}" for run in saved] + [CHECKPOINT]
-    default = len(runs) - 1 if runs else max(len(saved) - 1, 0)
+    best = best_run(runs)
+    default = best[0] if best else len(runs) - 1 if runs else max(len(saved) - 1, 0)
 
     def label(option: int | str) -> str:
         if isinstance(option, int):
@@ -61,7 +64,7 @@ def model_picker_ui(page: str) -> ModelChoice | None:
 
     choice = st.selectbox("Model", options, index=default, key=f"{page}-model", format_func=label)
     if isinstance(choice, int):
-        return ModelChoice(run=runs[choice], in_tab=True)
+        return ModelChoice(run=runs[choice], in_tab=True, why=best[1] if best and best[0] == choice else "")
     if choice != CHECKPOINT:
         return ModelChoice(run=by_id[choice.removeprefix("saved:")])
     if not runs:

@@ -59,6 +59,9 @@ def evaluate_ui(key: str, ev: Evaluation) -> None:
     """Accuracy, the per-class table, the clickable confusion matrix and the worst photos."""
     left, right = st.columns([1, 2])
     left.metric("Accuracy", f"{ev.accuracy:.3f}", help=f"On {len(ev.paths)} {ev.split} photos.")
+    left.metric("Balanced accuracy", f"{ev.balanced_accuracy:.3f}",
+                help="The mean of the classes' recalls: accuracy as if every class had as many photos. Far below "
+                "the accuracy, the model favours the larger classes.")
     if ev.note:
         left.caption(ev.note[0].upper() + ev.note[1:] + ".")
     right.dataframe([{"class": m.name, "precision": m.precision, "recall": m.recall, "F1": m.f1,

@@ -19,6 +19,8 @@ def model_ui() -> tuple[str, TrainedModel] | None:
         where = "Trained in this tab" if choice.in_tab else f"Saved in `{choice.run.path}`"
         measured = choice.run.history.accuracy_text()
         st.caption(f"{where}; {measured}." if measured else f"{where} (stopped before a test).")
+        if choice.why:
+            st.caption(f"Opened on this run: {choice.why}.")
     trained = choice.trained_model()
     if choice.run is None:
         measured = trained.history.accuracy_text()
@@ -29,8 +31,10 @@ def model_ui() -> tuple[str, TrainedModel] | None:
 
 st.title("Predict")
 chosen = widgets.value_or_error(model_ui)
+size = chosen[1].eval_transform.image_size if chosen else None
 photos = st.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True,
-                          help="JPEG, PNG or WebP; each is resized to 256 x 256 and centre-cropped, as in testing.")
+                          help="JPEG, PNG or WebP; each is resized and centre-cropped as the model's test photos were"
+                          + (f" ({size} x {size} px)." if size else "."))
 if st.toggle("Webcam", key="predict-webcam", help="Take a photo with this device's camera; it is classified "
              "beside the uploads (the browser asks for permission first)."):
     shot = st.camera_input("Take a photo to classify", key="predict-camera")
@@ -51,6 +55,9 @@ if len(photos) > choices.MAX_PHOTOS:
     photos = photos[:choices.MAX_PHOTOS]
 key, trained = chosen
 results = cached.classify(key, trained, [(photo.name, photo.getvalue()) for photo in photos])
+at_chance = trained.history.chance_note(len(trained.classes))
+if at_chance:
+    st.warning(f"{at_chance[0].upper()}{at_chance[1:]}.", icon=":material/casino:")
 for i, result in enumerate(results):
     if result.error:
         st.error(result.error)
@@ -63,4 +70,6 @@ for i, result in enumerate(results):
         left.image(result.thumbnail, caption=result.name, width="stretch")
     label, probability = result.ranked[0]
     right.markdown(f"**{label}** ({probability:.1%})")
+    if at_chance:
+        right.caption("From a model at chance: see the warning above.")
     right.plotly_chart(charts.probabilities_figure(result.ranked), key=f"probabilities-{i}")

@@ -5,8 +5,9 @@ import dataclasses
 import streamlit as st
 
 from app import choices, jobs, tab, torch_facts, widgets
-from ftcore.archs import ARCHITECTURES, describe_output_layers, get_arch
+from ftcore.archs import ARCHITECTURES, arch_names, describe_output_layers, get_arch
 from ftcore.config import (
+    BALANCE_WHEN_ASKED,
     CPU_DEVICES,
     LOSS_REDUCTIONS,
     MODES,
@@ -41,6 +42,10 @@ FIXED_WHILE_TRAINING = {
     "batch": "Fixed while this run trains: its batches (and BatchNorm's) were set at its start.",
     "size": "Fixed while this run trains: its photos were decoded at this size at its start.",
 }
+OTHER_ARCH = "other"  # the architecture radio's last option: a torchvision network named in a text field
+# What the Balance classes toggle does, by the method it asks for.
+BALANCE_HELP = {"loss": "each photo's loss is weighted by the inverse of its class's share.",
+                "sampler": "every epoch draws the classes in equal shares."}
 STEER_NOTE = "steer-note"  # session state: the jobs.SteerNote of this tab's last steering ask
 
 
@@ -50,6 +55,8 @@ def hold_settings_to(config: TrainConfig, rates: tuple[Rates, float] | None = No
     held = {"mode": (config.mode, MODES), "arch": (config.arch, ARCHITECTURES),
             "batch": (config.batch_size, choices.BATCH_SIZES), "size": (config.image_size, choices.IMAGE_SIZES)}
     st.session_state.update({key: value for key, (value, options) in held.items() if value in options})
+    if config.arch not in ARCHITECTURES:
+        st.session_state.update({"arch": OTHER_ARCH, "arch-other": config.arch})
     if rates is not None:
         now, unfrozen_lr = rates
         copied = now.lr or unfrozen_lr  # frozen: the rate unfreezing goes back to
@@ -91,9 +98,28 @@ def start_steer_run(base: TrainConfig) -> None:
     st.session_state.pop(STEER_NOTE, None)
 
 
-def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
-    """The run's settings (each mode and architecture keeps its own lr, defaulting to the book's), and whether
-    "Find a learning rate" was pressed."""
+def arch_ui(column, fixed: dict[str, str]) -> tuple[str, str | None]:
+    """The architecture: a built-in one, or any torchvision classification network by name; with the sentence
+    that refuses a name torchvision does not have (the settings then show resnet18's)."""
+    arch = column.radio("Architecture", [*ARCHITECTURES, OTHER_ARCH], horizontal=True, key="arch",
+                        format_func=lambda name: "Other" if name == OTHER_ARCH else name, disabled=bool(LIVE),
+                        help=fixed.get("arch"))
+    if arch != OTHER_ARCH:
+        return arch, None
+    name = column.text_input("Other torchvision network", "efficientnet_b0", key="arch-other", disabled=bool(LIVE),
+                             help=f"Any of the {len(arch_names())} classification networks torchvision lists "
+                             "(efficientnet_b0, convnext_tiny, regnet_y_400mf, vit_b_16, ...): its ImageNet weights "
+                             "and preprocessing come from torchvision, its learning rates are the book's carried "
+                             "over.").strip()
+    try:
+        return get_arch(name).name, None
+    except FtcoreError as e:
+        return TrainConfig.default("arch"), str(e)
+
+
+def settings_ui(root: str | None) -> tuple[TrainConfig, bool, str | None]:
+    """The run's settings (each mode and architecture keeps its own lr, defaulting to the book's), whether
+    "Find a learning rate" was pressed, and why the architecture asked for cannot train (None when it can)."""
     # Radios and select sliders, not select boxes: the browser draws a page only as far as the first widget whose
     # script files it has not fetched yet, and select boxes add a dozen files (docs/benchmarks.md, Cold start)
     if LIVE:
@@ -102,8 +128,10 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
     left, right = st.columns(2)
     mode = left.radio("Mode", MODES, format_func=choices.MODE_LABELS.get, horizontal=True, key="mode",
                       disabled=bool(LIVE), help=fixed.get("mode"))
-    arch = right.radio("Architecture", list(ARCHITECTURES), horizontal=True, key="arch", disabled=bool(LIVE),
-                       help=fixed.get("arch"))
+    arch, arch_error = arch_ui(right, fixed)
+    if arch_error:
+        st.error(arch_error)
+    spec = get_arch(arch)
     preset = st.radio("Recipe", list(PRESET_LABELS), format_func=PRESET_LABELS.get, horizontal=True, key="preset",
                       disabled=bool(LIVE), help=fixed.get("preset") or "The book's recipe reproduces the book; quick "
                       "and best train the new output layer on features the frozen copied layers compute once per "
@@ -148,14 +176,21 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
                                           "layer alone on features the frozen copied layers compute once per photo.")
     st.session_state.setdefault("batch", book.batch_size)
     st.session_state.setdefault("size", book.image_size)
+    sizes = [size for size in choices.IMAGE_SIZES if spec.size_problem(size) is None]
+    if not spec.fixed_size and st.session_state["size"] not in sizes:  # below the network's smallest
+        st.session_state["size"] = sizes[0]
     batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, key="batch",
                                           disabled=bool(LIVE), help=fixed.get("batch"))
-    image_size = columns[2].select_slider("Image size", choices.IMAGE_SIZES, key="size",
-                                          disabled=bool(LIVE), help=fixed.get("size"))
+    if spec.fixed_size:
+        image_size = spec.fixed_size
+        columns[2].caption(f"Image size {image_size}: {spec.fixed_size_rule}.")
+    else:
+        image_size = columns[2].select_slider("Image size", sizes, key="size", disabled=bool(LIVE),
+                                              help=fixed.get("size"))
     device = columns[3].radio("Device", torch_facts.device_names() or CPU_DEVICES, horizontal=True, key="device")
     seed = columns[4].number_input("Seed", 0, 2**31 - 1, book.seed, key="seed")
     with st.expander("More settings"):
-        columns = st.columns(5)
+        columns = st.columns(6)
         limit = columns[0].number_input("Images per class and split (0 = all)", 0, 100_000, 0, key="limit")
         reduction = columns[1].radio("Loss over the batch", LOSS_REDUCTIONS, horizontal=True, key="reduction",
                                      help="The book backpropagates the sum; with the mean, gradients are "
@@ -168,13 +203,16 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool]:
         micro_batch = columns[4].select_slider("Photos per forward pass", choices.MICRO_BATCHES, key="micro",
                                                format_func=lambda m: f"{m}" if m else "auto",
                                                help=choices.MICRO_BATCH_HELP)
+        balance = columns[5].toggle("Balance classes", key="balance",
+                                    help="Each class counts equally in training, however many photos it has: "
+                                    f"{BALANCE_HELP[BALANCE_WHEN_ASKED]} Off in the book.")
     val_fraction, split_seed = tab.data_split()
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
                   val_fraction=val_fraction, split_seed=split_seed,
                   head_epochs=int(head_epochs) if mode == "finetune" else 0,
                   batch_size=batch_size, image_size=image_size, device=device, seed=int(seed),
                   limit=int(limit) or None, loss_reduction=reduction, precision=precision, weights=weights or None,
-                  micro_batch=micro_batch), find
+                  micro_batch=micro_batch, balance=BALANCE_WHEN_ASKED if balance else "none"), find, arch_error
 
 
 def exercises_ui(config: TrainConfig, classes: list[str]) -> TrainConfig:
@@ -263,9 +301,13 @@ def live_ui() -> None:
     if snap.steering:
         st.caption(snap.steering_text() + ".")
     left, right = st.columns(2)
+    per_class = left.toggle("Each class's held-out accuracy", key="live-per-class",
+                            help=f"One dotted curve per class: the share of its {snap.heldout} photos the model gets "
+                            "right. A class far below the others is one the model has learned to overlook (often "
+                            "the smallest).")
     left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
                                                  snap.config.mode if snap.config.arch == "resnet18" else None,
-                                                 snap.heldout, snap.steering),
+                                                 snap.heldout, snap.steering, snap.classes if per_class else ()),
                       key="live-epochs")
     right.plotly_chart(charts.batch_loss_figure(snap.batches, snap.steering), key="live-batches")
 
@@ -515,12 +557,12 @@ with st.expander("Experiments to try"):
         f"{TrainConfig.default('batch_size')}.")
     st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch and an lr sweep, one button each",
                  icon=":material/science:")
-config, find_lr = settings_ui(summary.root if summary else None)
+config, find_lr, arch_error = settings_ui(summary.root if summary else None)
 config = exercises_ui(config, summary.classes if summary else [])
 lr_finder_ui(config, find_lr and summary is not None)
 output_layers_ui(config, summary.classes if summary else [])
 
-startable = summary is not None and not summary.unreadable
+startable = summary is not None and not summary.unreadable and arch_error is None
 lesson_ui(config, startable)
 start, stop, note = st.columns([1, 1, 4])
 if start.button("Start", type="primary", disabled=POLLING or EXPERIMENT_RUNNING or not startable,

@@ -55,7 +55,8 @@ class TrainConfig:
                                       "one makes every per-epoch figure use val and test count once)")
     split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
     mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
-    arch: str = knob("resnet18", "architecture, one of archs.ARCHITECTURES (book: resnet18)")
+    arch: str = knob("resnet18", "architecture: a built-in one or any classification network "
+                         "torchvision lists, by name (book: resnet18)")
     lr: float = knob(5e-5, "learning rate of every layer but the new output layer (default: per architecture and "
                      "mode; the book: 5e-5 fine-tune, 5e-4 scratch)")
     param_groups: bool = knob(True, "output layer at head_lr_mult x lr (book: on for fine-tune, off for scratch)")
@@ -71,7 +72,8 @@ class TrainConfig:
     loss_reduction: str = knob("sum", "backprop the sum of per-example losses (book) or their mean (good lrs are "
                                "then about batch-size times larger)")
     weight_decay: float = knob(1e-3, "SGD weight decay on every parameter; SGD has no momentum (book: 0.001)")
-    image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it (book: 224)")
+    image_size: int = knob(224, "train crop and test centre crop; the test resize is 256/224 of it, or the "
+                          "network's weights' own ratio (book: 224)")
     limit: int | None = knob(None, "keep at most this many images per class and split (quick runs)")
     device: str = knob("auto", "auto (all CUDA GPUs, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     precision: str = knob("auto", "auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, "
@@ -95,7 +97,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first field a user set to something unusable."""
-        get_arch(self.arch)
+        spec = get_arch(self.arch)
         checks = [
             (self.mode in MODES, f"mode must be finetune or scratch (got {self.mode!r})"),
             (self.loss_reduction in LOSS_REDUCTIONS,
@@ -122,6 +124,11 @@ class TrainConfig:
             (self.num_workers >= 0, f"workers must be 0 or more (got {self.num_workers})"),
             (self.image_size >= 32, f"image size must be at least 32 pixels (got {self.image_size})"),
             (self.limit is None or self.limit >= 1, f"limit must be at least 1 image per class (got {self.limit})"),
+            (self.image_size < 32 or spec.size_problem(self.image_size) is None,
+             spec.size_problem(self.image_size) or ""),
+            (not (self.head_epochs and spec.head_kind != "linear"),
+             f"{self.arch}'s output layer is a convolution before the pooling, which output-layer epochs on cached "
+             "features cannot train; train every layer (the book's or the lesson's recipe)"),
         ]
         for ok, message in checks:
             if not ok:

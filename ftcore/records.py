@@ -49,6 +49,10 @@ class EventKind(StrEnum):
     END = "end"  # how the run ended (a Status), why, and its history when it failed
 
 
+# A model whose held-out accuracy is within this of 1 / classes is said to be at chance: guessing would do as well.
+CHANCE_MARGIN = 0.05
+
+
 @dataclass
 class EpochRecord:
     """Metrics of one epoch, as the book prints them."""
@@ -156,6 +160,16 @@ class History:
         """The last epoch's accuracy on the held-out split (val where there is one, else test)."""
         last = self.final()
         return last.heldout_acc if last is not None else None
+
+    def chance_note(self, num_classes: int) -> str | None:
+        """One sentence where the last held-out accuracy is within CHANCE_MARGIN of guessing (1 / classes): the
+        model has not learned to tell the classes apart; None where it has, or was never measured."""
+        accuracy, chance = self.final_heldout(), 1 / max(num_classes, 1)
+        if accuracy is None or accuracy - chance > CHANCE_MARGIN:
+            return None
+        return (f"this model's {self.heldout} accuracy, {accuracy:.3f}, is within {CHANCE_MARGIN * 100:.0f} points "
+                f"of guessing ({chance:.3f} for {num_classes} classes): it has not learned to tell them apart, so "
+                "its answers mean little; choose a run that learned")
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import json
 import time
@@ -247,6 +249,37 @@ def test_predict_an_uploaded_png_with_a_run(finished_run):
     probabilities = spec["data"][0]["x"]
     assert sorted(spec["data"][0]["y"]) == ["blue", "red"] and sum(probabilities) == pytest.approx(1)
     assert any("%" in m.value and ("red" in m.value or "blue" in m.value) for m in at.markdown)
+
+
+def measured_as(run: saved.Run, run_id: str, test_acc: float) -> saved.Run:
+    """A copy of `run` whose last epoch measured `test_acc` (its model and the rest of its history kept)."""
+    history = copy.deepcopy(run.history)
+    history.epochs[-1].test_acc = test_acc
+    trained = dataclasses.replace(run.trained, history=history)
+    return saved.Run(run_id, f"{run.label} {run_id}", run.config, history, trained)
+
+
+def test_predict_opens_on_the_best_run_and_says_why(finished_run):
+    runs = [measured_as(finished_run, "a", 0.745), measured_as(finished_run, "b", 0.5)]  # fine-tune, then scratch
+    at = no_exception(app(PREDICT, runs=runs))
+    assert at.selectbox[0].value == 0  # #1, not the newer #2
+    assert "Opened on this run: the best test accuracy of this tab's 2 measured runs, 0.745; next: #2 at " \
+           "0.500." in [c.value for c in at.caption]
+    tie = [measured_as(finished_run, "a", 0.8), measured_as(finished_run, "b", 0.8)]
+    assert no_exception(app(PREDICT, runs=tie)).selectbox[0].value == 1  # the newest of the best
+
+
+def test_predict_warns_beside_the_answers_of_a_model_at_chance(finished_run):
+    at = app(PREDICT, runs=[measured_as(finished_run, "a", 0.54)])
+    at.file_uploader[0].upload("red.png", png_bytes(), "image/png").run()
+    no_exception(at)
+    assert [w.value for w in at.warning] == [
+        "This model's test accuracy, 0.540, is within 5 points of guessing (0.500 for 2 classes): it has not "
+        "learned to tell them apart, so its answers mean little; choose a run that learned."]
+    assert "From a model at chance: see the warning above." in [c.value for c in at.caption]
+    at = app(PREDICT, runs=[measured_as(finished_run, "a", 0.56)])
+    at.file_uploader[0].upload("red.png", png_bytes(), "image/png").run()
+    assert not no_exception(at).warning  # 6 points above guessing: no warning
 
 
 def test_predict_a_bad_upload_is_one_error_line(finished_run):

@@ -39,6 +39,17 @@ def test_epoch_curves_skip_missing_test_accuracy_and_show_the_book():
     assert len(charts.epoch_curves_figure(epochs(0.7), 5).data) == 3  # no book markers without a mode
 
 
+def test_epoch_curves_can_show_each_classs_held_out_accuracy():
+    records = [EpochRecord(1, 0.9, 0.6, 0.7, 32, 1.0, class_acc=[0.95, 0.45]),
+               EpochRecord(2, 0.5, 0.8, None, 32, 1.0),  # stopped before its evaluation
+               EpochRecord(3, 0.4, 0.9, 0.8, 32, 1.0, class_acc=[0.9, 0.7])]
+    fig = charts.epoch_curves_figure(records, 3, heldout="val", classes=["hotdog", "not-hotdog"])
+    hotdog, other = fig.data[3:]
+    assert (hotdog.name, list(hotdog.x), list(hotdog.y)) == ("val acc: hotdog", [1, 3], [0.95, 0.9])
+    assert (other.name, list(other.y)) == ("val acc: not-hotdog", [0.45, 0.7])
+    assert len(charts.epoch_curves_figure(records, 3).data) == 3  # off unless asked
+
+
 def test_batch_loss():
     fig = charts.batch_loss_figure([BatchRecord(0.5, 0.9, 0.5), BatchRecord(1.0, 0.4, 0.75)])
     assert list(fig.data[0].x) == [0.5, 1.0] and list(fig.data[0].y) == [0.9, 0.4]

@@ -14,6 +14,7 @@ from ftcore.errors import FtcoreError
 from ftcore.insight.evaluation import (
     Evaluation,
     accuracy,
+    balanced_accuracy,
     class_metrics,
     confusion_matrix,
     evaluate_photos,
@@ -42,6 +43,15 @@ def test_per_class_metrics_and_accuracy_by_hand():
     assert [m.f1 for m in metrics] == pytest.approx([0.8, 0.5, 2 / 3])
     assert [m.support for m in metrics] == [3, 2, 1]
     assert accuracy(confusion) == pytest.approx(4 / 6)
+    assert balanced_accuracy(confusion) == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)  # the mean recall
+
+
+def test_balanced_accuracy_shows_what_accuracy_hides_on_unequal_classes():
+    """90 photos of a and 10 of b, every one called a: accuracy 0.9, balanced accuracy 0.5 (chance); a class
+    without photos here is left out of the mean."""
+    lopsided = confusion_matrix([0] * 90 + [1] * 10, [0] * 100, 3)
+    assert accuracy(lopsided) == pytest.approx(0.9) and balanced_accuracy(lopsided) == pytest.approx(0.5)
+    assert balanced_accuracy(np.zeros((2, 2), dtype=int)) == 0.0
 
 
 def test_a_class_never_predicted_has_precision_0_not_a_division_error():
@@ -76,11 +86,12 @@ def test_to_dict_and_text_carry_the_same_numbers():
     ev = hand_evaluation()
     d = ev.to_dict(top=2)
     assert d["accuracy"] == pytest.approx(0.4) and d["confusion"]["matrix"] == [[1, 2], [1, 1]]
+    assert d["balanced_accuracy"] == pytest.approx((1 / 3 + 1 / 2) / 2)
     assert [w["path"] for w in d["worst"]] == ["p2.jpg", "p4.jpg"]
     assert d["per_class"][0] == {"name": "cat", "precision": 0.5, "recall": pytest.approx(1 / 3),
                                  "f1": pytest.approx(0.4), "support": 3}
     text = format_evaluation(ev, top=2)
-    assert "accuracy 0.400 on 5 test photos" in text and "cat           0.500   0.333  0.400        3" in text
+    assert "accuracy 0.400, balanced accuracy 0.417 (the mean of the classes' recalls) on 5 test photos" in text and "cat           0.500   0.333  0.400        3" in text
     assert "p2.jpg: true cat, predicted dog p 0.950, loss 2.996 (wrong)" in text
 
 

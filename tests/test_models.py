@@ -42,7 +42,7 @@ def test_the_registrys_weights_categories_and_photo_extensions_are_torchvisions_
              "resnet50": torchvision.models.ResNet50_Weights, "mobilenet_v2": torchvision.models.MobileNet_V2_Weights}
     for name, spec in ARCHITECTURES.items():
         assert spec.weights_url == enums[name].IMAGENET1K_V1.url, name
-        assert spec.build is getattr(torchvision.models, name)
+        assert spec.builder == name and name in torchvision.models.list_models(module=torchvision.models)
         assert spec.parameters == enums[name].IMAGENET1K_V1.meta["num_params"], name
         assert imagenet_categories() == enums[name].IMAGENET1K_V1.meta["categories"], name
     assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
@@ -118,9 +118,11 @@ def test_book_output_layers_as_printed():
     assert repr(nn.Linear(512, 1000)) == describe_output_layers("resnet18", 2)[0]
 
 
-def test_unknown_architecture_lists_the_known_ones():
-    with pytest.raises(FtcoreError, match="resnet18, resnet34, resnet50, mobilenet_v2"):
-        get_arch("vgg11")
+def test_an_unknown_architecture_names_the_closest_known_ones():
+    with pytest.raises(FtcoreError, match="unknown architecture 'resnet181'.*did you mean resnet18"):
+        get_arch("resnet181")
+    with pytest.raises(FtcoreError, match="choose one of resnet18, resnet34, resnet50, mobilenet_v2"):
+        get_arch("a hot dog")
 
 
 def test_scratch_model_keeps_linear_default_init_like_the_book():

@@ -39,6 +39,8 @@ def lr_epilog() -> str:
     lines = ["default learning rates (summed loss; fine-tune lr / scratch lr):"]
     for spec in ARCHITECTURES.values():
         lines.append(f"  {spec.name:13s} {spec.finetune_lr:g} / {spec.scratch_lr:g}  ({spec.lr_source})")
+    lines.append("  any other classification network torchvision lists (efficientnet_b0, convnext_tiny, vit_b_16, "
+                 "...): the book's resnet18 rates, carried over")
     lines.append("book defaults: batch 128, 5 epochs, SGD weight decay 0.001, summed loss, param groups on for "
                  "fine-tune (output layer at 10x lr) and off for scratch.")
     return "\n".join(lines)
@@ -70,7 +72,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help=TrainConfig.help("data") + " (default: the hot-dog set "
                    "`python -m ftcore data` finds)")
     add_split_arguments(p)
-    flag(p, "--arch", choices=list(ARCHITECTURES), default=None)
+    flag(p, "--arch", default=None, metavar="NAME",
+         shown=f"(default: the preset's; built in: {', '.join(ARCHITECTURES)})")
     p.add_argument("--preset", choices=list(PRESETS), default="book",
                    help="; ".join(f"{name}: {text}" for name, text in PRESET_DESCRIPTIONS.items()) + " (default: book)")
     flag(p, "--epochs", type=int, default=None)

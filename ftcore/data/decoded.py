@@ -25,7 +25,7 @@ from PIL import Image
 
 from ..devices.distributed import SINGLE, DistContext, shard
 from .balance import balanced_order
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalPreset, TrainPreset
 
 # The decoded training photos may not take more memory than this; past it, training streams from disk.
 MAX_DECODED_BYTES = 6 * 1024**3
@@ -72,11 +72,11 @@ class DecodedSplit:
 
 
 def decode_split(samples: Sequence[tuple[str, int]], loader, kind: str, image_size: int,
-                 threads: int | None = None) -> DecodedSplit:
-    """Decode `samples` ((path, class) pairs, e.g. an ImageFolder's) once: "eval" keeps the book's test crop,
-    "train" keeps each photo with its short side capped at twice the crop."""
+                 threads: int | None = None, preset: EvalPreset | None = None) -> DecodedSplit:
+    """Decode `samples` ((path, class) pairs, e.g. an ImageFolder's) once: "eval" keeps the test crop of `preset`
+    (the book's by default), "train" keeps each photo with its short side capped at twice the crop."""
     if kind == "eval":
-        crop = EvalPreset(image_size).transforms.transforms[:2]  # Resize([256, 256]), CenterCrop(224): PIL ops
+        crop = (preset or EvalPreset(image_size)).transforms.transforms[:2]  # the resize and centre crop: PIL ops
 
         def one(path: str) -> torch.Tensor:
             image = loader(path)
@@ -152,15 +152,15 @@ def crop_box(height: int, width: int, generator: torch.Generator) -> tuple[int, 
 
 
 def random_resized_crops(images: Sequence[torch.Tensor], size: int, generator: torch.Generator,
-                         device: torch.device) -> torch.Tensor:
+                         device: torch.device, interpolation: str = "bilinear") -> torch.Tensor:
     """The book's train_augs up to ToTensor for a batch: a RandomResizedCrop(size) of each photo, resized with
-    antialiased bilinear interpolation (as PIL does), then a horizontal flip with probability 1/2. uint8 out."""
+    antialiased `interpolation` (as PIL does), then a horizontal flip with probability 1/2. uint8 out."""
     out = torch.empty(len(images), 3, size, size, dtype=torch.uint8, device=device)
     flips = torch.rand(len(images), generator=generator) < 0.5
     for i, image in enumerate(images):
         top, left, h, w = crop_box(image.shape[1], image.shape[2], generator)
         patch = image[:, top:top + h, left:left + w].to(device, non_blocking=True).unsqueeze(0).float()
-        patch = F.interpolate(patch, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        patch = F.interpolate(patch, size=(size, size), mode=interpolation, antialias=True, align_corners=False)
         if flips[i]:
             patch = patch.flip(-1)
         out[i] = patch[0].round_().clamp_(0, 255).to(torch.uint8)
@@ -174,13 +174,16 @@ class DecodedTrainBatches:
     global batch of batch_size photos is split across the ranks, batch_size / world_size each."""
 
     def __init__(self, split: DecodedSplit, batch_size: int, image_size: int, device: torch.device, seed: int,
-                 drop_last: bool = False, ctx: DistContext = SINGLE, balanced: bool = False):
+                 drop_last: bool = False, ctx: DistContext = SINGLE, balanced: bool = False,
+                 preset: TrainPreset | None = None):
         self.split, self.image_size, self.device, self.ctx = split, image_size, device, ctx
+        # the network's interpolation and statistics (the book's by default)
+        self.interpolation = preset.interpolation if preset else "bilinear"
         self.balanced = balanced  # each epoch drawn with the classes in equal shares (data.balance), not shuffled
         self.batch_size = batch_size // ctx.world_size
         self.drop_last = drop_last
         self.generator = torch.Generator().manual_seed(seed)
-        self.normalize = Normalizer(device)
+        self.normalize = Normalizer(device, *((preset.mean, preset.std) if preset else ()))
         if device.type == "cuda":  # photos travel to the GPU once, not once per epoch (a no-op if already there)
             self.split = split.to(device)
 
@@ -195,7 +198,7 @@ class DecodedTrainBatches:
         for b in range(len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             crops = random_resized_crops([self.split.images[i] for i in idx], self.image_size, self.generator,
-                                         self.device)
+                                         self.device, self.interpolation)
             yield self.normalize(crops), self.split.labels[idx].to(self.device, non_blocking=True)
 
 
@@ -203,9 +206,10 @@ class DecodedEvalBatches:
     """In-order evaluation batches of the book's test crops, normalised on `device`: (float images, labels).
     Under torchrun each rank takes every world_size-th photo (no padding: the counts are summed after)."""
 
-    def __init__(self, split: DecodedSplit, batch_size: int, device: torch.device, ctx: DistContext = SINGLE):
+    def __init__(self, split: DecodedSplit, batch_size: int, device: torch.device, ctx: DistContext = SINGLE,
+                 preset: EvalPreset | None = None):
         self.split, self.batch_size, self.device = split, batch_size, device
-        self.normalize = Normalizer(device)
+        self.normalize = Normalizer(device, *((preset.mean, preset.std) if preset else ()))
         images, self.labels = split.images, split.labels
         if ctx.world_size > 1:
             keep = shard(torch.arange(len(split)), ctx, pad=False)

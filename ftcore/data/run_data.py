@@ -27,7 +27,7 @@ from .decoded import (
     estimated_train_bytes,
 )
 from .splits import DatasetSplits, resolve_splits
-from .transforms import EvalPreset, TrainPreset
+from .transforms import eval_preset, train_preset
 
 
 @dataclass
@@ -63,8 +63,9 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share. `measured=False`
     leaves out the held-out and test batches (empty), for work that only trains."""
     splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
-    train_set = split_photos(splits, "train", TrainPreset(config.image_size), config.limit)
-    eval_transform = EvalPreset(config.image_size)
+    train_transform = train_preset(config.arch, config.image_size)
+    train_set = split_photos(splits, "train", train_transform, config.limit)
+    eval_transform = eval_preset(config.arch, config.image_size)
     heldout_set = split_photos(splits, splits.heldout, eval_transform, config.limit) if measured else None
     test_set = (split_photos(splits, splits.final_test, eval_transform, config.limit)
                 if splits.final_test and measured else None)
@@ -80,8 +81,8 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
         load = train_set.loader
 
         def eval_batches(dataset: PhotoSplit, shard: distributed.DistContext = ctx) -> DecodedEvalBatches:
-            return DecodedEvalBatches(decode_split(dataset.samples, load, "eval", config.image_size), eval_batch,
-                                      device, shard)
+            return DecodedEvalBatches(decode_split(dataset.samples, load, "eval", config.image_size,
+                                                   preset=eval_transform), eval_batch, device, shard, eval_transform)
 
         heldout = eval_batches(heldout_set) if heldout_set is not None else []
         final_test = eval_batches(test_set) if test_set is not None else None
@@ -91,9 +92,9 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
         if photos is not None and device.type == "cuda":
             photos = photos.to(device)  # one copy on the GPU, shared by the training and the view batches
         train = (DecodedTrainBatches(photos, config.batch_size, config.image_size, device, config.seed, drop_last, ctx,
-                                     balanced) if config.epochs else [])
-        views = (DecodedTrainBatches(photos, eval_batch, config.image_size, device, config.seed + 1)
-                 if need_views else None)
+                                     balanced, train_transform) if config.epochs else [])
+        views = (DecodedTrainBatches(photos, eval_batch, config.image_size, device, config.seed + 1,
+                                     preset=train_transform) if need_views else None)
         return RunData(splits, train, heldout, plain, views, final_test, sizes, time.perf_counter() - start,
                        counts)
     loader_args = {"num_workers": config.num_workers, "pin_memory": device.type == "cuda",

@@ -13,19 +13,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ..archs import BOOK_RESIZE_RATIO, IMAGENET_MEAN, IMAGENET_STD, get_arch
 from .dataset import load_rgb
 
 if TYPE_CHECKING:
     import torch
 
-# The per-channel statistics of ImageNet that the book normalises with (and every torchvision model expects).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def resize_size_for(image_size: int) -> int:
-    """The test-time resize that goes with a crop of `image_size` (the book's 256 for 224)."""
-    return round(image_size * 256 / 224)
+def resize_size_for(image_size: int, ratio: float = BOOK_RESIZE_RATIO) -> int:
+    """The test-time resize that goes with a crop of `image_size` (the book's 256 for 224; a network's weights may
+    keep another ratio)."""
+    return round(image_size * ratio)
 
 
 # How a test photo is brought to the crop's neighbourhood: the book's Resize([r, r]) (a square, the aspect ratio not
@@ -40,6 +37,7 @@ class TrainPreset:
     def __init__(self, image_size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation: str = "bilinear"):
         from torchvision import transforms  # torch, only once a transform is built: the pages list data first
 
+        self.mean, self.std, self.interpolation = tuple(mean), tuple(std), interpolation
         self.transforms = transforms.Compose([
             transforms.RandomResizedCrop(image_size, interpolation=transforms.InterpolationMode(interpolation)),
             transforms.RandomHorizontalFlip(),
@@ -87,6 +85,20 @@ class EvalPreset:
                    d.get("interpolation", "bilinear"), d.get("resize", "square"))
 
 
+def train_preset(arch: str, image_size: int) -> TrainPreset:
+    """The training transform of `arch`: the book's augmentations with the network's interpolation and statistics."""
+    spec = get_arch(arch)
+    return TrainPreset(image_size, spec.mean, spec.std, spec.interpolation)
+
+
+def eval_preset(arch: str, image_size: int) -> EvalPreset:
+    """The test transform of `arch`: the book's for the built-in four, the weights' own (resize ratio, shorter side,
+    interpolation, statistics) for the rest of torchvision's networks."""
+    spec = get_arch(arch)
+    return EvalPreset(image_size, resize_size_for(image_size, spec.resize_ratio), spec.mean, spec.std,
+                      spec.interpolation, spec.resize)
+
+
 def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """Undo Normalize and ToTensor: a CxHxW float tensor back to an HxWxC uint8 array for display."""
     import torch  # only once a photo is shown through a transform: the pages list data first
@@ -95,8 +107,11 @@ def to_uint8_image(tensor: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -
     return (tensor * std_t + mean_t).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
-def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6) -> tuple[list[np.ndarray], np.ndarray]:
-    """One photo through the train transform `n` times (each a new random crop/flip) and the test transform once."""
+def augmentation_preview(path: str | Path, image_size: int = 224, n: int = 6,
+                         arch: str = "resnet18") -> tuple[list[np.ndarray], np.ndarray]:
+    """One photo through `arch`'s train transform `n` times (each a new random crop/flip) and its test transform
+    once (the book's, by default)."""
     image = load_rgb(str(path))
-    train = TrainPreset(image_size)
-    return [to_uint8_image(train(image)) for _ in range(n)], to_uint8_image(EvalPreset(image_size)(image))
+    train, test = train_preset(arch, image_size), eval_preset(arch, image_size)
+    return ([to_uint8_image(train(image), train.mean, train.std) for _ in range(n)],
+            to_uint8_image(test(image), test.mean, test.std))

@@ -51,15 +51,22 @@ def mark_changes(fig: go.Figure, steering: Sequence[SteerRecord], color: str = "
 
 
 def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: str | None = None,
-                        heldout: str = "test", steering: Sequence[SteerRecord] = ()) -> go.Figure:
+                        heldout: str = "test", steering: Sequence[SteerRecord] = (),
+                        classes: Sequence[str] = ()) -> go.Figure:
     """Train loss, train acc and held-out acc (test, the book's plot, or val) per epoch, with the book's final
-    values if `mode`, and a line where each change of the learning rates applied."""
+    values if `mode`, a line where each change of the learning rates applied, and, given `classes`, each class's
+    held-out accuracy (its recall) dotted."""
     x = [e.epoch for e in epochs]
     fig = go.Figure()
     for key, name in (("train_loss", "train loss"), ("train_acc", "train acc"), ("heldout_acc", f"{heldout} acc")):
         points = [(xi, getattr(e, key)) for xi, e in zip(x, epochs, strict=True) if getattr(e, key) is not None]
         fig.add_trace(go.Scatter(name=name, x=[p[0] for p in points], y=[p[1] for p in points],
                                  mode="lines+markers", line={"color": COLORS.get(key, COLORS["test_acc"])}))
+    for index, name in enumerate(classes):
+        points = [(e.epoch, e.class_acc[index]) for e in epochs
+                  if e.class_acc is not None and index < len(e.class_acc) and e.class_acc[index] is not None]
+        fig.add_trace(go.Scatter(name=f"{heldout} acc: {name}", x=[p[0] for p in points], y=[p[1] for p in points],
+                                 mode="lines+markers", line={"dash": "dot", "width": 1.5}, marker={"size": 5}))
     if mode in BOOK_RESULTS:
         book = BOOK_RESULTS[mode]
         fig.add_trace(go.Scatter(name="book (epoch 5)", x=[5, 5, 5], mode="markers",

@@ -82,6 +82,11 @@ class Evaluation:
         """Share of photos predicted right."""
         return accuracy(self.confusion)
 
+    @property
+    def balanced_accuracy(self) -> float:
+        """The mean of the classes' recalls: what accuracy would be were every class as large."""
+        return balanced_accuracy(self.confusion)
+
     def per_class(self) -> list[ClassMetrics]:
         """Precision, recall, F1 and support of each class."""
         return class_metrics(self.confusion, self.classes)
@@ -111,7 +116,7 @@ class Evaluation:
     def to_dict(self, top: int = 8) -> dict:
         """Plain dict for JSON: accuracy, per-class metrics, confusion matrix and the worst photos."""
         return {"classes": list(self.classes), "split": self.split, "class_note": self.note,
-                "photos": len(self.paths), "accuracy": self.accuracy,
+                "photos": len(self.paths), "accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy,
                 "per_class": [vars(m) for m in self.per_class()],
                 "confusion": {"rows": "true class", "columns": "predicted class",
                               "matrix": self.confusion.tolist()},
@@ -133,6 +138,13 @@ def accuracy(confusion: np.ndarray) -> float:
     """Diagonal over total (0 for no photos)."""
     total = int(confusion.sum())
     return float(np.trace(confusion)) / total if total else 0.0
+
+
+def balanced_accuracy(confusion: np.ndarray) -> float:
+    """The mean recall of the classes that have photos (rows of the confusion matrix); 0 with none."""
+    support = confusion.sum(axis=1)
+    seen = support > 0
+    return float((np.diag(confusion)[seen] / support[seen]).mean()) if seen.any() else 0.0
 
 
 def class_metrics(confusion: np.ndarray, classes: list[str]) -> list[ClassMetrics]:
@@ -200,7 +212,8 @@ def format_evaluation(evaluation: Evaluation, top: int = 8) -> str:
     lines.append(f"{'class':{width}s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}")
     for m in evaluation.per_class():
         lines.append(f"{m.name:{width}s} {m.precision:9.3f} {m.recall:7.3f} {m.f1:6.3f} {m.support:8d}")
-    lines.append(f"accuracy {evaluation.accuracy:.3f} on {len(evaluation.paths)} {evaluation.split} photos")
+    lines.append(f"accuracy {evaluation.accuracy:.3f}, balanced accuracy {evaluation.balanced_accuracy:.3f} (the "
+                 f"mean of the classes' recalls) on {len(evaluation.paths)} {evaluation.split} photos")
     lines.append("")
     lines.append("confusion matrix (rows: true class, columns: predicted class)")
     cell = max([len(c) for c in evaluation.classes] + [len(str(int(evaluation.confusion.max(initial=0))))])

@@ -18,13 +18,24 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data.transforms import EvalPreset
+from ..errors import FtcoreError
 from ..models.activations import activations, spec_for
 from ..models.build import build_model
 
 
+def cam_block(model: nn.Module, arch: str | None) -> str:
+    """The dotted name of the block Grad-CAM weighs (archs.ArchSpec.cam_layer), or a sentence saying the network
+    has none (a vision transformer's tokens are no feature map)."""
+    spec = spec_for(model, arch)
+    if spec.cam_layer is None:
+        raise FtcoreError(f"{spec.name} has no convolutional feature map, so Grad-CAM cannot show where it looked; "
+                          "the predictions themselves are unaffected")
+    return spec.cam_layer
+
+
 def cam_layer(model: nn.Module, arch: str | None = None) -> nn.Module:
     """The last convolutional block (archs.ArchSpec.cam_layer); found by layer names without `arch`."""
-    return model.get_submodule(spec_for(model, arch).cam_layer)
+    return model.get_submodule(cam_block(model, arch))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -38,7 +49,7 @@ def grad_cam(model: nn.Module, batch: torch.Tensor, class_index: int | None = No
     (the predicted one unless `class_index` is given)."""
     device = next(model.parameters()).device
     spec = spec_for(model, arch)
-    view = activations(model, {spec.cam_layer: "maps", spec.head: "logits"})
+    view = activations(model, {cam_block(model, arch): "maps", spec.head: "logits"})
     with torch.inference_mode(False), torch.enable_grad():
         # A private leaf that requires grad (cloned outside inference mode, so autograd may use it): the
         # activations then carry a graph even when the copied layers are frozen.

@@ -30,6 +30,9 @@ def build_model(arch: str, num_classes: int, pretrained: bool, weights_file: str
     if head_init == "imagenet" and not pretrained:
         raise FtcoreError("the ImageNet head init needs ImageNet weights; use it with fine-tuning, not scratch")
     spec = get_arch(arch)
+    if head_init == "imagenet" and spec.head_kind != "linear":
+        raise FtcoreError(f"{arch}'s output layer is a convolution, which cannot start from ImageNet rows; use the "
+                          "Xavier init")
     net = spec.build(weights=None)
     source = WeightsSource("random")
     state: dict[str, torch.Tensor] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..archs import ARCHITECTURES, get_arch
+from ..archs import arch_names, get_arch
 from ..config import TrainConfig
 from ..data.transforms import EvalPreset
 from ..errors import FtcoreError
@@ -111,9 +111,9 @@ def load_checkpoint(path: str | Path) -> TrainedModel:
                           "a training run wrote") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise FtcoreError(f"{path} is not an ftcore checkpoint; pass the checkpoint.pt a training run wrote")
-    if d.get("arch") not in ARCHITECTURES:
-        raise FtcoreError(f"checkpoint {path} is for the architecture {d.get('arch')!r}, which this version does "
-                          f"not know ({', '.join(ARCHITECTURES)}); use a checkpoint of one of those")
+    if not isinstance(d.get("arch"), str) or d["arch"] not in arch_names():
+        raise FtcoreError(f"checkpoint {path} is for the architecture {d.get('arch')!r}, which this version of "
+                          "torchvision does not have; use a checkpoint of a network it lists")
     try:
         arch = get_arch(d["arch"]).name
         classes = [str(c) for c in d["classes"]]

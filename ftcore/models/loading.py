@@ -64,8 +64,11 @@ def state_mismatch(model: nn.Module, state: dict, ignore: str | None = None) -> 
 
 
 def load_backbone(net: nn.Module, arch: str, state: dict[str, torch.Tensor], origin: str) -> None:
-    """Load every weight but the output layer's into `net`; refuse a file that does not fit `arch`."""
-    head = get_arch(arch).head + "."
+    """Load every weight but the output layer's (and those of blocks the model leaves out) into `net`; refuse a file
+    that does not fit `arch`."""
+    spec = get_arch(arch)
+    head = spec.head + "."
+    state = {k: v for k, v in state.items() if not k.startswith(spec.unused_weights)} if spec.unused_weights else state
     problem = state_mismatch(net, state, ignore=head)
     if problem is not None:
         raise FtcoreError(f"{origin} does not fit {arch} ({problem}); pass weights saved from torchvision's {arch}")

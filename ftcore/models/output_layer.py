@@ -13,17 +13,20 @@ from .loading import read_state_dict
 from .weights import locate_weights
 
 
-def output_layer(net: nn.Module, arch: str) -> nn.Linear:
-    """The output layer ("fc" of a ResNet, "classifier.1" of MobileNetV2)."""
+def output_layer(net: nn.Module, arch: str) -> nn.Linear | nn.Conv2d:
+    """The output layer ("fc" of a ResNet, "classifier.1" of MobileNetV2; a 1x1 convolution in SqueezeNet)."""
     return net.get_submodule(get_arch(arch).head)
 
 
-def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bool = True) -> nn.Linear:
-    """Put a fresh Linear(in_features, num_classes) where the output layer was; Xavier-init its weight."""
+def replace_output_layer(net: nn.Module, arch: str, num_classes: int, xavier: bool = True) -> nn.Linear | nn.Conv2d:
+    """Put a fresh layer with `num_classes` outputs where the output layer was (a Linear, or a 1x1 Conv2d where the
+    network's is one); Xavier-init its weight."""
     parent_name, _, child = get_arch(arch).head.rpartition(".")
     parent = net.get_submodule(parent_name) if parent_name else net
-    new = nn.Linear(output_layer(net, arch).in_features, num_classes)
-    if xavier:  # the book: nn.init.xavier_uniform_(finetune_net.fc.weight); the bias keeps Linear's init
+    old = output_layer(net, arch)
+    new = (nn.Conv2d(old.in_channels, num_classes, kernel_size=1) if isinstance(old, nn.Conv2d)
+           else nn.Linear(old.in_features, num_classes))
+    if xavier:  # the book: nn.init.xavier_uniform_(finetune_net.fc.weight); the bias keeps the layer's own init
         nn.init.xavier_uniform_(new.weight)
     setattr(parent, child, new)  # also right for Sequential, whose children are named "0", "1", ...
     return new

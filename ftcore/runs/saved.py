@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -90,6 +91,23 @@ class Run:
                 "examples/sec": round(self.history.examples_per_sec, 1), "devices": ", ".join(self.history.devices),
                 "stopped": self.history.stopped,
                 "steered": changes_text(self.history.steering)}
+
+
+def best_run(runs: Sequence[Run]) -> tuple[int, str] | None:
+    """The position of the run with the best last held-out accuracy (the newest on a tie), and why it was chosen in
+    one sentence; None where no run was measured."""
+    measured = [(run.history.final_heldout(), i) for i, run in enumerate(runs)
+                if run.history.final_heldout() is not None]
+    if not measured:
+        return None
+    accuracy, best = max(measured)  # the higher position wins a tie: the newer run
+    split = runs[best].history.heldout
+    if len(measured) == 1:
+        return best, f"the only run of this tab with a {split} accuracy ({accuracy:.3f})"
+    runner_up, other = max((a, i) for a, i in measured if i != best)
+    tie = " (the newest of the best)" if runner_up == accuracy else ""
+    return best, (f"the best {split} accuracy of this tab's {len(measured)} measured runs, {accuracy:.3f}{tie}; "
+                  f"next: #{other + 1} at {runner_up:.3f}")
 
 
 def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:

@@ -18,7 +18,6 @@ from torch import nn
 from ..archs import get_arch
 from ..devices.precision import autocast
 from ..models.activations import activations
-from ..models.output_layer import output_layer
 
 # Images per forward pass while extracting features: on a CPU small batches run faster than large ones (cache
 # pressure); GPUs take large batches.
@@ -48,5 +47,5 @@ def extract_features(model: nn.Module, arch: str, batches: Iterable[tuple[torch.
             captured.append(view(X.to(device, non_blocking=True))["features"].float())  # streamed: from the CPU
         labels.append(y)
     if not captured:
-        return torch.empty(0, output_layer(model, arch).in_features, device=device), torch.empty(0, dtype=torch.long)
+        return torch.empty(0, get_arch(arch).feature_dim, device=device), torch.empty(0, dtype=torch.long)
     return torch.cat(captured), torch.cat(labels).to(device)

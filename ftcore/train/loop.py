@@ -19,7 +19,7 @@ from torch.utils.data import DistributedSampler
 
 from ..config import TrainConfig
 from ..data.run_data import RunData, make_run_data
-from ..data.transforms import EvalPreset
+from ..data.transforms import eval_preset
 from ..devices import distributed
 from ..devices.placement import synchronize
 from ..models.build import build_model
@@ -211,4 +211,5 @@ def finish_run(model: nn.Module, data: RunData, plan: RunPlan, history: History,
                           fuse=data.sizes["test"] >= FUSE_MIN_IMAGES)
         history.test_acc = tested.accuracy if tested is not None else None
     model.eval()
-    return TrainedModel(model, config, data.splits.classes, history, weights, EvalPreset(config.image_size))
+    return TrainedModel(model, config, data.splits.classes, history, weights,
+                        eval_preset(config.arch, config.image_size))

@@ -43,6 +43,13 @@ MEASURED: dict[str, dict[str, int]] = {
     "mobilenet_v2": {"base": 1019151626, "fp32_photo": 77318634, "bf16_photo": 40025917,
                      "inference_base": 854612656, "inference_photo": 3319893},
 }
+# Networks not in MEASURED are estimated by a rule fitted over the four measured ones (upper bounds of their
+# ratios; docs/benchmarks.md, "Memory of any torchvision network"): each figure is PROCESS_BASE plus bytes per
+# parameter, or bytes per value one photo's forward pass produces (the catalog's values_per_photo, 4 bytes each)
+# times a factor.
+PROCESS_BASE = 1024**3  # Python, torch and torchvision before a model exists
+RULE = {"base_per_param": 16, "inference_base_per_param": 12,
+        "fp32_per_value": 1.0, "bf16_per_value": 0.55, "inference_per_value": 0.15}
 SAFETY_MARGIN = 0.15  # added on top of the model's estimate
 # What a process's CUDA context and PyTorch's kernels take on a GPU before its first tensor (an upper bound of the
 # few hundred MB that CUDA 12 reports on current GPUs; estimate_gpu_bytes adds it to every process).
@@ -92,11 +99,15 @@ def cpu_micro_batch(config: TrainConfig, precision: str | None = None, counts: P
 
 
 def measured_figures(arch: str) -> dict[str, int]:
-    """MEASURED's figures for `arch`; KeyError for a supported architecture not measured yet."""
-    if arch not in MEASURED:
-        get_arch(arch)  # an unknown name raises the usual error
-        raise KeyError(f"no measured memory figures for {arch}; run python -m benchmarks.memory.table")
-    return MEASURED[arch]
+    """MEASURED's figures for `arch`, else RULE's from its catalog facts (the same keys, per photo at 224 px)."""
+    if arch in MEASURED:
+        return MEASURED[arch]
+    spec = get_arch(arch)  # an unknown name raises the usual error
+    values = 4 * spec.values_per_photo * (224 / spec.values_at) ** 2
+    return {"base": round(PROCESS_BASE + RULE["base_per_param"] * spec.parameters),
+            "fp32_photo": round(RULE["fp32_per_value"] * values), "bf16_photo": round(RULE["bf16_per_value"] * values),
+            "inference_base": round(PROCESS_BASE + RULE["inference_base_per_param"] * spec.parameters),
+            "inference_photo": round(RULE["inference_per_value"] * values)}
 
 
 def estimate_from_counts(config: TrainConfig, counts: PhotoCounts, precision: str | None = None) -> int:
