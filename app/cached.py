@@ -174,7 +174,7 @@ def grad_cam_overlay(model_key: str, _trained: TrainedModel, name: str, payload:
     from ftcore.insight import explain  # torch, only once a model is explained
 
     image = open_image(payload, name)
-    cam, index = explain.grad_cam_photo(_trained.model, _trained.eval_transform, image)
+    cam, index = explain.grad_cam_photo(_trained.model, _trained.eval_transform, image, arch=_trained.arch)
     return jpeg_thumbnail(explain.overlay(image, cam), 320), _trained.classes[index]
 
 

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import cached, choices, widgets
 from app.widgets import model_picker_ui
+from ftcore.errors import FtcoreError
 from ftcore.insight import charts
 from ftcore.insight.predict import UPLOAD_TYPES
 from ftcore.models.trained import TrainedModel
@@ -64,7 +65,12 @@ for i, result in enumerate(results):
         continue
     left, right = st.columns([1, 2], vertical_alignment="center")
     if gradcam:
-        heatmap, explained = cached.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
+        try:
+            heatmap, explained = cached.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
+        except FtcoreError as e:  # a network without a feature map (a vision transformer): said once
+            st.warning(f"{e}.")
+            gradcam = False
+    if gradcam:
         left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch")
     else:
         left.image(result.thumbnail, caption=result.name, width="stretch")

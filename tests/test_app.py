@@ -171,6 +171,30 @@ def test_train_widgets_have_the_books_defaults(tiny_data):
     assert output_layers(at)[1] == "Linear(in_features=2048, out_features=2, bias=True)"
 
 
+def test_train_takes_any_torchvision_network_by_name(tiny_data):
+    at = no_exception(app(TRAIN, data_root=str(tiny_data)))
+    assert at.toggle(key="balance").value is False  # off, as in the book
+    at.radio(key="arch").set_value("other").run()
+    assert at.text_input(key="arch-other").value == "efficientnet_b0"
+    assert output_layers(at) == ["Linear(in_features=1280, out_features=1000, bias=True)",
+                                 "Linear(in_features=1280, out_features=2, bias=True)"]
+    assert any("not checked for efficientnet_b0" in c.value for c in at.caption)
+    assert not at.error and not at.button(key="start").disabled
+    at.text_input(key="arch-other").input("efficentnet_b0").run()
+    assert [e.value for e in at.error] == [
+        "unknown architecture 'efficentnet_b0': torchvision has no classification network of that name; did you "
+        "mean efficientnet_b0 or efficientnet_b7 or efficientnet_b6?"]
+    assert at.button(key="start").disabled
+    at.text_input(key="arch-other").input("vit_b_16").run()
+    assert not at.error and not at.button(key="start").disabled
+    assert any(c.value == "Image size 224: vit_b_16 takes 224 x 224 photos only." for c in at.caption)
+    assert "size" not in [slider.key for slider in at.select_slider]  # the one size it takes, not a slider
+    at.text_input(key="arch-other").input("squeezenet1_0").run()
+    assert output_layers(at)[1] == "Conv2d(512, 2, kernel_size=(1, 1), stride=(1, 1))"
+    at.radio(key="arch").set_value("resnet18").run()
+    assert at.select_slider(key="size").value == 224 and not at.error
+
+
 def test_train_without_data_cannot_start():
     at = no_exception(app(TRAIN, data_root=None))
     assert any("No data chosen" in e.value for e in at.error)

@@ -116,7 +116,11 @@ def bad_inputs(tiny_data, tmp_path):
                            "cannot create the output folder"),
         "broken photo from a worker": (["train", "--data", "BROKEN", "--mode", "scratch", "--workers", "1", *QUICK],
                                        "remove or replace that file"),
-        "unknown arch": (["train", "--arch", "vgg11"], "invalid choice"),
+        "unknown arch": (["train", "--data", str(tiny_data), "--arch", "efficentnet_b0"],
+                         "unknown architecture 'efficentnet_b0': torchvision has no classification network of that "
+                         "name; did you mean efficientnet_b0"),
+        "a size the network cannot take": (["train", "--data", str(tiny_data), "--arch", "vit_b_16", "--image-size",
+                                            "160"], "vit_b_16 takes 224 x 224 photos only (got 160)"),
         "bad number": (["train", "--lr", "fast"], "invalid float value"),
         "bad epochs": (["train", "--data", str(tiny_data), "--epochs", "0"], "epochs must add up to at least 1"),
         "bad device": (["train", "--data", str(tiny_data), "--device", "tpu"], "unknown device"),
@@ -133,7 +137,8 @@ def bad_inputs(tiny_data, tmp_path):
 @pytest.mark.parametrize("case", ["missing folder", "not an ImageFolder tree", "unreadable checkpoint",
                                   "not an image", "offline download", "offline weights", "missing weights file",
                                   "unwritable out", "broken photo from a worker",
-                                  "unknown arch", "bad number", "bad epochs", "bad device",
+                                  "unknown arch", "a size the network cannot take",
+                                  "bad number", "bad epochs", "bad device",
                                   "views without output-layer epochs", "negative views", "views from scratch",
                                   "no command"])
 def test_bad_input_exits_2_with_one_error_line(case, tiny_data, trained_run, tmp_path, monkeypatch, capsys):

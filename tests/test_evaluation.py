@@ -91,7 +91,8 @@ def test_to_dict_and_text_carry_the_same_numbers():
     assert d["per_class"][0] == {"name": "cat", "precision": 0.5, "recall": pytest.approx(1 / 3),
                                  "f1": pytest.approx(0.4), "support": 3}
     text = format_evaluation(ev, top=2)
-    assert "accuracy 0.400, balanced accuracy 0.417 (the mean of the classes' recalls) on 5 test photos" in text and "cat           0.500   0.333  0.400        3" in text
+    assert "accuracy 0.400, balanced accuracy 0.417 (the mean of the classes' recalls) on 5 test photos" \
+        in text and "cat           0.500   0.333  0.400        3" in text
     assert "p2.jpg: true cat, predicted dog p 0.950, loss 2.996 (wrong)" in text
 
 

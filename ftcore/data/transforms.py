@@ -72,6 +72,14 @@ class EvalPreset:
     def __call__(self, image: Image.Image) -> torch.Tensor:
         return self.transforms(image)
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of a width x height photo after the resize, before the centre crop (torchvision's
+        rounding: the longer side rounded down)."""
+        r = self.resize_size
+        if self.resize == "square":
+            return r, r
+        return (r, int(r * height / width)) if width <= height else (int(r * width / height), r)
+
     def to_dict(self) -> dict:
         """Plain description, stored in checkpoints so prediction preprocesses exactly as evaluation did."""
         return {"image_size": self.image_size, "resize_size": self.resize_size, "mean": list(self.mean),

@@ -72,15 +72,16 @@ def grad_cam_photo(model: nn.Module, transform: EvalPreset, image: Image.Image, 
                    arch: str | None = None) -> tuple[np.ndarray, int]:
     """Grad-CAM of a photo, mapped back onto the photo: a (height x width) map in [0, 1] of the photo's size.
 
-    The test transform squashes the photo to resize x resize and keeps the centre crop; the map is put back
-    where that crop was (0 outside it: the model never saw those pixels) and stretched to the photo's size.
+    The test transform resizes the photo (the book's squashes it to a square) and keeps the centre crop; the map is
+    put back where that crop was (0 outside it: the model never saw those pixels) and stretched to the photo's size.
     """
     cam, class_index = grad_cam(model, transform(image).unsqueeze(0), class_index, arch)
-    resize, crop = transform.resize_size, transform.image_size
-    top, left = int(round((resize - crop) / 2.0)), int(round((resize - crop) / 2.0))  # as CenterCrop places it
-    canvas = torch.zeros(1, 1, resize, resize)
-    canvas[0, 0, top:top + crop, left:left + crop] = torch.from_numpy(cam)
     width, height = image.size
+    resized_w, resized_h = transform.resized_size(width, height)
+    crop = transform.image_size
+    top, left = int(round((resized_h - crop) / 2.0)), int(round((resized_w - crop) / 2.0))  # as CenterCrop does
+    canvas = torch.zeros(1, 1, resized_h, resized_w)
+    canvas[0, 0, top:top + crop, left:left + crop] = torch.from_numpy(cam)
     full = F.interpolate(canvas, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     return full.clamp(0, 1).numpy(), class_index
 
