@@ -3,6 +3,7 @@
 import dataclasses
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from app import choices, jobs, tab, torch_facts, widgets
 from ftcore.archs import ARCHITECTURES, arch_names, describe_output_layers, get_arch
@@ -98,7 +99,7 @@ def start_steer_run(base: TrainConfig) -> None:
     st.session_state.pop(STEER_NOTE, None)
 
 
-def arch_ui(column, fixed: dict[str, str]) -> tuple[str, str | None]:
+def arch_ui(column: DeltaGenerator, fixed: dict[str, str]) -> tuple[str, str | None]:
     """The architecture: a built-in one, or any torchvision classification network by name; with the sentence
     that refuses a name torchvision does not have (the settings then show resnet18's)."""
     arch = column.radio("Architecture", [*ARCHITECTURES, OTHER_ARCH], horizontal=True, key="arch",

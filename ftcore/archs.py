@@ -50,6 +50,7 @@ class ArchSpec:
     # in fp32. The cached features of the quick and best presets use bf16 for every architecture.
     bf16_training: bool = True
     feature_node: str = "flatten"  # the traced graph's node whose output the output layer receives (fx name)
+    logits_node: str = "fc"  # the traced graph's last node, the logits (the output layer but in SqueezeNet)
     head_kind: str = "linear"  # "linear", or "conv": a 1x1 convolution before the pooling (SqueezeNet)
     build_kwargs: tuple[tuple[str, object], ...] = ()  # builder arguments that make training return plain logits
     unused_weights: tuple[str, ...] = ()  # prefixes of ImageNet tensors the built model leaves out (aux classifiers)
@@ -102,7 +103,7 @@ def catalog_spec(name: str, **measured: object) -> ArchSpec:
         name=name, builder=name, weights_url=e["weights_url"], head=e["head"], feature_dim=e["feature_dim"],
         cam_layer=e["cam_layer"], finetune_lr=5e-5, scratch_lr=5e-4,
         lr_source=f"the book's resnet18 rates, carried over (not checked for {name})", parameters=e["parameters"],
-        bf16_training=False, feature_node=e["feature_node"], head_kind=e["head_kind"],
+        bf16_training=False, feature_node=e["feature_node"], logits_node=e["logits_node"], head_kind=e["head_kind"],
         build_kwargs=tuple(sorted(e["build_kwargs"].items())), unused_weights=tuple(e["unused_weights"]),
         resize="shorter",
         resize_ratio=e["resize_size"] / e["crop_size"], interpolation=e["interpolation"], mean=tuple(e["mean"]),
@@ -140,10 +141,11 @@ def arch_names() -> list[str]:
 
 def get_arch(name: str) -> ArchSpec:
     """The spec of a built-in or catalog architecture, or a clear error naming the closest known names."""
-    if name in ARCHITECTURES:
-        return ARCHITECTURES[name]
-    if name in catalog():
-        return catalog_spec(name)
+    name = str(name).strip()
+    if name.lower() in ARCHITECTURES:  # torchvision's names are lower case; "ResNet18" is meant as resnet18
+        return ARCHITECTURES[name.lower()]
+    if name.lower() in catalog():
+        return catalog_spec(name.lower())
     close = difflib.get_close_matches(str(name).lower(), arch_names(), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}?" if close else f"choose one of {', '.join(ARCHITECTURES)}"
     raise FtcoreError(f"unknown architecture {name!r}: torchvision has no classification network of that name; "

@@ -17,7 +17,7 @@ from ftcore.data.balance import BalancedSampler, balanced_order, class_counts, c
 from ftcore.data.decoded import DecodedSplit, DecodedTrainBatches
 from ftcore.data.summary import list_dataset
 from ftcore.errors import FtcoreError
-from ftcore.records import EpochRecord
+from ftcore.records import EpochRecord, StateCaptured
 from ftcore.train.evaluate import Tally
 from ftcore.train.loop import fit
 from ftcore.train.step import train_step
@@ -135,3 +135,15 @@ def test_a_balanced_run_trains_and_measures_each_class(lopsided, balance, decode
     unbalanced = fit(dataclasses.replace(config, balance="none"))
     differs = [b.loss for b in trained.history.batches] != [b.loss for b in unbalanced.history.batches]
     assert differs  # balancing changed what was trained on (the draw) or how much each photo counted (the loss)
+
+
+def test_a_balanced_draw_from_disk_resumes_where_it_would_have_gone_on(lopsided):
+    """Photos streamed from disk drawn class-balanced: a run resumed after its first epoch draws the second as the
+    uninterrupted run did (the sampler's generator is saved with the state)."""
+    config = small_run(lopsided, balance="sampler", decode_once=False)
+    events = []
+    whole = fit(config, events.append, capture_state=True)
+    after_one = next(e.state for e in events if isinstance(e, StateCaptured) and e.epoch == 1)
+    resumed = fit(config, resume_from=after_one)
+    second = [b.loss for b in whole.history.batches if b.epoch > 1]
+    assert [b.loss for b in resumed.history.batches if b.epoch > 1] == pytest.approx(second, abs=1e-6)

@@ -14,9 +14,11 @@ from torchvision import models
 
 from ftcore.archs import ARCHITECTURES, CATALOG_FILE, arch_names, catalog, describe_output_layers, get_arch
 from ftcore.config import recipe
+from ftcore.data.dataset import load_rgb
 from ftcore.data.transforms import eval_preset
 from ftcore.errors import FtcoreError
 from ftcore.insight import explain
+from ftcore.insight.evaluation import evaluate_photos
 from ftcore.models.build import build_model
 from ftcore.models.checkpoint import load_checkpoint, save_checkpoint
 from ftcore.models.output_layer import output_layer
@@ -133,6 +135,29 @@ def test_sizes_a_network_cannot_take_are_refused_with_a_sentence():
     assert describe_output_layers("squeezenet1_0", 2)[1] == repr(nn.Conv2d(512, 2, kernel_size=1))
 
 
+def test_a_network_whose_output_layer_is_a_convolution_is_evaluated_and_explained_on_its_logits(tiny_data):
+    """SqueezeNet pools after its output layer: evaluation and Grad-CAM read the pooled logits, not its map."""
+    torch.manual_seed(0)
+    net, _ = build_model("squeezenet1_0", 2, pretrained=False)
+    transform = eval_preset("squeezenet1_0", 64)
+    ev = evaluate_photos(net.eval(), ["blue", "red"], transform, str(tiny_data), arch="squeezenet1_0")
+    assert ev.probabilities.shape == (16, 2) and ev.confusion.sum() == 16
+    with torch.no_grad():
+        direct = torch.softmax(net(torch.stack([transform(load_rgb(p)) for p in ev.paths[:4]])), 1)
+    np.testing.assert_allclose(ev.probabilities[:4], direct.numpy(), atol=1e-5)
+    cam, index = explain.grad_cam_photo(net, transform, load_rgb(ev.paths[0]), arch="squeezenet1_0")
+    assert cam.shape[::-1] == Image.open(ev.paths[0]).size and index in (0, 1)
+
+
+def test_googlenet_and_inception_are_built_as_torchvision_builds_them_for_their_weights():
+    """With ImageNet weights torchvision turns their input transform on (their weights expect it) and their aux
+    classifiers off; so does the lab."""
+    for name in ("googlenet", "inception_v3"):
+        kwargs = dict(get_arch(name).build_kwargs)
+        assert kwargs["transform_input"] is True and kwargs["aux_logits"] is False
+        assert get_arch(name).build().transform_input
+
+
 def test_grad_cam_says_a_vision_transformer_has_no_feature_map():
     net = get_arch("vit_b_16").build()
     with pytest.raises(FtcoreError, match="vit_b_16 has no convolutional feature map"):
@@ -146,7 +171,9 @@ def test_a_tiny_scratch_run_of_a_catalog_network_trains_and_reloads(tiny_data, t
     before = get_arch("regnet_y_400mf")
     trained = fit(config)
     assert len(trained.history.epochs) == 2 and trained.history.final().train_loss > 0
-    assert trained.eval_transform.interpolation == before.interpolation  # the weights' own preprocessing
+    # the weights' own preprocessing: RegNet's V2 weights resize the shorter side to 232 for their 224 crop
+    assert before.resize_ratio == 232 / 224 and before.resize == "shorter"
+    assert (trained.eval_transform.resize, trained.eval_transform.resize_size) == ("shorter", 33)
     path = save_checkpoint(trained, tmp_path / "checkpoint.pt")
     again = load_checkpoint(path)
     x = torch.randn(2, 3, 32, 32)

@@ -187,7 +187,7 @@ def evaluate_photos(model: nn.Module, classes: list[str], transform: EvalPreset,
     device = next(model.parameters()).device
     probabilities, features, targets = [], [], []
     spec = spec_for(model, arch)
-    view = activations(model, {spec.feature_node: "features", spec.head: "logits"})
+    view = activations(model, {spec.feature_node: "features", spec.logits_node: "logits"})
     for out, y in EvalPass(view, loader, device, stop=stop):
         probabilities.append(torch.softmax(out["logits"].float(), dim=1).cpu())
         features.append(out["features"].flatten(1).float().cpu())

@@ -49,7 +49,7 @@ def grad_cam(model: nn.Module, batch: torch.Tensor, class_index: int | None = No
     (the predicted one unless `class_index` is given)."""
     device = next(model.parameters()).device
     spec = spec_for(model, arch)
-    view = activations(model, {cam_block(model, arch): "maps", spec.head: "logits"})
+    view = activations(model, {cam_block(model, arch): "maps", spec.logits_node: "logits"})
     with torch.inference_mode(False), torch.enable_grad():
         # A private leaf that requires grad (cloned outside inference mode, so autograd may use it): the
         # activations then carry a graph even when the copied layers are frozen.

@@ -16,9 +16,9 @@ from ..errors import FtcoreError
 def spec_of_model(net: nn.Module) -> ArchSpec:
     """The registry entry whose output layer and Grad-CAM block a model has by name (for models loaded without
     their architecture's name); FtcoreError when none fits."""
-    names = {name for name, _ in net.named_modules()}
-    for spec in ARCHITECTURES.values():
-        if spec.head in names and spec.cam_layer in names:
+    modules = dict(net.named_modules())
+    for spec in ARCHITECTURES.values():  # a catalog network's layers can be named alike (ConvNeXt's classifier.1)
+        if spec.cam_layer in modules and isinstance(modules.get(spec.head), nn.Linear):
             return spec
     raise FtcoreError(f"{type(net).__name__} has none of the layers of {', '.join(ARCHITECTURES)}; use a model "
                       "trained here")

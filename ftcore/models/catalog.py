@@ -28,15 +28,17 @@ from ..archs import CATALOG_FILE, IMAGENET_CLASSES
 # Sizes probed for what a network accepts: the Train page's sizes, and the smallest that torchvision's weights
 # say some networks need.
 PROBE_SIZES = (32, 64, 75, 96, 128, 160, 192, 224)
-# Builders whose auxiliary classifiers training would otherwise return beside the logits; their random
-# initialisation named, as torchvision asks of them.
-NO_AUX = {"aux_logits": False, "init_weights": True}
+# Builders given the arguments torchvision itself passes them with ImageNet weights: no auxiliary classifiers
+# (whose logits training would otherwise return beside the output), their inputs mapped from ImageNet's
+# normalisation to the one their weights were trained on, and their random initialisation named.
+AS_THEIR_WEIGHTS = {name: {"aux_logits": False, "transform_input": True, "init_weights": True}
+                    for name in ("googlenet", "inception_v3")}
 
 
 def build_without_weights(name: str, **kwargs: object) -> tuple[nn.Module, dict]:
     """`name` built without weights, on the meta device where its constructor allows (else built on the CPU and
     moved there), with the keyword arguments that make it return plain logits, and `kwargs`."""
-    kwargs = {**(NO_AUX if name in ("googlenet", "inception_v3") else {}), **kwargs}
+    kwargs = {**AS_THEIR_WEIGHTS.get(name, {}), **kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the catalog's build only reads the network's shape
         try:
@@ -110,6 +112,17 @@ def forward_facts(model: nn.Module, size: int) -> tuple[int, str | None]:
     return produced[0], cam
 
 
+def logits_node(model: nn.Module, size: int) -> str:
+    """The traced graph's last node, whose output is the logits (the output layer itself, except where pooling
+    follows it, as in SqueezeNet), checked by its shape."""
+    _, nodes = get_graph_node_names(model)
+    with torch.no_grad():
+        shape = create_feature_extractor(model, {nodes[-1]: "x"})(torch.zeros(1, 3, size, size, device="meta"))["x"]
+    if tuple(shape.shape) != (1, IMAGENET_CLASSES):
+        raise ValueError(f"node {nodes[-1]} gives {tuple(shape.shape)}, not the logits")
+    return nodes[-1]
+
+
 def feature_node(model: nn.Module, head: str, feature_dim: int, size: int) -> str:
     """The traced graph's node whose output the output layer receives (torchvision's feature-extraction names), for
     the quick and best presets' cached features: the node just before the output layer, checked by its shape."""
@@ -145,6 +158,7 @@ def derive(name: str) -> dict:
     return {
         "head": head, "head_kind": "linear" if isinstance(layer, nn.Linear) else "conv", "feature_dim": feature_dim,
         "cam_layer": cam, "feature_node": feature_node(model, head, feature_dim, size),
+        "logits_node": logits_node(model, size),
         "build_kwargs": kwargs, "unused_weights": unused, "parameters": weights.meta["num_params"],
         "weights": weights.name, "weights_url": weights.url,
         "crop_size": crop, "resize_size": preprocessing.resize_size[0],

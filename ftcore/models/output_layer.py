@@ -58,6 +58,8 @@ def init_output_from_imagenet(layer: nn.Linear, classes: list[str], state: dict[
 
 def head_init_status(arch: str, weights_file: str | None, classes: list[str]) -> tuple[bool, str]:
     """Whether the new output layer can start from ImageNet rows here, and one sentence saying why (not)."""
+    if get_arch(arch).head_kind != "linear":
+        return False, f"{arch}'s output layer is a convolution, which cannot start from ImageNet rows"
     try:
         source = locate_weights(arch, weights_file)
     except FtcoreError as e:

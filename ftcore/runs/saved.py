@@ -101,7 +101,8 @@ def best_run(runs: Sequence[Run]) -> tuple[int, str] | None:
     if not measured:
         return None
     accuracy, best = max(measured)  # the higher position wins a tie: the newer run
-    split = runs[best].history.heldout
+    splits = {runs[i].history.heldout for _, i in measured}
+    split = splits.pop() if len(splits) == 1 else "held-out (val or test)"  # runs on other layouts, said so
     if len(measured) == 1:
         return best, f"the only run of this tab with a {split} accuracy ({accuracy:.3f})"
     runner_up, other = max((a, i) for a, i in measured if i != best)

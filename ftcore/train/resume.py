@@ -23,8 +23,10 @@ VERSION = 1
 
 
 def batches_generator(batches: object) -> torch.Generator | None:
-    """The generator that shuffles (and, decoded once, crops) the training batches, if they have one."""
-    return getattr(batches, "generator", None)
+    """The generator that shuffles (and, decoded once, crops) the training batches, if they have one: their own,
+    or their sampler's (a class-balanced draw of photos streamed from disk)."""
+    generator = getattr(batches, "generator", None)
+    return generator if generator is not None else getattr(getattr(batches, "sampler", None), "generator", None)
 
 
 def torch_generators() -> dict:
