@@ -23,12 +23,18 @@ def flat_folder(tmp_path, per_class: int = 20):
 
 
 def split_table(at) -> dict[str, dict]:
-    """The explorer's counts table (Markdown): class -> {split: photos}."""
+    """The explorer's counts table (Markdown): class -> {split: photos}; each class's share of its split, written
+    beside its count ("17 (47%)"), is checked against the counts on the way."""
     table = next(m.value for m in at.markdown if m.value.startswith("| class |"))
     header, _, *rows = [[re.sub(r"\\(.)", r"\1", cell.strip()).strip("*") for cell in line.strip("|").split(" | ")]
                         for line in table.splitlines()]
-    return {cells[0]: {split: int(count) for split, count in zip(header[1:], cells[1:], strict=True)}
-            for cells in rows}
+    cells = {row[0]: dict(zip(header[1:], row[1:], strict=True)) for row in rows}
+    counts = {name: {split: int(cell.split(" (")[0]) for split, cell in row.items()} for name, row in cells.items()}
+    for name, row in cells.items():
+        for split, cell in row.items():
+            if name != "all":
+                assert cell.endswith(f"({counts[name][split] / counts['all'][split]:.0%})"), (name, split, cell)
+    return counts
 
 
 def test_a_folder_of_class_folders_is_split_and_the_share_can_change(tmp_path):

@@ -44,7 +44,8 @@ def test_evaluate_prints_the_table_accuracy_matrix_and_worst_photos(checkpoint_f
     expected = evaluate_photos(loaded.model, loaded.classes, loaded.eval_transform, str(tiny_data))
     assert code == 0
     assert out.splitlines()[0].split() == ["class", "precision", "recall", "f1", "support"]
-    assert f"accuracy {expected.accuracy:.3f} on 16 test photos" in out
+    assert (f"accuracy {expected.accuracy:.3f}, balanced accuracy {expected.balanced_accuracy:.3f} (the mean of "
+            "the classes' recalls) on 16 test photos") in out
     assert f"accuracy {loaded.history.final().test_acc:.3f}" in out  # what training measured
     assert "confusion matrix (rows: true class, columns: predicted class)" in out
     assert len(re.findall(r"^\S+\.png: true (blue|red), predicted (blue|red) p [01]\.\d{3}", out, re.M)) == 3

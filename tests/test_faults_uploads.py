@@ -199,8 +199,11 @@ def test_the_predict_page_classifies_at_most_its_limit_and_says_so(monkeypatch, 
     at.file_uploader[0].upload("fake.jpg", b"not a photo", "image/jpeg")
     at.run()
     assert not at.exception
-    assert [w.value for w in at.warning] == ["6 photos uploaded; the first 3 are classified. Remove some, or classify "
-                                             "the rest in another go."]
+    warnings = [w.value for w in at.warning]
+    assert warnings[0] == ("6 photos uploaded; the first 3 are classified. Remove some, or classify the rest in "
+                           "another go.")
+    # one epoch on 4 photos per class learns nothing: the page also says its model is at chance, and nothing else
+    assert len(warnings) == 1 + (result.history.chance_note(2) is not None)
     assert len(at.get("plotly_chart")) == 3 and not at.error
 
 

@@ -488,7 +488,8 @@ def test_evaluate_on_a_copy_with_renamed_classes(old, new, runs, tiny_data, tmp_
     assert note == [f"classes matched by name: {new} is taken as {old}"]
     assert evaluation_lines(original) == ([], table)  # same per-class figures, accuracy and confusion matrix
     accuracy = [line for line in table if line.startswith("accuracy ")]
-    assert len(accuracy) == 1 and re.fullmatch(rf"accuracy {ACC} on 16 test photos", accuracy[0])
+    assert len(accuracy) == 1 and re.fullmatch(rf"accuracy {ACC}, balanced accuracy {ACC} \(the mean of the "
+                                                  r"classes' recalls\) on 16 test photos", accuracy[0])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -172,10 +172,10 @@ def format_summary(summary: DatasetSummary) -> str:
                      f"aspect ratio {s['aspect_min']:.2f}-{s['aspect_max']:.2f}")
     if summary.ignored:
         lines.append(f"ignored: {len(summary.ignored)} file(s) that are not photos, e.g. {summary.ignored[0]}")
-    if summary.unreadable:
-        lines.append(f"unreadable: {summary.unreadable_message()}")
-    if summary.duplicates:
-        lines.append(f"leakage: {summary.leakage_message()}")
     if imbalance := summary.imbalance_message():
         lines.append(f"warning: {imbalance}")
+    if summary.duplicates:
+        lines.append(f"leakage: {summary.leakage_message()}")
+    if summary.unreadable:  # last: the one that stops training
+        lines.append(f"unreadable: {summary.unreadable_message()}")
     return "\n".join(lines)
