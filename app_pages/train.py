@@ -107,7 +107,8 @@ def arch_ui(column: DeltaGenerator, fixed: dict[str, str]) -> tuple[str, str | N
                         help=fixed.get("arch"))
     if arch != OTHER_ARCH:
         return arch, None
-    name = column.text_input("Other torchvision network", "efficientnet_b0", key="arch-other", disabled=bool(LIVE),
+    st.session_state.setdefault("arch-other", "efficientnet_b0")  # state, not value=: a live run sets it
+    name = column.text_input("Other torchvision network", key="arch-other", disabled=bool(LIVE),
                              help=f"Any of the {len(arch_names())} classification networks torchvision lists "
                              "(efficientnet_b0, convnext_tiny, regnet_y_400mf, vit_b_16, ...): its ImageNet weights "
                              "and preprocessing come from torchvision, its learning rates are the book's carried "

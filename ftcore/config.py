@@ -213,7 +213,7 @@ def recipe(mode: str = "finetune", arch: str | None = None, preset: str = "book"
         raise FtcoreError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     preset_fields = {name: value for name, value in PRESETS[preset].items() if name != "arch"}
     arch = arch or PRESETS[preset].get("arch") or TrainConfig.default("arch")
-    get_arch(arch)  # an unknown architecture is named before the mode
+    arch = get_arch(arch).name  # an unknown architecture is named before the mode; "ResNet18" is resnet18
     if mode not in MODES:
         raise FtcoreError(f"mode must be finetune or scratch (got {mode!r})")
     defaults = {"lr": default_lr(mode, arch), "param_groups": mode == "finetune", **preset_fields}
