@@ -74,6 +74,11 @@ def model_picker_ui(page: str) -> ModelChoice | None:
     return ModelChoice(upload=upload) if upload is not None else None
 
 
+def as_sentence(phrase: str) -> str:
+    """An engine's phrase ("the classes are unequal: ...") as a sentence on a page: capitalised, with its stop."""
+    return phrase[:1].upper() + phrase[1:] + "."
+
+
 def three_decimals(*columns: str) -> dict:
     """st.dataframe column_config showing these number columns as 0.939, not 0.94."""
     return {name: st.column_config.NumberColumn(format="%.3f") for name in columns}

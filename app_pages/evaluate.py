@@ -63,7 +63,7 @@ def evaluate_ui(key: str, ev: Evaluation) -> None:
                 help="The mean of the classes' recalls: accuracy as if every class had as many photos. Far below "
                 "the accuracy, the model favours the larger classes.")
     if ev.note:
-        left.caption(ev.note[0].upper() + ev.note[1:] + ".")
+        left.caption(widgets.as_sentence(ev.note))
     right.dataframe([{"class": m.name, "precision": m.precision, "recall": m.recall, "F1": m.f1,
                       "support": m.support} for m in ev.per_class()], hide_index=True,
                     column_config=widgets.three_decimals("precision", "recall", "F1"))

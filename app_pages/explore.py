@@ -36,7 +36,7 @@ def folder_ui() -> str | None:
     """A dataset folder on this machine in any layout (inside the data root, if one is set)."""
     refusal = paths.folder_picking_refusal()
     if refusal:
-        st.warning(refusal[0].upper() + refusal[1:] + ".", icon=":material/lock:")
+        st.warning(widgets.as_sentence(refusal), icon=":material/lock:")
         return None
     allowed = paths.allowed_data_root()
     if allowed is not None:
@@ -204,7 +204,7 @@ def counts_ui(summary: DatasetSummary) -> None:
     lines.append(row("**all**", [str(summary.total(split)) for split in summary.splits]))
     st.markdown("\n".join(lines))
     if imbalance := summary.imbalance_message():
-        st.warning(f"{imbalance[0].upper()}{imbalance[1:]} (Train, More settings, Balance classes).",
+        st.warning(widgets.as_sentence(f"{imbalance} (Train, More settings, Balance classes)"),
                    icon=":material/balance:")
 
 
@@ -272,12 +272,12 @@ stats = summary.size_stats()
 metrics[-1].metric("Aspect ratios", f"{stats['aspect_min']:.2f}-{stats['aspect_max']:.2f}" if stats else
                    "n/a" if summary.checked or check.error else "checking...")
 if check.error:
-    st.error(f"{check.error[0].upper()}{check.error[1:]}; the counts come from the file listing, and a run that "
-             "meets a photo it cannot read stops and names it.")
+    st.error(widgets.as_sentence(f"{check.error}; the counts come from the file listing, and a run that meets a "
+                                 "photo it cannot read stops and names it"))
 elif not summary.checked:
     photo_check_ui(root)
 if summary.duplicates:
-    st.warning(summary.leakage_message()[0].upper() + summary.leakage_message()[1:] + ".", icon=":material/warning:")
+    st.warning(widgets.as_sentence(summary.leakage_message()), icon=":material/warning:")
 if summary.unreadable:
     st.error(summary.unreadable_message(), icon=":material/broken_image:")
     with st.expander(f"The {len(summary.unreadable)} photo(s) that cannot be read"):

@@ -58,7 +58,7 @@ key, trained = chosen
 results = cached.classify(key, trained, [(photo.name, photo.getvalue()) for photo in photos])
 at_chance = trained.history.chance_note(len(trained.classes))
 if at_chance:
-    st.warning(f"{at_chance[0].upper()}{at_chance[1:]}.", icon=":material/casino:")
+    st.warning(widgets.as_sentence(at_chance), icon=":material/casino:")
 for i, result in enumerate(results):
     if result.error:
         st.error(result.error)

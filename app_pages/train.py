@@ -8,6 +8,7 @@ from streamlit.delta_generator import DeltaGenerator
 from app import choices, jobs, tab, torch_facts, widgets
 from ftcore.archs import ARCHITECTURES, arch_names, describe_output_layers, get_arch
 from ftcore.config import (
+    BALANCE_DESCRIPTIONS,
     BALANCE_WHEN_ASKED,
     CPU_DEVICES,
     LOSS_REDUCTIONS,
@@ -44,9 +45,6 @@ FIXED_WHILE_TRAINING = {
     "size": "Fixed while this run trains: its photos were decoded at this size at its start.",
 }
 OTHER_ARCH = "other"  # the architecture radio's last option: a torchvision network named in a text field
-# What the Balance classes toggle does, by the method it asks for.
-BALANCE_HELP = {"loss": "each photo's loss is weighted by the inverse of its class's share.",
-                "sampler": "every epoch draws the classes in equal shares."}
 STEER_NOTE = "steer-note"  # session state: the jobs.SteerNote of this tab's last steering ask
 
 
@@ -178,7 +176,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool, str | None]:
                                           "layer alone on features the frozen copied layers compute once per photo.")
     st.session_state.setdefault("batch", book.batch_size)
     st.session_state.setdefault("size", book.image_size)
-    sizes = [size for size in choices.IMAGE_SIZES if spec.size_problem(size) is None]
+    sizes = spec.sizes_among(choices.IMAGE_SIZES)
     if not spec.fixed_size and st.session_state["size"] not in sizes:  # below the network's smallest
         st.session_state["size"] = sizes[0]
     batch_size = columns[1].select_slider("Batch size", choices.BATCH_SIZES, key="batch",
@@ -207,7 +205,7 @@ def settings_ui(root: str | None) -> tuple[TrainConfig, bool, str | None]:
                                                help=choices.MICRO_BATCH_HELP)
         balance = columns[5].toggle("Balance classes", key="balance",
                                     help="Each class counts equally in training, however many photos it has: "
-                                    f"{BALANCE_HELP[BALANCE_WHEN_ASKED]} Off in the book.")
+                                    f"{BALANCE_DESCRIPTIONS[BALANCE_WHEN_ASKED]}. Off in the book.")
     val_fraction, split_seed = tab.data_split()
     return recipe(mode, arch, preset, data=root or "", lr=lr, param_groups=groups, epochs=int(epochs),
                   val_fraction=val_fraction, split_seed=split_seed,

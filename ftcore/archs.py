@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +79,10 @@ class ArchSpec:
     def fixed_size_rule(self) -> str:
         """"vit_b_16 takes 224 x 224 photos only" ("" for a network that takes any size)."""
         return f"{self.name} takes {self.fixed_size} x {self.fixed_size} photos only" if self.fixed_size else ""
+
+    def sizes_among(self, sizes: Sequence[int]) -> list[int]:
+        """The sizes of `sizes` this network takes (all of them, but for a fixed or a smallest size)."""
+        return [size for size in sizes if self.size_problem(size) is None]
 
     def size_problem(self, image_size: int) -> str | None:
         """Why this network cannot take `image_size` px photos, as one sentence; None when it can."""

@@ -18,6 +18,10 @@ HEAD_INITS = ("xavier", "imagenet")  # how the new output layer starts: the book
 # How a run gives unequal classes an equal say (data.balance): not at all (the book), a class-weighted loss, or a
 # class-balanced draw of every epoch's photos.
 BALANCE_METHODS = ("none", "loss", "sampler")
+# What each way of balancing does, for the help of the flag and of the Train page's toggle.
+BALANCE_DESCRIPTIONS = {"none": "every photo once an epoch, its loss unweighted (the book's)",
+                        "loss": "each photo's loss weighted by the inverse of its class's share",
+                        "sampler": "every epoch drawn with the classes in equal shares"}
 BALANCE_WHEN_ASKED = "loss"  # what "balance the classes" means where no method is named: the one that won (docs)
 # "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
 # else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
@@ -91,9 +95,8 @@ class TrainConfig:
                              "the new output layer (fine-tune only)")
     head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
                           "output rows named like the classes (fine-tune only)")
-    balance: str = knob("none", "give every class an equal say in training: none (book), loss (each photo's loss "
-                        "weighted by the inverse of its class's share) or sampler (every epoch drawn with the "
-                        "classes in equal shares)")
+    balance: str = knob("none", "give every class an equal say in training: " + "; ".join(
+        f"{method}: {words}" for method, words in BALANCE_DESCRIPTIONS.items()))
 
     def validate(self) -> None:
         """Raise FtcoreError naming the first field a user set to something unusable."""
