@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import tab
+from app import paths, tab
 from ftcore import archs
 from ftcore.config import BOOK_RESULTS, BOOK_SETUP, book_lr, lr_words
 from ftcore.data import download
@@ -83,6 +83,7 @@ pages = [
     st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
     st.Page("app_pages/evaluate.py", title="Evaluate & explain", icon=":material/insights:"),
 ]
+paths.keep_files_private()  # served to others: what the server writes, its own account alone reads
 tab.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
 tab.data_root()  # pick this session's data once, before any page needs it
 st.navigation(pages).run()

@@ -11,6 +11,8 @@ from ftcore.lr_find.finding import two_digits
 
 MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when it cut the rest
 
+PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
+                 "best": "Best (plus augmented views)"}
 MODE_LABELS = {"finetune": "Fine-tune (ImageNet weights)", "scratch": "From scratch (random weights)"}
 LR_OPTIONS = [float(f"{m}e{e}") for e in range(-6, -1) for m in (1, 2, 5)] + [0.1]  # 1e-6 ... 1e-1, log scale
 

@@ -1,5 +1,9 @@
 """This tab's work: its run, its series of runs and its learning-rate finder, all queued with the server's one
-backend; the runs it kept, the runs saved on this machine, and the interrupted runs it can resume.
+backend; the runs it kept, its runs saved on this machine, and its interrupted runs it can resume.
+
+Every run a tab starts is that tab's (`tab.owner`): it lists, stops, steers and resumes its own runs only. Whoever
+starts the server may share runs between tabs ($FTCORE_SHARE_RUNS=1: a person alone on a laptop); then every tab
+lists every run, and continues another tab's interrupted run as a new run of its own, from its saved state.
 
 The backends and the series of runs load torch, so they are imported where a run is started, not with this module:
 a cold server draws the Train page's controls first.
@@ -7,6 +11,7 @@ a cold server draws the Train page's controls first.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,22 +23,22 @@ from app import tab
 from app.paths import user_path
 from ftcore.config import TrainConfig
 from ftcore.errors import FtcoreError
+from ftcore.lab import lesson
 from ftcore.lr_find.finding import FinderSettings
 from ftcore.records import Status
 from ftcore.runs import saved
 from ftcore.runs.address import cluster_address
 from ftcore.runs.backend import Backend
-from ftcore.runs.folder import STATE_FILE
+from ftcore.runs.folder import STATE_FILE, read_owner
 from ftcore.runs.process import FinderJob, ProcessJob, list_interrupted
 from ftcore.runs.saved import Run, list_saved_runs
 from ftcore.runs.snapshot import FinderSnapshot, JobSnapshot
-from ftcore.runs.steering import ask, rates_to_come, read_state
-from ftcore.train.steering import Rates
 from ftcore.util import paths
 
 if TYPE_CHECKING:
     from ftcore.runs.series import Experiment
 
+SHARE_ENV = "FTCORE_SHARE_RUNS"  # "1": every tab lists every run of the server (off: each tab its own)
 POLL_SECONDS = 1.0  # how often the Train page redraws while a job runs
 QUEUED_POLL_SECONDS = 5.0  # and while it waits in the queue (every tab polls the server: waiting ones less often)
 
@@ -66,6 +71,16 @@ def job_running() -> bool:
     """True while this session's job has not ended."""
     job = current_job()
     return job is not None and not job.snapshot().done
+
+
+def sharing() -> bool:
+    """True where whoever started the server shares runs between tabs ($FTCORE_SHARE_RUNS=1)."""
+    return os.environ.get(SHARE_ENV, "").strip() == "1"
+
+
+def listed_owner() -> str | None:
+    """Whose runs this tab lists: its own, or everyone's (None) where runs are shared."""
+    return None if sharing() else tab.owner()
 
 
 def runs_dir() -> Path:
@@ -105,16 +120,24 @@ def start_job(config: TrainConfig) -> ProcessJob:
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    return _keep_job(ProcessJob(config, runs_dir()).start(backend()))
+    return _keep_job(ProcessJob(config, runs_dir(), owner=tab.owner()).start(backend()))
 
 
 def resume_job(folder: str | Path) -> ProcessJob:
-    """Queue the interrupted run in `folder` to continue after its last saved epoch, as this session's job."""
+    """Queue the interrupted run in `folder` to continue after its last saved epoch, as this session's job: this
+    tab's own run goes on in its folder; another tab's (where runs are shared) goes on as a new run of this tab's,
+    from its saved state, and keeps its owner and its record."""
+    folder = Path(folder)
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
-    if any(job.folder == Path(folder) for job in backend().running()):
-        raise FtcoreError(f"the run in {folder} is training already; watch it in the tab that started it")
-    return _keep_job(ProcessJob.resumed(folder).start(backend()))
+    if read_owner(folder) == tab.owner():
+        if any(job.folder == folder for job in backend().running()):
+            raise FtcoreError(f"the run in {folder} is training already; watch it in the tab that started it")
+        return _keep_job(ProcessJob.resumed(folder).start(backend()))
+    if not sharing():
+        raise FtcoreError(f"the run in {folder} is not this tab's, and this server does not share runs; only the tab "
+                          f"that started a run resumes it (runs are shared where the server sets {SHARE_ENV}=1)")
+    return _keep_job(ProcessJob.continued(folder, tab.owner()).start(backend()))
 
 
 def _keep_job(job: ProcessJob) -> ProcessJob:
@@ -124,7 +147,8 @@ def _keep_job(job: ProcessJob) -> ProcessJob:
 
 
 def interrupted_runs() -> list[Path]:
-    """Run folders on this machine that ended before their last epoch and can be resumed (none training now)."""
+    """This tab's run folders (every tab's, where runs are shared) that ended before their last epoch and can be
+    resumed (none training now)."""
     try:  # before the server's first run no backend is made: making one loads torch, after the controls
         training = {job.folder for job in backend().running()} if BACKEND_MADE.is_set() or cluster_address() \
             else set()
@@ -133,12 +157,12 @@ def interrupted_runs() -> list[Path]:
     folder = runs_dir()
     stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(f"*/{STATE_FILE}"))) \
         if folder.is_dir() else ()
-    return [Path(f) for f in _interrupted(str(folder), stamp) if Path(f) not in training]
+    return [Path(f) for f in _interrupted(str(folder), stamp, listed_owner()) if Path(f) not in training]
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _interrupted(folder: str, stamp: tuple) -> list[str]:
-    return [str(f) for f in list_interrupted(folder)]
+@st.cache_data(show_spinner=False, max_entries=64)
+def _interrupted(folder: str, stamp: tuple, owner: str | None) -> list[str]:
+    return [str(f) for f in list_interrupted(folder, owner)]
 
 
 def current_finder() -> FinderJob | None:
@@ -166,61 +190,10 @@ def start_finder(config: TrainConfig, settings: FinderSettings) -> FinderJob:
     config.validate()
     if config.weights:
         config.weights = str(user_path(config.weights))
-    finder = FinderJob(config, backend().finder_root(), settings).start(backend())
+    finder = FinderJob(config, backend().finder_root(), settings, owner=tab.owner()).start(backend())
     st.session_state[tab.FINDER_KEY] = finder
     tab.remember()
     return finder
-
-
-@dataclass(frozen=True)
-class SteerNote:
-    """What a tab's last steering ask came to, shown beside the live controls until the run takes it."""
-
-    text: str
-    wanted: Rates | None  # the rates asked for; None where the ask was refused (the text says why)
-
-
-def steer(lr: float | None = None, head_factor: float | None = None, freeze: bool | None = None) -> Rates | None:
-    """Ask this tab's run, while it trains, for other learning rates from its next batch (runs.steering.ask): the
-    rates asked for, or None when it trains at them already. Only the tab that started a run steers it: FtcoreError
-    when this tab has no run training."""
-    job = current_job()
-    if job is None or not job.snapshot().steerable:
-        raise FtcoreError("this tab has no run training now, so there is nothing to steer; only the tab that started "
-                          "a run steers it, while it trains")
-    asked, wanted, _ = ask(job.folder, lr, head_factor, freeze)
-    return wanted if asked is not None else None
-
-
-def live_rates() -> tuple[Rates, float] | None:
-    """The rates this tab's run goes on training at (an ask it has not taken yet counts) and the copied layers' rate
-    to unfreeze to; None where it has not said."""
-    job = current_job()
-    state = read_state(job.folder) if job is not None else None
-    return rates_to_come(job.folder, state) if state is not None else None
-
-
-def steer_lesson(lr_factor: float | None = None, freeze: bool | None = None) -> int:
-    """Ask every run of this tab's lesson still training at once: its copied layers at `lr_factor` times their rate
-    (frozen ones keep frozen, at the new rate for later; each keeps its output layer's factor), or frozen or
-    unfrozen; how many runs were asked. A run that ends meanwhile is left out; FtcoreError when none could be."""
-    experiment = current_experiment()
-    asked, problems = 0, []
-    for job in experiment.jobs() if experiment is not None else []:
-        state = read_state(job.folder) if isinstance(job, ProcessJob) and job.snapshot().steerable else None
-        if state is None:
-            continue
-        now, unfrozen_lr = rates_to_come(job.folder, state)  # x10 twice within a batch is x100
-        lr = (now.lr or unfrozen_lr) * lr_factor if lr_factor is not None else None
-        try:
-            asked += ask(job.folder, lr, None, freeze)[0] is not None
-        except FtcoreError as e:
-            problems.append(str(e))
-    if not asked and problems:
-        raise FtcoreError(problems[0])
-    if not asked and experiment is not None and not any(job.snapshot().steerable for job in experiment.jobs()):
-        raise FtcoreError("no run of this tab's lesson is training now, so there is nothing to steer")
-    return asked
 
 
 def collect_job() -> JobSnapshot | None:
@@ -231,18 +204,18 @@ def collect_job() -> JobSnapshot | None:
 
 
 def saved_runs() -> tuple[list[Run], list[str]]:
-    """Runs saved on this machine (by any tab, before any restart) that are not among this tab's runs,
-    oldest first, and a sentence for each run folder that could not be read."""
+    """This tab's runs saved on this machine (every tab's, where runs are shared; before a restart too) that are not
+    among its runs now, oldest first, and a sentence for each run folder that could not be read."""
     folder = runs_dir()
     stamp = folder.stat().st_mtime_ns if folder.is_dir() else 0
-    found, problems = _saved_runs(str(folder), stamp)
+    found, problems = _saved_runs(str(folder), stamp, listed_owner())
     mine = {run.id for run in st.session_state.get(tab.RUNS_KEY, [])}
     return [run for run in found if run.id not in mine], problems
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
-def _saved_runs(folder: str, stamp: int) -> tuple[list[Run], list[str]]:
-    return list_saved_runs(folder)
+@st.cache_data(show_spinner=False, max_entries=64)
+def _saved_runs(folder: str, stamp: int, owner: str | None) -> tuple[list[Run], list[str]]:
+    return list_saved_runs(folder, owner)
 
 
 def add_saved_runs(chosen: list[Run]) -> None:
@@ -274,7 +247,7 @@ def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
         config.validate()
     for config in configs:
         backend().check_fits(config)
-    experiment = Experiment(kind, configs, runs_dir=runs_dir(), backend=backend()).start()
+    experiment = Experiment(kind, configs, runs_dir(), backend(), owner=tab.owner()).start()
     st.session_state[tab.EXPERIMENT_KEY] = experiment
     return experiment
 
@@ -287,3 +260,25 @@ def _collect_experiment_runs(kept: list[Run]) -> bool:
     new = experiment.runs(skip={run.id for run in kept})
     kept.extend(new)
     return bool(new)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """Where this tab's work stands as the Train page draws: what polls, and whether the controls steer a run."""
+
+    polling: bool  # its run has not ended: the live view redraws
+    experiment: bool  # a series of its runs has not ended (a lesson here, or one from Experiments)
+    lesson: bool  # that series is a lesson: its view redraws
+    finder: bool  # its learning-rate finder waits or runs
+    queued: bool  # its run waits in the queue
+    live: JobSnapshot | None  # its run trains epochs of every layer: the slider, the 10x toggle and Freeze steer it
+
+
+def train_state() -> TrainState:
+    """This tab's TrainState now."""
+    snap = collect_job()
+    polling, experiment = snap is not None and not snap.done, experiment_running()
+    return TrainState(polling=polling, experiment=experiment,
+                      lesson=experiment and current_experiment().kind in lesson.LESSONS, finder=finder_running(),
+                      queued=polling and snap.status == Status.QUEUED,
+                      live=snap if polling and snap.steerable else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from ftcore.errors import FtcoreError
+from ftcore.util.paths import PRIVATE_UMASK
 from ftcore.util.user_paths import resolve_user_path
 
 DATA_ROOT_ENV = "FTCORE_DATA_ROOT"  # set when serving on a network: the only folder users may pick from
@@ -24,6 +25,13 @@ def allowed_data_root() -> Path | None:
 def served_on_network() -> bool:
     """True unless the server listens on this machine only (server.address localhost, as config.toml sets)."""
     return str(st.get_option("server.address") or "") not in LOCAL_ADDRESSES
+
+
+def keep_files_private() -> None:
+    """On a server others reach, make every file and folder it writes from now on (run folders and everything in
+    them, uploads, built datasets, caches) readable by its own account only; its runs inherit the same umask."""
+    if served_on_network():
+        os.umask(PRIVATE_UMASK)
 
 
 def folder_picking_refusal() -> str | None:

@@ -3,7 +3,9 @@ choice of data and of how validation is held out.
 
 A browser refresh starts a new Streamlit session. So that it finds its run again, each tab carries a random id in
 its URL (`?tab=...`), and a process-wide registry maps that id to the tab's data choice, job and runs; a new
-session whose URL names a known id takes them over.
+session whose URL names a known id takes them over. The id is also what owns the tab's runs (`owner`): a URL
+that names an id the registry does not know (the server restarted) keeps it, and finds that tab's runs on disk
+again. It is 128 random bits, so nobody finds another's by guessing (docs/errors.md says what holding it allows).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import streamlit as st
 
 from ftcore.config import TrainConfig
 from ftcore.data.download import find_data
+from ftcore.runs.folder import owner_of
 from ftcore.util.lru import LruStore
 
 # The session-state keys of a tab's state: its data, split, job, runs, series of runs and lr finder.
@@ -45,20 +48,21 @@ def attach_tab() -> str:
     tab = st.session_state.get(TAB_KEY)
     if tab is None:
         asked = st.query_params.get(TAB_PARAM)
-        state = tab_registry().get(asked) if isinstance(asked, str) and re.fullmatch(r"[0-9a-f]{32}", asked) \
-            else None
-        if state is not None:
-            tab = asked
-            for key, value in state.items():
-                if key not in st.session_state:
-                    st.session_state[key] = list(value) if isinstance(value, list) else value
-        else:
-            tab = uuid.uuid4().hex
+        known = isinstance(asked, str) and re.fullmatch(r"[0-9a-f]{32}", asked) is not None
+        tab = asked if known else uuid.uuid4().hex  # a known-looking id owns its runs even after a restart
+        for key, value in (tab_registry().get(tab) or {}).items():
+            if key not in st.session_state:
+                st.session_state[key] = list(value) if isinstance(value, list) else value
         st.session_state[TAB_KEY] = tab
     if st.query_params.get(TAB_PARAM) != tab:
         st.query_params[TAB_PARAM] = tab  # navigation clears query parameters; put it back
     remember()
     return tab
+
+
+def owner() -> str:
+    """What this tab's runs record as their owner (runs.folder.owner_of its id, never the id itself)."""
+    return owner_of(st.session_state[TAB_KEY])
 
 
 def remember() -> None:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import streamlit as st
+
 from ftcore import probe
+from ftcore.config import TrainConfig
 from ftcore.errors import FtcoreError
 from ftcore.models.weights import locate_weights
 from ftcore.util.lru import LruStore
@@ -52,3 +55,12 @@ def find_torch_facts(arch: str, weights: str | None, classes: list[str] | None) 
         TORCH_FACTS.put("devices", facts.devices)
         if head_init:
             TORCH_FACTS.put(key, facts.head_init)
+
+
+def find_what_was_missing(config: TrainConfig, classes: list[str]) -> None:
+    """Find what the page drew without, since only torch knows it: the devices, and whether the weights carry
+    ImageNet's output layer. Then draw the page again with them (once per server process and set of weights)."""
+    head_init = config.mode == "finetune" and head_init_status(config.arch, config.weights, classes) is None
+    if device_names() is None or head_init:
+        find_torch_facts(config.arch, config.weights, classes if head_init else None)
+        st.rerun()

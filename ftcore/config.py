@@ -26,6 +26,10 @@ BALANCE_WHEN_ASKED = "loss"  # what "balance the classes" means where no method 
 # "auto" is bf16 where the hardware runs it natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX),
 # else fp32. The book trains in fp32; pass fp32 to match its arithmetic exactly.
 PRECISIONS = ("auto", "fp32", "bf16")
+FROZEN_BATCHNORM = ("eval", "train")  # frozen copied layers' BatchNorm: ImageNet's statistics kept, or moving
+# The largest learning rate a running run takes when steered: the learning-rate finder's highest end. With the
+# book's summed loss a rate of even 1 diverges at once; a larger one is a typing slip, and the run refuses it.
+MAX_STEER_LR = 10.0
 CPU_DEVICES = ("auto", "cpu")  # the devices every machine offers; devices.placement.available_devices adds its GPUs
 
 # What the book printed (ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, two GPUs).
@@ -93,6 +97,9 @@ class TrainConfig:
                                "shared folder, then the download)")
     freeze_body: bool = knob(False, "book exercise: freeze the copied layers (requires_grad=False) and train only "
                              "the new output layer (fine-tune only)")
+    frozen_batchnorm: str = knob("eval", "BatchNorm of the copied layers while they are frozen (from the start, or "
+                                 "steered to 0): eval keeps ImageNet's statistics, as fastai's train_bn=False; train "
+                                 "lets them follow the photos, as PyTorch's train mode does")
     head_init: str = knob("xavier", "how the new output layer starts: xavier (book) or imagenet, from the ImageNet "
                           "output rows named like the classes (fine-tune only)")
     balance: str = knob("none", "give every class an equal say in training: " + "; ".join(
@@ -114,6 +121,8 @@ class TrainConfig:
              "freezing the copied layers needs copied layers; use it with fine-tuning, not scratch"),
             (self.precision in PRECISIONS, f"precision must be auto, fp32 or bf16 (got {self.precision!r})"),
             (self.balance in BALANCE_METHODS, f"class balance must be none, loss or sampler (got {self.balance!r})"),
+            (self.frozen_batchnorm in FROZEN_BATCHNORM,
+             f"frozen BatchNorm must be eval or train (got {self.frozen_batchnorm!r})"),
             (self.lr > 0, f"learning rate must be positive (got {self.lr})"),
             (self.head_lr_mult > 0, f"output-layer lr multiplier must be positive (got {self.head_lr_mult})"),
             (self.weight_decay >= 0, f"weight decay must be 0 or more (got {self.weight_decay})"),
@@ -234,6 +243,42 @@ def preset_for(mode: str, preset: str) -> str:
     """`preset` where a run of `mode` can take it, else the book's: what the Train page and `compare`'s scratch side
     train with."""
     return preset if preset in presets_for(mode) else "book"
+
+
+# What only fine-tuning can train: the fields about copied layers, which a run from scratch has none of.
+FINETUNE_ONLY = ("head_epochs", "head_views", "freeze_body", "head_init")
+
+
+def allows(mode: str, field: str) -> bool:
+    """True where a run of `mode` can set `field` (a TrainConfig field): from scratch, none of FINETUNE_ONLY."""
+    return mode == "finetune" or field not in FINETUNE_ONLY
+
+
+def recipe_note(mode: str, preset: str) -> str:
+    """What a run of `mode` on `preset` trains, in one sentence, from the recipe itself: where the mode cannot take
+    the preset, which one it trains with instead."""
+    chosen = preset_for(mode, preset)
+    if chosen != preset:
+        return (f"The {preset} recipe trains the output layer on features of copied ImageNet layers, so it is for "
+                f"fine-tuning; from scratch trains with {recipe_words(chosen)} recipe.")
+    if mode != "finetune":
+        run = recipe(mode, None, chosen, data="")
+        groups = f"the output layer at {run.head_lr_mult:g}x" if run.param_groups else "all at one lr"
+        words = recipe_words(chosen)
+        return f"{words[0].upper()}{words[1:]} recipe from scratch: {run.epochs} epochs of every layer, {groups}."
+    return PRESET_DESCRIPTIONS[chosen][0].upper() + PRESET_DESCRIPTIONS[chosen][1:] + "."
+
+
+def frozen_batchnorm_words(frozen_batchnorm: str) -> str:
+    """What freezing the copied layers keeps of them, with `frozen_batchnorm` (FROZEN_BATCHNORM), in words."""
+    if frozen_batchnorm == "eval":
+        return "the copied layers stay as ImageNet left them, BatchNorm statistics included"
+    return "the copied layers' weights stay as ImageNet left them, while their BatchNorm statistics follow these photos"
+
+
+def recipe_words(preset: str) -> str:
+    """"the book's" or "the quick": how a sentence names a preset's recipe."""
+    return "the book's" if preset == "book" else f"the {preset}"
 
 
 def default_lr(mode: str, arch: str) -> float:

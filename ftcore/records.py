@@ -120,6 +120,24 @@ class History:
         """The last epoch record (what the book's closing line prints), if any."""
         return self.epochs[-1] if self.epochs else None
 
+    def apply(self, event: Event) -> None:
+        """Fold one event of the run into this history: the one place a stream of events becomes a history (the
+        loop's recorder, a page reading a run's folder and the command line following a cluster's run all use it)."""
+        if isinstance(event, RunStarted):
+            self.heldout = event.heldout
+        elif isinstance(event, BatchEnded):
+            self.batches.append(event.record)
+            self.examples_per_sec = event.examples_per_sec or self.examples_per_sec
+        elif isinstance(event, EpochEnded):
+            self.epochs.append(event.record)
+            self.examples_per_sec = event.examples_per_sec or self.examples_per_sec
+        elif isinstance(event, Steered):
+            self.steering.append(event.record)
+        elif isinstance(event, Resumed):  # a new process goes on after that epoch: what came after it is void
+            self.epochs = [e for e in self.epochs if e.epoch <= event.epoch]
+            self.batches = [b for b in self.batches if b.epoch <= event.epoch]
+            self.steering = [s for s in self.steering if s.epoch < event.epoch]
+
     def to_dict(self) -> dict:
         """Plain dict (JSON- and weights_only-safe)."""
         return asdict(self)
@@ -205,7 +223,7 @@ class EpochEnded:
     """Sent after each epoch's evaluation (or when a stop cut the epoch short)."""
 
     record: EpochRecord
-    history: History | None = None  # the run's history, this epoch included (the run's recorder fills it in)
+    examples_per_sec: float = 0.0  # over the run's timed epochs so far (the run's recorder fills it in)
 
 
 @dataclass
@@ -213,6 +231,13 @@ class Steered:
     """Sent when the run applies a change of its learning rates, before the batch it first trains."""
 
     record: SteerRecord
+
+
+@dataclass
+class Resumed:
+    """Sent when a new process continues a run after `epoch`: what the run recorded after it is void."""
+
+    epoch: float
 
 
 @dataclass
@@ -236,5 +261,5 @@ class LrStep:
     smoothed: float
 
 
-Event = RunStarted | BatchEnded | EpochEnded | Steered | StateCaptured | LrStep
+Event = RunStarted | BatchEnded | EpochEnded | Steered | Resumed | StateCaptured | LrStep
 Sink = Callable[[Event], None]  # where a run's progress goes: every kind of event, one call each

@@ -49,11 +49,11 @@ def write_tiny_imagefolder(root: Path, counts: dict[str, int] = TINY_COUNTS, see
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_fork_server():
-    """Start the fork server that run processes come from (runs.forkserver) at the session's start, as a server's
-    first run does; until it is ready, runs start as fresh processes."""
-    from ftcore.runs import forkserver
+    """Start the fork server that run processes are forked from (runs.child) at the session's start, as a server's
+    first run does."""
+    from ftcore.runs import child
 
-    forkserver.warm()
+    child.warm()
 
 
 @pytest.fixture(autouse=True)
@@ -98,22 +98,6 @@ def shared_mobilenet() -> Path:
     if not SHARED_MOBILENET.is_file():
         pytest.skip("../shared/weights/mobilenet_v2_imagenet_features.pth is not on this machine")
     return SHARED_MOBILENET
-
-
-@pytest.fixture
-def slow_steps(monkeypatch):
-    """Each optimiser step takes at least 50 ms more, so a poller sees a run grow on any machine."""
-    import time
-
-    from ftcore.train import loop  # train_one_epoch calls the step through this module's name
-
-    real_step = loop.train_step
-
-    def slow_step(*args, **kwargs):
-        time.sleep(0.05)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(loop, "train_step", slow_step)
 
 
 def open_app(page: str, **state):

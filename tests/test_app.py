@@ -15,10 +15,12 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import jobs
 from conftest import REPO, after_photo_check, set_small_scratch_run
 from ftcore.config import recipe
 from ftcore.models.checkpoint import checkpoint_bytes
-from ftcore.runs import saved, snapshot, thread
+from ftcore.runs import saved, snapshot
+from ftcore.runs.process import ProcessJob
 from ftcore.train.loop import fit
 
 HOME = REPO / "streamlit_app.py"
@@ -113,7 +115,8 @@ def test_home_and_explorer_with_a_finished_run(tiny_data, finished_run):
 
 
 def test_a_run_that_ends_on_another_page_joins_the_runs(tiny_data):
-    job = thread.TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+    job = ProcessJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32),
+                     jobs.runs_dir()).start()
     assert job.join(timeout=120)
     at = no_exception(app(PREDICT, job=job))
     assert [r.id for r in at.session_state["runs"]] == [job.id]
@@ -201,7 +204,7 @@ def test_train_without_data_cannot_start():
     assert at.button(key="start").disabled
 
 
-def test_start_then_polling_shows_a_growing_history(tiny_data, slow_steps):
+def test_start_then_polling_shows_a_growing_history(tiny_data):
     at = app(TRAIN, data_root=str(tiny_data))
     at.radio(key="mode").set_value("scratch").run()
     at.number_input(key="epochs").set_value(3).run()

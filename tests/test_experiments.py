@@ -1,4 +1,4 @@
-"""Experiments: lr sweeps and fine-tune vs scratch as a series of runs in one background thread."""
+"""Experiments: lr sweeps and fine-tune vs scratch as a series of runs, each in a process of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from ftcore.config import recipe
 from ftcore.errors import FtcoreError
 from ftcore.lab.experiments import finetune_vs_scratch_configs, lr_sweep_configs, parse_lrs
 from ftcore.models.output_layer import head_init_status
+from ftcore.runs.local import LocalBackend
 from ftcore.runs.series import Experiment, sweep_points
 from ftcore.train.loop import fit
 
@@ -57,9 +58,9 @@ def test_head_init_status_without_weights_says_so(monkeypatch):
     assert not ok and "no ImageNet weights for resnet18 on this machine" in sentence
 
 
-def test_a_series_runs_one_after_another_and_keeps_every_run(tiny_data):
+def test_a_series_runs_one_after_another_and_keeps_every_run(tiny_data, tmp_path):
     configs = lr_sweep_configs(tiny(tiny_data), [5e-4, 1e-3])
-    experiment = Experiment("sweep", configs).start()
+    experiment = Experiment("sweep", configs, tmp_path / "runs", LocalBackend(check_memory=False)).start()
     assert experiment.join(timeout=120)
     snap = experiment.snapshot()
     assert snap.status == "finished" and snap.done and snap.progress == 1.0 and snap.title == "learning-rate sweep"
@@ -71,9 +72,9 @@ def test_a_series_runs_one_after_another_and_keeps_every_run(tiny_data):
     assert [p.heldout_acc for p in points] == [run.history.final().test_acc for run in runs]
 
 
-def test_a_diverging_lr_fails_its_run_and_the_sweep_goes_on(tiny_data):
+def test_a_diverging_lr_fails_its_run_and_the_sweep_goes_on(tiny_data, tmp_path):
     configs = lr_sweep_configs(tiny(tiny_data), [1e6, 5e-4])
-    experiment = Experiment("sweep", configs).start()
+    experiment = Experiment("sweep", configs, tmp_path / "runs", LocalBackend(check_memory=False)).start()
     assert experiment.join(timeout=120)
     first, second = sweep_points(experiment.snapshot())
     assert (first.lr, first.heldout_acc, first.status) == (1e6, None, "failed") and "diverged" in first.error
@@ -81,9 +82,9 @@ def test_a_diverging_lr_fails_its_run_and_the_sweep_goes_on(tiny_data):
     assert [run.config.lr for run in experiment.runs()] == [5e-4]
 
 
-def test_stop_ends_the_current_run_and_starts_no_more(tiny_data, slow_steps):
+def test_stop_ends_the_current_run_and_starts_no_more(tiny_data, tmp_path):
     configs = lr_sweep_configs(tiny(tiny_data, epochs=20), [5e-4, 1e-3])
-    experiment = Experiment("sweep", configs).start()
+    experiment = Experiment("sweep", configs, tmp_path / "runs", LocalBackend(check_memory=False)).start()
     deadline = time.monotonic() + 60
     while not experiment.snapshot().jobs or not experiment.snapshot().jobs[0].batches:
         assert time.monotonic() < deadline
@@ -94,9 +95,9 @@ def test_stop_ends_the_current_run_and_starts_no_more(tiny_data, slow_steps):
     assert snap.status == "stopped" and len(snap.jobs) == 1 and snap.jobs[0].status == "stopped"
 
 
-def test_an_unknown_kind_is_refused():
+def test_an_unknown_kind_is_refused(tmp_path):
     with pytest.raises(FtcoreError, match="experiment must be one of sweep, compare"):
-        Experiment("grid", [])
+        Experiment("grid", [], tmp_path, LocalBackend(check_memory=False))
 
 
 def test_rerunning_a_runs_config_reproduces_its_history(tiny_data):

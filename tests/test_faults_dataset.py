@@ -30,7 +30,7 @@ from ftcore.data.images import open_image
 from ftcore.data.summary import format_summary, summarize
 from ftcore.data.transforms import EvalPreset
 from ftcore.errors import FtcoreError
-from ftcore.runs.thread import TrainingJob
+from ftcore.runs.process import ProcessJob
 from ftcore.util.paths import cache_dir
 
 EXPLORE, TRAIN = "app_pages/explore.py", "app_pages/train.py"
@@ -178,13 +178,13 @@ def test_broken_photos_are_counted_and_named_before_training(tree):
 def test_a_run_meeting_a_broken_photo_stops_naming_it_and_saves_nothing(tree, tmp_path):
     bad = tree / "train" / "red" / "001.png"
     bad.write_bytes(encode(noisy(seed=3), "PNG")[:300])
-    job = TrainingJob(recipe("scratch", data=str(tree), batch_size=4, image_size=32), runs_dir=tmp_path / "runs")
+    job = ProcessJob(recipe("scratch", data=str(tree), batch_size=4, image_size=32), tmp_path / "runs")
     assert job.start().join(timeout=120)
     snap = job.snapshot()
-    assert snap.status == "failed" and snap.trained is None and "\n" not in snap.error
+    assert snap.status == "failed" and not snap.has_model and "\n" not in snap.error
     assert snap.error.startswith(f"{folders.real_root_of(tree) / 'train' / 'red' / '001.png'} cannot be decoded (")
     assert snap.error.endswith("); remove or replace that file")
-    assert not (tmp_path / "runs").exists()
+    assert not (job.folder / "checkpoint.pt").exists()
 
 
 def test_the_app_shows_the_broken_photos_and_will_not_start(tree):

@@ -27,9 +27,9 @@ from ftcore.models.build import build_model
 from ftcore.models.trained import TrainedModel
 from ftcore.records import History
 from ftcore.runs import saved
-from ftcore.runs.folder import new_run_id
-from ftcore.runs.saved import ModelCache, Run, list_saved_runs, save_run_folder
-from ftcore.runs.thread import TrainingJob
+from ftcore.runs.folder import new_run_id, owner_of
+from ftcore.runs.process import ProcessJob
+from ftcore.runs.saved import ModelCache, Run, list_saved_runs, save_run
 from ftcore.util.user_paths import resolve_user_path
 
 HOME = REPO / "streamlit_app.py"
@@ -106,47 +106,51 @@ def test_run_ids_are_unique_and_a_saved_run_is_never_overwritten(tiny_data, tmp_
     ids = {new_run_id() for _ in range(2000)}
     assert len(ids) == 2000 and all(re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{8}", i) for i in ids)
     runs_dir = tmp_path / "runs"
-    first = TrainingJob(small(tiny_data), job_id="same-id", runs_dir=runs_dir).start()
+    first = ProcessJob(small(tiny_data), runs_dir, job_id="same-id").start()
     assert first.join(timeout=120)
     kept = (runs_dir / "same-id" / "checkpoint.pt").read_bytes()
-    second = TrainingJob(small(tiny_data, seed=5), job_id="same-id", runs_dir=runs_dir).start()
-    assert second.join(timeout=120)
-    snap = second.snapshot()
-    assert snap.status == "finished" and snap.saved_to is None
-    assert snap.warning == (f"a run named same-id already exists in {runs_dir}; it was kept and this run was not "
-                            "saved (download its checkpoint instead)")
+    second = ProcessJob(small(tiny_data, seed=5), runs_dir, job_id="same-id")
+    with pytest.raises(FtcoreError, match=f"^a run named same-id already exists in {runs_dir}; it was kept, so "
+                                          "start this one under another name$"):
+        second.start()
     assert (runs_dir / "same-id" / "checkpoint.pt").read_bytes() == kept
-    assert sorted(p.name for p in runs_dir.iterdir()) == ["same-id"]  # no half-written folder left either
+    assert sorted(p.name for p in runs_dir.iterdir()) == ["same-id"]  # nothing else written either
 
 
 # --------------------------------------------------------------------------------------------------
 # Runs on disk.
 
 
-def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_data, fresh_models):
-    job = TrainingJob(small(tiny_data), runs_dir=jobs.runs_dir()).start()
+def test_finished_runs_are_saved_and_their_tab_finds_them_again_after_a_restart(tiny_data, fresh_models):
+    first = tab()
+    tab_id = first.query_params["tab"]
+    job = ProcessJob(small(tiny_data), jobs.runs_dir(), owner=owner_of(tab_id)).start()  # as that tab's Start does
     assert job.join(timeout=120)
     snap = job.snapshot()
     folder = jobs.runs_dir() / job.id
-    assert snap.saved_to == str(folder) and sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt",
-                                                                                           "metrics.json"]
-    assert json.loads((folder / "metrics.json").read_text())["history"] == snap.trained.history.to_dict()
+    assert snap.saved_to == str(folder) and {"checkpoint.pt", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    trained = job.to_run().trained
+    assert json.loads((folder / "metrics.json").read_text())["history"] == trained.history.to_dict()
     photos = [open_image(png((220, 30, 30))), open_image(png((30, 30, 220)))]
-    expected = probabilities(snap.trained, photos)
-    del job, snap
-    fresh_models.clear()  # the server restarts: no model in memory
+    expected = probabilities(trained, photos)
+    del job, snap, trained
+    fresh_models.clear()  # the server restarts: no model in memory, no tab remembered
 
     (saved,), problems = list_saved_runs(jobs.runs_dir())
     assert problems == [] and saved.id == folder.name and not saved.in_memory
     torch.testing.assert_close(probabilities(saved.trained, photos), expected)
+    assert tab().switch_page(PREDICT).run().selectbox[0].value != f"saved:{saved.id}"  # another tab: not its run
 
-    at = checked(tab().switch_page(PREDICT).run())  # a new tab after the restart offers the saved run
-    assert at.selectbox[0].value == f"saved:{saved.id}"  # saved runs are offered by id
+    at = AppTest.from_file(str(HOME), default_timeout=120)
+    at.query_params["tab"] = tab_id  # the same tab, reloaded after the restart
+    checked(at.run())
+    checked(at.switch_page(PREDICT).run())
+    assert at.selectbox[0].value == f"saved:{saved.id}"  # its saved runs are offered by id
     at.file_uploader[0].upload("red.png", png((220, 30, 30)), "image/png").run()
     assert len(checked(at).get("plotly_chart")) == 1
     at.switch_page(TRAIN).run()
     checked(at)
-    assert at.expander[-1].label == "Saved runs on this machine (1)"
+    assert at.expander[-1].label == "Saved runs of this tab (1)"
     at.multiselect(key="saved-runs").set_value([0]).run()
     button(at, "Add to this tab's runs").click().run()
     checked(at)
@@ -156,7 +160,7 @@ def test_finished_runs_are_saved_and_a_restarted_app_lists_and_reuses_them(tiny_
 
 def test_an_unreadable_run_folder_is_named_and_the_others_still_listed(tiny_data, tmp_path):
     runs_dir = tmp_path / "runs"
-    job = TrainingJob(small(tiny_data), runs_dir=runs_dir).start()
+    job = ProcessJob(small(tiny_data), runs_dir).start()
     assert job.join(timeout=120)
     (runs_dir / "broken").mkdir()
     (runs_dir / "broken" / "metrics.json").write_text("{not json")
@@ -172,7 +176,7 @@ def untrained_model() -> TrainedModel:
 
 def test_only_a_few_models_stay_in_memory_and_the_rest_reload_from_disk(tmp_path, fresh_models):
     runs_dir = tmp_path / "runs"
-    save_run_folder(untrained_model(), runs_dir, "run-0")
+    save_run(untrained_model(), runs_dir / "run-0")
     for i in range(1, 6):
         shutil.copytree(runs_dir / "run-0", runs_dir / f"run-{i}")
     runs, _ = list_saved_runs(runs_dir)
@@ -196,7 +200,7 @@ def test_a_long_session_of_train_and_predict_keeps_at_most_three_models(tiny_dat
     fused_before = sum(isinstance(o, torch.fx.GraphModule) for o in gc.get_objects())
     session: list[Run] = []
     for seed in range(6):
-        job = TrainingJob(small(tiny_data, seed=seed), runs_dir=jobs.runs_dir()).start()
+        job = ProcessJob(small(tiny_data, seed=seed), jobs.runs_dir()).start()
         assert job.join(timeout=120)
         session.append(job.to_run())
         rank_classes(session[-1].trained, [open_image(png((seed * 40, 0, 0)))])

@@ -17,8 +17,9 @@ from streamlit.testing.v1 import AppTest
 from conftest import REPO, set_small_scratch_run
 from ftcore.config import recipe
 from ftcore.records import BatchEnded
-from ftcore.runs import thread
-from ftcore.runs.thread import TrainingJob
+from ftcore.runs import folder as runlog
+from ftcore.runs import worker
+from ftcore.runs.process import ProcessJob
 
 HOME = REPO / "streamlit_app.py"
 TRAIN, PREDICT = "app_pages/train.py", "app_pages/predict.py"
@@ -54,7 +55,7 @@ def wait_until(predicate, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def start_from_the_page(at: AppTest, epochs: int) -> TrainingJob:
+def start_from_the_page(at: AppTest, epochs: int) -> ProcessJob:
     """Set a small scratch run on the Train page and press Start; returns the job it started."""
     set_small_scratch_run(at, epochs)
     button(at, "Start").click().run().run()  # the second run: the rerun that Start asks for
@@ -77,8 +78,8 @@ def png(color) -> bytes:
 
 
 def failing_fit(error: BaseException, times: int = 1):
-    """thread.fit, except that the first `times` runs raise `error` right after their first batch."""
-    real_fit = thread.fit
+    """worker.fit, except that the first `times` runs raise `error` right after their first batch."""
+    real_fit = worker.fit
     left = [times]
 
     def fit(config, callback=None, stop=None, *args, **kwargs):
@@ -96,21 +97,30 @@ def failing_fit(error: BaseException, times: int = 1):
     return fit
 
 
+def ran_here(config, folder, monkeypatch, error: BaseException) -> ProcessJob:
+    """A run whose worker runs in this process, its `fit` raising `error` after the first batch; returns the server's
+    job reading the run's folder."""
+    runlog.write_request(folder, config)
+    monkeypatch.setattr(worker, "fit", failing_fit(error))
+    assert worker.run(folder) == 1  # the child's side: it reports, it does not crash
+    return ProcessJob(config, folder.parent, folder.name)
+
+
 # --------------------------------------------------------------------------------------------------
 # Divergence.
 
 
 def test_divergence_stops_the_run_names_epoch_and_batch_and_keeps_the_history(tiny_data, tmp_path):
     config = recipe("scratch", data=str(tiny_data), lr=1000.0, epochs=3, batch_size=8, image_size=32)
-    job = TrainingJob(config, runs_dir=tmp_path / "runs").start()
+    job = ProcessJob(config, tmp_path / "runs").start()
     assert job.join(timeout=120)
     snap = job.snapshot()
     match = DIVERGED.fullmatch(snap.error)
-    assert snap.status == "failed" and match and snap.trained is None
+    assert snap.status == "failed" and match and not snap.has_model
     epoch, batch = int(match.group(1)), int(match.group(2))
     assert len(snap.batches) == (epoch - 1) * snap.steps_per_epoch + batch - 1 > 0  # every batch before it
     assert all(math.isfinite(b.loss) for b in snap.batches) and len(snap.epochs) == epoch - 1
-    assert not (tmp_path / "runs").exists()  # nothing to reuse is saved
+    assert not (job.folder / "checkpoint.pt").exists()  # nothing to reuse is saved
 
     at = app(TRAIN, data_root=str(tiny_data), job=job)
     assert snap.error in [e.value for e in at.error]
@@ -124,7 +134,7 @@ def test_divergence_stops_the_run_names_epoch_and_batch_and_keeps_the_history(ti
 # Stop.
 
 
-def test_stop_ends_within_a_batch_and_the_run_is_usable_on_predict(tiny_data, slow_steps):
+def test_stop_ends_within_a_batch_and_the_run_is_usable_on_predict(tiny_data):
     at = app(TRAIN, data_root=str(tiny_data))
     job = start_from_the_page(at, epochs=50)
     wait_until(lambda: len(job.snapshot().batches) >= 2)
@@ -175,26 +185,17 @@ def test_a_runs_folder_that_cannot_be_written_is_said_at_start_naming_it_and_the
                  "allocate 1073741824 bytes."),  # what PyTorch 2.14 raises when the CPU runs out
     MemoryError(),
 ], ids=["torch", "cpu-allocator", "python"])
-def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, monkeypatch):
-    monkeypatch.setattr(thread, "fit", failing_fit(error))
-    job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
-    assert job.join(timeout=60)
+def test_out_of_memory_suggests_a_smaller_batch_or_image(error, tiny_data, tmp_path, monkeypatch):
+    job = ran_here(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32), tmp_path / "runs" / "r",
+                   monkeypatch, error)
     snap = job.snapshot()
-    assert (snap.status, snap.error, snap.trained) == ("failed", OUT_OF_MEMORY, None)
+    assert (snap.status, snap.error, snap.has_model) == ("failed", OUT_OF_MEMORY, False)
     assert len(snap.batches) == 1  # what it did before memory ran out is still shown
 
 
 def test_after_running_out_of_memory_the_app_keeps_working(tiny_data, tmp_path, monkeypatch):
-    from ftcore.runs import folder as runlog
-    from ftcore.runs import worker
-    from ftcore.runs.process import ProcessJob
-
     config = recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=64)
-    folder = tmp_path / "runs" / "oom-run"
-    runlog.write_request(folder, config)
-    monkeypatch.setattr(worker, "fit", failing_fit(torch.OutOfMemoryError("CUDA out of memory"), times=1))
-    assert worker.run(folder) == 1  # the child's side, in this process: it reports, it does not crash
-    job = ProcessJob(config, folder.parent, folder.name)  # the server's side, reading that folder
+    job = ran_here(config, tmp_path / "runs" / "oom-run", monkeypatch, torch.OutOfMemoryError("CUDA out of memory"))
     at = app(TRAIN, data_root=str(tiny_data), job=job)
     assert any(e.value.startswith("out of memory on cpu while training at batch size 8 and image size 64; choose a "
                                   "smaller batch size or image size") for e in at.error)
@@ -213,7 +214,7 @@ def progress_text(at: AppTest) -> str:
     return at.get("progress")[0].proto.text
 
 
-def test_leaving_the_train_page_keeps_the_run_going_and_coming_back_shows_it(tiny_data, slow_steps):
+def test_leaving_the_train_page_keeps_the_run_going_and_coming_back_shows_it(tiny_data):
     at = app(TRAIN, data_root=str(tiny_data))
     job = start_from_the_page(at, epochs=50)
     wait_until(lambda: len(job.snapshot().batches) >= 1)
@@ -228,7 +229,7 @@ def test_leaving_the_train_page_keeps_the_run_going_and_coming_back_shows_it(tin
     assert job.join(timeout=60)
 
 
-def test_a_refreshed_tab_finds_its_running_job_again(tiny_data, slow_steps):
+def test_a_refreshed_tab_finds_its_running_job_again(tiny_data):
     first = app(TRAIN, query={}, data_root=str(tiny_data))
     tab = first.query_params["tab"]
     assert re.fullmatch(r"[0-9a-f]{32}", tab)
@@ -244,18 +245,17 @@ def test_a_refreshed_tab_finds_its_running_job_again(tiny_data, slow_steps):
 
 
 # --------------------------------------------------------------------------------------------------
-# A crashed training thread.
+# A crashed run.
 
 
 @pytest.mark.parametrize("error, message", [
-    (ZeroDivisionError("division by zero"), "training failed unexpectedly (ZeroDivisionError: division by zero); the "
-                                            "server log has the details"),
-    (SystemExit(3), "training failed unexpectedly (SystemExit: 3); the server log has the details"),
+    (ZeroDivisionError("division by zero"), "the run failed unexpectedly (ZeroDivisionError: division by zero); "),
+    (SystemExit(3), "the run failed unexpectedly (SystemExit: 3); "),
 ], ids=["bug", "exit"])
-def test_a_crashed_training_thread_is_reported_on_the_page(error, message, tiny_data, monkeypatch):
-    monkeypatch.setattr(thread, "fit", failing_fit(error))
-    job = TrainingJob(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32)).start()
-    assert job.join(timeout=60)
+def test_a_crashed_run_is_reported_on_the_page(error, message, tiny_data, tmp_path, monkeypatch):
+    job = ran_here(recipe("scratch", data=str(tiny_data), batch_size=8, image_size=32), tmp_path / "runs" / "r",
+                   monkeypatch, error)
+    message += f"{job.folder / 'worker.log'} has the details"  # the traceback is there
     assert (job.snapshot().status, job.snapshot().error) == ("failed", message)
     at = app(TRAIN, data_root=str(tiny_data), job=job)
     assert message in [e.value for e in at.error] and not button(at, "Start").disabled

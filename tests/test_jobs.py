@@ -1,4 +1,4 @@
-"""Jobs: training in a background thread, observed through snapshots, stoppable."""
+"""Jobs: training in a process of its own, observed through snapshots of its folder, stoppable."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 from conftest import contract_breaches, write_tiny_imagefolder
 from ftcore.config import recipe
 from ftcore.records import BatchRecord, EpochRecord
+from ftcore.runs.process import ProcessJob
 from ftcore.runs.snapshot import JobSnapshot, run_label
-from ftcore.runs.thread import TrainingJob
 
 
 def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
@@ -18,32 +18,32 @@ def wait_until(predicate, timeout: float = 120.0, every: float = 0.05) -> None:
         time.sleep(every)
 
 
-def test_job_runs_in_the_background_and_its_history_grows(tiny_data, slow_steps):
-    config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=2, batch_size=4, image_size=32)
-    job = TrainingJob(config).start()
+def test_job_runs_in_a_process_of_its_own_and_its_history_grows(tiny_data, tmp_path):
+    config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=6, batch_size=4, image_size=32)
+    job = ProcessJob(config, tmp_path / "runs").start()
     sizes = []
     while not job.snapshot().done:
         sizes.append(len(job.snapshot().batches))
         time.sleep(0.02)
     snap = job.snapshot()
     assert snap.status == "finished" and snap.error is None and snap.progress == 1.0
-    assert len(snap.batches) == 16 and len(snap.epochs) == 2 and snap.steps_per_epoch == 8
+    assert len(snap.batches) == 48 and len(snap.epochs) == 6 and snap.steps_per_epoch == 8
     assert sizes == sorted(sizes) and len(set(sizes)) > 2  # seen growing while it ran
     assert snap.devices == ["cpu"] and snap.classes == ["blue", "red"] and snap.train_size == 32
-    run = job.to_run()
-    assert run.id == job.id and run.history.final().epoch == 2 and run.trained.model is snap.trained.model
-    assert run.label == "scratch resnet18 lr 5e-04"
+    run = job.to_run()  # from its folder: its model loads from the checkpoint the run wrote
+    assert run.id == job.id and run.history.final().epoch == 6 and run.path == job.folder
+    assert run.label == "scratch resnet18 lr 5e-04" and run.trained.classes == ["blue", "red"]
 
 
-def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data):
+def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data, tmp_path):
     config = recipe("scratch", "resnet18", data=str(tiny_data), epochs=50, batch_size=4, image_size=32)
-    job = TrainingJob(config).start()
+    job = ProcessJob(config, tmp_path / "runs").start()
     wait_until(lambda: len(job.snapshot().batches) >= 2)
     job.stop()
     stopped_at = len(job.snapshot().batches)
     assert job.join(timeout=60)
     snap = job.snapshot()
-    assert snap.status == "stopped" and snap.trained is not None
+    assert snap.status == "stopped" and snap.has_model
     assert stopped_at <= len(snap.batches) <= stopped_at + 1
     assert job.to_run().history.stopped
 
@@ -51,7 +51,8 @@ def test_stop_ends_the_job_within_a_batch_and_keeps_the_model(tiny_data):
 def test_a_broken_photo_fails_the_job_with_one_line_even_from_a_worker_process(tmp_path):
     root = write_tiny_imagefolder(tmp_path / "d", {"train": 4, "test": 2})
     (root / "train" / "red" / "002.png").write_bytes(b"broken")
-    job = TrainingJob(recipe("scratch", data=str(root), batch_size=4, image_size=32, num_workers=1)).start()
+    config = recipe("scratch", data=str(root), batch_size=4, image_size=32, num_workers=1)
+    job = ProcessJob(config, tmp_path / "runs").start()
     assert job.join(timeout=120)
     snap = job.snapshot()
     assert snap.status == "failed" and "\n" not in snap.error
@@ -59,20 +60,21 @@ def test_a_broken_photo_fails_the_job_with_one_line_even_from_a_worker_process(t
 
 
 def test_a_user_error_fails_the_job_with_one_readable_line(tmp_path):
-    job = TrainingJob(recipe("scratch", data=str(tmp_path / "nowhere"))).start()
-    assert job.join(timeout=30)
+    job = ProcessJob(recipe("scratch", data=str(tmp_path / "nowhere")), tmp_path / "runs").start()
+    assert job.join(timeout=60)
     snap = job.snapshot()
-    assert snap.status == "failed" and snap.trained is None
+    assert snap.status == "failed" and not snap.has_model
     assert snap.error.startswith("data folder") and "\n" not in snap.error
 
 
-def test_snapshots_are_copies_that_do_not_change_later(tiny_data, slow_steps):
-    job = TrainingJob(recipe("scratch", data=str(tiny_data), epochs=1, batch_size=8, image_size=32)).start()
+def test_snapshots_are_copies_that_do_not_change_later(tiny_data, tmp_path):
+    config = recipe("scratch", data=str(tiny_data), epochs=4, batch_size=8, image_size=32)
+    job = ProcessJob(config, tmp_path / "runs").start()
     wait_until(lambda: len(job.snapshot().batches) >= 1)
     first = job.snapshot()
     seen = len(first.batches)
     job.join(timeout=120)
-    assert seen < 4 and len(first.batches) == seen and len(job.snapshot().batches) == 4
+    assert seen < 16 and len(first.batches) == seen and len(job.snapshot().batches) == 16
 
 
 def test_run_label_names_mode_arch_lr_and_groups():
@@ -98,14 +100,13 @@ def test_the_status_line_says_what_a_run_does_between_its_last_batch_and_its_end
     assert snap([0.5], [0.5], "stopped").status_line().startswith("stopped: epoch 1/2 (50%)")
 
 
-def test_every_kind_of_job_keeps_the_job_contract(tmp_path):
+def test_every_kind_of_job_keeps_the_queued_run_contract(tmp_path):
     from ftcore.records import ENDED, KEPT, Status
-    from ftcore.runs.job import Job
-    from ftcore.runs.process import FinderJob, ProcessJob
+    from ftcore.runs.backend import QueuedRun
+    from ftcore.runs.process import FinderJob
 
     config = recipe("scratch", data=str(tmp_path), epochs=1)
-    for job in (TrainingJob(config), ProcessJob(config, tmp_path), FinderJob(config, tmp_path)):
-        # start takes the backend to queue with as an option the contract leaves out
-        assert contract_breaches(Job, type(job), job, options=("backend",)) == [], type(job).__name__
+    for job in (ProcessJob(config, tmp_path), FinderJob(config, tmp_path)):
+        assert contract_breaches(QueuedRun, type(job), job) == [], type(job).__name__
     assert {status for status in Status if status.ended} == ENDED and KEPT < ENDED
     assert not Status.RUNNING.ended and Status("cancelled") is Status.CANCELLED

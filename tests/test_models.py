@@ -67,8 +67,8 @@ def test_the_app_and_the_train_and_explorer_pages_import_without_torch():
     root = Path(__file__).parent.parent
     modules = sorted({name for page in ("streamlit_app.py", "app_pages/train.py", "app_pages/explore.py")
                       for name in modules_imported_at_the_top(root / page)})
-    assert {"app.jobs", "app.tab", "ftcore.config", "ftcore.archs", "ftcore.lr_find.finding", "ftcore.insight.charts",
-            "ftcore.lab.lesson", "ftcore.data.builder"} <= set(modules)
+    assert {"app.jobs", "app.tab", "app.steering", "app.finder_view", "app.lesson_view", "app.builder_view",
+            "ftcore.config", "ftcore.archs", "ftcore.insight.charts"} <= set(modules)
     code = (f"import importlib, sys; [importlib.import_module(m) for m in {modules!r}]; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root)

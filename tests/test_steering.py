@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import socket
+import threading
 
 import pytest
 import torch
@@ -21,10 +22,20 @@ from ftcore.config import PRESETS, recipe
 from ftcore.errors import FtcoreError
 from ftcore.records import StateCaptured, Status, Steered, SteerRecord
 from ftcore.runs import folder as runlog
+from ftcore.runs import steering
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
 from ftcore.runs.saved import Run
-from ftcore.runs.steering import FolderSteering, SteerState, ask, read_ask, read_state, wait_for_answer, write_state
+from ftcore.runs.steering import (
+    FolderSteering,
+    Outcome,
+    SteerState,
+    ask,
+    read_asks,
+    read_state,
+    wait_for_answer,
+    write_state,
+)
 from ftcore.train.loop import fit
 from ftcore.train.optim import make_optimizer
 from ftcore.train.steering import Rates, Replay, current_rates, read_steering, set_rates, wanted_rates
@@ -142,9 +153,9 @@ def test_a_child_process_takes_a_change_at_its_next_batch_keeps_it_when_resumed_
     job = ProcessJob(config, tmp_path / "runs").start()
     wait_until(lambda: read_state(job.folder) is not None, "the run to listen", TIMEOUT)
     asked, wanted, before = ask(job.folder, lr=2e-3, head_factor=10)
-    assert before.rates == Rates(5e-4, 5e-4) and wanted == Rates(2e-3, 2e-2)
-    answer = wait_for_answer(job.folder, asked, 60)
-    assert answer is not None and answer.changed and answer.rates == wanted
+    assert before.rates == Rates(5e-4, 5e-4) and wanted == Rates(2e-3, 2e-2) and asked.seq == 1
+    answer = wait_for_answer(job.folder, asked.seq, 60)
+    assert answer is not None and answer.outcome == Outcome.APPLIED and read_state(job.folder).rates == wanted
     applied = SteerRecord(answer.epoch, 2e-3, 2e-2)
     assert answer.epoch == pytest.approx(round(answer.epoch * 4) / 4)  # between two batches (4 an epoch)
     wait_until(lambda: sum(e["type"] == "epoch" and e["record"]["epoch"] > answer.epoch
@@ -220,23 +231,44 @@ def test_steer_mistakes_are_one_error_line(tmp_path, capsys, argv, words):
     assert capsys.readouterr().err.startswith(words)
 
 
-def test_an_ask_made_before_the_last_one_was_taken_builds_on_it(tmp_path, capsys):
+def test_an_ask_made_before_the_last_one_was_taken_builds_on_it_and_the_run_says_it_replaced_it(tmp_path, capsys):
     # a batch of the book's recipe takes seconds on a CPU: the slider, then the toggle, both before the next batch
     run = FolderSteering(tmp_path, recipe("finetune", data="d"))  # the run's side, as its loop drives it
     first, wanted, _ = ask(tmp_path, lr=2e-3)
-    assert wanted == Rates(2e-3, 2e-2) and read_ask(tmp_path).id == first
+    assert wanted == Rates(2e-3, 2e-2) and read_asks(tmp_path)[0] == [first]
     second, wanted, _ = ask(tmp_path, head_factor=1)
-    assert wanted == Rates(2e-3, 2e-3)  # the new rate kept, not the one in force
+    assert wanted == Rates(2e-3, 2e-3) and second.seq == first.seq + 1  # the new rate kept, not the one in force
     assert ask(tmp_path, lr=2e-3, head_factor=1)[0] is None  # what is asked for already: nothing written
     assert main(["steer", str(tmp_path), "--lr", "2e-3", "--no-param-groups"]) == 0
     assert capsys.readouterr().out.strip() == "the run is already asked for lr 2e-3, output layer 2e-3; it takes " \
                                               "them at its next batch"
     back, wanted, _ = ask(tmp_path, lr=5e-5, head_factor=10)  # back to the rates in force: asked, so it wins
-    assert back is not None and wanted == Rates(5e-5, 5e-4) and read_ask(tmp_path).id == back
+    assert wanted == Rates(5e-5, 5e-4) and [a.seq for a in read_asks(tmp_path)[0]] == [1, 2, 3]
     assert run.poll(0.25, Rates(5e-5, 5e-4)) is None  # the run at its next batch: already at them
-    assert read_state(tmp_path).asked == back and not read_state(tmp_path).changed
-    with pytest.raises(FtcoreError, match="another ask replaced this one"):
-        wait_for_answer(tmp_path, first, 1)
+    answers = {seq: wait_for_answer(tmp_path, seq, 1) for seq in (1, 2, 3)}
+    assert [answers[seq].outcome for seq in (1, 2, 3)] == [Outcome.REPLACED, Outcome.REPLACED, Outcome.UNCHANGED]
+    assert answers[1].text() == "replaced: ask 3 came before the next batch"
+    assert answers[3].text() == "unchanged at epoch 0.25"
+
+
+def test_two_asks_at_once_are_both_kept_in_order_and_the_later_builds_on_the_earlier(tmp_path):
+    FolderSteering(tmp_path, recipe("finetune", data="d"))
+    barrier = threading.Barrier(2)
+
+    def asker(change: dict) -> None:
+        barrier.wait()
+        ask(tmp_path, **change)
+
+    threads = [threading.Thread(target=asker, args=(change,)) for change in ({"lr": 2e-3}, {"head_factor": 1.0})]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    asks = read_asks(tmp_path)[0]
+    assert [a.seq for a in asks] == [1, 2] and not any(a.problem for a in asks)
+    # whichever came first, the second was made on top of it: both changes hold in the end
+    assert asks[-1].rates == Rates(2e-3, 2e-3)
+    assert asks[0].rates in (Rates(2e-3, 2e-2), Rates(5e-5, 5e-5))
 
 
 def test_a_rate_asked_while_frozen_is_where_unfreezing_goes(tmp_path):
@@ -249,7 +281,41 @@ def test_a_rate_asked_while_frozen_is_where_unfreezing_goes(tmp_path):
         assert wanted == expected and run.poll(position, now) == expected
         run.applied(SteerRecord(epoch=position, lr=wanted.lr, head_lr=wanted.head_lr))
         now = wanted
-        assert wait_for_answer(tmp_path, asked, 1).rates == expected
+        answer = wait_for_answer(tmp_path, asked.seq, 1)
+        assert (answer.outcome, answer.epoch) == (Outcome.APPLIED, position) and read_state(tmp_path).rates == expected
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    ('{"lr": NaN, "head_lr": 1e-3}', "the copied layers' learning rate nan is not a finite number"),
+    ('{"lr": 1e-3, "head_lr": Infinity}', "the output layer's learning rate inf is not a finite number"),
+    ('{"lr": -1e-3, "head_lr": 1e-2}', "the copied layers' learning rate -0.001 is not above 0"),
+    ('{"lr": 1e-3, "head_lr": 0}', "the output layer's learning rate 0 is not above 0"),
+    ('{"lr": 1e300, "head_lr": 1e300}', "the copied layers' learning rate 1e+300 is above 10, the most a run takes"),
+    ('{"lr": "fast", "head_lr": 1e-3}', "the line holds no learning rates"),
+    ("not json at all", "the line holds no learning rates"),
+])
+def test_the_run_itself_refuses_a_rate_written_into_the_log_by_hand_and_says_why(tmp_path, line, reason):
+    run = FolderSteering(tmp_path, recipe("finetune", data="d"))
+    now = Rates(5e-5, 5e-4)
+    with open(tmp_path / runlog.STEER_FILE, "a") as log:
+        log.write(line + "\n")
+    assert run.poll(0.25, now) is None  # nothing applied: the run trains on at its rates
+    answer = read_state(tmp_path).answer(1)
+    assert (answer.outcome, answer.reason) == (Outcome.REFUSED, reason)
+    asked, _, _ = ask(tmp_path, lr=2e-3)  # the next ask builds on the rates in force, not on the refused line
+    assert asked.seq == 2 and asked.rates == Rates(2e-3, 2e-2) and run.poll(0.5, now) == asked.rates
+
+
+def test_a_log_that_cannot_be_read_is_read_again_at_the_next_batch(tmp_path, monkeypatch):
+    run = FolderSteering(tmp_path, recipe("finetune", data="d"))
+    asked, wanted, _ = ask(tmp_path, lr=2e-3)
+    real_read = steering.read_asks
+    monkeypatch.setattr(steering, "read_asks", lambda *a, **k: (_ for _ in ()).throw(PermissionError("busy")))
+    assert run.poll(0.25, Rates(5e-5, 5e-4)) is None  # this batch could not read it
+    monkeypatch.setattr(steering, "read_asks", real_read)
+    assert run.poll(0.5, Rates(5e-5, 5e-4)) == wanted  # the next one does
+    run.applied(SteerRecord(epoch=0.5, lr=wanted.lr, head_lr=wanted.head_lr))
+    assert read_state(tmp_path).answer(asked.seq).epoch == 0.5
 
 
 def test_steering_a_folder_that_holds_no_run_or_a_run_not_started_is_refused(tmp_path, capsys):
@@ -288,12 +354,12 @@ def test_the_slider_and_the_toggle_steer_the_tabs_running_run_and_the_charts_mar
     at.run()  # the page now holds its controls to the run, and its slider steers it
     assert at.radio(key="mode").disabled and at.select_slider(key="size").disabled
     at.select_slider(key="lr-scratch-resnet18").set_value(2e-3).run()
-    assert read_ask(job.folder).rates == Rates(2e-3, 2e-3)  # asked of the run itself, through its folder
+    assert read_asks(job.folder)[0][-1].rates == Rates(2e-3, 2e-3)  # asked of the run itself, through its folder
     wait_until(lambda: job.snapshot().steering, "the change to apply", TIMEOUT)
     at.toggle(key="groups-scratch").set_value(True).run()  # the output layer at 10x, from the next batch
     wait_until(lambda: len(job.snapshot().steering) == 2, "the second change", TIMEOUT)
     asked, _, _ = ask(job.folder, lr=1e-3, head_factor=1)  # from the command line, beside the page
-    wait_for_answer(job.folder, asked, TIMEOUT)
+    wait_for_answer(job.folder, asked.seq, TIMEOUT)
     at.run()  # the slider and the toggle show what the run trains at now
     assert at.select_slider(key="lr-scratch-resnet18").value == 1e-3 and not at.toggle(key="groups-scratch").value
     job.stop()
@@ -309,36 +375,58 @@ def test_the_slider_and_the_toggle_steer_the_tabs_running_run_and_the_charts_mar
                                                                      "lr 2e-3, output layer 2e-2",
                                                                      "lr 1e-3, output layer 1e-3"]
     assert any(c.value.startswith("Steered at epoch") for c in at.caption)
+    said = [c.value for c in at.caption if c.value.startswith("Ask ")]  # this tab's asks, each with its outcome
+    assert said == [f"Ask 1, lr 2e-3, output layer 2e-3: applied at epoch {first.epoch:.2f}.",
+                    f"Ask 2, lr 2e-3, output layer 2e-2: applied at epoch {second.epoch:.2f}."]
 
 
-def test_a_tab_cannot_steer_a_run_that_is_not_its_own(tiny_data, tmp_path):
-    def other_tab():  # AppTest runs this function's source alone as the page, so it imports what it uses
+def test_a_tab_cannot_steer_a_run_that_is_not_its_own(tiny_data):
+    owner = open_app("app_pages/train.py", data_root=str(tiny_data))  # a tab whose run trains
+    set_small_scratch_run(owner, 40)
+    owner.button(key="start").click().run()
+    job = owner.session_state["job"]
+    wait_until(lambda: read_state(job.folder) is not None and job.snapshot().steerable, "the run to listen", TIMEOUT)
+
+    def other_tab(folder: str):  # AppTest runs this function's source alone as the page, so it imports what it uses
         import streamlit as st
 
-        from app import jobs
+        from app import steering, tab
         from ftcore.errors import FtcoreError
+        from ftcore.runs.steering import ask
 
-        try:
-            jobs.steer(lr=1e-3)
-        except FtcoreError as e:
-            st.error(str(e))
+        tab.attach_tab()
+        for attempt in (lambda: steering.steer(lr=1e-3), lambda: ask(folder, lr=1e-3, owner=tab.owner())):
+            try:
+                attempt()
+            except FtcoreError as e:
+                st.error(str(e))
 
-    at = AppTest.from_function(other_tab).run()  # a tab with no run of its own (another tab's run trains)
-    assert [e.value for e in at.error] == ["this tab has no run training now, so there is nothing to steer; only the "
-                                           "tab that started a run steers it, while it trains"]
+    stranger = AppTest.from_function(other_tab, args=(str(job.folder),)).run()
+    assert [e.value for e in stranger.error] == [
+        "this tab has no run training now, so there is nothing to steer; only the tab that started a run steers it, "
+        "while it trains",
+        f"the run in {job.folder} is not this tab's; only the tab that started a run steers it"]
+    assert read_asks(job.folder)[0] == []  # nothing reached the run
+    owner.run()  # its own tab, now holding its controls to the run
+    owner.select_slider(key="lr-scratch-resnet18").set_value(2e-3).run()  # its own tab steers it
+    assert [a.rates for a in read_asks(job.folder)[0]] == [Rates(2e-3, 2e-3)]
+    job.stop()
+    assert job.join(60)
 
 
-def test_steer_a_run_starts_a_long_fine_tuning_run_with_the_controls_held_to_it(tiny_data, monkeypatch):
-
-    monkeypatch.setitem(PRESETS, "steer", {**PRESETS["steer"], "image_size": 32, "epochs": 2})
+def test_steer_a_run_starts_the_engines_steer_recipe_with_the_controls_held_to_it(tiny_data):
     at = open_app("app_pages/train.py", data_root=str(tiny_data))
+    page = (at.radio(key="mode").value, at.radio(key="arch").value, at.number_input(key="epochs").value)
     at.button(key="start-steer").click().run()
     job = at.session_state["job"]
     job.stop()  # its settings are what this test is about, not its training
-    assert (job.config.mode, job.config.arch, job.config.epochs, job.config.batch_size) == \
-        ("finetune", "mobilenet_v2", 2, 32)
-    assert (at.radio(key="mode").value, at.radio(key="arch").value) == ("finetune", "mobilenet_v2")
-    assert at.select_slider(key="lr-finetune-mobilenet_v2").value == job.config.lr == 5e-5
+    steer = PRESETS["steer"]
+    assert (job.config.mode, job.config.arch, job.config.epochs, job.config.batch_size, job.config.image_size) == \
+        ("finetune", steer["arch"], steer["epochs"], steer["batch_size"], steer["image_size"])
+    assert page != ("finetune", steer["arch"], steer["epochs"])  # not the page's own settings
+    assert (at.radio(key="mode").value, at.radio(key="arch").value) == ("finetune", steer["arch"])
+    assert at.select_slider(key=f"lr-finetune-{steer['arch']}").value == job.config.lr == recipe(
+        "finetune", steer["arch"], data="d").lr
     job.join(60)
 
 

@@ -1,5 +1,5 @@
 """Starting a run: seconds from Start until the run is training, for a fresh process and for one forked from the
-warm fork server (ftcore.runs.forkserver).
+standard library's fork server (ftcore.runs.child).
 
     python -m benchmarks.speed.run_start [--data DIR] [--weights FILE] [--rounds 3] [--json FILE]
 
@@ -21,7 +21,7 @@ from benchmarks.common import arg_parser, data_dir, write_json
 from ftcore.config import TrainConfig, recipe
 from ftcore.devices.machine import machine_description
 from ftcore.records import Status
-from ftcore.runs import forkserver
+from ftcore.runs import child
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.process import ProcessJob
 
@@ -31,7 +31,7 @@ WAIT_SECONDS = 600
 def time_start(config: TrainConfig, runs_dir: str, forked: bool) -> dict:
     """Launch one run; seconds until it is running and until its first batch; then stop it."""
     backend = LocalBackend(slots=1, check_memory=False)
-    with mock.patch.object(forkserver, "fork_run", forkserver.fork_run if forked else (lambda *args: None)):
+    with mock.patch.object(child, "FORKSERVER", child.FORKSERVER if forked else None):
         start = time.perf_counter()
         job = ProcessJob(config, runs_dir).start(backend)
         marks: dict[str, float] = {}
@@ -45,7 +45,7 @@ def time_start(config: TrainConfig, runs_dir: str, forked: bool) -> dict:
                 marks.setdefault("running", time.perf_counter() - start)
                 marks["first batch"] = time.perf_counter() - start
             time.sleep(0.02)
-    assert (job._handle.proc is None) == forked, "the run did not start the way it was asked to"
+    assert job._handle.forked == forked, "the run did not start the way it was asked to"
     job.stop()
     job.join(WAIT_SECONDS)
     return {"forked": forked, **{name: round(seconds, 2) for name, seconds in marks.items()}}
@@ -62,12 +62,10 @@ def main() -> None:
     if args.weights:
         os.environ["FTCORE_WEIGHTS"] = args.weights
     config = recipe("finetune", "mobilenet_v2", data=data_dir(args.data))
-    forkserver.warm()
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not forkserver.ready():
-        if time.monotonic() > deadline:
-            raise SystemExit("error: the fork server did not get ready")
-        time.sleep(0.1)
+    child.warm()
+    first = child.FORKSERVER.Process(target=time.sleep, args=(0,))  # returns once the fork server has imported
+    first.start()
+    first.join()
     print(machine_description())
     rows = []
     with tempfile.TemporaryDirectory() as runs_dir:

@@ -32,11 +32,13 @@ class Reporter:
     def __init__(self, epochs: int, prefix: str = ""):
         self.epochs, self.prefix = epochs, prefix
         self.live = sys.stderr.isatty()
+        self.heldout = "test"  # the split every epoch is measured on, as the run's start says
 
     def __call__(self, event: object) -> None:
         if not distributed.context().is_main:  # under torchrun only rank 0 speaks
             return
         if isinstance(event, RunStarted):
+            self.heldout = event.heldout
             sizes = " / ".join(f"{n} {split}" for split, n in (event.sizes or {"train": event.train_size,
                                                                                "test": event.test_size}).items())
             print(f"{self.prefix}{sizes} images, classes "
@@ -57,9 +59,8 @@ class Reporter:
                 print("\r\033[K", end="", file=sys.stderr, flush=True)
             r = event.record
             stage = " (output layer)" if r.stage == "head" else ""
-            heldout = event.history.heldout
             print(f"{self.prefix}epoch {r.epoch:g}/{self.epochs}{stage}: loss {r.train_loss:.3f}, train acc "
-                  f"{r.train_acc:.3f}, {heldout} acc {fmt_acc(r.heldout_acc)}", flush=True)
+                  f"{r.train_acc:.3f}, {self.heldout} acc {fmt_acc(r.heldout_acc)}", flush=True)
 
 
 class FinderReporter:

@@ -1,5 +1,5 @@
 """The steering command: `steer FOLDER` asks the run training in FOLDER (a run's folder, or a `train --out` folder)
-for other learning rates from its next batch, waits until it has taken them and says where."""
+for other learning rates from its next batch, waits until the run has read the ask and says what came of it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 from ..errors import FtcoreError
 from ..records import SteerRecord
-from ..runs.steering import ask, wait_for_answer
+from ..runs.steering import Outcome, ask, wait_for_answer
 from ..train.steering import describe, rates_text
 
 DEFAULT_TIMEOUT_SECONDS = 300.0  # a batch of the book's recipe on a small CPU takes seconds; a queued run, longer
@@ -32,7 +32,7 @@ def add_steer(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> int:
-    """`steer`: ask, wait for the run's next batch, print where the change applied."""
+    """`steer`: ask, wait for the run's next batch, print what came of the ask."""
     head_factor = 1.0 if args.no_param_groups else args.head_factor
     freeze = True if args.freeze else False if args.unfreeze else None
     if args.lr is None and head_factor is None and freeze is None:
@@ -42,12 +42,18 @@ def cmd_steer(args: argparse.Namespace) -> int:
         print(f"the run already trains at {rates_text(wanted)}; nothing to change" if wanted == state.rates else
               f"the run is already asked for {rates_text(wanted)}; it takes them at its next batch")
         return 0
-    answer = wait_for_answer(args.folder, asked, args.timeout)
+    answer = wait_for_answer(args.folder, asked.seq, args.timeout)
     if answer is None:
-        raise FtcoreError(f"the run in {args.folder} took no batch within {args.timeout:g} s; the change stays asked "
-                          "for and applies at its next batch (--timeout waits longer)")
-    if not answer.changed:
-        print(f"the run already trains at {rates_text(answer.rates)}; nothing changed")
-        return 0
-    print(f"applied {describe(SteerRecord(epoch=answer.epoch, lr=answer.rates.lr, head_lr=answer.rates.head_lr))}")
+        raise FtcoreError(f"the run in {args.folder} took no batch within {args.timeout:g} s; ask {asked.seq} stays "
+                          "in its log and applies at its next batch (--timeout waits longer)")
+    if answer.outcome == Outcome.REFUSED:
+        raise FtcoreError(f"the run refused ask {asked.seq}: {answer.reason}")
+    if answer.outcome == Outcome.REPLACED:
+        print(f"ask {asked.seq} was replaced: {answer.reason}, and the run took that one")
+    elif answer.outcome == Outcome.UNCHANGED:
+        print(f"the run already trains at {rates_text(wanted)}; nothing changed")
+    elif answer.outcome == Outcome.APPLIED:
+        print(f"applied {describe(SteerRecord(epoch=answer.epoch, lr=wanted.lr, head_lr=wanted.head_lr))}")
+    else:
+        raise FtcoreError(f"ask {asked.seq} was {answer.text()}")
     return 0

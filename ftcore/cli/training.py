@@ -114,12 +114,13 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
         steering = Replay(replay)
     elif out is not None and distributed.launch_rank() == 0:
         steering = FolderSteering(out, config, History.from_dict(resume_from["history"]) if resume_from else None)
+    trained = None
     try:
         with ctrl_c_stops() as stop:
             trained = fit(config, sink, stop, resume_from, capture_state=out is not None, steering=steering)
     finally:
-        if isinstance(steering, FolderSteering):
-            steering.close()
+        if isinstance(steering, FolderSteering):  # a run that finished answers what it never reached
+            steering.close(finished=trained is not None and not trained.history.stopped)
     missed = steering.missed(trained.history.steering, trained.history.batches[-1].epoch if trained.history.batches
                              else 0.0) \
         if isinstance(steering, Replay) and distributed.context().is_main else []
@@ -192,14 +193,14 @@ def train_on_cluster(args: argparse.Namespace) -> int:
         out = prepare_out_dir(args.out or f"runs/{config.arch}-{config.mode}").resolve()
         job = ProcessJob(config, out.parent, out.name)
     backend = RayBackend(args.cluster, out.parent)
-    reporter, history, offset, said = Reporter(job.config.total_epochs), History(), 0, ""
+    reporter, offset, said = Reporter(job.config.total_epochs), 0, ""
     with ctrl_c_stops() as stop, ended_on_abort(job):
         job.start(backend)
         while True:
             snap = job.snapshot()
             events, offset = read_events(out, offset)
             for event in events:
-                if (record := event_from_dict(event, history)) is not None:
+                if (record := event_from_dict(event)) is not None:
                     reporter(record)
             if snap.queue_note and snap.queue_note != said:
                 said = snap.queue_note

@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import shutil
-import tempfile
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import FtcoreError
-from ..util.paths import atomic_write, cache_dir
+from ..util.paths import atomic_write, cache_dir, make_folder
 from .images import UPLOAD_ADVICE, open_image
 from .splits import class_key
 
@@ -31,7 +30,6 @@ _COUNTED_SUFFIXES = {*PHOTO_SUFFIXES.values(), ".jpeg"}
 _FORBIDDEN_CHARACTERS = '/\\:<>"|?*'
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _NAME_ADVICE = "use letters, digits, spaces, '-' or '_'"
-_FOLDER_MODE = 0o755  # mkdtemp makes an owner-only folder; a dataset gets the usual permissions
 
 
 def datasets_dir() -> Path:
@@ -205,12 +203,11 @@ def save_dataset(name: str, photos: dict[str, list[bytes]]) -> BuiltDataset:
     if path.exists() or path.is_symlink():
         raise exists
     path.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))  # same file system: rename is atomic
+    building = make_folder(path.parent, ".building-")  # same file system: rename is atomic
     try:
         for cls, files in plan.items():
             for file_name, data in files.items():
                 _write_photo(building / cls / file_name, data)
-        os.chmod(building, _FOLDER_MODE)
         try:
             os.rename(building, path)
         except OSError:

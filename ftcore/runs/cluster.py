@@ -21,14 +21,12 @@ imported only here, and only when a cluster is asked for (`pip install ".[cluste
 
 from __future__ import annotations
 
-import atexit
 import json
 import math
 import os
 import shlex
 import signal
 import threading
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -39,16 +37,15 @@ from ..errors import FtcoreError
 from ..train import memory
 from ..util.paths import REPO_ROOT
 from .address import check_address
-from .process import WORKER_MODULE, ProcessJob, ordinal
-from .queue import RunQueue
-from .snapshot import FinderSnapshot, JobSnapshot
+from .child import WORKER_MODULE
+from .process import ProcessJob, ordinal
+from .queue import QueueingBackend
 from .worker import THREADS_ENV, WORKER_ERROR_PREFIX
 
 RUN_CPUS_ENV = "FTCORE_RAY_RUN_CPUS"  # CPUs a run asks of its node (default: RUN_CPUS)
 RUN_CPUS = 2  # a run on CPUs takes two cores of a node; on a GPU, GPU_RUN_CPUS
 GPU_RUN_CPUS = 1  # a run on a GPU feeds it from one core (its photos are decoded by the GPU's run alone)
 GPU_SHARE_STEP = 0.01  # a GPU fraction is rounded up to a hundredth, so rounding never packs one run too many
-POLL_SECONDS = 1.0  # how often the admitting thread reads the cluster's jobs and admits the next run
 METADATA_FOLDER = "ftcore_folder"  # the job's metadata key for its run folder (to find it after a restart)
 METADATA_ASK = "ftcore_ask"  # the job's metadata key for what it asked of its node, as JSON (Ray lists no asks)
 ACTIVE = ("PENDING", "RUNNING")  # Ray's job statuses that hold resources
@@ -148,26 +145,24 @@ class RayJob:
         return f"the run's Ray job failed at epoch {epoch}, batch {step} ({message}); its curves are kept"
 
 
-class RayBackend:
+class RayBackend(QueueingBackend):
     """Queues ProcessJobs here and submits each to the cluster as a Ray job once some node can take it."""
 
+    poll_seconds = 1.0  # how often the admitting thread reads the cluster's jobs and admits the next run
+
     def __init__(self, address: str, runs_dir: str | Path, run_cpus: int | None = None, check_memory: bool = True):
+        super().__init__()
         self.address = check_address(address)
         self.runs_dir = Path(runs_dir)  # on storage every node sees; a restarted server watches its jobs again
         self.run_cpus = run_cpus or int(os.environ.get(RUN_CPUS_ENV, 0) or RUN_CPUS)
         self.check_memory = check_memory
         self.client = self._connect()
-        self._queue = RunQueue()
-        self._running: dict[str, ProcessJob] = {}  # submission id -> job
         self._jobs: dict[str, dict] = {}  # submission id -> its details, as last read
         self._nodes: list[Node] = []
         self._dead: dict[str, str] = {}  # node id -> address, for nodes seen to leave
-        self._lock = threading.Condition()  # the queue and the running jobs; held while it asks jobs
         self._facts = threading.Lock()  # the cluster's nodes and jobs as last read; jobs read them under theirs
         self.refresh()
-        # from the start: it also finds the runs this server started before a restart
-        threading.Thread(target=self._loop, name="ftcore-ray", daemon=True).start()
-        atexit.register(self.shutdown)
+        self._start_thread()  # from the start: it also finds the runs this server started before a restart
 
     def _connect(self):
         try:
@@ -216,7 +211,7 @@ class RayBackend:
         return sizes
 
     def refresh(self) -> None:
-        """Read the cluster's nodes and jobs once (the admitting thread does this every POLL_SECONDS)."""
+        """Read the cluster's nodes and jobs once (the admitting thread does this every poll_seconds)."""
         nodes = self.read_nodes()
         jobs = {info.submission_id: info.model_dump(mode="json") for info in self.client.list_jobs()
                 if info.submission_id}
@@ -283,25 +278,11 @@ class RayBackend:
                               f"set {RUN_CPUS_ENV} to at most {cpus:g}")
         return need
 
-    def submit(self, *jobs: ProcessJob) -> None:
-        """Queue prepared jobs; they go to the cluster one by one as its nodes have room (several given together
-        keep their place together)."""
-        for job in jobs:
-            job.estimate = self.check_fits(job.config)
-            job.gpu_estimate = (memory.estimate_gpu_bytes(job.config, 1)
-                                if any(node.total.get("GPU") for node in self._nodes) else 0)
-            job.group = jobs[0].id
-        with self._lock:
-            self._queue.add(jobs)
-            self._lock.notify_all()
-
-    def cancel(self, job: ProcessJob) -> bool:
-        """Drop a queued job (True), or do nothing for one already submitted (False)."""
-        with self._lock:
-            if not self._queue.drop(job):
-                return False
-            self._lock.notify_all()
-            return True
+    def size(self, job: ProcessJob, together: int) -> None:
+        """Its host memory, and its GPU memory where the cluster has GPUs; runs go to the cluster one by one."""
+        job.estimate = self.check_fits(job.config)
+        job.gpu_estimate = (memory.estimate_gpu_bytes(job.config, 1)
+                            if any(node.total.get("GPU") for node in self._nodes) else 0)
 
     def queue_note(self, job: ProcessJob) -> str:
         """The queued job's place and what it waits for, in one line."""
@@ -319,30 +300,6 @@ class RayBackend:
                          else f"{ask[name]:g} CPUs" for name in ("CPU", "GPU", "memory") if ask.get(name))
         return (f"queued: next in line; starts when a machine of the cluster has {what} free (the {nodes} "
                 f"machine(s) have at most {max(most, 0):g} CPUs free now)")
-
-    def snapshot(self, job: ProcessJob) -> JobSnapshot | FinderSnapshot:
-        """Where the job stands: what its folder says, what Ray says of its job, its place in our queue."""
-        return job.snapshot()
-
-    def stop(self, job: ProcessJob) -> None:
-        """Take a queued job out of the queue, or ask a running one (its folder's stop file) to end after its
-        batch; Ray ends it if it outlives the grace period."""
-        job.stop()
-
-    def list(self) -> list[ProcessJob]:
-        """The jobs queued here (first in line first), then those on the cluster."""
-        with self._lock:
-            return [*self._queue, *self._running.values()]
-
-    def running(self) -> list[ProcessJob]:
-        """The jobs submitted (by this server, or by it before a restart) and not yet seen to end."""
-        with self._lock:
-            return list(self._running.values())
-
-    def shutdown(self) -> None:
-        """Cancel the queue; runs on the cluster go on (a restarted server finds them again)."""
-        with self._lock:
-            self._queue.cancel_all()
 
     def finder_root(self) -> Path:
         """Where the learning-rate finder's folders go: beside the runs, on the storage every node sees."""
@@ -399,21 +356,8 @@ class RayBackend:
             except (OSError, ValueError, KeyError):
                 continue
 
-    def _loop(self) -> None:
-        while True:
-            try:
-                self.refresh()
-            except Exception:  # the head is unreachable for now: keep the queue and try again
-                time.sleep(POLL_SECONDS)
-                continue
-            with self._lock:
-                for submission_id, job in list(self._running.items()):
-                    if not job.alive():
-                        del self._running[submission_id]
-                self._adopt()
-                while self._queue and self._admit_next():
-                    pass
-                self._lock.wait(POLL_SECONDS)
+    def _watch(self) -> None:
+        self.refresh()
 
 
 def _first_line(error: BaseException) -> str:

@@ -4,8 +4,8 @@
 events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, steer, epoch, end), resume.pt
 (after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
 and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
-current batch; steer.json asks it to train at other learning rates from its next batch, and steered.json is where
-the run says whether it still runs, the rates it trains at and the last change it took. Everything is on disk,
+current batch; steer.jsonl logs the asks to train at other learning rates from its next batch, and steered.json is
+where the run says whether it still runs, the rates it trains at and what came of each ask. Everything is on disk,
 so a refreshed page or a restarted server reads the same curves, and a run that dies keeps everything it wrote.
 checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
 
@@ -17,6 +17,7 @@ training loop but its records, and no torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -34,14 +35,14 @@ from ..records import (
     EpochRecord,
     Event,
     EventKind,
-    History,
     LrStep,
+    Resumed,
     RunStarted,
     Status,
     Steered,
     SteerRecord,
 )
-from ..util.paths import RUNS_DIR_ENV
+from ..util.paths import RUNS_DIR_ENV, atomic_write
 
 REQUEST_FILE = "request.json"
 EVENTS_FILE = "events.jsonl"
@@ -51,29 +52,46 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 STATE_FILE = "resume.pt"  # the state to resume from (train.resume.save_state), replaced after every epoch
 FINDING_FILE = "lr_find.json"  # a learning-rate finder's curve and suggestion (lr_find.finding.write_curve)
-STEER_FILE = "steer.json"  # the learning rates someone asked the running run to train at (runs.steering.ask)
-STEERED_FILE = "steered.json"  # the run's side: running or not, its rates now, the last ask it took
+STEER_FILE = "steer.jsonl"  # the ask log: the learning rates asked of the running run, one line an ask (runs.steering)
+STEERED_FILE = "steered.json"  # the run's side: running or not, its rates now, its answer to each ask
 
 
 TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
 
 
 def write_request(folder: Path, config: TrainConfig, resume: bool = False, task: str = "train",
-                  options: dict | None = None) -> None:
+                  options: dict | None = None, owner: str | None = None) -> None:
     """What the child does: the task (training, or the learning-rate finder with its `options`), the config,
-    and whether a training continues from resume.pt. Each request names a new attempt: a process of an earlier
-    one (on a machine the cluster gave up for lost) ends once it sees the folder is no longer its own."""
+    whether a training continues from resume.pt, and who owns the run (owner_of: who may list, steer, stop and
+    resume it). Each request names a new attempt: a process of an earlier one (on a machine the cluster gave up for
+    lost) ends once it sees the folder is no longer its own."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
     request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {},
-               "attempt": uuid.uuid4().hex}
+               "attempt": uuid.uuid4().hex, "owner": owner}
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / REQUEST_FILE).write_text(json.dumps(request, indent=2))
+        with atomic_write(folder / REQUEST_FILE) as out:
+            out.write(json.dumps(request, indent=2).encode())
     except OSError as e:
         raise FtcoreError(f"the run's folder {folder} cannot be written on {socket.gethostname()} "
                           f"({e.strerror or e}); point ${RUNS_DIR_ENV} (runs) or $FTCORE_CACHE (the rest) at a folder "
                           "this machine can write") from None
+
+
+def owner_of(secret: str) -> str:
+    """What a run folder records of its owner: a digest of the owner's secret (a tab's id), so that reading the
+    files does not give away the secret itself."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:32]
+
+
+def read_owner(folder: Path) -> str | None:
+    """Who owns the run in `folder` (owner_of), or None for a run with no owner (the command line's, or one made
+    before runs had owners)."""
+    try:
+        return json.loads((folder / REQUEST_FILE).read_text()).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_request(folder: Path) -> tuple[dict, bool]:
@@ -115,37 +133,34 @@ def event_dict(event: Event) -> dict:
         return {"type": EventKind.BATCH, "epoch": event.epoch, "step": event.step, "steps": event.steps,
                 "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
     if isinstance(event, EpochEnded):
-        return {"type": EventKind.EPOCH, "record": asdict(event.record),
-                "examples_per_sec": event.history.examples_per_sec}
+        return {"type": EventKind.EPOCH, "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
     if isinstance(event, LrStep):
         return {"type": EventKind.LR, **asdict(event)}
     if isinstance(event, Steered):
         return {"type": EventKind.STEER, "record": asdict(event.record)}
+    if isinstance(event, Resumed):
+        return {"type": EventKind.RESUMED, "epoch": event.epoch}
     raise TypeError(f"not a training event: {event!r}")
 
 
-def event_from_dict(d: dict, history: History) -> Event | None:
-    """The training event a logged dict was made from (event_dict's inverse); an epoch's `history` is the run's
-    so far, as the caller keeps it (None for the kinds that are not training events)."""
+def event_from_dict(d: dict) -> Event | None:
+    """The event a logged dict was made from (event_dict's inverse); None for the lines that are not training
+    events (how the run ended)."""
     fields = {k: v for k, v in d.items() if k != "type"}
     kind = d.get("type")
-    if kind == EventKind.RESUMED:  # a new process continues after that epoch: what was logged after it is void
-        history.epochs = [e for e in history.epochs if e.epoch <= d["epoch"]]
-        history.steering = [s for s in history.steering if s.epoch < d["epoch"]]
-        return None
+    if kind == EventKind.RESUMED:
+        return Resumed(epoch=d["epoch"])
     if kind == EventKind.STARTED:
-        history.heldout = fields.get("heldout", history.heldout)
         return RunStarted(**fields)
     if kind == EventKind.BATCH:
-        return BatchEnded(epoch=d["epoch"], step=d["step"], steps=d["steps"], record=batch_record(d["record"]),
+        return BatchEnded(epoch=d["epoch"], step=d["step"], steps=d["steps"], record=BatchRecord(**d["record"]),
                           examples_per_sec=d["examples_per_sec"])
     if kind == EventKind.EPOCH:
-        history.epochs.append(epoch_record(d["record"]))
-        history.examples_per_sec = d["examples_per_sec"] or history.examples_per_sec
-        return EpochEnded(record=history.epochs[-1], history=history)
+        return EpochEnded(record=EpochRecord(**d["record"]), examples_per_sec=d["examples_per_sec"] or 0.0)
     if kind == EventKind.STEER:
-        history.steering.append(SteerRecord(**d["record"]))
-        return Steered(record=history.steering[-1])
+        return Steered(record=SteerRecord(**d["record"]))
+    if kind == EventKind.LR:
+        return LrStep(**fields)
     return None
 
 
@@ -174,7 +189,7 @@ class EventLog:
 
     def resumed(self, epoch: float) -> None:
         """A new process continues after `epoch`: the events after it are void."""
-        self.write({"type": EventKind.RESUMED, "epoch": epoch})
+        self(Resumed(epoch))
 
 
 def read_events(folder: Path, offset: int = 0) -> tuple[list[dict], int]:
@@ -195,16 +210,6 @@ def read_events(folder: Path, offset: int = 0) -> tuple[list[dict], int]:
         except ValueError:
             continue  # a line cut by a crash in the middle of a write: the rest of the log still counts
     return events, offset + len(whole)
-
-
-def epoch_record(d: dict) -> EpochRecord:
-    """An EpochRecord from its logged dict."""
-    return EpochRecord(**d)
-
-
-def batch_record(d: dict) -> BatchRecord:
-    """A BatchRecord from its logged dict."""
-    return BatchRecord(**d)
 
 
 def request_stop(folder: Path) -> None:

@@ -12,10 +12,8 @@ so concurrent runs do not oversubscribe them.
 
 from __future__ import annotations
 
-import atexit
 import os
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +24,10 @@ from ..errors import FtcoreError
 from ..train import memory
 from ..util.paths import cache_dir
 from .process import PROCS_ENV, ProcessJob, ordinal
-from .queue import RunQueue
-from .snapshot import FinderSnapshot, JobSnapshot
+from .queue import QueueingBackend
 from .worker import THREADS_ENV
 
 SLOTS_ENV = "FTCORE_MAX_RUNS"  # runs trained at once (default: one per core on a GPU machine, else one)
-POLL_SECONDS = 0.25  # how often the admitting thread looks for ended runs and admits the next
 NEVER_FITS_SHARE = 0.9  # a run whose estimate exceeds this share of the machine's memory is refused outright
 
 
@@ -50,20 +46,17 @@ def default_slots() -> int:
     return (os.cpu_count() or 1) if torch.cuda.device_count() else 1
 
 
-class LocalBackend:
-    """Queues ProcessJobs and launches them as capacity and memory allow; a daemon thread does the admitting."""
+class LocalBackend(QueueingBackend):
+    """Queues ProcessJobs and launches them as capacity and memory allow, as child processes of this machine."""
 
     def __init__(self, slots: int | None = None, check_memory: bool = True,
                  gpu_memory: Callable[[int], tuple[int, int]] | None = None):
+        super().__init__()
         self.slots = slots or default_slots()
         self.check_memory = check_memory
         self.gpus = torch.cuda.device_count()
         self.gpu_memory = gpu_memory or torch.cuda.mem_get_info  # GPU index -> (free, total) bytes
-        self._queue = RunQueue()
-        self._running: dict[str, tuple[ProcessJob, list[int]]] = {}  # job id -> (job, its GPUs)
-        self._lock = threading.Condition()
-        self._thread: threading.Thread | None = None
-        atexit.register(self.shutdown)
+        self._gpus_of: dict[str, list[int]] = {}  # a started job's id -> the GPUs it was given
 
     # ---- what the server calls
 
@@ -93,28 +86,11 @@ class LocalBackend:
         procs = int(os.environ.get(PROCS_ENV, 0)) or (self.gpus if config.device == "auto" and self.gpus > 1 else 1)
         return min(procs, max_procs)
 
-    def submit(self, *jobs: ProcessJob) -> None:
-        """Queue prepared jobs (ProcessJob.prepare); several given together are admitted together, into one slot
-        whose cores they share (a lesson's runs, trained side by side). Refuse any that could never fit."""
-        for job in jobs:
-            job.procs = self._procs(job.config, job.max_procs) if len(jobs) == 1 else 1
-            job.estimate = self.check_fits(job.config)
-            job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
-            job.group = jobs[0].id
-        with self._lock:
-            self._queue.add(jobs)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="ftcore-scheduler", daemon=True)
-                self._thread.start()
-            self._lock.notify_all()
-
-    def cancel(self, job: ProcessJob) -> bool:
-        """Drop a queued job (True), or do nothing for one already admitted (False)."""
-        with self._lock:
-            if not self._queue.drop(job):
-                return False
-            self._lock.notify_all()
-            return True
+    def size(self, job: ProcessJob, together: int) -> None:
+        """Its processes (one each where several share a slot), its memory, and its GPU memory per process."""
+        job.procs = self._procs(job.config, job.max_procs) if together == 1 else 1
+        job.estimate = self.check_fits(job.config)
+        job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
 
     def position(self, job: ProcessJob) -> int | None:
         """1 for the next run to start, 2 for the one after it...; None when not queued (runs submitted together
@@ -144,31 +120,11 @@ class LocalBackend:
         return (f"queued: next in line; starts when {need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} "
                 "GB is now)")
 
-    def snapshot(self, job: ProcessJob) -> JobSnapshot | FinderSnapshot:
-        """Where the job stands: what its folder says, whether its process lives, its place in the queue."""
-        return job.snapshot()
-
-    def stop(self, job: ProcessJob) -> None:
-        """Take a queued job out of the queue, or ask a running one to end after its current batch."""
-        job.stop()
-
-    def list(self) -> list[ProcessJob]:
-        """The jobs queued here (first in line first), then those running."""
-        with self._lock:
-            return [*self._queue, *(job for job, _ in self._running.values())]
-
-    def running(self) -> list[ProcessJob]:
-        """The jobs admitted and not yet seen to end."""
-        with self._lock:
-            return [job for job, _ in self._running.values()]
-
     def shutdown(self) -> None:
         """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
         their last epoch's state to resume from)."""
-        with self._lock:
-            self._queue.cancel_all()
-            running = [job for job, _ in self._running.values()]
-        for job in running:
+        super().shutdown()
+        for job in self.running():
             job.terminate()
 
     def finder_root(self) -> Path:
@@ -179,20 +135,20 @@ class LocalBackend:
 
     def _free_bytes(self) -> int:
         """Memory available now, less what the runs that are still growing will take."""
-        reserved = sum(max(0, job.estimate - job.rss_bytes()) for job, _ in self._running.values())
+        reserved = sum(max(0, job.estimate - job.rss_bytes()) for job in self._running.values())
         return memory.available_bytes() - reserved
 
     def _groups_running(self) -> int:
         """Slots in use: the running jobs, each group submitted together counted once; under the lock."""
-        return len({job.group for job, _ in self._running.values()})
+        return len({job.group for job in self._running.values()})
 
     def _gpu_room(self) -> list[int]:
         """Bytes free on each GPU now, less the estimates of the runs started there that have not trained a batch
         yet (their memory is not taken yet; a training run's is in the free figure)."""
         room = [self.gpu_memory(gpu)[0] for gpu in range(self.gpus)]
-        for job, gpus in self._running.values():
+        for job in self._running.values():
             if not job.started_training():
-                for gpu in gpus:
+                for gpu in self._gpus_of.get(job.id, []):
                     room[gpu] -= job.gpu_estimate
         return room
 
@@ -203,9 +159,10 @@ class LocalBackend:
         fitting = sorted((gpu for gpu in range(self.gpus) if room[gpu] >= need), key=lambda gpu: -room[gpu])
         return fitting[:want] if len(fitting) >= want else None
 
-    def _admit(self, jobs: list[ProcessJob]) -> bool:
-        """Launch `jobs` (one, or a group submitted together) if a slot, their GPUs and their memory are free now;
-        a group shares its slot's cores."""
+    def _admit_next(self) -> bool:
+        """Launch the next job in line (one, or a group submitted together) if a slot, their GPUs and their memory
+        are free now; a group shares its slot's cores."""
+        jobs = self._queue.next_group()
         if self._groups_running() >= self.slots:
             return False
         want = max(max(1, job.procs) for job in jobs)  # a group shares its slot's GPUs as it shares its cores
@@ -218,17 +175,8 @@ class LocalBackend:
         env = {THREADS_ENV: str(max(1, (os.cpu_count() or 1) // self.slots // len(jobs)))}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        self._queue.take(jobs)
         for job in jobs:
             job.launch(env)
-            self._running[job.id] = (job, gpus)
+            self._running[job.id], self._gpus_of[job.id] = job, gpus
         return True
-
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                for job_id, (job, _) in list(self._running.items()):
-                    if not job.alive():
-                        del self._running[job_id]
-                while self._queue and self._admit(group := self._queue.next_group()):
-                    self._queue.take(group)
-                self._lock.wait(POLL_SECONDS)

@@ -1,19 +1,15 @@
 """A run in a child process: launched when the backend admits it, stopped, and watched through its folder.
 
-`ProcessJob` keeps the Job contract (runs.job) as `thread.TrainingJob` does (start, stop, join, snapshot, to_run),
-so pages draw both alike; but nothing of the run lives in the server: the child writes its events, states and
-checkpoint into <runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the
-process still lives. It speaks to the backend it was queued with only through runs.backend.Backend.
+Nothing of the run lives in the server: the child (runs.child) writes its events, states and checkpoint into
+<runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the process still lives.
+It speaks to the backend it was queued with only through runs.backend.Backend.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import select
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,21 +18,21 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import TrainConfig
+from ..errors import FtcoreError
 from ..lr_find.finding import FinderSettings, LrFinding, check_request
-from ..records import KEPT, EventKind, History, LrStep, Status, SteerRecord
-from ..util.paths import REPO_ROOT, child_environment
-from . import forkserver
+from ..records import KEPT, EventKind, History, LrStep, Status
 from .backend import Backend
+from .child import ChildProcess
 from .folder import (
+    EVENTS_FILE,
     FINDING_FILE,
-    LOG_FILE,
     METRICS_FILE,
     REQUEST_FILE,
     STATE_FILE,
-    batch_record,
-    epoch_record,
+    event_from_dict,
     new_run_id,
     read_events,
+    read_owner,
     read_request,
     request_stop,
     write_request,
@@ -47,15 +43,6 @@ from .snapshot import FinderSnapshot, JobSnapshot, run_label
 STOP_GRACE_SECONDS = 30.0  # after Stop, the time a run has to end its batch before its process is ended
 NOT_YET_RUNNING = (Status.NEW, Status.QUEUED, Status.STARTING)  # a start event moves these to running
 PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
-WORKER_MODULE = "ftcore.runs.worker"  # the child process of a run: python -m WORKER_MODULE <run folder>
-
-
-def worker_command(folder: Path, procs: int) -> list[str]:
-    """The child's command line: the worker itself, or torchrun with `procs` processes of it."""
-    if procs > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
-                "-m", WORKER_MODULE, str(folder)]
-    return [sys.executable, "-m", WORKER_MODULE, str(folder)]
 
 
 def ordinal(n: int) -> str:
@@ -65,8 +52,8 @@ def ordinal(n: int) -> str:
 
 
 class Handle(Protocol):
-    """Where a launched run executes: a child process of this server (ChildProcess) or a job on a Ray cluster
-    (runs.cluster.RayJob). The job reads everything else from the run's folder."""
+    """Where a launched run executes: a child process of this server (runs.child.ChildProcess) or a job on a Ray
+    cluster (runs.cluster.RayJob). The job reads everything else from the run's folder."""
 
     def running(self) -> bool:
         """True while the run's process (or job) has not ended."""
@@ -85,85 +72,17 @@ class Handle(Protocol):
         ...
 
 
-class ChildProcess:
-    """A run's process on this machine: `python -m ftcore.runs.worker <folder>` (or torchrun with several), or the same
-    worker forked from the warm fork server (runs.forkserver), which skips importing torch again."""
-
-    def __init__(self, pid: int, proc: subprocess.Popen | None = None):
-        self.pid = pid  # the child's process id, and its process group's
-        self.proc = proc  # the fresh process (None: forked, and followed through a pidfd)
-        self._pidfd: int | None = None
-        self._pidfd_lock = threading.Lock()  # pages and the backend ask at once; the pidfd is closed once
-        if proc is None:
-            try:
-                self._pidfd = os.pidfd_open(pid)
-            except ProcessLookupError:  # it has ended already
-                pass
-
-    @classmethod
-    def start(cls, folder: Path, procs: int, env: dict[str, str]) -> ChildProcess:
-        """Launch the worker on `folder`, its output appended to the folder's worker.log."""
-        environment = child_environment(env)
-        if procs == 1:
-            pid = forkserver.fork_run(str(folder), environment, str(folder / LOG_FILE))
-            if pid is not None:
-                return cls(pid)
-        with open(folder / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen(worker_command(folder, procs), cwd=REPO_ROOT, env=environment,
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # Ctrl-C on the server's terminal is the server's
-        return cls(proc.pid, proc)
-
-    def running(self) -> bool:
-        """True until the child has exited."""
-        if self.proc is not None:
-            return self.proc.poll() is None
-        with self._pidfd_lock:
-            if self._pidfd is None:
-                return False
-            if select.select([self._pidfd], [], [], 0)[0]:  # a pidfd reads as ready once its process has exited
-                os.close(self._pidfd)
-                self._pidfd = None
-                return False
-            return True
-
-    def signal(self, sig: int) -> None:
-        """Send `sig` to the child's process group (its torchrun workers too)."""
-        if self.running():
-            try:
-                os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the child now (0 when it has ended or cannot be read)."""
-        if not self.running():
-            return 0
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                line = next(line for line in f if line.startswith("VmRSS:"))
-            return int(line.split()[1]) * 1024
-        except (OSError, StopIteration, ValueError):
-            return 0
-
-    def lost_message(self, epoch: int, step: int) -> str | None:
-        """A child that died without a word was killed on this machine: the job's own sentence says so."""
-        return None
-
-    def __del__(self):
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-
-
 class ProcessJob:
     """One run trained by `python -m ftcore.runs.worker` in a process of its own: a child of this server, or a job on a
-    Ray cluster, as its backend launches it."""
+    Ray cluster, as its backend launches it. Start, stop, join and snapshot are what pages and series call."""
 
-    def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False):
+    def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False,
+                 owner: str | None = None):
         self.id = job_id or new_run_id()
         self.config = config
         self.folder = Path(runs_dir) / self.id
         self.resume = resume
+        self.owner = owner  # who may list, steer, stop and resume it (runs.folder.owner_of; None: whoever has it)
         self.procs = 1  # processes of the run (torchrun), set by the backend
         self.max_procs = sys.maxsize  # the most processes this kind of work can use
         self.estimate = 0  # bytes of memory the backend reserved for it
@@ -173,22 +92,35 @@ class ProcessJob:
         self._lock = threading.Lock()
         self._handle: Handle | None = None
         self._status = Status.NEW
-        self._queued = self._started = self._ended = self._stop_asked = 0.0
+        self._queued = self._ended = self._stop_asked = 0.0
         self._offset = 0
         self._info: dict = {}
-        self._epochs: list = []
-        self._batches: list = []
-        self._steering: list[SteerRecord] = []
+        self._history = History()  # what the run's events say so far
         self._last_batch = (0, 0)  # (epoch, step) of the last batch the run reported
-        self._examples_per_sec = 0.0
         self._end: dict | None = None
 
     @classmethod
     def resumed(cls, folder: str | Path) -> ProcessJob:
-        """A job that continues the interrupted run in `folder` from its last saved epoch."""
+        """A job that continues the interrupted run in `folder` from its last saved epoch, for the run's owner."""
         folder = Path(folder)
         config, _ = read_request(folder)
-        return cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=True)
+        return cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=True, owner=read_owner(folder))
+
+    @classmethod
+    def continued(cls, folder: str | Path, owner: str | None) -> ProcessJob:
+        """A new run of `owner`'s that starts from the interrupted run in `folder` at its last saved epoch, with its
+        curves so far; the run in `folder` keeps its owner and its record."""
+        folder = Path(folder)
+        config, _ = read_request(folder)
+        job = cls(TrainConfig.from_dict(config), folder.parent, resume=True, owner=owner)
+        try:
+            job.folder.mkdir()
+            shutil.copyfile(folder / STATE_FILE, job.folder / STATE_FILE)
+            shutil.copyfile(folder / EVENTS_FILE, job.folder / EVENTS_FILE)
+        except OSError as e:
+            shutil.rmtree(job.folder, ignore_errors=True)
+            raise FtcoreError(f"the run in {folder} cannot be continued ({e.strerror or e}); start a new run") from None
+        return job
 
     @classmethod
     def adopted(cls, folder: str | Path, handle: Handle) -> ProcessJob:
@@ -196,7 +128,7 @@ class ProcessJob:
         it."""
         folder = Path(folder)
         config, resume = read_request(folder)
-        job = cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=resume)
+        job = cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=resume, owner=read_owner(folder))
         job._queued = time.monotonic()
         job.attach(handle)
         return job
@@ -217,6 +149,9 @@ class ProcessJob:
         queued (Backend.submit queues several prepared jobs to start together)."""
         if backend is not None:
             backend.check_fits(self.config)  # a run that can never fit is refused before anything is written
+        if not self.resume and (self.folder / REQUEST_FILE).exists():
+            raise FtcoreError(f"a run named {self.id} already exists in {self.folder.parent}; it was kept, so start "
+                              "this one under another name")
         if self.resume:  # the stopped run's checkpoint stays until this one replaces it
             (self.folder / "stop").unlink(missing_ok=True)
             with self._lock:  # the curves so far are shown again; how that process ended is not this one's end
@@ -228,7 +163,7 @@ class ProcessJob:
         self.backend = backend
 
     def _write_request(self) -> None:
-        write_request(self.folder, self.config, self.resume)
+        write_request(self.folder, self.config, self.resume, owner=self.owner)
 
     def launch(self, env: dict[str, str]) -> None:
         """Start the child process (the local backend calls this when the run is admitted)."""
@@ -237,7 +172,7 @@ class ProcessJob:
     def attach(self, handle: Handle) -> None:
         """The run has been launched where `handle` watches it."""
         with self._lock:
-            self._handle, self._status, self._started = handle, Status.STARTING, time.monotonic()
+            self._handle, self._status = handle, Status.STARTING
 
     def cancel(self) -> None:
         """Mark a queued run as cancelled (the backend has dropped it); a new run's folder goes with it."""
@@ -282,18 +217,17 @@ class ProcessJob:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the run has ended (or was cancelled); True when it has."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self.snapshot().done:
-                return True
+        while not self.snapshot().done:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
+        return True
 
     def started_training(self) -> bool:
         """True once the run has reported a trained batch (or a finder step), so its memory is taken."""
         with self._lock:
             self._read()
-            return bool(self._batches or self._epochs or self._last_batch != (0, 0))
+            return self._last_batch != (0, 0)
 
     def rss_bytes(self) -> int:
         """Resident memory of the run's process on this machine now (0 when it is not running here)."""
@@ -307,29 +241,19 @@ class ProcessJob:
         for event in events:
             self._take(event)
 
-    def _take(self, event: dict) -> None:
-        """Take in one event of the run."""
-        kind = event.get("type")
-        if kind == EventKind.RESUMED:  # a new process continues after epoch E: what came after it is gone
-            self._epochs = [e for e in self._epochs if e.epoch <= event["epoch"]]
-            self._batches = [b for b in self._batches if b.epoch <= event["epoch"]]
-            self._steering = [s for s in self._steering if s.epoch < event["epoch"]]
-            self._end = None
-        elif kind == EventKind.STARTED:
-            self._info = event
-            if self._status in NOT_YET_RUNNING:
-                self._status = Status.RUNNING
-        elif kind == EventKind.BATCH:
-            self._batches.append(batch_record(event["record"]))
-            self._last_batch = (event["epoch"], event["step"])
-            self._examples_per_sec = event["examples_per_sec"]
-        elif kind == EventKind.STEER:
-            self._steering.append(SteerRecord(**event["record"]))
-        elif kind == EventKind.EPOCH:
-            self._epochs.append(epoch_record(event["record"]))
-            self._examples_per_sec = event["examples_per_sec"] or self._examples_per_sec
-        elif kind == EventKind.END:
-            self._end = event
+    def _take(self, logged: dict) -> None:
+        """Take in one logged event of the run: into its history, and what the page shows besides."""
+        event, kind = event_from_dict(logged), logged.get("type")
+        if event is not None:
+            self._history.apply(event)
+        if kind in (EventKind.BATCH, EventKind.LR):
+            self._last_batch = (logged.get("epoch", 1), logged["step"])
+        if kind == EventKind.STARTED:
+            self._info = logged
+        if kind in (EventKind.STARTED, EventKind.LR) and self._status in NOT_YET_RUNNING:
+            self._status = Status.RUNNING
+        if kind in (EventKind.END, EventKind.RESUMED):  # a resumed run has not ended: how that process ended is void
+            self._end = logged if kind == EventKind.END else None
 
     def _status_now(self, alive: bool) -> tuple[Status, str | None]:
         """The status and error, from the last event and whether the process still lives."""
@@ -342,10 +266,8 @@ class ProcessJob:
     def _killed_message(self) -> str:
         epoch, step = self._last_batch
         lost = self._handle.lost_message(max(epoch, 1), step) if self._handle is not None else None
-        if lost:
-            return lost
-        return (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch {step}; "
-                "its curves up to then are kept")
+        return lost or (f"the run was killed by the system (probably out of memory) at epoch {max(epoch, 1)}, batch "
+                        f"{step}; its curves up to then are kept")
 
     def _observe(self) -> tuple[Status, str | None, float]:
         """(status, error, seconds since queued) after reading the new events; called under the lock."""
@@ -369,37 +291,35 @@ class ProcessJob:
         note = self._queue_note()
         with self._lock:
             status, error, elapsed = self._observe()
-            info = self._info
+            info, history = self._info, self._history
             # written (atomically) before the end event; a resumed run's earlier checkpoint does not count
             saved = self._end is not None and (self.folder / METRICS_FILE).is_file()
-            if self._end is not None and self._end.get("history") and not self._epochs:
-                self._epochs = History.from_dict(self._end["history"]).epochs
-            last_epoch = self._epochs[-1].epoch if self._epochs else 0
+            if self._end is not None and self._end.get("history") and not history.epochs:
+                history.epochs = History.from_dict(self._end["history"]).epochs
+            last_epoch = history.epochs[-1].epoch if history.epochs else 0
             resumable = (status in (Status.FAILED, Status.STOPPED) and (self.folder / STATE_FILE).is_file()
                          and last_epoch < self.config.total_epochs)
             return JobSnapshot(
                 id=self.id, label=run_label(self.config), config=self.config, status=status,
-                epochs=list(self._epochs), batches=list(self._batches), examples_per_sec=self._examples_per_sec,
+                epochs=list(history.epochs), batches=list(history.batches), examples_per_sec=history.examples_per_sec,
                 devices=list(info.get("devices", [])), weights=info.get("weights", ""),
                 classes=list(info.get("classes", [])), train_size=info.get("train_size", 0),
                 test_size=info.get("test_size", 0), steps_per_epoch=info.get("steps_per_epoch", 0),
                 elapsed=elapsed, error=error, saved_to=str(self.folder) if saved else None,
-                heldout=info.get("heldout", "test"), queue_note=note, resumable=resumable,
-                batchnorm=info.get("batchnorm", ""), steering=list(self._steering))
+                heldout=history.heldout, queue_note=note, resumable=resumable,
+                batchnorm=info.get("batchnorm", ""), steering=list(history.steering))
 
     def to_run(self) -> Run:
         """The ended run as a Run of the tab, its model loaded from the folder when first used."""
         return load_saved_run(self.folder)
 
-    def release_model(self) -> None:
-        """Nothing to release: the model lives in the folder, and in the server only once a page asks for it."""
-
 
 class FinderJob(ProcessJob):
     """The learning-rate finder on a run's recipe, in a child process queued like a training run."""
 
-    def __init__(self, config: TrainConfig, folder_root: str | Path, settings: FinderSettings | None = None):
-        super().__init__(config, folder_root)
+    def __init__(self, config: TrainConfig, folder_root: str | Path, settings: FinderSettings | None = None,
+                 owner: str | None = None):
+        super().__init__(config, folder_root, owner=owner)
         self.max_procs = 1  # a range test is one process on one device, even where training would take several
         self.settings = settings or FinderSettings()
         self._steps: list[LrStep] = []
@@ -412,16 +332,12 @@ class FinderJob(ProcessJob):
         return self
 
     def _write_request(self) -> None:
-        write_request(self.folder, self.config, task="lr_find", options=asdict(self.settings))
+        write_request(self.folder, self.config, task="lr_find", options=asdict(self.settings), owner=self.owner)
 
-    def _take(self, event: dict) -> None:
-        if event.get("type") == EventKind.LR:
-            self._steps.append(LrStep(**{k: v for k, v in event.items() if k != "type"}))
-            self._last_batch = (1, event["step"])
-            if self._status in NOT_YET_RUNNING:
-                self._status = Status.RUNNING
-        else:
-            super()._take(event)
+    def _take(self, logged: dict) -> None:
+        super()._take(logged)
+        if logged.get("type") == EventKind.LR:
+            self._steps.append(event_from_dict(logged))
 
     def _killed_message(self) -> str:
         lost = self._handle.lost_message(1, self._last_batch[1]) if self._handle is not None else None
@@ -446,8 +362,9 @@ class FinderJob(ProcessJob):
         raise TypeError("a learning-rate finder has no run to keep")
 
 
-def list_interrupted(runs_dir: str | Path) -> list[Path]:
-    """Run folders that ended (or died) before their last epoch with a state to resume from, oldest first."""
+def list_interrupted(runs_dir: str | Path, owner: str | None = None) -> list[Path]:
+    """Run folders that ended (or died) before their last epoch with a state to resume from, oldest first; with
+    `owner`, only that owner's."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
@@ -455,9 +372,9 @@ def list_interrupted(runs_dir: str | Path) -> list[Path]:
     for folder in sorted(runs_dir.iterdir()):
         if folder.name.startswith(".") or not all((folder / name).is_file() for name in (STATE_FILE, REQUEST_FILE)):
             continue
-        events, _ = read_events(folder)
-        ends = [e for e in events if e.get("type") == EventKind.END]
+        if owner is not None and read_owner(folder) != owner:
+            continue
+        ends = [e for e in read_events(folder)[0] if e.get("type") == EventKind.END]
         if not ends or ends[-1]["status"] != Status.FINISHED:
             found.append(folder)
     return found
-

@@ -7,9 +7,6 @@ written) only when asked for.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from ..models.trained import TrainedModel
 from ..records import History
 from ..train.steering import changes_text
 from ..util.lru import LruStore
-from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE, prepare_out_dir
+from .folder import CHECKPOINT_FILE, METRICS_FILE, REQUEST_FILE, prepare_out_dir, read_owner
 from .snapshot import run_label
 
 # Models of saved runs kept in memory at once (process-wide); ResNet-18 is about 45 MB each.
@@ -124,31 +121,6 @@ def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:
                           "folder (--out)") from None
 
 
-def save_run_folder(trained: TrainedModel, runs_dir: str | Path, run_id: str) -> Path:
-    """Write a run to <runs_dir>/<run_id>/ (checkpoint.pt, metrics.json) through a temporary folder, so a
-    listing never sees half a run and an existing run is never overwritten."""
-    runs_dir = Path(runs_dir)
-    final = runs_dir / run_id
-    if final.exists():
-        raise FtcoreError(f"a run named {run_id} already exists in {runs_dir}; it was kept and this run was not "
-                          "saved (download its checkpoint instead)")
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".saving-{run_id}-"))
-    except OSError as e:
-        raise FtcoreError(f"cannot write runs to {runs_dir} ({e.strerror or e}); free some space or make it "
-                          "writable") from None
-    try:
-        save_run(trained, tmp)
-        os.rename(tmp, final)  # fails rather than replace a folder another run took meanwhile
-    except (FtcoreError, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        reason = e if isinstance(e, FtcoreError) else (e.strerror or e)
-        raise FtcoreError(f"the run could not be saved to {final} ({reason}); download its checkpoint "
-                          "instead") from None
-    return final
-
-
 def load_saved_run(folder: str | Path) -> Run:
     """A run from its folder's metrics.json (its model loads from checkpoint.pt only when asked for)."""
     folder = Path(folder)
@@ -161,8 +133,9 @@ def load_saved_run(folder: str | Path) -> Run:
     return Run(folder.name, run_label(config), config, history, path=folder)
 
 
-def list_saved_runs(runs_dir: str | Path) -> tuple[list[Run], list[str]]:
-    """Every run saved in `runs_dir`, oldest first, and one sentence for each folder that could not be read."""
+def list_saved_runs(runs_dir: str | Path, owner: str | None = None) -> tuple[list[Run], list[str]]:
+    """Every run saved in `runs_dir` (with `owner`, only that owner's), oldest first, and one sentence for each folder
+    that could not be read."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return [], []
@@ -172,6 +145,8 @@ def list_saved_runs(runs_dir: str | Path) -> tuple[list[Run], list[str]]:
             continue  # runs being written, and anything that is not a run
         if (folder / REQUEST_FILE).is_file() and not (folder / METRICS_FILE).is_file():
             continue  # a run training in a child process, or one that died before it ended (see runner)
+        if owner is not None and read_owner(folder) != owner:
+            continue
         try:
             runs.append(load_saved_run(folder))
         except FtcoreError as e:

@@ -1,10 +1,10 @@
 """A series of runs trained in the background: the book's comparisons (`lab.experiments`) as runs.
 
 An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
-one coordinating thread that runs each as a job and waits for it before starting the next, so only one model
-trains at a time; or, for the lesson (`lab.lesson`), starts them all at once, side by side, sharing the cores
-of one of the backend's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends the runs in
-progress and skips the rest.
+one coordinating thread that queues each as a run with the backend and waits for it before queueing the next, so
+only one model of the series trains at a time; or, for the lesson (`lab.lesson`), queues them all at once, side by
+side, sharing the cores of one of the backend's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends
+the runs in progress and skips the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from .backend import Backend
 from .process import ProcessJob
 from .saved import Run
 from .snapshot import JobSnapshot
-from .thread import TrainingJob
 
 
 @dataclass
@@ -84,18 +83,19 @@ def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
 class Experiment:
     """A series of TrainConfigs trained one after another in one background thread."""
 
-    def __init__(self, kind: str, configs: Sequence[TrainConfig], experiment_id: str | None = None,
-                 runs_dir: str | Path | None = None, backend: Backend | None = None):
+    def __init__(self, kind: str, configs: Sequence[TrainConfig], runs_dir: str | Path, backend: Backend,
+                 experiment_id: str | None = None, owner: str | None = None):
         if kind not in KINDS:
             raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
         self.id = experiment_id or uuid.uuid4().hex[:10]
         self.kind = kind
         self.configs = list(configs)
-        self.runs_dir = runs_dir  # each run is saved there as a single job saves it (see runs.thread.TrainingJob)
-        self.backend = backend  # with one, each run trains in a child process through its queue
+        self.runs_dir = runs_dir  # each run's folder goes there
+        self.backend = backend  # each run trains in a process of its own, through this backend's queue
+        self.owner = owner  # the owner of every run of the series (runs.folder.owner_of)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._jobs: list[TrainingJob | ProcessJob] = []
+        self._jobs: list[ProcessJob] = []
         self._runs: dict[str, Run] = {}  # job id -> its Run, once it ended with a model
         self._ended = False
         self._thread = threading.Thread(target=self._run, name=f"ftcore-experiment-{self.id}", daemon=True)
@@ -127,7 +127,7 @@ class Experiment:
         return ExperimentSnapshot(id=self.id, kind=self.kind, configs=list(self.configs),
                                   jobs=[job.snapshot() for job in jobs], status=status)
 
-    def jobs(self) -> list[TrainingJob | ProcessJob]:
+    def jobs(self) -> list[ProcessJob]:
         """The series' jobs started so far, in order."""
         with self._lock:
             return list(self._jobs)
@@ -137,9 +137,8 @@ class Experiment:
         with self._lock:
             return [run for job_id, run in self._runs.items() if job_id not in skip]
 
-    def _new_job(self, config: TrainConfig) -> TrainingJob | ProcessJob:
-        return (ProcessJob(config, self.runs_dir) if self.backend is not None
-                else TrainingJob(config, runs_dir=self.runs_dir))
+    def _new_job(self, config: TrainConfig) -> ProcessJob:
+        return ProcessJob(config, self.runs_dir, owner=self.owner)
 
     def _run(self) -> None:
         if self.kind in SIDE_BY_SIDE:  # every run starts at once, sharing the cores
@@ -152,7 +151,7 @@ class Experiment:
                     job = self._new_job(config)
                     self._jobs.append(job)
                 try:
-                    job.start(self.backend) if self.backend is not None else job.start()
+                    job.start(self.backend)
                 except FtcoreError:  # checked before the series started; memory may have changed since
                     job.cancel()
                 job.join()  # a failed run (e.g. a diverging lr) does not end the series
@@ -161,20 +160,16 @@ class Experiment:
             self._ended = True
 
     def _run_side_by_side(self) -> None:
-        """Start every run at once (with a backend: queued together, admitted into one slot) and wait for all."""
+        """Queue every run at once (admitted together, into one slot) and wait for all."""
         with self._lock:
             if self._stop.is_set():
                 return
             jobs = [self._new_job(config) for config in self.configs]
             self._jobs.extend(jobs)
         try:
-            if self.backend is not None:
-                for job in jobs:
-                    job.prepare(self.backend)
-                self.backend.submit(*jobs)
-            else:
-                for job in jobs:
-                    job.start()
+            for job in jobs:
+                job.prepare(self.backend)
+            self.backend.submit(*jobs)
         except FtcoreError:  # checked before the series started; memory may have changed since
             for job in jobs:
                 job.cancel()
@@ -183,10 +178,9 @@ class Experiment:
         for job in jobs:
             self._keep(job)
 
-    def _keep(self, job: TrainingJob | ProcessJob) -> None:
-        """Keep an ended job's run when it has a model."""
+    def _keep(self, job: ProcessJob) -> None:
+        """Keep an ended job's run when it has a model (loaded from its folder when first used)."""
         if job.snapshot().has_model:
-            run = job.to_run()  # its model goes to the server's few-models cache (or stays with an unsaved run)
+            run = job.to_run()
             with self._lock:
                 self._runs[job.id] = run
-            job.release_model()  # so a long sweep does not keep every model alive through its jobs

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 from ..config import TrainConfig, lr_text
 from ..lr_find.finding import FinderSettings, LrFinding
-from ..models.trained import TrainedModel
 from ..records import BatchRecord, EpochRecord, LrStep, Status, SteerRecord
 from ..train.steering import Rates, changes_text, starting_rates
 
@@ -39,9 +38,7 @@ class JobSnapshot:
     steps_per_epoch: int
     elapsed: float  # wall seconds since start (to the end, once done)
     error: str | None = None
-    trained: TrainedModel | None = None  # set once finished or stopped
-    saved_to: str | None = None  # the run's folder once written to the runs folder
-    warning: str | None = None  # a finished run that could not be saved says why here
+    saved_to: str | None = None  # the run's folder once its model is written there
     heldout: str = "test"  # the split every epoch is measured on: val where the data has one, else test
     queue_note: str | None = None  # while queued: its place and what it waits for
     resumable: bool = False  # ended before its last epoch with a state saved after an earlier one
@@ -71,8 +68,8 @@ class JobSnapshot:
 
     @property
     def has_model(self) -> bool:
-        """True when the run ended with a model (in memory, or saved in its folder)."""
-        return self.done and (self.trained is not None or (self.saved_to is not None and self.status != Status.FAILED))
+        """True when the run ended with a model, saved in its folder."""
+        return self.done and self.saved_to is not None and self.status != Status.FAILED
 
     def status_line(self) -> str:
         """Status, epoch and progress through it (output-layer epochs count), speed, devices and time, in one line."""

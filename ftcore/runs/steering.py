@@ -1,34 +1,96 @@
 """Steering a running run through its folder, the same for a child process, a forked one, a Ray job and
-`ftcore train --out`: whoever asks writes the rates wanted to steer.json; the run reads that file once per batch
-when it has changed, applies the rates before its next batch and says so in steered.json, where it also keeps
-whether it still runs and the rates it trains at. This module is the only one that writes or reads those two files.
+`ftcore train --out`.
 
-Without torch: the pages and the `steer` command ask, and read the answer, before torch has loaded.
+Whoever asks appends the rates wanted to the ask log, steer.jsonl: one line an ask, numbered by its line (its
+sequence number), written under a lock, so that two asks at once are both kept and the later builds on the
+earlier. Before each batch the run reads the lines it has not read yet (a read that fails is tried again at the
+next batch), checks each ask itself (`train.steering.refusal`), applies the last one it can and answers in
+steered.json: whether it still runs, the rates it trains at, and each ask's outcome (`Outcome`). An ask still
+unread when the run stops is applied when it resumes, at the batch where the run stopped; a change applied after
+the epoch a resumed run goes back to is applied again where it was; an ask the run never reached because it
+finished is answered as not applied. This module is the only one that writes or reads those two files.
+
+Without torch: the pages and the `steer` command ask, and read the answers, before torch has loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 
 from ..config import TrainConfig
 from ..errors import FtcoreError
 from ..records import EventKind, History, SteerRecord
-from ..train.steering import Rates, copied_rate, starting_rates, wanted_rates
+from ..train.steering import SAME_POINT, Rates, copied_rate, rates_text, refusal, starting_rates, wanted_rates
 from ..util.paths import atomic_write
-from .folder import REQUEST_FILE, STEER_FILE, STEERED_FILE, read_events
+from .folder import REQUEST_FILE, STEER_FILE, STEERED_FILE, read_events, read_owner
 
 WAIT_POLL_SECONDS = 0.2  # how often the one who asked looks for the run's answer
 
 
+class Outcome(StrEnum):
+    """What came of an ask; written to steered.json as its plain value."""
+
+    APPLIED = "applied"  # the run trains at the rates asked from the batch at `epoch`
+    UNCHANGED = "unchanged"  # the run trained at those rates already
+    REPLACED = "replaced"  # a later ask came before the run's next batch, and that one was applied
+    REFUSED = "refused"  # the run cannot train at those rates (`reason` says why)
+    NOT_APPLIED = "not applied"  # the run finished before its next batch
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One line of the ask log: the rates wanted from the run's next batch, or why the line is no ask."""
+
+    seq: int  # its line in the log, from 1
+    rates: Rates
+    unfrozen_lr: float  # the copied layers' rate to go back to when unfrozen (their rate, unless frozen)
+    problem: str | None = None  # a line written by hand that holds no rates
+
+    def to_line(self) -> bytes:
+        """The log's line for it."""
+        return json.dumps({"seq": self.seq, **asdict(self.rates), "unfrozen_lr": self.unfrozen_lr}).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, seq: int, line: bytes) -> Ask:
+        """The ask on line `seq` of the log, whatever was written there."""
+        try:
+            d = json.loads(line)
+            rates = Rates(lr=float(d["lr"]), head_lr=float(d["head_lr"]))
+            return cls(seq, rates, float(d.get("unfrozen_lr", rates.lr)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return cls(seq, Rates(lr=0.0, head_lr=0.0), 0.0, "the line holds no learning rates")
+
+
+@dataclass
+class Answer:
+    """What the run said of one ask."""
+
+    seq: int
+    outcome: Outcome
+    epoch: float | None = None  # where it applied, in epochs (applied, unchanged)
+    reason: str = ""  # why it was refused, or which ask replaced it
+
+    def text(self) -> str:
+        """"applied at epoch 1.44", "replaced by ask 4", "refused: the output layer's ..."."""
+        if self.outcome in (Outcome.APPLIED, Outcome.UNCHANGED):
+            return f"{self.outcome} at epoch {self.epoch:.2f}"
+        return f"{self.outcome}: {self.reason}" if self.reason else str(self.outcome)
+
+
 @dataclass
 class SteerState:
-    """What steered.json says: whether the run still runs, where, on which settings, and the rates it trains at."""
+    """What steered.json says: whether the run still runs, where, on which settings, the rates it trains at, and
+    its answers."""
 
     running: bool  # the run has not ended (it says so when it ends; a run killed cannot)
     pid: int  # its process, on `host`
@@ -36,18 +98,23 @@ class SteerState:
     config: dict  # its TrainConfig, as a dict
     rates: Rates  # the learning rates it trains at now
     unfrozen_lr: float  # the copied layers' rate before they were frozen (their rate now, when they are not)
-    asked: str | None = None  # the last ask it took
-    epoch: float | None = None  # where that ask applied, in epochs
-    changed: bool = False  # whether that ask changed the rates (else they were those in force already)
+    seen: int = 0  # the asks it has read: the log's first `seen` lines
+    position: float = 0.0  # where it last looked for asks, in epochs: where a resumed run takes what came after
+    answers: list[Answer] = field(default_factory=list)  # one per ask it has answered, in order
+
+    def answer(self, seq: int) -> Answer | None:
+        """Its answer to ask `seq` (None while it has not read it)."""
+        return next((a for a in reversed(self.answers) if a.seq == seq), None)
 
     def to_dict(self) -> dict:
         """Plain dict for steered.json."""
-        return {**asdict(self), "rates": asdict(self.rates)}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> SteerState:
         """Rebuild what `to_dict` wrote."""
-        return cls(**{**d, "rates": Rates(**d["rates"])})
+        answers = [Answer(**{**a, "outcome": Outcome(a["outcome"])}) for a in d.get("answers", [])]
+        return cls(**{**d, "rates": Rates(**d["rates"]), "answers": answers})
 
 
 def write_state(folder: Path, state: SteerState) -> None:
@@ -64,29 +131,25 @@ def read_state(folder: Path) -> SteerState | None:
         return None
 
 
-@dataclass(frozen=True)
-class Ask:
-    """What steer.json says: the last ask, by id, for the rates wanted from the run's next batch."""
-
-    id: str
-    rates: Rates
-    unfrozen_lr: float  # the copied layers' rate to go back to when unfrozen (their rate, unless frozen)
-
-
-def read_ask(folder: Path) -> Ask | None:
-    """The last ask written to steer.json; None where there is none."""
+def read_asks(folder: Path, offset: int = 0, seq: int = 0) -> tuple[list[Ask], int]:
+    """The asks on the whole lines of the log from byte `offset` (where line `seq` ended), and the offset after
+    them; OSError when the log cannot be read (the run tries again at its next batch)."""
     try:
-        d = json.loads((Path(folder) / STEER_FILE).read_text())
-        return Ask(id=str(d["id"]), rates=Rates(lr=float(d["lr"]), head_lr=float(d["head_lr"])),
-                   unfrozen_lr=float(d["unfrozen_lr"]))
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+        with open(Path(folder) / STEER_FILE, "rb") as log:
+            log.seek(offset)
+            chunk = log.read()
+    except FileNotFoundError:
+        return [], offset
+    whole = chunk[:chunk.rfind(b"\n") + 1]
+    return [Ask.from_line(seq + i, line) for i, line in enumerate(whole.splitlines(), start=1)], offset + len(whole)
 
 
-def write_ask(folder: Path, ask: Ask) -> None:
-    """Write steer.json atomically: the run never reads half an ask."""
-    with atomic_write(folder / STEER_FILE) as out:
-        out.write(json.dumps({"id": ask.id, **asdict(ask.rates), "unfrozen_lr": ask.unfrozen_lr}).encode())
+@contextlib.contextmanager
+def locked_log(folder: Path) -> Iterator[BinaryIO]:
+    """The ask log open for appending, held by this asker alone until the block ends."""
+    with open(Path(folder) / STEER_FILE, "a+b") as log:
+        fcntl.flock(log, fcntl.LOCK_EX)  # released when the file closes
+        yield log
 
 
 def resumed_rates(config: TrainConfig, history: History) -> tuple[Rates, float]:
@@ -99,53 +162,106 @@ def resumed_rates(config: TrainConfig, history: History) -> tuple[Rates, float]:
 
 
 class FolderSteering:
-    """A run's own folder as its steering source (`train.steering.SteeringSource`): the last ask in steer.json, read
-    when the file has changed (one stat a batch), and the run's answer in steered.json."""
+    """A run's own folder as its steering source (`train.steering.SteeringSource`): the ask log's new lines, read
+    when it has grown (one stat a batch), and the run's answers in steered.json."""
 
     def __init__(self, folder: str | Path, config: TrainConfig, history: History | None = None) -> None:
-        self.folder = Path(folder)
+        self.folder, self.config = Path(folder), config
         rates, unfrozen = resumed_rates(config, history or History())
+        prior = read_state(self.folder) if history is not None else None  # a resumed run's answers so far
         self.state = SteerState(running=True, pid=os.getpid(), host=socket.gethostname(), config=config.to_dict(),
-                                rates=rates, unfrozen_lr=unfrozen)
-        self.seen: tuple[int, int, int] | None = None  # steer.json's (inode, mtime, size) when last read
-        old = read_ask(self.folder)
-        self.state.asked = old.id if old is not None else None  # an ask from before this process is its history's
-        self.pending: Ask | None = None  # the ask read, until the run applies it
+                                rates=rates, unfrozen_lr=unfrozen, answers=prior.answers if prior else [])
+        asks, end = read_asks(self.folder)
+        # a new run leaves the asks made of an earlier one in this folder; a resumed run reads on where it stopped
+        self.state.seen = prior.seen if prior is not None else len(asks)
+        self.offset = end if prior is None else self._offset_of(self.state.seen)
+        self.pending: Ask | None = None  # the ask being applied, until the run says it has
+        self.replay: list[tuple[float, Ask]] = []  # changes a resumed run goes back before, applied again there
+        self.stopped_at: float | None = None  # a resumed run: where it stopped, after which it reads new asks
+        if prior is not None and history is not None:
+            back_to = history.epochs[-1].epoch if history.epochs else 0.0
+            by_seq = {ask.seq: ask for ask in asks}
+            self.replay = [(a.epoch, by_seq[a.seq]) for a in prior.answers
+                           if a.outcome == Outcome.APPLIED and a.epoch > back_to - SAME_POINT and a.seq in by_seq]
+            self.stopped_at = prior.position
         write_state(self.folder, self.state)
 
-    def poll(self, position: float, now: Rates) -> Rates | None:
-        """The rates of a new ask in steer.json where they differ from those in force `now`; an ask for the rates in
-        force is answered at once, as unchanged."""
+    def _offset_of(self, lines: int) -> int:
+        """The byte offset after the log's first `lines` lines."""
         try:
-            stat = os.stat(self.folder / STEER_FILE)
-        except OSError:
+            with open(self.folder / STEER_FILE, "rb") as log:
+                return sum(len(line) for _, line in zip(range(lines), log, strict=False))
+        except FileNotFoundError:
+            return 0
+
+    def poll(self, position: float, now: Rates) -> Rates | None:
+        """The rates to train at from the batch that starts at `position`, where they differ from those in force
+        `now`: a change applied here before a resume, else the last usable ask not read yet. Every ask read is
+        answered (refused, replaced or unchanged at once; applied once the run says so)."""
+        self.state.position = position
+        due = [ask for at, ask in self.replay if at <= position + SAME_POINT]
+        if due:
+            self.replay = [(at, ask) for at, ask in self.replay if at > position + SAME_POINT]
+            return self._take(due[-1], position, now)
+        if self.stopped_at is not None and position < self.stopped_at + SAME_POINT:
+            return None  # a resumed run reads later asks from the batch after the one it stopped after
+        try:
+            if os.stat(self.folder / STEER_FILE).st_size <= self.offset:
+                return None
+            asks, self.offset = read_asks(self.folder, self.offset, self.state.seen)
+        except OSError:  # unreadable for now: the same lines are read again at the next batch
             return None
-        if (stat.st_ino, stat.st_mtime_ns, stat.st_size) == self.seen:
+        if not asks:
             return None
-        self.seen = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # each ask is a new file, renamed into place
-        ask = read_ask(self.folder)
-        if ask is None or ask.id == self.state.asked:
+        self.state.seen = asks[-1].seq
+        usable = []
+        for ask in asks:
+            problem = ask.problem or refusal(self.config, ask.rates)
+            if problem:
+                self._answer(Answer(ask.seq, Outcome.REFUSED, reason=problem))
+            else:
+                usable.append(ask)
+        for ask in usable[:-1]:
+            self._answer(Answer(ask.seq, Outcome.REPLACED, reason=f"ask {usable[-1].seq} came before the next batch"))
+        if not usable:
+            write_state(self.folder, self.state)
             return None
-        self.state.asked, self.pending = ask.id, ask
+        return self._take(usable[-1], position, now)
+
+    def _take(self, ask: Ask, position: float, now: Rates) -> Rates | None:
+        """Apply `ask` from the batch at `position` (its rates), or answer it as unchanged (None)."""
+        self.pending = ask
         if ask.rates == now:
-            self._answer(position, now, changed=False)
+            self.applied(SteerRecord(epoch=position, lr=now.lr, head_lr=now.head_lr), Outcome.UNCHANGED)
             return None
         return ask.rates
 
-    def applied(self, record: SteerRecord) -> None:
-        """The run applied the last ask before the batch at `record.epoch`."""
-        self._answer(record.epoch, Rates.of(record), changed=True)
-
-    def _answer(self, position: float, rates: Rates, changed: bool) -> None:
-        asked = self.pending if self.pending is not None and self.pending.rates == rates else None
+    def applied(self, record: SteerRecord, outcome: Outcome = Outcome.APPLIED) -> None:
+        """The run applied the ask it was given before the batch at `record.epoch`."""
+        asked = self.pending
+        rates = Rates.of(record)
         self.state.unfrozen_lr = asked.unfrozen_lr if asked is not None else rates.lr or self.state.unfrozen_lr
-        self.state.rates, self.state.epoch, self.state.changed = rates, position, changed
+        self.state.rates = rates
+        if asked is not None:
+            self._answer(Answer(asked.seq, outcome, epoch=record.epoch))
         self.pending = None
         write_state(self.folder, self.state)
 
-    def close(self) -> None:
-        """The run has ended: nothing can steer it any more."""
+    def _answer(self, answer: Answer) -> None:
+        self.state.answers = [a for a in self.state.answers if a.seq != answer.seq] + [answer]
+
+    def close(self, finished: bool = False) -> None:
+        """The run has ended: nothing steers it any more. A run that finished answers the asks it never reached as
+        not applied; a stopped or failed one leaves them for its resume."""
         self.state.running = False
+        if finished:
+            try:
+                asks, self.offset = read_asks(self.folder, self.offset, self.state.seen)
+            except OSError:
+                asks = []
+            for ask in [*(ask for _, ask in self.replay), *asks]:
+                self._answer(Answer(ask.seq, Outcome.NOT_APPLIED, reason="the run finished before its next batch"))
+            self.state.seen = asks[-1].seq if asks else self.state.seen
         write_state(self.folder, self.state)
 
 
@@ -183,54 +299,67 @@ def alive(state: SteerState) -> bool:
     return True
 
 
-def rates_to_come(folder: Path, state: SteerState) -> tuple[Rates, float]:
-    """The rates the run in `folder` trains at once it has taken what was asked of it (an ask not taken yet, during
-    a long batch, counts), and its copied layers' rate before they were frozen: what the next ask builds on."""
-    pending = read_ask(folder)
-    if pending is None or pending.id == state.asked:
-        return state.rates, state.unfrozen_lr
-    return pending.rates, pending.unfrozen_lr
+def rates_to_come(folder: Path, state: SteerState, asks: list[Ask] | None = None) -> tuple[Rates, float]:
+    """The rates the run in `folder` trains at once it has taken what was asked of it (the last usable ask it has
+    not read yet counts), and its copied layers' rate before they were frozen: what the next ask builds on."""
+    config = TrainConfig.from_dict(state.config)
+    unread = [ask for ask in (read_asks(folder)[0] if asks is None else asks)
+              if ask.seq > state.seen and not ask.problem and not refusal(config, ask.rates)]
+    return (unread[-1].rates, unread[-1].unfrozen_lr) if unread else (state.rates, state.unfrozen_lr)
 
 
-def ask(folder: str | Path, lr: float | None = None, head_factor: float | None = None,
-        freeze: bool | None = None) -> tuple[str | None, Rates, SteerState]:
+def ask(folder: str | Path, lr: float | None = None, head_factor: float | None = None, freeze: bool | None = None,
+        owner: str | None = None) -> tuple[Ask | None, Rates, SteerState]:
     """Ask the run training in `folder` for other rates from its next batch: a new rate for the copied layers, the
-    output layer at `head_factor` times it, the copied layers frozen or unfrozen. Returns the ask's id (None when
-    the run trains at those rates already), the rates wanted, and what the run said last; FtcoreError where the
-    folder holds no run, the run has ended, or the ask cannot be."""
+    output layer at `head_factor` times it, the copied layers frozen or unfrozen. Returns the ask (None when the run
+    trains at those rates already, or is asked for them), the rates wanted, and what the run said last; FtcoreError
+    where the folder holds no run, the run has ended or belongs to another `owner`, or the ask cannot be."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FtcoreError(f"{folder} is not a folder; give a run's folder, or the folder a training writes its "
                           "checkpoint to")
+    if owner is not None and read_owner(folder) != owner:
+        raise FtcoreError(f"the run in {folder} is not this tab's; only the tab that started a run steers it")
     problem = ended_sentence(folder)
     if problem:
         raise FtcoreError(problem)
-    state = read_state(folder)
-    now, unfrozen_lr = rates_to_come(folder, state)
-    wanted = wanted_rates(TrainConfig.from_dict(state.config), now, unfrozen_lr, lr, head_factor, freeze)
-    copied = copied_rate(now, unfrozen_lr, lr)
-    if wanted == now and copied == unfrozen_lr:
-        return None, wanted, state
-    asked = Ask(id=uuid.uuid4().hex, rates=wanted, unfrozen_lr=copied)
-    write_ask(folder, asked)
-    return asked.id, wanted, state
+    with locked_log(folder) as log:  # the rates to come and the new line, with no other ask in between
+        state = read_state(folder)
+        asks = read_asks(folder)[0]
+        now, unfrozen_lr = rates_to_come(folder, state, asks)
+        wanted = wanted_rates(TrainConfig.from_dict(state.config), now, unfrozen_lr, lr, head_factor, freeze)
+        copied = copied_rate(now, unfrozen_lr, lr)
+        if wanted == now and copied == unfrozen_lr:
+            return None, wanted, state
+        asked = Ask(seq=len(asks) + 1, rates=wanted, unfrozen_lr=copied)
+        log.write(asked.to_line())
+    return asked, wanted, state
 
 
-def wait_for_answer(folder: str | Path, asked: str, timeout: float) -> SteerState | None:
-    """What the run said once it took the ask `asked`; None when it did not within `timeout` seconds; FtcoreError
-    when it ended first."""
+def wait_for_answer(folder: str | Path, seq: int, timeout: float) -> Answer | None:
+    """The run's answer to ask `seq` once it has read it; None when it has not within `timeout` seconds;
+    FtcoreError when it ended first."""
     folder = Path(folder).expanduser()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = read_state(folder)
-        if state is not None and state.asked == asked:
-            return state
-        latest = read_ask(folder)
-        if latest is not None and latest.id != asked:
-            raise FtcoreError(f"another ask replaced this one before the run in {folder} took it; the run takes the "
-                              "latest ask at its next batch")
+        answer = state.answer(seq) if state is not None else None
+        if answer is not None:
+            return answer
         problem = ended_sentence(folder)
         if problem:
             raise FtcoreError(problem.replace("; steer a run while it trains", " before it took the change"))
         time.sleep(WAIT_POLL_SECONDS)
     return None
+
+
+def ask_text(ask: Ask, state: SteerState | None, running: bool) -> str:
+    """"Ask 3, lr 2e-3, output layer 2e-2: applied at epoch 1.44", or what became of it so far."""
+    answer = state.answer(ask.seq) if state is not None else None
+    if answer is not None:
+        said = answer.text()
+    elif running:
+        said = "waiting for the run's next batch"
+    else:
+        said = "not applied yet: the run stopped before its next batch, and Resume applies it"
+    return f"Ask {ask.seq}, {rates_text(ask.rates)}: {said}"

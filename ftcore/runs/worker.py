@@ -145,11 +145,12 @@ def train(folder: Path, config: TrainConfig, resume: bool, sink: Sink, stop: thr
     # the folder takes asks for other learning rates while the run trains (under torchrun, rank 0 reads them)
     steering = FolderSteering(folder, config, History.from_dict(state["history"]) if state else None) \
         if distributed.launch_rank() == 0 else None
+    trained = None
     try:
         trained = fit(config, sink, stop, resume_from=state, capture_state=True, steering=steering)
     finally:
-        if steering is not None:
-            steering.close()
+        if steering is not None:  # a run that finished answers what it never reached; a stopped one keeps it
+            steering.close(finished=trained is not None and not trained.history.stopped)
     if distributed.context().is_main:
         save_run(trained, folder)
         if not trained.history.stopped:

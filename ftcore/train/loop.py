@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from ..archs import get_arch
 from ..config import TrainConfig
 from ..data.run_data import RunData, make_run_data
 from ..data.transforms import eval_preset
@@ -45,7 +46,7 @@ from .optim import make_optimizer
 from .plan import RunPlan, batchnorm_note, plan_run, with_balance, wrap_model
 from .progress import Progress, TrainingDiverged, record_heldout
 from .steering import Rates, SteeringSource, current_rates, set_rates, split_groups
-from .step import scale_batchnorm_momentum, to_device, train_step
+from .step import batchnorm_layers, scale_batchnorm_momentum, to_device, train_step
 
 
 def make_model(config: TrainConfig, classes: list[str], plan: RunPlan) -> tuple[nn.Module, WeightsSource]:
@@ -89,6 +90,9 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
     rates the plan's steering source asks for, if any."""
     reduction, device = plan.config.loss_reduction, plan.device
     steps = len(loader)
+    # the copied layers' BatchNorm, kept in eval mode while they are frozen (config.frozen_batchnorm)
+    copied_norms = batchnorm_layers(unwrapped(net), get_arch(plan.config.arch).head) \
+        if plan.config.frozen_batchnorm == "eval" else []
     loss_sum, correct, seen, seconds, step = 0.0, 0, 0, 0.0, 0
     wall_start = time.perf_counter()
     for step, (X, y) in enumerate(loader, start=1):
@@ -98,8 +102,10 @@ def train_one_epoch(net: nn.Module, loader: Iterable, optimizer: torch.optim.Opt
         if plan.steering is not None or plan.ctx.world_size > 1:  # under torchrun every rank takes part
             steer(net, optimizer, plan, epoch - 1 + (step - 1) / steps, sink)
         start = time.perf_counter()  # the book's timer: device transfer + step, not data loading
+        still = copied_norms if copied_norms and current_rates(optimizer).lr == 0 else ()
         batch_loss, batch_correct = train_step(net, optimizer, to_device(X, device), y.to(device), reduction,
-                                               plan.micro_batch, plan.precision, plan.grad_scale, plan.class_weights)
+                                               plan.micro_batch, plan.precision, plan.grad_scale, plan.class_weights,
+                                               still)
         synchronize(device)
         seconds += time.perf_counter() - start
         if not math.isfinite(batch_loss):

@@ -10,7 +10,7 @@ from ..config import TrainConfig
 from ..data.run_data import RunData
 from ..errors import FtcoreError
 from ..models.weights import WeightsSource
-from ..records import BatchEnded, EpochEnded, EpochRecord, Event, History, RunStarted, Sink, Steered
+from ..records import BatchEnded, EpochEnded, EpochRecord, Event, History, RunStarted, Sink
 from .evaluate import Tally
 
 
@@ -59,19 +59,18 @@ class Progress:
         return photos / self.history.feature_seconds if self.history.feature_seconds else 0.0
 
     def __call__(self, event: Event) -> None:
-        """Record `event` and pass it on, with the run's speed and history where it carries them."""
+        """Record `event` in the run's history and pass it on, with the run's speed and history where it carries
+        them."""
         if isinstance(event, BatchEnded):
             event = self._batch(event)
         elif isinstance(event, EpochEnded):
             event = self._epoch(event.record)
-        elif isinstance(event, Steered):
-            self.history.steering.append(event.record)
+        self.history.apply(event)
         self.sink(event)
 
     def _batch(self, event: BatchEnded) -> BatchEnded:
-        """One optimiser step ended: record it, with the speed so far (the frozen layers' during output-layer
-        epochs, else over this epoch's batches and the full epochs before it)."""
-        self.history.batches.append(event.record)
+        """One optimiser step ended: the speed so far (the frozen layers' during output-layer epochs, else over this
+        epoch's batches and the full epochs before it)."""
         if event.epoch <= self.config.head_epochs:
             return dataclasses.replace(event, examples_per_sec=self.feature_speed())
         full = [e for e in self.history.epochs if e.stage == "full"]
@@ -79,9 +78,8 @@ class Progress:
         return dataclasses.replace(event, examples_per_sec=speed)
 
     def _epoch(self, record: EpochRecord) -> EpochEnded:
-        """One epoch ended: record it and the run's speed over its timed full epochs."""
-        self.history.epochs.append(record)
-        timed = [e for e in self.history.epochs if e.stage == "full"]
-        self.history.examples_per_sec = (sum(e.examples for e in timed) / max(sum(e.seconds for e in timed), 1e-9)
-                                         if timed else self.feature_speed())
-        return EpochEnded(record, self.history)
+        """One epoch ended: the run's speed over its timed full epochs, this one included."""
+        timed = [e for e in [*self.history.epochs, record] if e.stage == "full"]
+        speed = (sum(e.examples for e in timed) / max(sum(e.seconds for e in timed), 1e-9) if timed
+                 else self.feature_speed())
+        return EpochEnded(record, speed)

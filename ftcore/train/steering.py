@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import TrainConfig, lr_words
+from ..config import MAX_STEER_LR, TrainConfig, lr_words
 from ..errors import FtcoreError
 from ..records import SteerRecord
 from .groups import ParamGroup
@@ -77,6 +77,23 @@ def starting_rates(config: TrainConfig) -> Rates:
     return Rates(lr=0.0 if config.freeze_body else config.lr, head_lr=config.head_lr)
 
 
+def refusal(config: TrainConfig, rates: Rates) -> str | None:
+    """Why a run of `config` cannot train at `rates` from its next batch, in words (None when it can): a rate that
+    is not a finite number, below 0 (the copied layers' 0 is frozen; the output layer's must be above it), above
+    MAX_STEER_LR, or copied layers that the run froze from its start set learning again. The run itself checks
+    every ask with it, whoever wrote it."""
+    for name, rate, least in (("copied layers'", rates.lr, 0.0), ("output layer's", rates.head_lr, None)):
+        if not math.isfinite(rate):
+            return f"the {name} learning rate {rate} is not a finite number"
+        if rate < 0 or (least is None and rate == 0):
+            return f"the {name} learning rate {rate:g} is not above 0"
+        if rate > MAX_STEER_LR:
+            return f"the {name} learning rate {rate:g} is above {MAX_STEER_LR:g}, the most a run takes"
+    if config.freeze_body and rates.lr > 0:
+        return "this run froze its copied layers from its start (the book's exercise), so their rate stays 0"
+    return None
+
+
 def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float | None = None,
                  head_factor: float | None = None, freeze: bool | None = None) -> Rates:
     """The rates a person's ask comes to, from the rates in force `now`: a new rate for the copied layers, the output
@@ -96,7 +113,11 @@ def wanted_rates(config: TrainConfig, now: Rates, unfrozen_lr: float, lr: float 
     frozen = now.lr == 0 if freeze is None else freeze
     base = copied_rate(now, unfrozen_lr, lr)
     factor = head_factor if head_factor is not None else now.head_lr / (now.lr if now.lr > 0 else unfrozen_lr)
-    return Rates(lr=0.0 if frozen else base, head_lr=written(base * factor))
+    wanted = Rates(lr=0.0 if frozen else base, head_lr=written(base * factor))
+    problem = refusal(config, wanted)
+    if problem:
+        raise FtcoreError(f"{problem}; ask for a rate from 0 to {MAX_STEER_LR:g}, e.g. 2e-3")
+    return wanted
 
 
 def copied_rate(now: Rates, unfrozen_lr: float, lr: float | None = None) -> float:

@@ -3,6 +3,8 @@ micro-batches whose gradients add up to the whole batch's."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -31,18 +33,28 @@ def scale_batchnorm_momentum(model: nn.Module, updates_per_step: int) -> None:
             module.momentum = 1 - (1 - module.momentum) ** (1 / updates_per_step)
 
 
+def batchnorm_layers(model: nn.Module, outside: str) -> list[nn.Module]:
+    """The BatchNorm layers of `model` whose names do not start with `outside` (the output layer's)."""
+    return [module for name, module in model.named_modules()
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(outside + ".")]
+
+
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
                reduction: str = "sum", micro_batch: int = 0, precision: str = "fp32",
-               grad_scale: float = 1.0, class_weights: torch.Tensor | None = None) -> tuple[float, int]:
+               grad_scale: float = 1.0, class_weights: torch.Tensor | None = None,
+               still: Sequence[nn.Module] = ()) -> tuple[float, int]:
     """One optimiser step on a batch; returns (summed loss, correct predictions).
 
     The batch may be split into micro-batches whose gradients add up: the gradient of the summed (or
     mean) loss over the whole batch is the same, only BatchNorm sees fewer images at a time. grad_scale
     multiplies the loss (DDP averages gradients over ranks; world_size undoes that for a summed loss).
     `class_weights` (data.balance) weight each example's loss by its class in what is backpropagated; the loss
-    returned stays the plain one, so that curves of balanced and unbalanced runs compare.
+    returned stays the plain one, so that curves of balanced and unbalanced runs compare. The modules in `still`
+    stay in eval mode (frozen layers' BatchNorm keeping its statistics).
     """
     net.train()
+    for module in still:
+        module.eval()
     optimizer.zero_grad(set_to_none=True)
     divisor = (len(y) if reduction == "mean" else 1) / grad_scale
     loss_sum = torch.zeros((), device=y.device)

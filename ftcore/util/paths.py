@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -45,24 +45,59 @@ def shared_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-FILE_MODE = 0o644  # what open() gives a new file under the common umask 022
+NEW_FILE_MODE, NEW_FOLDER_MODE = 0o666, 0o777  # before the umask: files and folders the lab makes follow it
+PRIVATE_UMASK = 0o077  # what a server others reach uses: its files and folders readable by its own account only
+
+
+def current_umask() -> int:
+    """This process's umask: read from /proc where Linux has it (without changing it even for a moment, which
+    another thread's new file would catch), else set and put back."""
+    try:
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(PRIVATE_UMASK)
+        os.umask(mask)
+        return mask
+
+
+def unique_name(folder: Path, prefix: str, suffix: str = "") -> Path:
+    """A name in `folder` that nothing has yet, for a temporary file or folder of our own."""
+    return folder / f"{prefix}{secrets.token_hex(8)}{suffix}"
+
+
+def make_folder(folder: Path, prefix: str) -> Path:
+    """A new empty folder in `folder` with the umask's permissions (tempfile.mkdtemp's are owner-only, whatever the
+    umask): a dataset being built, a run being saved."""
+    while True:
+        path = unique_name(folder, prefix)
+        try:
+            os.mkdir(path, NEW_FOLDER_MODE)
+            return path
+        except FileExistsError:
+            continue
 
 
 @contextlib.contextmanager
 def atomic_write(dest: Path) -> Iterator[BinaryIO]:
     """Write `dest` through a temporary file of its own beside it, renamed into place only on success.
 
-    Readers never see half a file, and two writers of the same file (two tabs) never share a temporary one.
-    """
+    Readers never see half a file, two writers of the same file (two tabs) never share a temporary one, and the file
+    gets the permissions the umask gives (private where the server keeps its files private)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}-", suffix=".part")
+    while True:
+        tmp = unique_name(dest.parent, f".{dest.name}-", ".part")
+        try:
+            handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(handle, "wb") as out:
             yield out
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes owner-only files; a result file gets the usual permissions
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
