@@ -170,7 +170,9 @@ def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp
     run = cache / "runs" / "tiny-mobilenet"
     save_run(result, run)
     shots = screenshots_dir(tmp_path)
-    with app_server(cache, tmp_path / "streamlit.log") as url, camera_page(playwright_api, url) as page:
+    # a run saved by the command line has no owner: a server that shares runs offers it to every tab
+    with app_server(cache, tmp_path / "streamlit.log", {"FTCORE_SHARE_RUNS": "1"}) as url, \
+            camera_page(playwright_api, url) as page:
         open_page(page, "Predict", "Predict")
         page.get_by_text(str(run), exact=True).wait_for(timeout=WAIT)  # the caption of the chosen saved run
         page.get_by_text("Webcam", exact=True).click()

@@ -20,7 +20,7 @@ from ftcore.runs.address import check_address
 from ftcore.runs.cluster import METADATA_ASK, Node, RayBackend, place_jobs
 from ftcore.runs.folder import STATE_FILE
 from ftcore.runs.process import ProcessJob
-from ftcore.runs.steering import ask, read_state, wait_for_answer
+from ftcore.runs.steering import Outcome, ask, read_state, wait_for_answer
 from ftcore.runs.worker import check_folder
 from ftcore.train.steering import Rates
 
@@ -139,8 +139,9 @@ def test_a_run_on_the_cluster_is_steered_through_its_folder_as_a_child_process_i
     job = ProcessJob(tiny_config(tiny_data, epochs=60), tmp_path / "runs").start(backend)
     wait_until(lambda: read_state(job.folder) is not None, "the run to listen", TIMEOUT)
     asked, wanted, _ = ask(job.folder, lr=2e-3, head_factor=10)
-    answer = wait_for_answer(job.folder, asked, 120)
-    assert answer is not None and answer.rates == wanted == Rates(2e-3, 2e-2)
+    answer = wait_for_answer(job.folder, asked.seq, 120)
+    assert answer is not None and answer.outcome == Outcome.APPLIED
+    assert read_state(job.folder).rates == wanted == Rates(2e-3, 2e-2)
     wait_until(lambda: any(e["type"] == "epoch" and e["record"]["epoch"] > answer.epoch
                            for e in runlog.read_events(job.folder)[0]), "an epoch at the new rates", TIMEOUT)
     backend.stop(job)

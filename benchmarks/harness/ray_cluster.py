@@ -50,7 +50,11 @@ class LocalRayCluster:
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
         self.groups: list[int] = []  # process group of each node's daemons, the head's first
-        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **HEALTH_CHECK}
+        # this interpreter's folder first: `ray` and the jobs' `python` are this environment's, activated or not
+        bin_dir = str(Path(sys.executable).parent)
+        self.env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **HEALTH_CHECK,
+                    "PATH": os.pathsep.join(p for p in (bin_dir, os.environ.get("PATH", "")) if p)}
+        self.ray = shutil.which("ray", path=self.env["PATH"]) or "ray"
 
     def _ray_start(self, command: list[str], env: dict[str, str]) -> None:
         log = self.temp_dir / f"node-{len(self.groups)}.log"
@@ -62,7 +66,7 @@ class LocalRayCluster:
 
     def start(self) -> LocalRayCluster:
         """Start the head (and its dashboard, the Jobs API) and wait until it answers."""
-        self._ray_start(["ray", "start", "--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
+        self._ray_start([self.ray, "start", "--head", "--port", str(self.gcs_port), "--dashboard-host", "127.0.0.1",
                          "--dashboard-port", str(self.dashboard_port), "--num-cpus", str(self.cpus), "--num-gpus",
                          "0", "--temp-dir", str(self.temp_dir), "--disable-usage-stats", "--include-dashboard",
                          "true", "--ray-client-server-port", str(free_port())],
