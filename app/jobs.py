@@ -28,9 +28,9 @@ from ftcore.lr_find.finding import FinderSettings
 from ftcore.records import Status
 from ftcore.runs import saved
 from ftcore.runs.address import cluster_address
-from ftcore.runs.backend import Backend
 from ftcore.runs.folder import STATE_FILE, read_owner
 from ftcore.runs.process import FinderJob, ProcessJob, list_interrupted
+from ftcore.runs.queue import QueueingBackend
 from ftcore.runs.saved import Run, list_saved_runs
 from ftcore.runs.snapshot import FinderSnapshot, JobSnapshot
 from ftcore.util import paths
@@ -92,7 +92,7 @@ BACKEND_MADE = threading.Event()  # set once this server process has made its ba
 
 
 @st.cache_resource
-def backend() -> Backend:
+def backend() -> QueueingBackend:
     """The server's one backend: every tab's runs queue here and train as jobs on the Ray cluster at
     $FTCORE_RAY_ADDRESS, else in child processes of this machine. FtcoreError for a cluster it cannot use."""
     BACKEND_MADE.set()

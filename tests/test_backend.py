@@ -1,4 +1,4 @@
-"""The local backend: runs queued in order, admitted by slots, cores, host memory and GPU memory; the Backend
+"""The local backend: runs queued in order, admitted by slots, cores, host memory and GPU memory; the backend
 contract it keeps. Jobs here are stand-ins that record how they were launched; real child processes are
 tests/test_runs.py's."""
 
@@ -12,10 +12,10 @@ import pytest
 from conftest import contract_breaches, wait_until
 from ftcore.config import recipe
 from ftcore.errors import FtcoreError
-from ftcore.runs.backend import Backend, QueuedRun
 from ftcore.runs.cluster import RayBackend
 from ftcore.runs.local import LocalBackend
 from ftcore.runs.process import ProcessJob
+from ftcore.runs.queue import QueuedRun, QueueingBackend
 from ftcore.train import memory
 from ftcore.train.memory import GB
 
@@ -62,7 +62,7 @@ def test_runs_submitted_together_start_together_in_one_slot_and_share_its_cores(
     assert [job.env["FTCORE_THREADS"] for job in pair] == ["2", "2"]  # the slot's 4 cores, halved
     assert {job.group for job in pair} == {"a"}
     time.sleep(0.6)  # two scheduler rounds: the single run waits for the pair's slot
-    assert single.env is None and scheduler.position(single) == 1
+    assert single.env is None and scheduler._queue.place(single) == 1
     assert scheduler.queue_note(single).startswith("queued: next in line; starts when one of the 1 run(s)")
     pair[0].running = False
     time.sleep(0.6)
@@ -83,8 +83,8 @@ def test_a_group_on_a_one_gpu_machine_shares_the_gpu(monkeypatch):
     scheduler.shutdown()
 
 
-@pytest.mark.parametrize(("protocol", "implementation"), [(Backend, LocalBackend), (Backend, RayBackend),
-                                                          (QueuedRun, ProcessJob)])
+@pytest.mark.parametrize(("protocol", "implementation"), [(QueueingBackend, LocalBackend),
+                                                          (QueueingBackend, RayBackend), (QueuedRun, ProcessJob)])
 def test_every_backend_and_queued_run_keeps_its_contract_call_for_call(protocol, implementation):
     # a method missing, renamed, or taking other parameters than the contract says breaks the callers that speak to
     # the contract only
@@ -94,12 +94,13 @@ def test_every_backend_and_queued_run_keeps_its_contract_call_for_call(protocol,
 
 def test_a_contract_check_notices_a_method_with_other_parameters():
     class Renamed:
-        def cancel(self, run):  # Backend.cancel takes `job`
+        def cancel(self, run):  # QueueingBackend.cancel takes `job`
             return False
 
-    assert contract_breaches(Backend, Renamed) == ["Renamed.cancel"] + [f"Renamed.{name} is missing" for name in
-                                                             ("check_fits", "submit", "snapshot", "stop", "list",
-                                                              "queue_note", "running", "shutdown", "finder_root")]
+    assert contract_breaches(QueueingBackend, Renamed) == ["Renamed.cancel"] + [
+        f"Renamed.{name} is missing" for name in ("check_fits", "size", "waits_for", "finder_root", "refresh",
+                                                  "submit", "queue_note", "snapshot", "stop", "list", "running",
+                                                  "shutdown")]
 
 
 def test_on_a_gpu_machine_runs_are_packed_by_their_gpu_memory_not_one_per_gpu(tiny_data):

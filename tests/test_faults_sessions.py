@@ -29,7 +29,8 @@ from ftcore.records import History
 from ftcore.runs import saved
 from ftcore.runs.folder import new_run_id, owner_of
 from ftcore.runs.process import ProcessJob
-from ftcore.runs.saved import ModelCache, Run, list_saved_runs, save_run
+from ftcore.runs.saved import Run, list_saved_runs, save_run
+from ftcore.util.lru import LruStore
 from ftcore.util.user_paths import resolve_user_path
 
 HOME = REPO / "streamlit_app.py"
@@ -65,9 +66,9 @@ def small(tiny_data, **overrides):
 
 
 @pytest.fixture
-def fresh_models(monkeypatch) -> ModelCache:
+def fresh_models(monkeypatch) -> LruStore:
     """An empty process-wide model cache of 3, as a freshly started server has."""
-    cache = ModelCache(3)
+    cache = LruStore(3)
     monkeypatch.setattr(saved, "MODELS", cache)
     return cache
 

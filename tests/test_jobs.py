@@ -102,8 +102,8 @@ def test_the_status_line_says_what_a_run_does_between_its_last_batch_and_its_end
 
 def test_every_kind_of_job_keeps_the_queued_run_contract(tmp_path):
     from ftcore.records import ENDED, KEPT, Status
-    from ftcore.runs.backend import QueuedRun
     from ftcore.runs.process import FinderJob
+    from ftcore.runs.queue import QueuedRun
 
     config = recipe("scratch", data=str(tmp_path), epochs=1)
     for job in (ProcessJob(config, tmp_path), FinderJob(config, tmp_path)):

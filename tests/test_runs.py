@@ -52,7 +52,7 @@ def test_two_runs_started_at_once_train_one_after_the_other_in_order(tiny_data, 
     scheduler = LocalBackend(slots=1, check_memory=False)
     first = ProcessJob(tiny_config(tiny_data), tmp_path / "runs").start(scheduler)
     second = ProcessJob(tiny_config(tiny_data, seed=1), tmp_path / "runs").start(scheduler)
-    assert scheduler.position(second) in (1, 2)
+    assert scheduler._queue.place(second) in (1, 2)
     seen = []  # (first's status, second's status) at each poll
     while not (first.snapshot().done and second.snapshot().done):
         seen.append((first.snapshot().status, second.snapshot().status))
@@ -80,7 +80,7 @@ def test_a_queued_run_says_its_place_and_can_be_cancelled(tiny_data, tmp_path):
     second.stop()  # Stop on a queued run cancels it
     snap = second.snapshot()
     assert snap.status == "cancelled" and snap.done and not snap.has_model
-    assert scheduler.position(third) == 1
+    assert scheduler._queue.place(third) == 1
     assert first.join(TIMEOUT) and third.join(TIMEOUT)
     assert first.snapshot().status == third.snapshot().status == "finished"
     assert not second.folder.exists()  # it never ran, and left nothing behind

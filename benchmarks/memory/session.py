@@ -2,8 +2,9 @@
 
     python -m benchmarks.memory.session [--runs 10] [--keep 3]
 
-Each round trains a short resnet18 run in a TrainingJob (tiny generated photos, 32 px, one epoch) that saves
-itself to a runs folder, keeps it in the session's list, classifies 8 photos with it and with the oldest run
+Each round trains a short resnet18 run in a process of its own, as the app's Start does (tiny generated photos,
+32 px, one epoch), which saves itself to a runs folder; it keeps the run in the session's list (its model loaded
+into this process), classifies 8 photos with it and with the oldest run
 (which, once out of the model cache, reloads from disk), and prints the process's resident set size.
 `--keep` sets how many models the process-wide cache holds (the app's default is saved.MODELS_IN_MEMORY).
 """
@@ -23,7 +24,9 @@ from PIL import Image
 from benchmarks.common import MIB, arg_parser, rss_bytes
 from ftcore.config import recipe
 from ftcore.insight.predict import rank_classes
-from ftcore.runs import saved, thread
+from ftcore.runs import saved
+from ftcore.runs.process import ProcessJob
+from ftcore.util.lru import LruStore
 
 
 def rss_mib() -> float:
@@ -51,7 +54,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--keep", type=int, default=saved.MODELS_IN_MEMORY)
     args = parser.parse_args()
-    saved.MODELS = saved.ModelCache(args.keep)
+    saved.MODELS = LruStore(args.keep)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_photos(Path(tmp) / "colours", per_class=16)
         photos = [Image.open(p).convert("RGB") for p in sorted((data / "test").rglob("*.png"))[:8]]
@@ -62,7 +65,7 @@ def main() -> None:
         sizes = []
         for i in range(args.runs):
             config = recipe("scratch", "resnet18", data=str(data), epochs=1, batch_size=8, image_size=32, seed=i)
-            job = thread.TrainingJob(config, runs_dir=Path(tmp) / "runs").start()
+            job = ProcessJob(config, Path(tmp) / "runs").start()
             job.join()
             session.append(job.to_run())
             del job  # the tab's next Start replaces its job

@@ -3,9 +3,8 @@
 - `folder`: every file of a run's folder (a `train --out` folder is one too), its id, and its events written and read;
 - `snapshot`: what a page draws of a run or a finder (JobSnapshot, FinderSnapshot), built with keywords;
 - `saved`: runs that ended with a model, saved, loaded and listed, and the few models kept in memory;
-- `backend`: the contract every place that trains runs keeps (Backend: submit, snapshot, stop, cancel, list) with
-  the one every queued run keeps for it (QueuedRun);
-- `queue`: the first-in, first-out line, and the queueing every backend shares (QueueingBackend);
+- `queue`: where runs train, as one contract: the queueing every backend shares (QueueingBackend: submit, snapshot,
+  stop, cancel, list) and what a backend needs of a run it queues (QueuedRun);
 - `process`: a run (ProcessJob) or a finder (FinderJob) in a process of its own, watched through its folder;
 - `child`: that process on this machine, forked from the standard library's fork server or started fresh, and
   `worker`: what it runs (`python -m ftcore.runs.worker <run folder>`);

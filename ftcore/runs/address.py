@@ -26,8 +26,7 @@ def cluster_address() -> str | None:
 
 
 def check_address(address: str, allow_remote: bool | None = None) -> str:
-    """The head's dashboard URL for `address` (host, host:port or http://host:port); FtcoreError when it is not
-    loopback or a private address and remote heads are not allowed ($FTCORE_RAY_ALLOW_REMOTE=1)."""
+    """The head's dashboard URL for `address`; FtcoreError for a public head unless remote heads are allowed."""
     text = address.strip()
     if not text:
         raise FtcoreError("the Ray address is empty; give the head's address, e.g. 127.0.0.1:8265")

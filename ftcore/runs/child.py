@@ -1,13 +1,7 @@
-"""A run's process on this machine: forked from the standard library's fork server, or started fresh.
-
-A fresh `python -m ftcore.runs.worker` spends seconds of CPU importing torch and torchvision before its first batch.
-multiprocessing's fork server imports them once (`set_forkserver_preload`) and forks one process per run from
-there, so a run starts where a fresh interpreter would be after its imports (docs/benchmarks.md, "Starting a run").
-A forked run leads a session of its own (so Stop can signal its whole group), gets exactly the environment the
-server gave it and the repository as its working folder, and writes its output to its folder's worker.log. torchrun
-(several processes a run) and systems without the fork server start the worker as a fresh process.
-
-Nothing here imports torch: the fork server does, in its own process.
+"""A run's process on this machine: forked from the standard library's fork server (which imports torch, torchvision
+and the worker once, so a run skips the seconds of importing them), in a session of its own with the server's
+environment and umask of the moment, its output in its folder's worker.log; or, for torchrun and where there is
+no fork server, started fresh. Nothing here imports torch.
 """
 
 from __future__ import annotations

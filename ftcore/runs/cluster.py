@@ -1,22 +1,8 @@
-"""The Ray backend: runs train as jobs on a Ray cluster (runs/backend.py is the contract it keeps).
-
-Each run becomes one Ray job through Ray's Jobs API (`ray.job_submission.JobSubmissionClient`), whose entrypoint
-is the same worker the local backend starts: `python -m ftcore.runs.worker <run folder>`. No Ray driver runs in this
-process: the client speaks to the head's dashboard over HTTP, so a restarted server kills no one's training, and
-it finds the jobs it had started again by their metadata.
-
-Ray fails a job that waits too long for resources, so runs wait here, in our queue, with their place shown, and
-go to Ray only when some node's free resources can take them: the nodes' totals (the dashboard's state API) less
-what every run still active on the cluster asked for, whichever of the lab's servers submitted it. Ray's job
-listing leaves out what a job asked for, so each run writes its ask into its job's metadata as well. A run asks
-for CPUs, host memory (the run's estimate) and, where the cluster has GPUs, a fraction of one sized from the
-run's GPU estimate.
-
-Run folders must live on storage every node sees ($FTCORE_RUNS_DIR). The worker checks that it can write there
-before anything else, and the job's log carries its one sentence when it cannot.
-
-The lab never starts a head of its own, and speaks only to one at an address runs.address accepts. Ray is
-imported only here, and only when a cluster is asked for (`pip install ".[cluster]"`).
+"""The Ray backend: each run a Ray job through Ray's Jobs API (no Ray driver here, so a restarted server kills no
+one's training and finds its jobs again by their metadata), sent only once some node's free resources can take it
+(Ray fails a job that waits too long), counting every active run of the lab whichever server submitted it. The
+lab speaks only to a head at an address runs.address accepts; Ray is imported only here, and only when a cluster is
+asked for. How and why: docs/cluster.md and docs/architecture.md, "Runs as processes".
 """
 
 from __future__ import annotations
@@ -38,7 +24,7 @@ from ..train import memory
 from ..util.paths import REPO_ROOT
 from .address import check_address
 from .child import WORKER_MODULE
-from .process import ProcessJob, ordinal
+from .process import ProcessJob
 from .queue import QueueingBackend
 from .worker import THREADS_ENV, WORKER_ERROR_PREFIX
 
@@ -77,8 +63,7 @@ class Node:
 
 
 def job_ask(info: dict) -> dict[str, float]:
-    """What a Ray job (its details as the Jobs API lists them) asked for its entrypoint: the ask a run of the lab
-    wrote into its metadata (nothing for a job submitted otherwise)."""
+    """What a Ray job asked for: the ask a run of the lab wrote into its metadata (nothing for others)."""
     try:
         asked = json.loads((info.get("metadata") or {}).get(METADATA_ASK) or "{}")
     except ValueError:
@@ -87,9 +72,7 @@ def job_ask(info: dict) -> dict[str, float]:
 
 
 def place_jobs(nodes: list[Node], jobs: list[dict]) -> None:
-    """Count every active job's ask on the nodes, largest first, each where it fits with the least room to spare
-    (Ray places it there or somewhere as good). Where a job runs is not read from Ray: a job's node id is only
-    known once it runs, and machines that share an address can confuse it."""
+    """Count every active job's ask on the nodes, largest first, each where it fits with the least room left."""
     asks = sorted((job_ask(info) for info in jobs if info.get("status") in ACTIVE),
                   key=lambda ask: (ask["GPU"], ask["CPU"], ask["memory"]), reverse=True)
     for ask in asks:
@@ -231,8 +214,7 @@ class RayBackend(QueueingBackend):
             return next((node.ip for node in self._nodes if node.id == node_id), self._dead.get(node_id, ""))
 
     def worker_sentence(self, submission_id: str) -> str | None:
-        """The worker's own one-sentence error (it could not use its run folder), from the end of its log that
-        Ray puts in a failed job's message (read on the job's node, so it holds wherever the job ran)."""
+        """The worker's own one-sentence error, from the end of its log that Ray puts in a failed job's message."""
         message = (self.job_info(submission_id) or {}).get("message") or ""
         lines = [line for line in message.splitlines() if line.startswith(WORKER_ERROR_PREFIX)]
         return lines[-1][len(WORKER_ERROR_PREFIX):].strip() if lines else None
@@ -255,16 +237,14 @@ class RayBackend(QueueingBackend):
         return ask
 
     def gpu_share(self, job: ProcessJob) -> float:
-        """The run's fraction of one GPU: its GPU estimate over the smallest GPU's memory, rounded up to a
-        hundredth (a whole GPU where the sizes are not reported or the run needs more)."""
+        """The run's share of one GPU: its estimate over the smallest GPU's memory, rounded up to a hundredth."""
         sizes = [node.gpu_bytes for node in self._nodes if node.total.get("GPU") and node.gpu_bytes]
         if not sizes or not job.gpu_estimate:
             return 1.0
         return min(1.0, math.ceil(job.gpu_estimate / min(sizes) / GPU_SHARE_STEP) * GPU_SHARE_STEP)
 
     def check_fits(self, config: TrainConfig) -> int:
-        """The run's estimated host memory in bytes; FtcoreError naming what to lower when no node of the cluster
-        could ever take it."""
+        """The run's estimated host memory in bytes; FtcoreError naming what to lower when no node could take it."""
         if not self.check_memory:
             return 0
         need = memory.estimate_run_bytes(config)
@@ -284,22 +264,13 @@ class RayBackend(QueueingBackend):
         job.gpu_estimate = (memory.estimate_gpu_bytes(job.config, 1)
                             if any(node.total.get("GPU") for node in self._nodes) else 0)
 
-    def queue_note(self, job: ProcessJob) -> str:
-        """The queued job's place and what it waits for, in one line."""
-        with self._lock:
-            place = self._queue.place(job)
-            if place is None:
-                return "starting on the cluster"
-            if place > 1:
-                return (f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have "
-                        "started on the cluster")
-            ask = self.ask(job)
-            nodes = len(self._nodes)
-            most = max((node.free("CPU") for node in self._nodes), default=0.0)
+    def waits_for(self, job: ProcessJob) -> str:
+        """What the next run in line waits for: a machine of the cluster with room for its ask; under the lock."""
+        ask, most = self.ask(job), max((node.free("CPU") for node in self._nodes), default=0.0)
         what = ", ".join(f"{ask[name]:g} GPU" if name == "GPU" else f"{ask[name] / 1e9:.1f} GB" if name == "memory"
                          else f"{ask[name]:g} CPUs" for name in ("CPU", "GPU", "memory") if ask.get(name))
-        return (f"queued: next in line; starts when a machine of the cluster has {what} free (the {nodes} "
-                f"machine(s) have at most {max(most, 0):g} CPUs free now)")
+        return (f"a machine of the cluster has {what} free (the {len(self._nodes)} machine(s) have at most "
+                f"{max(most, 0):g} CPUs free now)")
 
     def finder_root(self) -> Path:
         """Where the learning-rate finder's folders go: beside the runs, on the storage every node sees."""
@@ -352,12 +323,10 @@ class RayBackend(QueueingBackend):
                     or Path(folder).parent != self.runs_dir or not Path(folder).is_dir()):
                 continue
             try:
-                self._running[submission_id] = ProcessJob.adopted(folder, RayJob(self, submission_id))
+                self._running[submission_id] = ProcessJob.resumed(folder, RayJob(self, submission_id))
             except (OSError, ValueError, KeyError):
                 continue
 
-    def _watch(self) -> None:
-        self.refresh()
 
 
 def _first_line(error: BaseException) -> str:

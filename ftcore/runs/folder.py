@@ -1,18 +1,7 @@
-"""The run folder: every file a run keeps, and its events written by the run and read back by the server.
-
-<runs>/<run id>/ holds request.json (what to do, written by the server: train, or find a learning rate),
-events.jsonl (one JSON object per line, appended by the run as it goes: started, batch, steer, epoch, end), resume.pt
-(after every epoch), worker.log (the child's own output) and, once a training ends with a model, checkpoint.pt
-and metrics.json (a finder's curve goes to lr_find.json). A file named `stop` asks the run to end after its
-current batch; steer.jsonl logs the asks to train at other learning rates from its next batch, and steered.json is
-where the run says whether it still runs, the rates it trains at and what came of each ask. Everything is on disk,
-so a refreshed page or a restarted server reads the same curves, and a run that dies keeps everything it wrote.
-checkpoint.pt and metrics.json are also what `ftcore train --out` writes.
-
-Every name of those files is here, so a `train --out` folder is a run folder too; the modules that write the files
-inside (`models.checkpoint`, `models.metrics`, `train.resume`, `lr_find.finding`) take their paths from the caller.
-The folder's request and events are plain data (the config as its dict), so this module needs nothing of the
-training loop but its records, and no torch.
+"""The run folder: every file a run keeps (a `train --out` folder is one too), its request, its owner, and its events
+written by the run and read back by the server: request.json, events.jsonl, resume.pt, worker.log, checkpoint.pt
+and metrics.json (lr_find.json for a finder), the `stop` file, and the ask log and answers of runs.steering. The
+modules that write the files inside take their paths from the caller. Plain data only, and no torch.
 """
 
 from __future__ import annotations
@@ -23,7 +12,7 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import TrainConfig
@@ -61,10 +50,7 @@ TASKS = ("train", "lr_find")  # what a child can be asked to do with the config
 
 def write_request(folder: Path, config: TrainConfig, resume: bool = False, task: str = "train",
                   options: dict | None = None, owner: str | None = None) -> None:
-    """What the child does: the task (training, or the learning-rate finder with its `options`), the config,
-    whether a training continues from resume.pt, and who owns the run (owner_of: who may list, steer, stop and
-    resume it). Each request names a new attempt: a process of an earlier one (on a machine the cluster gave up for
-    lost) ends once it sees the folder is no longer its own."""
+    """Write what the child does (task, config, resume, options, owner) as a new attempt: an older one ends."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}")
     request = {"task": task, "config": config.to_dict(), "resume": resume, "options": options or {},
@@ -80,38 +66,35 @@ def write_request(folder: Path, config: TrainConfig, resume: bool = False, task:
 
 
 def owner_of(secret: str) -> str:
-    """What a run folder records of its owner: a digest of the owner's secret (a tab's id), so that reading the
-    files does not give away the secret itself."""
+    """What a run records of its owner: a digest of the owner's secret (a tab's id), never the secret itself."""
     return hashlib.sha256(secret.encode()).hexdigest()[:32]
 
 
+@dataclass(frozen=True)
+class Request:
+    """What request.json says: the task, its options and config, whether to resume, the attempt and the owner."""
+
+    task: str
+    config: dict
+    resume: bool = False
+    options: dict = field(default_factory=dict)
+    attempt: str | None = None
+    owner: str | None = None
+
+
+def read_request(folder: Path) -> Request:
+    """The request the server wrote in `folder`; OSError or ValueError where there is none to read."""
+    d = json.loads((folder / REQUEST_FILE).read_text())
+    return Request(task=d.get("task", "train"), config=dict(d["config"]), resume=bool(d.get("resume", False)),
+                   options=dict(d.get("options") or {}), attempt=d.get("attempt"), owner=d.get("owner"))
+
+
 def read_owner(folder: Path) -> str | None:
-    """Who owns the run in `folder` (owner_of), or None for a run with no owner (the command line's, or one made
-    before runs had owners)."""
+    """Who owns the run in `folder` (owner_of); None for a run without one (the command line's, or older)."""
     try:
-        return json.loads((folder / REQUEST_FILE).read_text()).get("owner")
-    except (OSError, ValueError, AttributeError):
+        return read_request(folder).owner
+    except (OSError, ValueError, KeyError, AttributeError):
         return None
-
-
-def read_request(folder: Path) -> tuple[dict, bool]:
-    """The config (as the dict TrainConfig.from_dict takes) and the resume flag the server wrote."""
-    request = json.loads((folder / REQUEST_FILE).read_text())
-    return dict(request["config"]), bool(request.get("resume", False))
-
-
-def read_attempt(folder: Path) -> str | None:
-    """The attempt the folder's request names now (None when it cannot be read, or predates attempts)."""
-    try:
-        return json.loads((folder / REQUEST_FILE).read_text()).get("attempt")
-    except (OSError, ValueError):
-        return None
-
-
-def read_task(folder: Path) -> tuple[str, dict]:
-    """The task the server asked for ("train" for requests written before there were others) and its options."""
-    request = json.loads((folder / REQUEST_FILE).read_text())
-    return request.get("task", "train"), dict(request.get("options") or {})
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -125,48 +108,31 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out_dir
 
 
+# Each training (or finder) event class and the kind its log line names; the records an event carries.
+EVENT_KINDS: dict[type, EventKind] = {RunStarted: EventKind.STARTED, BatchEnded: EventKind.BATCH,
+                                      EpochEnded: EventKind.EPOCH, LrStep: EventKind.LR, Steered: EventKind.STEER,
+                                      Resumed: EventKind.RESUMED}
+EVENT_RECORDS: dict[type, type] = {BatchEnded: BatchRecord, EpochEnded: EpochRecord, Steered: SteerRecord}
+
+
 def event_dict(event: Event) -> dict:
     """A training (or finder) event as one JSON-able object with its type."""
-    if isinstance(event, RunStarted):
-        return {"type": EventKind.STARTED, **asdict(event)}
-    if isinstance(event, BatchEnded):
-        return {"type": EventKind.BATCH, "epoch": event.epoch, "step": event.step, "steps": event.steps,
-                "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
-    if isinstance(event, EpochEnded):
-        return {"type": EventKind.EPOCH, "record": asdict(event.record), "examples_per_sec": event.examples_per_sec}
-    if isinstance(event, LrStep):
-        return {"type": EventKind.LR, **asdict(event)}
-    if isinstance(event, Steered):
-        return {"type": EventKind.STEER, "record": asdict(event.record)}
-    if isinstance(event, Resumed):
-        return {"type": EventKind.RESUMED, "epoch": event.epoch}
-    raise TypeError(f"not a training event: {event!r}")
+    return {"type": EVENT_KINDS[type(event)], **asdict(event)}
 
 
 def event_from_dict(d: dict) -> Event | None:
-    """The event a logged dict was made from (event_dict's inverse); None for the lines that are not training
-    events (how the run ended)."""
+    """The event a logged dict was made from (event_dict's inverse); None for the `end` line."""
+    kind = next((cls for cls, name in EVENT_KINDS.items() if name == d.get("type")), None)
+    if kind is None:
+        return None
     fields = {k: v for k, v in d.items() if k != "type"}
-    kind = d.get("type")
-    if kind == EventKind.RESUMED:
-        return Resumed(epoch=d["epoch"])
-    if kind == EventKind.STARTED:
-        return RunStarted(**fields)
-    if kind == EventKind.BATCH:
-        return BatchEnded(epoch=d["epoch"], step=d["step"], steps=d["steps"], record=BatchRecord(**d["record"]),
-                          examples_per_sec=d["examples_per_sec"])
-    if kind == EventKind.EPOCH:
-        return EpochEnded(record=EpochRecord(**d["record"]), examples_per_sec=d["examples_per_sec"] or 0.0)
-    if kind == EventKind.STEER:
-        return Steered(record=SteerRecord(**d["record"]))
-    if kind == EventKind.LR:
-        return LrStep(**fields)
-    return None
+    if kind in EVENT_RECORDS:
+        fields["record"] = EVENT_RECORDS[kind](**fields["record"])
+    return kind(**fields)
 
 
 class EventLog:
-    """Appends a run's events to <folder>/events.jsonl, one line each, flushed at once (under torchrun, rank 0
-    alone writes)."""
+    """Appends a run's events to <folder>/events.jsonl, one line each (under torchrun, rank 0 alone)."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / EVENTS_FILE
@@ -193,8 +159,7 @@ class EventLog:
 
 
 def read_events(folder: Path, offset: int = 0) -> tuple[list[dict], int]:
-    """The whole lines of events.jsonl from byte `offset` on, and the offset after them (a line the run is still
-    writing is left for the next read)."""
+    """The whole lines of events.jsonl from byte `offset` on, and the offset after them."""
     path = Path(folder) / EVENTS_FILE
     try:
         with open(path, "rb") as f:

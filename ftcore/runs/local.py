@@ -1,13 +1,6 @@
-"""The local backend: one per server, it admits runs to child processes of this machine by capacity and memory,
-first in, first out (runs/backend.py is the contract it keeps).
-
-By default one run trains at a time on a CPU machine. On a GPU machine runs are packed: each starts on the GPU
-(or GPUs) with the most free memory once its estimate (memory.estimate_gpu_bytes) fits there, read with
-torch.cuda.mem_get_info, less what runs started there but not yet training will take; up to one run per core.
-$FTCORE_MAX_RUNS caps the runs on either kind of machine. A run also waits until the host memory it is estimated
-to need (ftcore.train.memory) is free; a run that could never fit on this machine is refused when it is submitted,
-with a sentence naming what to lower. Each admitted run gets an equal share of the cores (its PyTorch threads),
-so concurrent runs do not oversubscribe them.
+"""The local backend: one per server, it admits runs to child processes of this machine, first in, first out, once a
+slot, their host memory (train.memory) and, on GPU machines, a GPU with room for their estimate are free; each
+admitted run gets an equal share of the cores. Why: docs/architecture.md, "Runs as processes".
 """
 
 from __future__ import annotations
@@ -23,7 +16,7 @@ from ..config import TrainConfig
 from ..errors import FtcoreError
 from ..train import memory
 from ..util.paths import cache_dir
-from .process import PROCS_ENV, ProcessJob, ordinal
+from .process import PROCS_ENV, ProcessJob
 from .queue import QueueingBackend
 from .worker import THREADS_ENV
 
@@ -61,8 +54,7 @@ class LocalBackend(QueueingBackend):
     # ---- what the server calls
 
     def check_fits(self, config: TrainConfig) -> int:
-        """The run's estimated memory in bytes; FtcoreError naming what to lower when it could never fit here (in
-        the machine's memory, or on the largest GPU)."""
+        """The run's estimated memory in bytes; FtcoreError naming what to lower when it could never fit here."""
         if not self.check_memory:
             return 0
         self.check_fits_a_gpu(config, self._procs(config))
@@ -72,8 +64,7 @@ class LocalBackend(QueueingBackend):
         return need
 
     def check_fits_a_gpu(self, config: TrainConfig, procs: int = 1) -> int:
-        """Bytes each of the run's processes needs on its GPU (0 without GPUs); FtcoreError naming what to lower
-        when no GPU here is large enough."""
+        """Bytes each of the run's processes needs on its GPU (0 without GPUs); FtcoreError when none is big enough."""
         if not self.gpus or not self.check_memory or config.device == "cpu":
             return 0
         need, largest = memory.estimate_gpu_bytes(config, procs), max(self.gpu_memory(i)[1] for i in range(self.gpus))
@@ -92,37 +83,20 @@ class LocalBackend(QueueingBackend):
         job.estimate = self.check_fits(job.config)
         job.gpu_estimate = self.check_fits_a_gpu(job.config, job.procs)
 
-    def position(self, job: ProcessJob) -> int | None:
-        """1 for the next run to start, 2 for the one after it...; None when not queued (runs submitted together
-        share their place)."""
-        with self._lock:
-            return self._queue.place(job)
-
-    def queue_note(self, job: ProcessJob) -> str:
-        """The queued job's place and what it waits for, in one line."""
-        with self._lock:
-            if job not in self._queue:
-                return "starting"
-            place = self._queue.place(job)
-            running = self._groups_running()
-            need = sum(other.estimate for other in self._queue if other.group == job.group)
-        if place > 1:
-            return f"queued: {ordinal(place)} in line; starts when the {place - 1} run(s) before it have started"
+    def waits_for(self, job: ProcessJob) -> str:
+        """What the next run in line waits for: a slot, a GPU with room, or memory; under the lock."""
+        group, running = [other for other in self._queue if other.group == job.group], self._groups_running()
         if running >= self.slots:
-            return (f"queued: next in line; starts when one of the {running} run(s) training now ends "
-                    f"({self.slots} at a time on this server, ${SLOTS_ENV})")
-        gpu_need = sum(other.gpu_estimate for other in self._queue if other.group == job.group)
-        if gpu_need:
+            return (f"one of the {running} run(s) training now ends ({self.slots} at a time on this server, "
+                    f"${SLOTS_ENV})")
+        if need := sum(other.gpu_estimate for other in group):
             room = max(self._gpu_room(), default=0)
-            return (f"queued: next in line; starts when a GPU has {gpu_need / 1e9:.1f} GB free (the most any has now "
-                    f"is {max(room, 0) / 1e9:.1f} GB)")
-        free = self._free_bytes()
-        return (f"queued: next in line; starts when {need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} "
-                "GB is now)")
+            return f"a GPU has {need / 1e9:.1f} GB free (the most any has now is {max(room, 0) / 1e9:.1f} GB)"
+        need, free = sum(other.estimate for other in group), self._free_bytes()
+        return f"{need / 1e9:.1f} GB of memory is free ({max(free, 0) / 1e9:.1f} GB is now)"
 
     def shutdown(self) -> None:
-        """Cancel the queue and ask every running run to stop (at exit: they end after their batch, keeping
-        their last epoch's state to resume from)."""
+        """Cancel the queue and ask every running run to stop after its batch, keeping its state to resume from."""
         super().shutdown()
         for job in self.running():
             job.terminate()
@@ -143,8 +117,7 @@ class LocalBackend(QueueingBackend):
         return len({job.group for job in self._running.values()})
 
     def _gpu_room(self) -> list[int]:
-        """Bytes free on each GPU now, less the estimates of the runs started there that have not trained a batch
-        yet (their memory is not taken yet; a training run's is in the free figure)."""
+        """Bytes free on each GPU now, less the estimates of runs started there that have not trained a batch yet."""
         room = [self.gpu_memory(gpu)[0] for gpu in range(self.gpus)]
         for job in self._running.values():
             if not job.started_training():
@@ -160,8 +133,7 @@ class LocalBackend(QueueingBackend):
         return fitting[:want] if len(fitting) >= want else None
 
     def _admit_next(self) -> bool:
-        """Launch the next job in line (one, or a group submitted together) if a slot, their GPUs and their memory
-        are free now; a group shares its slot's cores."""
+        """Launch the next job in line (or group) where a slot, their GPUs and their memory are free now."""
         jobs = self._queue.next_group()
         if self._groups_running() >= self.slots:
             return False

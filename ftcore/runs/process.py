@@ -1,8 +1,5 @@
-"""A run in a child process: launched when the backend admits it, stopped, and watched through its folder.
-
-Nothing of the run lives in the server: the child (runs.child) writes its events, states and checkpoint into
-<runs>/<run id>/ (see runs.folder), and a snapshot is what that folder says, plus whether the process still lives.
-It speaks to the backend it was queued with only through runs.backend.Backend.
+"""A run in a process of its own: queued with a backend, launched when admitted, stopped, and watched through its
+folder (runs.folder), which its process (runs.child, or a Ray job) writes; a snapshot is what the folder says.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from ..config import TrainConfig
 from ..errors import FtcoreError
 from ..lr_find.finding import FinderSettings, LrFinding, check_request
 from ..records import KEPT, EventKind, History, LrStep, Status
-from .backend import Backend
 from .child import ChildProcess
 from .folder import (
     EVENTS_FILE,
@@ -37,6 +33,7 @@ from .folder import (
     request_stop,
     write_request,
 )
+from .queue import QueueingBackend
 from .saved import Run, load_saved_run
 from .snapshot import FinderSnapshot, JobSnapshot, run_label
 
@@ -45,36 +42,17 @@ NOT_YET_RUNNING = (Status.NEW, Status.QUEUED, Status.STARTING)  # a start event 
 PROCS_ENV = "FTCORE_WORKER_PROCS"  # processes per run under torchrun (default: one per GPU, else one)
 
 
-def ordinal(n: int) -> str:
-    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 21st."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 class Handle(Protocol):
-    """Where a launched run executes: a child process of this server (runs.child.ChildProcess) or a job on a Ray
-    cluster (runs.cluster.RayJob). The job reads everything else from the run's folder."""
+    """Where a launched run executes: a child process here (runs.child) or a job on a Ray cluster (runs.cluster)."""
 
-    def running(self) -> bool:
-        """True while the run's process (or job) has not ended."""
-        ...
-
-    def signal(self, sig: int) -> None:
-        """SIGUSR1: end within the current batch (where the process can be signalled); SIGTERM and SIGKILL: end it."""
-        ...
-
-    def rss_bytes(self) -> int:
-        """Resident memory of the run's process on this machine now (0 when it runs elsewhere or has ended)."""
-        ...
-
-    def lost_message(self, epoch: int, step: int) -> str | None:
-        """Why the run ended without writing its end, in one sentence, where the handle knows (else None)."""
-        ...
+    def running(self) -> bool: ...  # True while the run's process (or job) has not ended
+    def signal(self, sig: int) -> None: ...  # SIGUSR1: end within the current batch; SIGTERM, SIGKILL: end it
+    def rss_bytes(self) -> int: ...  # resident memory of its process on this machine now (0: elsewhere, or ended)
+    def lost_message(self, epoch: int, step: int) -> str | None: ...  # why it ended without a word, where known
 
 
 class ProcessJob:
-    """One run trained by `python -m ftcore.runs.worker` in a process of its own: a child of this server, or a job on a
-    Ray cluster, as its backend launches it. Start, stop, join and snapshot are what pages and series call."""
+    """One run in a process of its own (a child of this server, or a Ray job): started, stopped and watched."""
 
     def __init__(self, config: TrainConfig, runs_dir: str | Path, job_id: str | None = None, resume: bool = False,
                  owner: str | None = None):
@@ -88,7 +66,7 @@ class ProcessJob:
         self.estimate = 0  # bytes of memory the backend reserved for it
         self.gpu_estimate = 0  # bytes of GPU memory each of its processes needs (0: it trains on no GPU)
         self.group = self.id  # jobs submitted together share one group: admitted at once, sharing one slot
-        self.backend: Backend | None = None
+        self.backend: QueueingBackend | None = None
         self._lock = threading.Lock()
         self._handle: Handle | None = None
         self._status = Status.NEW
@@ -100,19 +78,22 @@ class ProcessJob:
         self._end: dict | None = None
 
     @classmethod
-    def resumed(cls, folder: str | Path) -> ProcessJob:
-        """A job that continues the interrupted run in `folder` from its last saved epoch, for the run's owner."""
+    def resumed(cls, folder: str | Path, handle: Handle | None = None) -> ProcessJob:
+        """A job continuing the interrupted run in `folder`; with `handle`, one watching it where launched before."""
         folder = Path(folder)
-        config, _ = read_request(folder)
-        return cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=True, owner=read_owner(folder))
+        request = read_request(folder)
+        job = cls(TrainConfig.from_dict(request.config), folder.parent, folder.name,
+                  resume=request.resume if handle else True, owner=request.owner)
+        if handle is not None:
+            job._queued = time.monotonic()
+            job.attach(handle)
+        return job
 
     @classmethod
     def continued(cls, folder: str | Path, owner: str | None) -> ProcessJob:
-        """A new run of `owner`'s that starts from the interrupted run in `folder` at its last saved epoch, with its
-        curves so far; the run in `folder` keeps its owner and its record."""
+        """A new run of `owner`'s from the interrupted run in `folder`, which keeps its owner and its record."""
         folder = Path(folder)
-        config, _ = read_request(folder)
-        job = cls(TrainConfig.from_dict(config), folder.parent, resume=True, owner=owner)
+        job = cls(TrainConfig.from_dict(read_request(folder).config), folder.parent, resume=True, owner=owner)
         try:
             job.folder.mkdir()
             shutil.copyfile(folder / STATE_FILE, job.folder / STATE_FILE)
@@ -122,20 +103,9 @@ class ProcessJob:
             raise FtcoreError(f"the run in {folder} cannot be continued ({e.strerror or e}); start a new run") from None
         return job
 
-    @classmethod
-    def adopted(cls, folder: str | Path, handle: Handle) -> ProcessJob:
-        """A job that watches the run in `folder`, launched earlier (before a server restart) where `handle` sees
-        it."""
-        folder = Path(folder)
-        config, resume = read_request(folder)
-        job = cls(TrainConfig.from_dict(config), folder.parent, folder.name, resume=resume, owner=read_owner(folder))
-        job._queued = time.monotonic()
-        job.attach(handle)
-        return job
-
     # ---- the server's side
 
-    def start(self, backend: Backend | None = None) -> ProcessJob:
+    def start(self, backend: QueueingBackend | None = None) -> ProcessJob:
         """Queue the run with `backend` (or launch it at once without one) and return self."""
         self.prepare(backend)
         if backend is None:
@@ -144,9 +114,8 @@ class ProcessJob:
             backend.submit(self)
         return self
 
-    def prepare(self, backend: Backend | None) -> None:
-        """Everything of `start` but the queueing: refuse a run that can never fit, write its request, mark it
-        queued (Backend.submit queues several prepared jobs to start together)."""
+    def prepare(self, backend: QueueingBackend | None) -> None:
+        """All of `start` but the queueing: refuse a run that can never fit, write its request, mark it queued."""
         if backend is not None:
             backend.check_fits(self.config)  # a run that can never fit is refused before anything is written
         if not self.resume and (self.folder / REQUEST_FILE).exists():
@@ -281,8 +250,7 @@ class ProcessJob:
         return status, error, end - self._queued if self._queued else 0.0
 
     def _queue_note(self) -> str | None:
-        """Its place in the queue while queued; ends a run that outlived Stop's grace period. Called before taking
-        this job's lock: the backend's thread holds its own lock while it asks jobs."""
+        """Its place while queued; ends a run past Stop's grace. Before this job's lock: the backend's comes first."""
         self.alive()
         return self.backend.queue_note(self) if self.backend is not None and self._status == Status.QUEUED else None
 
@@ -325,7 +293,7 @@ class FinderJob(ProcessJob):
         self._steps: list[LrStep] = []
         self._finding: LrFinding | None = None
 
-    def start(self, backend: Backend | None = None) -> FinderJob:
+    def start(self, backend: QueueingBackend | None = None) -> FinderJob:
         """Check the recipe and the settings, then queue it like a run."""
         check_request(self.config, self.settings)
         super().start(backend)
@@ -363,8 +331,7 @@ class FinderJob(ProcessJob):
 
 
 def list_interrupted(runs_dir: str | Path, owner: str | None = None) -> list[Path]:
-    """Run folders that ended (or died) before their last epoch with a state to resume from, oldest first; with
-    `owner`, only that owner's."""
+    """Run folders (with `owner`, that owner's) that ended before their last epoch with a state to resume from."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []

@@ -1,8 +1,5 @@
-"""Runs that ended with a model: a tab's entry for each (`Run`), their folders saved, loaded and listed, the table
-a page shows of them, and the few models kept in memory at once.
-
-Without torch at import: the pages list saved runs before torch has loaded; a model's checkpoint is read (and
-written) only when asked for.
+"""Runs that ended with a model: a tab's entry for each (`Run`), their folders saved, loaded and listed, and the few
+models kept in memory at once. No torch at import: a checkpoint is read only when asked for.
 """
 
 from __future__ import annotations
@@ -24,22 +21,11 @@ from .snapshot import run_label
 MODELS_IN_MEMORY = 3
 
 
-class ModelCache(LruStore[TrainedModel]):
-    """The models of at most `capacity` runs (MODELS_IN_MEMORY by default)."""
-
-    def __init__(self, capacity: int = MODELS_IN_MEMORY):
-        super().__init__(capacity)
-
-
-MODELS = ModelCache()
+MODELS: LruStore[TrainedModel] = LruStore(MODELS_IN_MEMORY)  # the server's: every tab's runs share it
 
 
 class Run:
-    """A finished or stopped run kept for comparison and prediction.
-
-    Its settings and history stay in memory; its model stays in memory while it is among the few most
-    recently used (`MODELS`) and is reloaded from its folder after that. A run that was never saved keeps
-    its model itself."""
+    """A finished or stopped run of a tab: its settings and history, its model kept among the few in `MODELS`."""
 
     def __init__(self, id: str, label: str, config: TrainConfig, history: History,
                  trained: TrainedModel | None = None, path: str | Path | None = None):
@@ -50,9 +36,6 @@ class Run:
         self._pinned = trained if self.path is None else None  # nowhere else to reload it from
         if trained is not None and self.path is not None:
             MODELS.put(id, trained)
-
-    def __repr__(self) -> str:
-        return f"Run({self.id!r}, {self.label!r}, path={str(self.path) if self.path else None!r})"
 
     @property
     def trained(self) -> TrainedModel:
@@ -91,8 +74,7 @@ class Run:
 
 
 def best_run(runs: Sequence[Run]) -> tuple[int, str] | None:
-    """The position of the run with the best last held-out accuracy (the newest on a tie), and why it was chosen in
-    one sentence; None where no run was measured."""
+    """The position of the run with the best last held-out accuracy (the newest on a tie), and why; None: none."""
     measured = [(run.history.final_heldout(), i) for i, run in enumerate(runs)
                 if run.history.final_heldout() is not None]
     if not measured:
@@ -109,8 +91,7 @@ def best_run(runs: Sequence[Run]) -> tuple[int, str] | None:
 
 
 def save_run(trained: TrainedModel, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write a run's checkpoint.pt and metrics.json into `out_dir` (a run folder, or `train --out`); return both
-    paths. metrics.json comes last: a folder with it holds a whole run (a run still training has none)."""
+    """Write checkpoint.pt, then metrics.json (a folder with it holds a whole run) into `out_dir`; both paths."""
     from ..models.checkpoint import save_checkpoint  # torch, only now: this module is on the pages' light path
 
     out_dir = prepare_out_dir(out_dir)
@@ -134,8 +115,7 @@ def load_saved_run(folder: str | Path) -> Run:
 
 
 def list_saved_runs(runs_dir: str | Path, owner: str | None = None) -> tuple[list[Run], list[str]]:
-    """Every run saved in `runs_dir` (with `owner`, only that owner's), oldest first, and one sentence for each folder
-    that could not be read."""
+    """Every run saved in `runs_dir` (with `owner`, that owner's), and one sentence for each unreadable folder."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return [], []

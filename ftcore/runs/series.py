@@ -1,10 +1,6 @@
-"""A series of runs trained in the background: the book's comparisons (`lab.experiments`) as runs.
-
-An `Experiment` holds a list of TrainConfigs (an lr sweep, or the book's fine-tune and scratch recipes) and
-one coordinating thread that queues each as a run with the backend and waits for it before queueing the next, so
-only one model of the series trains at a time; or, for the lesson (`lab.lesson`), queues them all at once, side by
-side, sharing the cores of one of the backend's slots. A UI polls `snapshot()`, as for a single job; `stop()` ends
-the runs in progress and skips the rest.
+"""A series of runs in the background: the book's comparisons (`lab.experiments`) as runs of the backend, one after
+another so that a series keeps its place among other tabs' runs, or a lesson's all together, side by side in one
+slot. A UI polls `snapshot()`; `stop()` ends the runs in progress and skips the rest.
 """
 
 from __future__ import annotations
@@ -19,8 +15,8 @@ from ..config import TrainConfig
 from ..errors import FtcoreError
 from ..lab.experiments import KINDS, SIDE_BY_SIDE
 from ..records import KEPT, Status
-from .backend import Backend
 from .process import ProcessJob
+from .queue import QueueingBackend
 from .saved import Run
 from .snapshot import JobSnapshot
 
@@ -42,8 +38,7 @@ class ExperimentSnapshot:
 
     @property
     def chart_title(self) -> str | None:
-        """The title of its runs' chart: None for the book's own recipes (the chart marks the book's numbers), else
-        what it is, scaled down."""
+        """The title of its runs' chart: None for the book's own recipes, else what it is, scaled down."""
         return f"{self.title[0].upper()}{self.title[1:]}: a scaled-down recipe" if self.kind in SIDE_BY_SIDE else None
 
     @property
@@ -83,7 +78,7 @@ def sweep_points(snapshot: ExperimentSnapshot) -> list[SweepPoint]:
 class Experiment:
     """A series of TrainConfigs trained one after another in one background thread."""
 
-    def __init__(self, kind: str, configs: Sequence[TrainConfig], runs_dir: str | Path, backend: Backend,
+    def __init__(self, kind: str, configs: Sequence[TrainConfig], runs_dir: str | Path, backend: QueueingBackend,
                  experiment_id: str | None = None, owner: str | None = None):
         if kind not in KINDS:
             raise FtcoreError(f"experiment must be one of {', '.join(KINDS)} (got {kind!r})")
@@ -137,46 +132,27 @@ class Experiment:
         with self._lock:
             return [run for job_id, run in self._runs.items() if job_id not in skip]
 
-    def _new_job(self, config: TrainConfig) -> ProcessJob:
-        return ProcessJob(config, self.runs_dir, owner=self.owner)
-
     def _run(self) -> None:
-        if self.kind in SIDE_BY_SIDE:  # every run starts at once, sharing the cores
-            self._run_side_by_side()
-        else:
-            for config in self.configs:
-                with self._lock:  # checked and appended together, so a stop() never misses a job
-                    if self._stop.is_set():
-                        break
-                    job = self._new_job(config)
-                    self._jobs.append(job)
-                try:
-                    job.start(self.backend)
-                except FtcoreError:  # checked before the series started; memory may have changed since
+        """Queue the runs a batch at a time (a lesson's together, a series' one by one), waiting for each batch."""
+        together = [self.configs] if self.kind in SIDE_BY_SIDE else [[config] for config in self.configs]
+        for configs in together:
+            with self._lock:  # checked and appended together, so a stop() never misses a job
+                if self._stop.is_set():
+                    break
+                jobs = [ProcessJob(config, self.runs_dir, owner=self.owner) for config in configs]
+                self._jobs.extend(jobs)
+            try:
+                for job in jobs:
+                    job.prepare(self.backend)
+                self.backend.submit(*jobs)
+            except FtcoreError:  # checked before the series started; memory may have changed since
+                for job in jobs:
                     job.cancel()
-                job.join()  # a failed run (e.g. a diverging lr) does not end the series
+            for job in jobs:  # a failed run (e.g. a diverging lr) does not end the series
+                job.join()
                 self._keep(job)
         with self._lock:
             self._ended = True
-
-    def _run_side_by_side(self) -> None:
-        """Queue every run at once (admitted together, into one slot) and wait for all."""
-        with self._lock:
-            if self._stop.is_set():
-                return
-            jobs = [self._new_job(config) for config in self.configs]
-            self._jobs.extend(jobs)
-        try:
-            for job in jobs:
-                job.prepare(self.backend)
-            self.backend.submit(*jobs)
-        except FtcoreError:  # checked before the series started; memory may have changed since
-            for job in jobs:
-                job.cancel()
-        for job in jobs:
-            job.join()
-        for job in jobs:
-            self._keep(job)
 
     def _keep(self, job: ProcessJob) -> None:
         """Keep an ended job's run when it has a model (loaded from its folder when first used)."""

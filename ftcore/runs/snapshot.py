@@ -53,8 +53,7 @@ class JobSnapshot:
 
     @property
     def steerable(self) -> bool:
-        """True once it trains (its data and model ready, it listens for changes) epochs of every layer, whose rates
-        can change from one batch to the next."""
+        """True while it trains epochs of every layer, whose rates can change from one batch to the next."""
         return self.status == Status.RUNNING and self.config.epochs > 0
 
     def steering_text(self) -> str:
@@ -125,8 +124,7 @@ class FinderSnapshot:
         return 1.0 if self.done else len(self.steps) / self.settings.steps
 
     def curve(self) -> tuple[list[float], list[float], list[float]]:
-        """(lrs, losses, smoothed) to plot: the finished curve once there is one, else the steps so far with the
-        average each had when it was taken."""
+        """(lrs, losses, smoothed) to plot: the finished curve, else the steps so far."""
         if self.finding is not None:
             return self.finding.lrs, self.finding.losses, self.finding.smoothed
         return [s.lr for s in self.steps], [s.loss for s in self.steps], [s.smoothed for s in self.steps]

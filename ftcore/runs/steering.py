@@ -1,31 +1,22 @@
-"""Steering a running run through its folder, the same for a child process, a forked one, a Ray job and
-`ftcore train --out`.
+"""Steering a running run through its folder, alike for a child process, a Ray job and `ftcore train --out`: the
+only module that writes or reads the ask log (steer.jsonl) and the run's answers (steered.json).
 
-Whoever asks appends the rates wanted to the ask log, steer.jsonl: one line an ask, numbered by its line (its
-sequence number), written under a lock, so that two asks at once are both kept and the later builds on the
-earlier. Before each batch the run reads the lines it has not read yet (a read that fails is tried again at the
-next batch), checks each ask itself (`train.steering.refusal`), applies the last one it can and answers in
-steered.json: whether it still runs, the rates it trains at, and each ask's outcome (`Outcome`). An ask still
-unread when the run stops is applied when it resumes, at the batch where the run stopped; a change applied after
-the epoch a resumed run goes back to is applied again where it was; an ask the run never reached because it
-finished is answered as not applied. This module is the only one that writes or reads those two files.
-
-Without torch: the pages and the `steer` command ask, and read the answers, before torch has loaded.
+Whoever asks appends a line to the log under a lock (its line number is its sequence number), built on any ask the
+run has not read yet. Before each batch the run reads the new lines (a failed read is tried at the next batch),
+checks each itself, applies the last one it can and answers each (`Outcome`). A resumed run applies again the
+changes it goes back before, and the asks it had not read where it stopped. No torch: pages ask before it loads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import socket
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
 
 from ..config import TrainConfig
 from ..errors import FtcoreError
@@ -89,8 +80,7 @@ class Answer:
 
 @dataclass
 class SteerState:
-    """What steered.json says: whether the run still runs, where, on which settings, the rates it trains at, and
-    its answers."""
+    """What steered.json says: whether and where the run still runs, its settings, its rates and its answers."""
 
     running: bool  # the run has not ended (it says so when it ends; a run killed cannot)
     pid: int  # its process, on `host`
@@ -99,6 +89,7 @@ class SteerState:
     rates: Rates  # the learning rates it trains at now
     unfrozen_lr: float  # the copied layers' rate before they were frozen (their rate now, when they are not)
     seen: int = 0  # the asks it has read: the log's first `seen` lines
+    offset: int = 0  # the bytes of those lines
     position: float = 0.0  # where it last looked for asks, in epochs: where a resumed run takes what came after
     answers: list[Answer] = field(default_factory=list)  # one per ask it has answered, in order
 
@@ -132,8 +123,7 @@ def read_state(folder: Path) -> SteerState | None:
 
 
 def read_asks(folder: Path, offset: int = 0, seq: int = 0) -> tuple[list[Ask], int]:
-    """The asks on the whole lines of the log from byte `offset` (where line `seq` ended), and the offset after
-    them; OSError when the log cannot be read (the run tries again at its next batch)."""
+    """The asks on the log's whole lines from byte `offset` (after line `seq`), and the offset after them."""
     try:
         with open(Path(folder) / STEER_FILE, "rb") as log:
             log.seek(offset)
@@ -144,37 +134,20 @@ def read_asks(folder: Path, offset: int = 0, seq: int = 0) -> tuple[list[Ask], i
     return [Ask.from_line(seq + i, line) for i, line in enumerate(whole.splitlines(), start=1)], offset + len(whole)
 
 
-@contextlib.contextmanager
-def locked_log(folder: Path) -> Iterator[BinaryIO]:
-    """The ask log open for appending, held by this asker alone until the block ends."""
-    with open(Path(folder) / STEER_FILE, "a+b") as log:
-        fcntl.flock(log, fcntl.LOCK_EX)  # released when the file closes
-        yield log
-
-
-def resumed_rates(config: TrainConfig, history: History) -> tuple[Rates, float]:
-    """The rates a run trains at after what its history records (its starting ones where it was never steered), and
-    its copied layers' last rate above 0 (the rate they go back to when unfrozen)."""
-    last = history.steering[-1] if history.steering else None
-    rates = Rates.of(last) if last is not None else starting_rates(config)
-    unfrozen = [r.lr for r in history.steering if r.lr > 0]
-    return rates, unfrozen[-1] if unfrozen else config.lr
-
-
 class FolderSteering:
-    """A run's own folder as its steering source (`train.steering.SteeringSource`): the ask log's new lines, read
-    when it has grown (one stat a batch), and the run's answers in steered.json."""
+    """A run's own folder as its steering source: the ask log's new lines, and its answers in steered.json."""
 
     def __init__(self, folder: str | Path, config: TrainConfig, history: History | None = None) -> None:
         self.folder, self.config = Path(folder), config
-        rates, unfrozen = resumed_rates(config, history or History())
+        changes = (history or History()).steering  # a resumed run starts at its last change's rates
+        rates = Rates.of(changes[-1]) if changes else starting_rates(config)
+        unfrozen = next((r.lr for r in reversed(changes) if r.lr > 0), config.lr)  # where unfreezing goes back to
         prior = read_state(self.folder) if history is not None else None  # a resumed run's answers so far
         self.state = SteerState(running=True, pid=os.getpid(), host=socket.gethostname(), config=config.to_dict(),
                                 rates=rates, unfrozen_lr=unfrozen, answers=prior.answers if prior else [])
         asks, end = read_asks(self.folder)
         # a new run leaves the asks made of an earlier one in this folder; a resumed run reads on where it stopped
-        self.state.seen = prior.seen if prior is not None else len(asks)
-        self.offset = end if prior is None else self._offset_of(self.state.seen)
+        self.state.seen, self.state.offset = (prior.seen, prior.offset) if prior is not None else (len(asks), end)
         self.pending: Ask | None = None  # the ask being applied, until the run says it has
         self.replay: list[tuple[float, Ask]] = []  # changes a resumed run goes back before, applied again there
         self.stopped_at: float | None = None  # a resumed run: where it stopped, after which it reads new asks
@@ -186,18 +159,8 @@ class FolderSteering:
             self.stopped_at = prior.position
         write_state(self.folder, self.state)
 
-    def _offset_of(self, lines: int) -> int:
-        """The byte offset after the log's first `lines` lines."""
-        try:
-            with open(self.folder / STEER_FILE, "rb") as log:
-                return sum(len(line) for _, line in zip(range(lines), log, strict=False))
-        except FileNotFoundError:
-            return 0
-
     def poll(self, position: float, now: Rates) -> Rates | None:
-        """The rates to train at from the batch that starts at `position`, where they differ from those in force
-        `now`: a change applied here before a resume, else the last usable ask not read yet. Every ask read is
-        answered (refused, replaced or unchanged at once; applied once the run says so)."""
+        """The rates from the batch at `position` where they differ from `now`: a replayed change, or the last ask."""
         self.state.position = position
         due = [ask for at, ask in self.replay if at <= position + SAME_POINT]
         if due:
@@ -206,9 +169,9 @@ class FolderSteering:
         if self.stopped_at is not None and position < self.stopped_at + SAME_POINT:
             return None  # a resumed run reads later asks from the batch after the one it stopped after
         try:
-            if os.stat(self.folder / STEER_FILE).st_size <= self.offset:
+            if os.stat(self.folder / STEER_FILE).st_size <= self.state.offset:
                 return None
-            asks, self.offset = read_asks(self.folder, self.offset, self.state.seen)
+            asks, self.state.offset = read_asks(self.folder, self.state.offset, self.state.seen)
         except OSError:  # unreadable for now: the same lines are read again at the next batch
             return None
         if not asks:
@@ -251,12 +214,11 @@ class FolderSteering:
         self.state.answers = [a for a in self.state.answers if a.seq != answer.seq] + [answer]
 
     def close(self, finished: bool = False) -> None:
-        """The run has ended: nothing steers it any more. A run that finished answers the asks it never reached as
-        not applied; a stopped or failed one leaves them for its resume."""
+        """The run has ended: when it finished, it answers the asks it never reached; stopped, it keeps them."""
         self.state.running = False
         if finished:
             try:
-                asks, self.offset = read_asks(self.folder, self.offset, self.state.seen)
+                asks, self.state.offset = read_asks(self.folder, self.state.offset, self.state.seen)
             except OSError:
                 asks = []
             for ask in [*(ask for _, ask in self.replay), *asks]:
@@ -266,8 +228,7 @@ class FolderSteering:
 
 
 def ended_sentence(folder: Path) -> str | None:
-    """Why the run in `folder` cannot be steered (it has ended, or never ran here), in one sentence; None while it
-    trains."""
+    """Why the run in `folder` cannot be steered (it has ended, or never ran here); None while it trains."""
     state = read_state(folder)
     if (folder / REQUEST_FILE).is_file():  # a run of the app (of this machine or a cluster's): its events say
         ended = None
@@ -300,8 +261,7 @@ def alive(state: SteerState) -> bool:
 
 
 def rates_to_come(folder: Path, state: SteerState, asks: list[Ask] | None = None) -> tuple[Rates, float]:
-    """The rates the run in `folder` trains at once it has taken what was asked of it (the last usable ask it has
-    not read yet counts), and its copied layers' rate before they were frozen: what the next ask builds on."""
+    """The rates the run will train at once it takes its unread asks, and its copied layers' rate to unfreeze to."""
     config = TrainConfig.from_dict(state.config)
     unread = [ask for ask in (read_asks(folder)[0] if asks is None else asks)
               if ask.seq > state.seen and not ask.problem and not refusal(config, ask.rates)]
@@ -310,10 +270,7 @@ def rates_to_come(folder: Path, state: SteerState, asks: list[Ask] | None = None
 
 def ask(folder: str | Path, lr: float | None = None, head_factor: float | None = None, freeze: bool | None = None,
         owner: str | None = None) -> tuple[Ask | None, Rates, SteerState]:
-    """Ask the run training in `folder` for other rates from its next batch: a new rate for the copied layers, the
-    output layer at `head_factor` times it, the copied layers frozen or unfrozen. Returns the ask (None when the run
-    trains at those rates already, or is asked for them), the rates wanted, and what the run said last; FtcoreError
-    where the folder holds no run, the run has ended or belongs to another `owner`, or the ask cannot be."""
+    """Ask the run in `folder` for other rates from its next batch: the ask (None: no change), the rates, its state."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise FtcoreError(f"{folder} is not a folder; give a run's folder, or the folder a training writes its "
@@ -323,7 +280,8 @@ def ask(folder: str | Path, lr: float | None = None, head_factor: float | None =
     problem = ended_sentence(folder)
     if problem:
         raise FtcoreError(problem)
-    with locked_log(folder) as log:  # the rates to come and the new line, with no other ask in between
+    with open(folder / STEER_FILE, "a+b") as log:  # locked until closed: no other ask comes in between
+        fcntl.flock(log, fcntl.LOCK_EX)
         state = read_state(folder)
         asks = read_asks(folder)[0]
         now, unfrozen_lr = rates_to_come(folder, state, asks)
@@ -337,8 +295,7 @@ def ask(folder: str | Path, lr: float | None = None, head_factor: float | None =
 
 
 def wait_for_answer(folder: str | Path, seq: int, timeout: float) -> Answer | None:
-    """The run's answer to ask `seq` once it has read it; None when it has not within `timeout` seconds;
-    FtcoreError when it ended first."""
+    """The run's answer to ask `seq`; None when it has not read it within `timeout` s; FtcoreError when it ended."""
     folder = Path(folder).expanduser()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,11 +1,6 @@
-"""The child process of one run: `python -m ftcore.runs.worker RUN_FOLDER` (or torchrun ... -m ftcore.runs.worker).
-
-It reads request.json and does its task. A training runs `fit`, saves resume.pt after every epoch and
-checkpoint.pt + metrics.json at the end; the learning-rate finder runs `lr_find.range_test.find_lr` and saves
-lr_find.json.
-Either appends every event to events.jsonl and writes a last `end` event saying how it ended. It never talks to
-the server otherwise: a crash, an OOM kill or `kill -9` costs this process only, and the folder keeps what it
-wrote. A `stop` file in the folder, or SIGTERM, ends it after the current batch.
+"""The child process of one run: `python -m ftcore.runs.worker RUN_FOLDER` (or torchrun ... -m ftcore.runs.worker). It
+does the task its request names (a training, or the learning-rate finder), appends every event to events.jsonl and
+a last `end` event, and never talks to the server otherwise: a crash or a kill costs this process only.
 """
 
 from __future__ import annotations
@@ -38,9 +33,7 @@ from .folder import (
     REQUEST_FILE,
     STATE_FILE,
     EventLog,
-    read_attempt,
     read_request,
-    read_task,
     stop_requested,
 )
 from .saved import save_run
@@ -54,8 +47,7 @@ WORKER_ERROR_PREFIX = "error: "
 
 
 def check_folder(folder: Path) -> str | None:
-    """None when this machine can read the run's request and write its folder; else one sentence naming the
-    folder and the machine (a runs folder that is not on storage every machine of a cluster sees)."""
+    """None when this machine can read the run's request and write its folder; else one sentence why not."""
     host = socket.gethostname()
     if not (folder / REQUEST_FILE).is_file():
         return (f"the run folder {folder} is not on {host}: the runs folder must be on storage every machine of "
@@ -71,19 +63,20 @@ def check_folder(folder: Path) -> str | None:
 
 
 def watch_for_stop(folder: Path, stop: threading.Event) -> None:
-    """Set `stop` once the server asks: SIGUSR1 (at once, within the batch in progress) or a `stop` file (also
-    seen by torchrun's processes and after a server restart), or SIGTERM (the server is shutting down). A process
-    whose folder was given to a newer attempt (the run resumed elsewhere) ends at once, writing nothing more."""
+    """Set `stop` on SIGUSR1, SIGTERM or a `stop` file; end at once when a newer attempt took the folder."""
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(sig, lambda signum, frame: stop.set())
-    attempt = read_attempt(folder)
+    attempt = read_request(folder).attempt
 
     def poll() -> None:
         while not stop.is_set():
             if stop_requested(folder):
                 stop.set()
-            now = read_attempt(folder)
+            try:
+                now = read_request(folder).attempt
+            except (OSError, ValueError, KeyError):  # being replaced this moment: read it again next time
+                now = None
             if now is not None and now != attempt:
                 logging.getLogger(__name__).warning("%s was resumed by another process; this one ends", folder)
                 os._exit(SUPERSEDED_EXIT)
@@ -96,9 +89,8 @@ def run(folder: Path) -> int:
     """Do the task of the run in `folder` to its end; returns the exit status (0 unless it failed)."""
     if os.environ.get(THREADS_ENV):
         torch.set_num_threads(max(1, int(os.environ[THREADS_ENV])))
-    request, resume = read_request(folder)
-    config = TrainConfig.from_dict(request)
-    task, options = read_task(folder)
+    request = read_request(folder)
+    config, task, options, resume = TrainConfig.from_dict(request.config), request.task, request.options, request.resume
     log = EventLog(folder)
     stop = threading.Event()
     watch_for_stop(folder, stop)
