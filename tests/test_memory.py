@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from ftcore.config import TrainConfig, recipe
 from ftcore.train import memory
 from ftcore.train.features import feature_batch_size
+from ftcore.util.paths import REPO_ROOT
 
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "memory-table-cpu.json"
 CASES = json.loads(RESULTS.read_text())["cases"]
@@ -55,6 +58,29 @@ def test_estimate_grows_with_micro_batch_and_image_size():
     assert by_size == sorted(by_size) and len(set(by_size)) == len(by_size)
     more_photos = memory.estimate_run_bytes(TrainConfig(**{**base.to_dict(), "micro_batch": 16}), train_photos=4000)
     assert more_photos > by_micro[1]
+
+
+PEAK_OF_A_RUN = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+"""  # a run's peak resident memory, measured by the kernel, in bytes: nothing else runs under this parent
+
+
+@pytest.mark.parametrize(("arch", "micro"), [("resnet18", 16), ("mobilenet_v2", 0)])
+def test_the_estimate_holds_for_a_run_measured_now(arch, micro, tiny_data, tmp_path):
+    # not the table the figures were fitted on: a fresh run of this machine, its peak measured by the kernel
+    config = recipe("scratch", arch, data=str(tiny_data), epochs=1, batch_size=16, image_size=64, micro_batch=micro,
+                    precision="fp32", device="cpu")
+    command = [sys.executable, "-m", "ftcore", "train", "--data", str(tiny_data), "--mode", "scratch", "--arch", arch,
+               "--epochs", "1", "--batch-size", "16", "--image-size", "64", "--micro-batch", str(micro),
+               "--precision", "fp32", "--device", "cpu", "--out", str(tmp_path / "run")]
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_A_RUN, *command], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=600)
+    code, peak = (int(x) for x in done.stdout.split())
+    assert code == 0, done.stderr[-2000:]
+    estimate = memory.estimate_run_bytes(config)
+    assert peak <= estimate <= 2 * peak, (peak, estimate)  # admitted with room to spare, not refused for want of it
 
 
 @pytest.mark.parametrize("case", FITTED, ids=label)

@@ -47,22 +47,24 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None, help="ImageNet weights of mobilenet_v2 (default: as found)")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--ways", default=",".join(WAYS), help=f"which of: {', '.join(WAYS)} (comma-separated)")
     parser.add_argument("--out", default=str(RESULTS / "frozen-batchnorm-cpu.txt"))
     args = parser.parse_args()
     os.environ["FTCORE_WEIGHTS"] = weights_path("mobilenet_v2", args.weights)
     data = data_dir(args.data)
     seeds = [int(s) for s in args.seeds.split(",")]
+    ways = [way for way in WAYS if way in args.ways.split(",")]
     lines = [machine_line("the lesson's recipe, copied layers frozen, BatchNorm in eval or train mode", threads=True)]
     print(lines[0], flush=True)
     rows = []
     for seed in seeds:
-        for way in WAYS:
+        for way in ways:
             for mode in FROZEN_BATCHNORM:
                 row = run_once(data, way, mode, seed)
                 rows.append(row)
                 print(row, flush=True)
     lines.append(f"{'frozen':24s} {'BatchNorm':10s} {'mean acc':>9s}  per seed")
-    for way in WAYS:
+    for way in ways:
         for mode in FROZEN_BATCHNORM:
             accs = [r["accuracy"] for r in rows if (r["way"], r["batchnorm"]) == (way, mode)]
             lines.append(f"{way:24s} {mode:10s} {statistics.mean(accs):9.3f}  "
