@@ -150,8 +150,8 @@ def interrupted_runs() -> list[Path]:
     """This tab's run folders (every tab's, where runs are shared) that ended before their last epoch and can be
     resumed (none training now)."""
     try:  # before the server's first run no backend is made: making one loads torch, after the controls
-        training = {job.folder for job in backend().running()} if BACKEND_MADE.is_set() or cluster_address() \
-            else set()
+        training = {job.folder for job in backend().running() if job.alive()} \
+            if BACKEND_MADE.is_set() or cluster_address() else set()
     except FtcoreError:  # a cluster that cannot be reached: Start says so
         training = set()
     folder = runs_dir()

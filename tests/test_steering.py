@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+import time
 
 import pytest
 import torch
@@ -251,8 +252,15 @@ def test_an_ask_made_before_the_last_one_was_taken_builds_on_it_and_the_run_says
     assert answers[3].text() == "unchanged at epoch 0.25"
 
 
-def test_two_asks_at_once_are_both_kept_in_order_and_the_later_builds_on_the_earlier(tmp_path):
+def test_two_asks_at_once_are_both_kept_in_order_and_the_later_builds_on_the_earlier(tmp_path, monkeypatch):
     FolderSteering(tmp_path, recipe("finetune", data="d"))
+    real_read_state = steering.read_state
+
+    def slow_read_state(folder):  # each asker takes its time between reading the run's rates and writing its ask
+        time.sleep(0.3)
+        return real_read_state(folder)
+
+    monkeypatch.setattr(steering, "read_state", slow_read_state)
     barrier = threading.Barrier(2)
 
     def asker(change: dict) -> None:
@@ -401,7 +409,7 @@ def test_a_tab_cannot_steer_a_run_that_is_not_its_own(tiny_data):
             except FtcoreError as e:
                 st.error(str(e))
 
-    stranger = AppTest.from_function(other_tab, args=(str(job.folder),)).run()
+    stranger = AppTest.from_function(other_tab, args=(str(job.folder),), default_timeout=120).run()
     assert [e.value for e in stranger.error] == [
         "this tab has no run training now, so there is nothing to steer; only the tab that started a run steers it, "
         "while it trains",
