@@ -272,8 +272,9 @@ def recipe_note(mode: str, preset: str) -> str:
 def frozen_batchnorm_words(frozen_batchnorm: str) -> str:
     """What freezing the copied layers keeps of them, with `frozen_batchnorm` (FROZEN_BATCHNORM), in words."""
     if frozen_batchnorm == "eval":
-        return "the copied layers stay as ImageNet left them, BatchNorm statistics included"
-    return "the copied layers' weights stay as ImageNet left them, while their BatchNorm statistics follow these photos"
+        return "the copied layers stay as they are (as ImageNet left them, when frozen from the start), BatchNorm " \
+               "statistics included"
+    return "the copied layers' weights stay as they are, while their BatchNorm statistics follow these photos"
 
 
 def recipe_words(preset: str) -> str:

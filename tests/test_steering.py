@@ -4,6 +4,7 @@ matches the steered run, the Train page's live controls, and every error a perso
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -446,3 +447,19 @@ def test_the_steering_caption_and_the_runs_table_say_what_was_done(tiny_data):
     assert row["steered"] == "at epoch 0.50: lr 2e-3, output layer 2e-2; at epoch 1.25: copied layers frozen, " \
                              "output layer 2e-2"
     assert math.isclose(result.history.steering[1].epoch, 1.25)
+
+
+def test_frozen_copied_layers_keep_their_batchnorm_statistics(tiny_data, random_resnet18_file):
+    start = torch.load(random_resnet18_file, weights_only=True)
+    config = recipe("finetune", "resnet18", data=str(tiny_data), weights=str(random_resnet18_file), epochs=2,
+                    batch_size=8, image_size=32, precision="fp32", freeze_body=True)
+    kept = fit(config).model.state_dict()
+    assert all(torch.equal(kept[name], start[name]) for name in start if "running_" in name)  # frozen: kept
+    moving = fit(dataclasses.replace(config, frozen_batchnorm="train")).model.state_dict()
+    assert not torch.equal(moving["bn1.running_mean"], start["bn1.running_mean"])  # the other choice: they follow
+    events = []  # frozen mid-run by a steer: the statistics stay where the first epoch left them
+    steered = fit(dataclasses.replace(config, freeze_body=False), events.append, capture_state=True,
+                  steering=Replay([SteerRecord(epoch=1.0, lr=0.0, head_lr=config.head_lr)])).model.state_dict()
+    after_one = next(e for e in events if isinstance(e, StateCaptured) and e.epoch == 1).state["model"]
+    assert not torch.equal(after_one["bn1.running_mean"], start["bn1.running_mean"])  # the first epoch moved them
+    assert all(torch.equal(steered[name], after_one[name]) for name in after_one if "running_" in name)
