@@ -255,13 +255,14 @@ def test_an_ask_made_before_the_last_one_was_taken_builds_on_it_and_the_run_says
 
 def test_two_asks_at_once_are_both_kept_in_order_and_the_later_builds_on_the_earlier(tmp_path, monkeypatch):
     FolderSteering(tmp_path, recipe("finetune", data="d"))
-    real_read_state = steering.read_state
+    real_read_asks = steering.read_asks
 
-    def slow_read_state(folder):  # each asker takes its time between reading the run's rates and writing its ask
+    def slow_read_asks(*args, **kwargs):  # each asker takes its time between reading the log and writing its ask
+        asks = real_read_asks(*args, **kwargs)
         time.sleep(0.3)
-        return real_read_state(folder)
+        return asks
 
-    monkeypatch.setattr(steering, "read_state", slow_read_state)
+    monkeypatch.setattr(steering, "read_asks", slow_read_asks)
     barrier = threading.Barrier(2)
 
     def asker(change: dict) -> None:
