@@ -18,7 +18,6 @@ from ftcore.runs.process import ProcessJob
 from ftcore.runs.steering import Ask, ask, ask_text, rates_to_come, read_state
 from ftcore.train.steering import Rates
 
-ASKS_KEY = "steer-asks"  # session state: this tab's asks of its current run, as (run id, Ask), oldest first
 PROBLEM_KEY = "steer-problem"  # session state: the sentence of the last ask that could not be made
 OTHER_ARCH = "other"  # the architecture radio's last option: a torchvision network named in a text field
 ASKS_SHOWN = 3  # the latest asks whose outcome the page shows
@@ -42,7 +41,8 @@ def steer(lr: float | None = None, head_factor: float | None = None, freeze: boo
                           "a run steers it, while it trains")
     asked, _, _ = ask(job.folder, lr, head_factor, freeze, owner=tab.owner())
     if asked is not None:
-        st.session_state.setdefault(ASKS_KEY, []).append((job.id, asked))
+        st.session_state.setdefault(tab.ASKS_KEY, []).append((job.id, asked))
+        tab.remember()  # a refreshed tab still shows what became of them
     return asked
 
 
@@ -68,7 +68,7 @@ def steer_to_toggle(key: str, factor: float) -> None:
 def ask_lines(running: bool) -> list[str]:
     """The latest asks of this tab's current run, each with what the run said of it (or that it waits)."""
     job = jobs.current_job()
-    mine = [asked for run_id, asked in st.session_state.get(ASKS_KEY, []) if job is not None and run_id == job.id]
+    mine = [asked for run_id, asked in st.session_state.get(tab.ASKS_KEY, []) if job is not None and run_id == job.id]
     state = read_state(job.folder) if mine else None
     return [ask_text(asked, state, running) for asked in mine[-ASKS_SHOWN:]]
 
