@@ -28,6 +28,8 @@ def lesson_ui(config: TrainConfig, startable: bool, busy: bool, polling: bool) -
     right.caption(f"One fine-tuning run of {PRESETS['steer']['epochs']} epochs at the lesson's size: move the slider "
                   "while it trains, try a rate ten times higher, watch the loss answer within seconds, and bring it "
                   "back.")
+    if steering.last_problem(start=True):
+        st.error(steering.last_problem(start=True))
     buttons = [("lesson", "Fine-tune vs scratch", ":material/compare_arrows:",
                 "Fine-tuning (ImageNet weights, output layer at 10x) against training from scratch."),
                ("lesson-lr", f"Rates {rates}", ":material/tune:",

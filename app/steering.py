@@ -19,6 +19,7 @@ from ftcore.runs.steering import Ask, ask, ask_text, rates_to_come, read_state
 from ftcore.train.steering import Rates
 
 PROBLEM_KEY = "steer-problem"  # session state: the sentence of the last ask that could not be made
+START_PROBLEM_KEY = "steer-start-problem"  # session state: why the last "Steer a run" could not start
 OTHER_ARCH = "other"  # the architecture radio's last option: a torchvision network named in a text field
 ASKS_SHOWN = 3  # the latest asks whose outcome the page shows
 # The settings a run is built on, which cannot change while it trains, and why (one line each).
@@ -73,9 +74,9 @@ def ask_lines(running: bool) -> list[str]:
     return [ask_text(asked, state, running) for asked in mine[-ASKS_SHOWN:]]
 
 
-def last_problem() -> str | None:
-    """Why the last ask of this tab could not be made (None when it was)."""
-    return st.session_state.get(PROBLEM_KEY)
+def last_problem(start: bool = False) -> str | None:
+    """Why the last ask of this tab could not be made, or (`start`) why its last "Steer a run" could not start."""
+    return st.session_state.get(START_PROBLEM_KEY if start else PROBLEM_KEY)
 
 
 def live_rates() -> tuple[Rates, float] | None:
@@ -126,12 +127,12 @@ def hold_settings_to(config: TrainConfig, rates: tuple[Rates, float] | None = No
 
 def start_steer_run(base: TrainConfig) -> None:
     """Start a run made to be steered, and hold the controls to its settings (a button's callback)."""
-    st.session_state.pop(PROBLEM_KEY, None)
+    st.session_state.pop(START_PROBLEM_KEY, None)
     try:
         config = lesson.steer_config(base)
         jobs.start_job(config)
     except FtcoreError as e:
-        st.session_state[PROBLEM_KEY] = str(e)
+        st.session_state[START_PROBLEM_KEY] = str(e)
         return
     hold_settings_to(config)
     st.session_state[choices.lr_key(config.mode, config.arch)] = config.lr

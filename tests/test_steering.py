@@ -464,3 +464,15 @@ def test_frozen_copied_layers_keep_their_batchnorm_statistics(tiny_data, random_
     after_one = next(e for e in events if isinstance(e, StateCaptured) and e.epoch == 1).state["model"]
     assert not torch.equal(after_one["bn1.running_mean"], start["bn1.running_mean"])  # the first epoch moved them
     assert all(torch.equal(steered[name], after_one[name]) for name in after_one if "running_" in name)
+
+
+def test_steer_a_run_that_cannot_start_says_why_under_its_button(tiny_data, monkeypatch):
+    from app import jobs
+
+    def refuse(config):
+        raise FtcoreError("this run cannot start here; free some memory")
+
+    monkeypatch.setattr(jobs, "start_job", refuse)
+    at = open_app("app_pages/train.py", data_root=str(tiny_data))
+    at.button(key="start-steer").click().run()
+    assert "this run cannot start here; free some memory" in [e.value for e in at.error]
