@@ -11,6 +11,7 @@ from ftcore.lr_find.finding import two_digits
 
 MAX_PHOTOS = 100  # photos classified per request on Predict; the page says when it cut the rest
 
+OTHER_ARCH = "other"  # the Train page's architecture radio's last option: a torchvision network named in a text field
 PRESET_LABELS = {"book": "The book's", "quick": "Quick (output layer on cached features)",
                  "best": "Best (plus augmented views)"}
 MODE_LABELS = {"finetune": "Fine-tune (ImageNet weights)", "scratch": "From scratch (random weights)"}

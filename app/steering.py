@@ -20,7 +20,6 @@ from ftcore.train.steering import Rates
 
 PROBLEM_KEY = "steer-problem"  # session state: the sentence of the last ask that could not be made
 START_PROBLEM_KEY = "steer-start-problem"  # session state: why the last "Steer a run" could not start
-OTHER_ARCH = "other"  # the architecture radio's last option: a torchvision network named in a text field
 ASKS_SHOWN = 3  # the latest asks whose outcome the page shows
 # The settings a run is built on, which cannot change while it trains, and why (one line each).
 FIXED_WHILE_TRAINING = {
@@ -117,7 +116,7 @@ def hold_settings_to(config: TrainConfig, rates: tuple[Rates, float] | None = No
             "batch": (config.batch_size, choices.BATCH_SIZES), "size": (config.image_size, choices.IMAGE_SIZES)}
     st.session_state.update({key: value for key, (value, options) in held.items() if value in options})
     if config.arch not in ARCHITECTURES:
-        st.session_state.update({"arch": OTHER_ARCH, "arch-other": config.arch})
+        st.session_state.update({"arch": choices.OTHER_ARCH, "arch-other": config.arch})
     if rates is not None:
         now, unfrozen_lr = rates
         copied = now.lr or unfrozen_lr  # frozen: the rate unfreezing goes back to

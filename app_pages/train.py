@@ -35,10 +35,10 @@ from ftcore.train.steering import rates_text
 def arch_ui(column: DeltaGenerator, fixed: dict[str, str]) -> tuple[str, str | None]:
     """The architecture: a built-in one, or any torchvision classification network by name; with the sentence
     that refuses a name torchvision does not have (the settings then show resnet18's)."""
-    arch = column.radio("Architecture", [*ARCHITECTURES, steering.OTHER_ARCH], horizontal=True, key="arch",
-                        format_func=lambda name: "Other" if name == steering.OTHER_ARCH else name, disabled=bool(LIVE),
+    arch = column.radio("Architecture", [*ARCHITECTURES, choices.OTHER_ARCH], horizontal=True, key="arch",
+                        format_func=lambda name: "Other" if name == choices.OTHER_ARCH else name, disabled=bool(LIVE),
                         help=fixed.get("arch"))
-    if arch != steering.OTHER_ARCH:
+    if arch != choices.OTHER_ARCH:
         return arch, None
     st.session_state.setdefault("arch-other", "efficientnet_b0")  # state, not value=: a live run sets it
     name = column.text_input("Other torchvision network", key="arch-other", disabled=bool(LIVE),
@@ -210,8 +210,9 @@ def live_ui() -> None:
     if snap.resumable and not POLLING:
         resumed_after = int(snap.epochs[-1].epoch) if snap.epochs else 0
         runs_view.resume_button(jobs.current_job().folder, f"Resume from epoch {resumed_after}", "live-resume")
-    if snap.steerable or steering.ask_lines(running=False):
-        steer_ui(snap)
+    asked = steering.ask_lines(running=not snap.done)  # this tab's latest asks, and what became of each
+    if snap.steerable or asked:
+        steer_ui(snap, asked)
     if snap.steering:
         st.caption(snap.steering_text() + ".")
     left, right = st.columns(2)
@@ -226,7 +227,7 @@ def live_ui() -> None:
     right.plotly_chart(charts.batch_loss_figure(snap.batches, snap.steering), key="live-batches")
 
 
-def steer_ui(snap: JobSnapshot) -> None:
+def steer_ui(snap: JobSnapshot, asked: list[str]) -> None:
     """Freeze or unfreeze the copied layers of the running run, and what came of this tab's latest asks."""
     frozen = snap.rates.lr == 0
     left, right = st.columns([1, 3], vertical_alignment="center")
@@ -241,7 +242,7 @@ def steer_ui(snap: JobSnapshot) -> None:
                       "from its next batch.")
     if steering.last_problem():
         st.error(steering.last_problem())
-    for line in steering.ask_lines(running=not snap.done):
+    for line in asked:
         st.caption(line + ".")
 
 
