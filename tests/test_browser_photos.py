@@ -31,6 +31,10 @@ CAMERA_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-s
 WAIT = 90_000  # ms: Streamlit reruns are asynchronous, and two shared cores are slow
 SHOT_WAIT = 15_000  # ms: a shot that has not appeared by then is likely lost; the camera is clicked again
 VERDICT = re.compile(r"(hotdog|not-hotdog) \((\d+\.\d)%\)")
+# The explorer's metrics as label -> value, read in one pass of the page.
+METRICS = """() => Object.fromEntries([...document.querySelectorAll('[data-testid="stMetric"]')].map(m => [
+    m.querySelector('[data-testid="stMetricLabel"]').innerText,
+    m.querySelector('[data-testid="stMetricValue"]').innerText]))"""
 
 
 @pytest.fixture
@@ -141,8 +145,9 @@ def test_build_a_two_class_dataset_from_uploads_and_the_webcam(playwright_api, t
         page.get_by_text("Layout: class folders").wait_for(timeout=WAIT)
         page.get_by_text(f"Using {folder}: classes hotdog, not-hotdog.").wait_for(timeout=WAIT)
         expect(page.get_by_role("table").first).to_be_visible(timeout=WAIT)  # the counts
-        metrics = {m.get_by_test_id("stMetricLabel").inner_text(): m.get_by_test_id("stMetricValue").inner_text()
-                   for m in page.get_by_test_id("stMetric").all()}
+        # read in one go: the explorer's photo check redraws its metrics while it runs
+        page.wait_for_function(f"() => ({METRICS})()['Val images'] !== undefined", timeout=WAIT)
+        metrics = page.evaluate(METRICS)
         assert metrics["Classes"] == "2", metrics
         assert int(metrics["Train images"]) + int(metrics["Val images"]) == 13, metrics
         no_exception(page)
