@@ -69,6 +69,8 @@ def home() -> None:
         weights_status_ui()
     st.subheader("Start")
     st.page_link("app_pages/explore.py", label="Explore the dataset", icon=":material/photo_library:")
+    st.page_link("app_pages/check.py", label="Find mislabeled, duplicated and leaked photos",
+                 icon=":material/fact_check:")
     st.page_link("app_pages/train.py", label="Fine-tune or train from scratch", icon=":material/model_training:")
     st.page_link("app_pages/experiments.py", label="Fine-tune vs scratch, and an lr sweep", icon=":material/science:")
     st.page_link("app_pages/predict.py", label="Classify your own photos", icon=":material/image_search:")
@@ -78,6 +80,7 @@ def home() -> None:
 pages = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/explore.py", title="Dataset explorer", icon=":material/photo_library:"),
+    st.Page("app_pages/check.py", title="Check the photos", icon=":material/fact_check:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),

@@ -22,6 +22,7 @@ import streamlit as st
 from app import tab
 from app.paths import user_path
 from ftcore.config import TrainConfig
+from ftcore.data.edits import edits_for_run
 from ftcore.errors import FtcoreError
 from ftcore.lab import lesson
 from ftcore.lr_find.finding import FinderSettings
@@ -112,12 +113,19 @@ def cluster_note() -> str | None:
     return f"Runs train on the Ray cluster at {address}, one Ray job each." if address else None
 
 
+def photo_edits(root: str) -> str | None:
+    """The frozen photo edits a run of this tab on `root` trains with: this tab's own (everyone's, where runs are
+    shared), unless the tab chose the folder as it is; None when there are none."""
+    return None if st.session_state.get(tab.AS_IS_KEY) else edits_for_run(root, listed_owner())
+
+
 def start_job(config: TrainConfig) -> ProcessJob:
-    """Queue `config` with the server's backend for this session (one job at a time); it trains in a child
-    process of its own."""
+    """Queue `config` with the server's backend for this session (one job at a time), on this tab's photo edits
+    unless it names its own; it trains in a child process of its own."""
     if job_running() or experiment_running():
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     config.validate()
+    config.edits = config.edits or photo_edits(config.data)
     if config.weights:
         config.weights = str(user_path(config.weights))
     return _keep_job(ProcessJob(config, runs_dir(), owner=tab.owner()).start(backend()))
@@ -245,6 +253,7 @@ def start_experiment(kind: str, configs: list[TrainConfig]) -> Experiment:
         raise FtcoreError("a run is already in progress in this tab; stop it or wait for it to finish")
     for config in configs:
         config.validate()
+        config.edits = config.edits or photo_edits(config.data)
     for config in configs:
         backend().check_fits(config)
     experiment = Experiment(kind, configs, runs_dir(), backend(), owner=tab.owner()).start()

@@ -26,14 +26,16 @@ DATA_KEY, JOB_KEY, RUNS_KEY, TAB_KEY = "data_root", "job", "runs", "tab"
 SPLIT_KEY = "data_split"  # this tab's (val_fraction, split_seed): how validation is held out of its data
 FINDER_KEY = "lr_finder"  # this tab's learning-rate finder (a FinderJob), running or done
 EXPERIMENT_KEY = "experiment"  # this tab's series of runs (an Experiment), running or done
+AS_IS_KEY = "train-as-is"  # True: this tab's runs train on the data folder as it is, without its photo edits
 ASKS_KEY = "steer-asks"  # this tab's asks of its runs while they trained, as (run id, runs.steering.Ask), oldest first
 TAB_PARAM = "tab"  # the URL query parameter that carries the tab's id
 MAX_TABS = 256  # tabs the registry remembers for a refresh (their runs are on disk anyway)
 
 
 def restored_keys() -> tuple[str, ...]:
-    """The session-state keys a refreshed tab gets back: its data choice, job, runs, series, lr finder and asks."""
-    return (DATA_KEY, SPLIT_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY, FINDER_KEY, ASKS_KEY)
+    """The session-state keys a refreshed tab gets back: its data choice, job, runs, series, lr finder, asks, and
+    whether it trains on its photo edits."""
+    return (DATA_KEY, SPLIT_KEY, JOB_KEY, RUNS_KEY, EXPERIMENT_KEY, FINDER_KEY, ASKS_KEY, AS_IS_KEY)
 
 
 @st.cache_resource

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import cached, jobs, paths, tab, widgets
+from app import cached, cleaning, jobs, paths, tab, widgets
 from app.widgets import ModelChoice, model_picker_ui
 from ftcore.config import TrainConfig
 from ftcore.data.dataset import is_image_folder
@@ -55,13 +55,19 @@ def gallery(items: list[tuple[str, str]]) -> None:
             column.image(cached.thumbnail(path), caption=caption, width="stretch")
 
 
-def evaluate_ui(key: str, ev: Evaluation) -> None:
-    """Accuracy, the per-class table, the clickable confusion matrix and the worst photos."""
+def evaluate_ui(key: str, ev: Evaluation, root: str) -> None:
+    """Accuracy (and without the photos that leaked from train, where the photo check found some), the per-class
+    table, the clickable confusion matrix and the worst photos."""
     left, right = st.columns([1, 2])
     left.metric("Accuracy", f"{ev.accuracy:.3f}", help=f"On {len(ev.paths)} {ev.split} photos.")
     left.metric("Balanced accuracy", f"{ev.balanced_accuracy:.3f}",
                 help="The mean of the classes' recalls: accuracy as if every class had as many photos. Far below "
                 "the accuracy, the model favours the larger classes.")
+    without, leaked = ev.accuracy_without(cleaning.leaked_photos(root))
+    if leaked:
+        left.metric("Accuracy without leaked photos", f"{without:.3f}", help=f"{leaked} of these {ev.split} photos "
+                    "also sit in another split (Check the photos found them), so the model may have trained on them; "
+                    "here they are left out.")
     if ev.note:
         left.caption(widgets.as_sentence(ev.note))
     right.dataframe([{"class": m.name, "precision": m.precision, "recall": m.recall, "F1": m.f1,
@@ -188,7 +194,7 @@ evaluate_tab, explain_tab, keep_tab = st.tabs(["Evaluate", "Explain", "Keep and 
 try:
     evaluation = cached.evaluation(choice.key, trained, root, limit)
     with evaluate_tab:
-        evaluate_ui(choice.key, evaluation)
+        evaluate_ui(choice.key, evaluation, root)
     with explain_tab:
         st.caption("Grad-CAM heatmaps of single photos are on the Predict page (switch on \"Grad-CAM\").")
         weight_change_ui(choice, trained)

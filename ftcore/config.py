@@ -30,6 +30,7 @@ FROZEN_BATCHNORM = ("eval", "train")  # frozen copied layers' BatchNorm: ImageNe
 # The largest learning rate a running run takes when steered: the learning-rate finder's highest end. With the
 # book's summed loss a rate of even 1 diverges at once; a larger one is a typing slip, and the run refuses it.
 MAX_STEER_LR = 10.0
+CHECK_ARCH = "mobilenet_v2"  # the network the photo check embeds with unless told: the quickest built-in one
 CPU_DEVICES = ("auto", "cpu")  # the devices every machine offers; devices.placement.available_devices adds its GPUs
 
 # What the book printed (ResNet-18 on d2l's hotdog.zip, 5 epochs, batch 128, two GPUs).
@@ -62,6 +63,8 @@ class TrainConfig:
                                       "where the data has no test/ or val/, none for train/ + test/, where giving "
                                       "one makes every per-epoch figure use val and test count once)")
     split_seed: int = knob(0, "seed of the held-out split (a hash of seed and path, so stable as photos are added)")
+    edits: str | None = knob(None, "the photo edits to train with (relabels and exclusions), a file frozen from the "
+                             "dataset's edit log; None trains on the folder as it is")
     mode: str = knob("finetune", "finetune: ImageNet weights and a new output layer; scratch: all weights random")
     arch: str = knob("resnet18", "architecture: a built-in one or any classification network "
                          "torchvision lists, by name (book: resnet18)")

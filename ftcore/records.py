@@ -114,6 +114,7 @@ class History:
     heldout: str = "test"  # the split of the per-epoch accuracy: "val" where the data has one, else "test"
     test_acc: float | None = None  # with a val split: the test split, evaluated once at the end (None: no test)
     split: dict = field(default_factory=dict)  # DatasetSplits.record(): layout, held-out share, seed, photos
+    edits: dict = field(default_factory=dict)  # the photo edits it trained with: relabeled, excluded, sha256 ({}: none)
     steering: list[SteerRecord] = field(default_factory=list)  # every change of its learning rates while it trained
 
     def final(self) -> EpochRecord | None:
@@ -152,7 +153,7 @@ class History:
                    stopped=bool(d.get("stopped", False)), precision=str(d.get("precision", "fp32")),
                    decode_seconds=float(d.get("decode_seconds", 0.0)),
                    feature_seconds=float(d.get("feature_seconds", 0.0)), heldout=str(d.get("heldout", "test")),
-                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}),
+                   test_acc=d.get("test_acc"), split=dict(d.get("split") or {}), edits=dict(d.get("edits") or {}),
                    steering=[SteerRecord(**s) for s in d.get("steering", [])])
 
     def accuracy_text(self) -> str:

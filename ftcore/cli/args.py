@@ -20,6 +20,7 @@ from ..config import (
 )
 from ..data.dataset import check_image_folder
 from ..data.download import find_data
+from ..data.edits import edits_for_run
 from ..devices import distributed
 from ..errors import FtcoreError
 from ..models.output_layer import head_init_status
@@ -72,6 +73,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="DIR", help=TrainConfig.help("data") + " (default: the hot-dog set "
                    "`python -m ftcore data` finds)")
     add_split_arguments(p)
+    p.add_argument("--as-is", action="store_true", help="train on the data folder as it is, leaving out the photo "
+                   "edits of `ftcore clean` (default: the photos as edited)")
     flag(p, "--arch", default=None, metavar="NAME",
          shown=f"(default: the preset's; built in: {', '.join(ARCHITECTURES)})")
     p.add_argument("--preset", choices=list(PRESETS), default="book",
@@ -133,7 +136,7 @@ def config_from_args(args: argparse.Namespace, mode: str, lr: float | None = Non
                     image_size=args.image_size, limit=args.limit, device=args.device, precision=args.precision,
                     micro_batch=args.micro_batch, num_workers=args.workers, seed=args.seed, weights=args.weights,
                     val_fraction=args.val_fraction, split_seed=args.split_seed, balance=args.balance,
-                    **exercise_overrides(args, mode))
+                    edits=None if args.as_is else edits_for_run(data), **exercise_overrides(args, mode))
     if (head_views or 0) > 0 and mode != "finetune":  # a negative count is the config's own error
         raise FtcoreError("--head-views applies to fine-tuning only; drop it or use --mode finetune")
     if (head_views or 0) > 0 and not config.head_epochs:

@@ -1,5 +1,5 @@
-"""`python -m ftcore train|compare|predict|bench|evaluate|export|sweep|lr-find|data|steer`: every command's parser,
-and the one rule for what goes wrong (a user's mistake is one `error: ...` line and exit status 2)."""
+"""`python -m ftcore train|compare|predict|bench|evaluate|export|sweep|lr-find|data|clean|steer`: every command's
+parser, and the one rule for what goes wrong (a user's mistake is one `error: ...` line and exit status 2)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from ..devices import distributed
 from ..errors import FtcoreError, user_message
 from ..train.memory import is_out_of_memory
-from . import bench, data, finder, insight, steer, training
+from . import bench, clean, data, finder, insight, steer, training
 from .args import Parser
 
 
@@ -19,7 +19,8 @@ def build_parser() -> Parser:
     parser = Parser(prog="python -m ftcore", description="Fine-tuning lab: d2l 13.2 fine-tuning from the shell.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in (training.add_train, training.add_compare, insight.add_predict, bench.add_bench, insight.add_evaluate,
-                insight.add_export, training.add_sweep, finder.add_lr_find, data.add_data, steer.add_steer):
+                insight.add_export, training.add_sweep, finder.add_lr_find, data.add_data, clean.add_clean,
+                steer.add_steer):
         add(sub)
     return parser
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import BOOK_RESULTS, BOOK_SETUP, MODES, TrainConfig
+from ..data.edits import thaw
 from ..devices import distributed
 from ..errors import FtcoreError
 from ..lab.experiments import lr_sweep_configs, parse_lrs
@@ -101,6 +102,10 @@ def run_with_ctrl_c(config: TrainConfig, prefix: str = "", out: Path | None = No
     `out`, the run's state is saved there after every epoch (for `train --resume`) and `ftcore steer OUT` steers it
     while it trains; with `replay`, the changes of a steered run are applied at the same points instead."""
     reporter = Reporter(config.total_epochs, prefix)
+    if config.edits and distributed.context().is_main:
+        edits = thaw(config.edits)
+        print(f"{prefix}photos as edited with `ftcore clean`: {len(edits.relabeled)} relabeled, "
+              f"{len(edits.excluded)} excluded (--as-is trains on the folder as it is)", file=sys.stderr, flush=True)
 
     def sink(event: Event) -> None:
         if isinstance(event, StateCaptured):

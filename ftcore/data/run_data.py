@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from ..config import TrainConfig
 from ..devices import distributed
 from .balance import BalancedSampler, class_counts
+from .cleaned import apply_edits
 from .dataset import PhotoSplit, split_photos
 from .decoded import (
     MAX_DECODED_BYTES,
@@ -26,6 +27,7 @@ from .decoded import (
     decode_split,
     estimated_train_bytes,
 )
+from .edits import thaw
 from .splits import DatasetSplits, resolve_splits
 from .transforms import eval_preset, train_preset
 
@@ -63,6 +65,8 @@ def make_run_data(config: TrainConfig, device: torch.device, eval_batch: int,
     disk by DataLoaders exactly as the book does. Under torchrun each rank gets its share. `measured=False`
     leaves out the held-out and test batches (empty), for work that only trains."""
     splits = resolve_splits(config.data, config.val_fraction, config.split_seed)
+    if config.edits:
+        splits = apply_edits(splits, thaw(config.edits))
     train_transform = train_preset(config.arch, config.image_size)
     train_set = split_photos(splits, "train", train_transform, config.limit)
     eval_transform = eval_preset(config.arch, config.image_size)

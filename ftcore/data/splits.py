@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import check_val_fraction
@@ -48,6 +48,7 @@ class DatasetSplits:
     folders: dict[str, str]  # role -> the folder it comes from, relative to root ("" for the root itself)
     val_fraction: float = 0.0  # share of each class held out of `folders["train"]` for validation (0: none)
     split_seed: int = 0  # seeds the held-out split
+    edits: dict = field(default_factory=dict)  # the photo edits applied (edits.Edits.summary()); {}: the folder as is
 
     @property
     def roles(self) -> list[str]:

@@ -82,6 +82,13 @@ class Evaluation:
         """Share of photos predicted right."""
         return accuracy(self.confusion)
 
+    def accuracy_without(self, left_out: set[str]) -> tuple[float, int]:
+        """Share of photos predicted right among those not in `left_out` (full paths), and how many were left out."""
+        kept = np.array([path not in left_out for path in self.paths], dtype=bool)
+        if not kept.any():
+            return 0.0, len(self.paths)
+        return float((self.predictions[kept] == self.targets[kept]).mean()), int((~kept).sum())
+
     @property
     def balanced_accuracy(self) -> float:
         """The mean of the classes' recalls: what accuracy would be were every class as large."""

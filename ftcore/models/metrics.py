@@ -7,16 +7,20 @@ import json
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..data.edits import NO_EDITS
 from ..records import History
 from ..util.paths import atomic_write
 from .trained import TrainedModel
 
 
 def metrics_dict(trained: TrainedModel) -> dict:
-    """What metrics.json holds: config, classes, where the weights came from, and the history."""
+    """What metrics.json holds: config, classes, where the weights came from, the photo edits it trained with (at the
+    top, where people look for them) and the rest of the history."""
+    history = trained.history.to_dict()
+    edits = history.pop("edits") or NO_EDITS
     return {"config": trained.config.to_dict(), "classes": list(trained.classes),
             "weights": trained.weights.describe(), "weights_source": trained.weights.to_dict(),
-            "history": trained.history.to_dict()}
+            "edits": edits, "history": history}
 
 
 def write_metrics(trained: TrainedModel, path: str | Path) -> Path:
@@ -31,4 +35,6 @@ def read_metrics(path: str | Path) -> tuple[TrainConfig, History]:
     """The settings and the history a metrics.json holds; OSError, ValueError, KeyError or TypeError for a file
     that cannot be read as one (the caller names the run)."""
     metrics = json.loads(Path(path).read_text())
-    return TrainConfig.from_dict(metrics["config"]), History.from_dict(metrics["history"])
+    edits = metrics.get("edits") or {}
+    return TrainConfig.from_dict(metrics["config"]), History.from_dict(
+        {**metrics["history"], "edits": edits if edits.get("sha256") else {}})

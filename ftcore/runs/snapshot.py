@@ -13,10 +13,11 @@ from ..train.steering import Rates, changes_text, starting_rates
 
 
 def run_label(config: TrainConfig) -> str:
-    """A short name for a run: mode, architecture, lr and whether the output layer gets 10x."""
+    """A short name for a run: mode, architecture, lr, whether the output layer gets 10x, and whether its photos
+    were edited."""
     mode = "fine-tune" if config.mode == "finetune" else "scratch"
     groups = f", head {config.head_lr_mult:g}x" if config.param_groups else ""
-    return f"{mode} {config.arch} lr {lr_text(config.lr)}{groups}"
+    return f"{mode} {config.arch} lr {lr_text(config.lr)}{groups}{', cleaned photos' if config.edits else ''}"
 
 
 @dataclass

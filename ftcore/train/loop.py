@@ -203,7 +203,8 @@ def starting_history(plan: RunPlan, data: RunData, resume_from: dict | None) -> 
     if resume_from is not None:
         return History.from_dict(resume_from["history"]), resume_from["epoch"] + 1
     return History(devices=[str(d) for d in plan.devices], precision=plan.precision,
-                   decode_seconds=data.decode_seconds, heldout=data.splits.heldout, split=data.splits.record()), 1
+                   decode_seconds=data.decode_seconds, heldout=data.splits.heldout, split=data.splits.record(),
+                   edits=dict(data.splits.edits)), 1
 
 
 def finish_run(model: nn.Module, data: RunData, plan: RunPlan, history: History, weights: WeightsSource,
