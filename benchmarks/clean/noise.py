@@ -22,6 +22,7 @@ class Mistakes:
 
     root: Path
     flipped: list[str] = field(default_factory=list)  # training photos filed under a class they are not
+    original: dict[str, str] = field(default_factory=dict)  # flipped photo -> the class it was filed under
     leaks: list[tuple[str, str]] = field(default_factory=list)  # (test photo, its resized copy in train)
     copies: list[tuple[str, str]] = field(default_factory=list)  # (photo, its byte-identical copy in the same split)
 
@@ -47,11 +48,12 @@ def noisy_copy(source: Path, out: Path, per_class: dict[str, int], flip: float, 
             for photo in kept[:count]:
                 shutil.copyfile(photo, out / split / name / photo.name)
     train = sorted(p.relative_to(out).as_posix() for p in (out / "train").glob("*/*"))
-    for rel in rng.sample(train, round(flip * len(train))):
+    for i, rel in enumerate(rng.sample(train, round(flip * len(train)))):
         given = rel.split("/")[1]
-        moved = f"train/{rng.choice([c for c in classes if c != given])}/{Path(rel).name}"
+        moved = f"train/{rng.choice([c for c in classes if c != given])}/flipped-{i}-{Path(rel).name}"
         (out / rel).rename(out / moved)
         made.flipped.append(moved)
+        made.original[moved] = given
     test = sorted(p.relative_to(out).as_posix() for p in (out / "test").glob("*/*"))
     for i, rel in enumerate(rng.sample(test, leaks)):
         with Image.open(out / rel) as photo:

@@ -5,11 +5,13 @@ polls `done`, `total`, `report` and `error`; the report comes back through its f
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from pathlib import Path
 
 from ..errors import FtcoreError
+from ..util.paths import current_umask
 
 # The standard library's fork server, as runs use it (runs.child preloads torch there once the server starts a run);
 # spawn where a platform has none.
@@ -18,8 +20,12 @@ CONTEXT = multiprocessing.get_context(
 POLL_SECONDS = 0.2  # how often the watching thread looks at the child
 
 
-def _check_in_child(root: str, arch: str, weights: str | None, done, total, messages) -> None:
+def _check_in_child(root: str, arch: str, weights: str | None, environment: dict[str, str], umask: int,
+                    done, total, messages) -> None:
     """The child's work: the check, its report saved, and one message back ("" when it went well, else why not)."""
+    os.environ.clear()  # the server's environment and umask of now, not the fork server's when it started
+    os.environ.update(environment)
+    os.umask(umask)
     from ..devices.priority import yield_cpu  # here, in the child: the server never loads torch for this module
     from .check import check_dataset
     from .report import save_report
@@ -47,7 +53,8 @@ class CheckJob:
         self._done, self._total = CONTEXT.Value("i", 0), CONTEXT.Value("i", 0)
         self._messages = CONTEXT.SimpleQueue()
         self._process = CONTEXT.Process(target=_check_in_child, name="photo check", daemon=True,
-                                        args=(self.root, arch, weights, self._done, self._total, self._messages))
+                                        args=(self.root, arch, weights, dict(os.environ), current_umask(),
+                                              self._done, self._total, self._messages))
         self.error = ""  # why the check ended without a report
         self.finished = False  # the child has ended and what it said was read
         self.started = time.monotonic()

@@ -70,10 +70,10 @@ def export_cleaned(splits: DatasetSplits, edits: Edits, out: str | Path) -> tupl
     hard links (else copies, across file systems)."""
     out = Path(out).expanduser()
     root = Path(splits.root)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FtcoreError(f"{out} already exists and is not an empty folder; choose a new folder for the cleaned copy")
     if out.resolve() == root or root in out.resolve().parents:
         raise FtcoreError(f"{out} is inside the data folder {root}; choose a folder outside it, which is left as it is")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FtcoreError(f"{out} already exists and is not an empty folder; choose a new folder for the cleaned copy")
     filed = {relative_path(splits, p): (p, splits.classes[c], len(PurePosixPath(splits.folders[role]).parts))
              for role in ROLES if role in splits.samples for p, c in splits.samples[role]}
     written, linked = 0, True

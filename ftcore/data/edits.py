@@ -130,6 +130,19 @@ def _parse(seq: int, line: bytes) -> Edit:
     return edit
 
 
+def set_aside(path: Path) -> Path:
+    """Move a damaged log to a name of its own beside it (`<name>.damaged-<time>.jsonl`), never over another file."""
+    while True:
+        aside = path.with_name(f"{path.stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
+                               ".jsonl")
+        try:
+            os.link(path, aside)  # fails where the name is taken, unlike a rename
+        except FileExistsError:
+            continue
+        path.unlink()
+        return aside
+
+
 class EditLog:
     """One person's edit log of one dataset folder."""
 
@@ -153,8 +166,7 @@ class EditLog:
             try:
                 log.append(_parse(number, line))
             except (ValueError, KeyError, TypeError) as e:
-                aside = self.path.with_name(f"{self.path.stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
-                os.replace(self.path, aside)
+                aside = set_aside(self.path)
                 raise FtcoreError(f"the edit log of {self.root} is damaged at line {number} ({e}); it was set aside "
                                   f"as {aside} with nothing in it lost, and edits start again from none") from None
         return log
