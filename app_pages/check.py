@@ -212,7 +212,8 @@ if problem := cleaning.take_problem():
     st.error(widgets.as_sentence(problem))
 edits, log = cleaning.edits(root)
 tally_ui(root, edits, log)
-if st.button("Train on the cleaned photos", icon=":material/model_training:", disabled=edits.empty or cleaning.trains_as_is(),
+if st.button("Train on the cleaned photos", icon=":material/model_training:",
+             disabled=edits.empty or cleaning.trains_as_is(),
              help="Starts this tab's settings (those of its latest run on this data, else the book's recipe) on the "
              "photos as edited. The Train page's comparison then overlays the runs before and after."):
     try:

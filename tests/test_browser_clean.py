@@ -54,6 +54,7 @@ def test_check_fix_undo_exclude_and_map_in_chromium(tmp_path, shared_hotdog, sha
         open_page(page, "Dataset explorer", "Dataset explorer")
         page.get_by_text("Local folder", exact=True).click()
         page.get_by_label("Dataset folder", exact=True).fill(str(made.root))
+        page.get_by_label("Dataset folder", exact=True).press("Enter")
         page.get_by_role("button", name="Use this folder").click()
         page.get_by_text(f"Using {made.root}").wait_for(timeout=WAIT)
 
@@ -72,8 +73,9 @@ def test_check_fix_undo_exclude_and_map_in_chromium(tmp_path, shared_hotdog, sha
         page.get_by_text("0 relabeled").wait_for(timeout=WAIT)
         page.get_by_text("All 2 edits").wait_for(timeout=WAIT)  # the undo is in the log too
 
-        leak = page.get_by_test_id("stVerticalBlockBorderWrapper").filter(has_text="A leak:").first
-        leak.get_by_role("button", name="Exclude").first.click()
+        copy_in_train = made.leaks[0][1]  # the leaked test photo's copy in train, shown beside it
+        page.get_by_test_id("stColumn").filter(has_text=f"train: {copy_in_train}").get_by_role(
+            "button", name="Exclude").click()
         page.get_by_text("1 excluded").wait_for(timeout=WAIT)
 
         chart = page.get_by_test_id("stVegaLiteChart").first

@@ -26,7 +26,8 @@ def _check_in_child(root: str, arch: str, weights: str | None, environment: dict
     os.environ.clear()  # the server's environment and umask of now, not the fork server's when it started
     os.environ.update(environment)
     os.umask(umask)
-    from ..devices.priority import yield_cpu  # here, in the child: the server never loads torch for this module
+    # here, in the child: the server imports this module and must not load torch for it
+    from ..devices.priority import yield_cpu
     from .check import check_dataset
     from .report import save_report
 

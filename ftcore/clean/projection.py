@@ -11,7 +11,8 @@ SEED = 0  # the same photos give the same map
 
 def photo_map(vectors: np.ndarray) -> np.ndarray:
     """(x, y) of every photo: t-SNE of the vectors, or PCA above TSNE_LIMIT photos (or below 3)."""
-    from sklearn.decomposition import PCA  # here: listing and editing photos needs no scikit-learn
+    # here: listing and editing photos needs no scikit-learn
+    from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
     n = len(vectors)

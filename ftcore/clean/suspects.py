@@ -49,7 +49,8 @@ def check_foldable(labels: np.ndarray, classes: list[str], folds: int = FOLDS) -
 def out_of_sample_probabilities(vectors: np.ndarray, labels: np.ndarray, num_classes: int,
                                 folds: int = FOLDS) -> np.ndarray:
     """Each photo's class probabilities from a classifier fitted on the other folds (rows: photos)."""
-    from sklearn.calibration import CalibratedClassifierCV  # here: listing and editing photos needs no scikit-learn
+    # here: listing and editing photos needs no scikit-learn
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.model_selection import StratifiedKFold
     from sklearn.svm import SVC
 
@@ -63,7 +64,8 @@ def out_of_sample_probabilities(vectors: np.ndarray, labels: np.ndarray, num_cla
 
 def label_suspects(vectors: np.ndarray, labels: np.ndarray, classes: list[str]) -> list[Suspect]:
     """The photos confident learning flags or the classifier gives another class, most suspect first."""
-    from cleanlab.filter import find_label_issues  # here: as above, and cleanlab imports pandas
+    # here: as above, and cleanlab imports pandas
+    from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     check_foldable(labels, classes)
