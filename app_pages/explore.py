@@ -206,6 +206,8 @@ if summary.ignored:
                f"the folder) and are ignored, e.g. `{summary.ignored[0]}`.")
 
 counts_ui(summary)
+st.page_link("app_pages/check.py", label="Check the photos for wrong labels, duplicates and leaks",
+             icon=":material/fact_check:")
 st.subheader("The book's grid")
 st.caption("The first 8 training photos of the first class and the last 8 of the last class: sizes and "
            "aspect ratios vary, so the transforms below crop and resize everything to 224 x 224.")

@@ -24,6 +24,7 @@ import pytest
 
 from benchmarks.clean.noise import Mistakes, noisy_copy
 from conftest import REPO, SHARED_HOTDOG, SHARED_MOBILENET, wait_until, write_tiny_imagefolder
+from ftcore.clean.check import check_dataset
 from ftcore.clean.embeddings import Embedder, EmbeddingFile, embed_photos
 from ftcore.clean.job import CheckJob
 from ftcore.clean.report import load_report
@@ -34,6 +35,7 @@ from ftcore.data.cleaned import apply_edits
 from ftcore.data.edits import EditKind, EditLog, Edits, edits_for_run, freeze, thaw
 from ftcore.data.splits import resolve_splits
 from ftcore.errors import FtcoreError
+from ftcore.insight.evaluation import Evaluation
 
 ARCH = "mobilenet_v2"
 NOISY_SEEDS = (0, 1)  # two noisy copies, checked once for the module
@@ -436,3 +438,21 @@ def test_a_check_job_of_one_class_ends_with_the_reason(tmp_path):
     job = CheckJob(root, ARCH).start()
     assert job.join(timeout=120) and job.finished
     assert job.error == str(refused.value) and load_report(root, ARCH) is None
+
+
+def test_photos_held_out_of_the_training_folders_are_judged_too(tmp_path, shared_mobilenet):
+    """Class folders hold out a fifth for validation: those photos are the user's sorting too, so they count."""
+    tree = write_tiny_imagefolder(tmp_path / "tree", {"train": 5})
+    root = shutil.move(str(tree / "train"), str(tmp_path / "flat"))
+    splits = resolve_splits(root)
+    assert all(count < 5 for count in splits.counts("train").values())  # train alone is too small to fold
+    report = check_dataset(root, ARCH, str(shared_mobilenet))
+    assert {p.split for p in report.photos} == {"train", "val"} and len(report.photos) == 10
+
+
+def test_the_accuracy_without_the_leaked_photos_leaves_them_out_of_the_score():
+    ev = Evaluation(classes=["a", "b"], paths=["/d/1", "/d/2", "/d/3", "/d/4"], targets=np.array([0, 0, 1, 1]),
+                    probabilities=np.array([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7]]))
+    assert ev.accuracy == 0.75
+    assert ev.accuracy_without({"/d/2"}) == (1.0, 1)
+    assert ev.accuracy_without(set()) == (0.75, 0)

@@ -24,6 +24,7 @@ from ftcore.data.images import open_image
 from ftcore.errors import FtcoreError
 from ftcore.insight.predict import probabilities, rank_classes
 from ftcore.models.build import build_model
+from ftcore.models.metrics import read_metrics
 from ftcore.models.trained import TrainedModel
 from ftcore.records import History
 from ftcore.runs import saved
@@ -131,7 +132,9 @@ def test_finished_runs_are_saved_and_their_tab_finds_them_again_after_a_restart(
     folder = jobs.runs_dir() / job.id
     assert snap.saved_to == str(folder) and {"checkpoint.pt", "metrics.json"} <= {p.name for p in folder.iterdir()}
     trained = job.to_run().trained
-    assert json.loads((folder / "metrics.json").read_text())["history"] == trained.history.to_dict()
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert read_metrics(folder / "metrics.json")[1].to_dict() == trained.history.to_dict()
+    assert metrics["edits"] == {"relabeled": 0, "excluded": 0, "sha256": None}  # trained on the folder as it is
     photos = [open_image(png((220, 30, 30))), open_image(png((30, 30, 220)))]
     expected = probabilities(trained, photos)
     del job, snap, trained

@@ -1,7 +1,8 @@
 """The photo check against known mistakes: flipped labels, leaked test photos and copies put into the hot-dog photos.
 
     python -m benchmarks.clean.quality [--data DIR] [--weights FILE] [--seeds 0 1 2 3 4] [--flips 0.05 0.1 0.2]
-                                       [--preset quick] [--no-train] [--out benchmarks/results/clean-quality-cpu.txt]
+                                       [--isas native avx2] [--preset quick] [--no-train]
+                                       [--out benchmarks/results/clean-quality-cpu.txt]
 
 Three parts, every check with MobileNetV2's ImageNet layers (the check's default network):
 1. The issue's set, one per seed: 120 + 120 training photos and 60 + 60 test photos, a tenth of the training labels
@@ -142,10 +143,10 @@ def main() -> None:
     parser.add_argument("--data", default=None)
     parser.add_argument("--weights", default=None)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--flips", nargs="+", type=float, default=[0.05, 0.1, 0.2])
+    parser.add_argument("--flips", nargs="*", type=float, default=[0.05, 0.1, 0.2])
     parser.add_argument("--preset", default="quick", help="the recipe of part 2's runs (default: quick)")
     parser.add_argument("--no-train", action="store_true", help="part 2 without its runs")
-    parser.add_argument("--isas", nargs="+", default=list(ISA_CAPS), choices=list(ISA_CAPS))
+    parser.add_argument("--isas", nargs="*", default=list(ISA_CAPS), choices=list(ISA_CAPS))
     parser.add_argument("--out", default=str(RESULTS / "clean-quality-cpu.txt"))
     args = parser.parse_args()
     data, weights = Path(data_dir(args.data)), weights_path("mobilenet_v2", args.weights)

@@ -12,14 +12,18 @@ import numpy as np
 
 from ..config import CHECK_ARCH
 from ..data.cleaned import relative_path
-from ..data.splits import resolve_splits
+from ..data.splits import DatasetSplits, resolve_splits
 from .duplicates import duplicate_groups
 from .embeddings import Embedder, EmbeddingFile, embed_photos
 from .projection import photo_map
 from .report import CheckReport, DuplicateRow, PhotoRow, SuspectRow
 from .suspects import check_foldable, label_suspects
 
-JUDGED_ROLES = ("train",)  # the photos whose labels are judged: those a person sorted into the training folders
+
+def judged_roles_of(splits: DatasetSplits) -> tuple[str, ...]:
+    """The splits whose labels are judged: the photos a person sorted into the training folders (train, and val
+    where it is held out of them)."""
+    return ("train", "val") if splits.held_out_of_train else ("train",)
 
 
 def check_dataset(root: str | Path, arch: str = CHECK_ARCH, weights: str | None = None,
@@ -30,7 +34,8 @@ def check_dataset(root: str | Path, arch: str = CHECK_ARCH, weights: str | None 
     started = time.perf_counter()
     splits = resolve_splits(root)
     rows = [(role, path, label) for role in splits.roles for path, label in splits.samples[role]]
-    check_foldable(np.array([label for role, _, label in rows if role in JUDGED_ROLES]), splits.classes)
+    judged_roles = judged_roles_of(splits)
+    check_foldable(np.array([label for role, _, label in rows if role in judged_roles]), splits.classes)
 
     embedder = Embedder(arch, weights)
     vectors, unreadable = embed_photos([path for _, path, _ in rows], embedder,
@@ -39,7 +44,7 @@ def check_dataset(root: str | Path, arch: str = CHECK_ARCH, weights: str | None 
         return None
     readable = [i for i, (_, path, _) in enumerate(rows) if path not in unreadable]
     rows, vectors = [rows[i] for i in readable], vectors[readable]
-    judged = [i for i, (role, _, _) in enumerate(rows) if role in JUDGED_ROLES]
+    judged = [i for i, (role, _, _) in enumerate(rows) if role in judged_roles]
     names = [relative_path(splits, path) for _, path, _ in rows]
 
     labels = np.array([rows[i][2] for i in judged])

@@ -18,6 +18,8 @@ from ..errors import FtcoreError
 
 FOLDS = 5  # k of the k-fold: each photo is judged by a classifier fitted on the other four fifths
 REGULARIZATION = 1.0  # the support-vector machine's C (scikit-learn's default; 3 ranked worse)
+CALIBRATION_FOLDS = 5  # the folds that turn the machine's scores into probabilities within each fit (fewer where a
+# class has fewer photos in the fit: a class of FOLDS photos has four there)
 SEED = 0  # the folds' shuffle: the same photos give the same suspects
 
 
@@ -57,7 +59,9 @@ def out_of_sample_probabilities(vectors: np.ndarray, labels: np.ndarray, num_cla
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     probabilities = np.zeros((len(labels), num_classes))
     for fit, judge in StratifiedKFold(folds, shuffle=True, random_state=SEED).split(unit, labels):
-        model = CalibratedClassifierCV(SVC(C=REGULARIZATION), ensemble=False).fit(unit[fit], labels[fit])
+        folds_inside = min(CALIBRATION_FOLDS, int(np.bincount(labels[fit])[np.unique(labels[fit])].min()))
+        model = CalibratedClassifierCV(SVC(C=REGULARIZATION), cv=folds_inside, ensemble=False).fit(
+            unit[fit], labels[fit])
         probabilities[np.ix_(judge, model.classes_)] = model.predict_proba(unit[judge])
     return probabilities
 
