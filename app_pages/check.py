@@ -111,8 +111,9 @@ def duplicate_ui(root: str, group: DuplicateRow, edits: Edits, index: int) -> No
     """One group side by side, each photo with its split and an Exclude button."""
     box = st.container(border=True)
     if group.leak:
-        box.warning("A leak: this photo is in more than one split, so the accuracy measured on the held-out copy "
-                    "counts a photo the model trained on. Exclude the training copy.", icon=":material/warning:")
+        box.warning(f"A leak: this photo is in {' and '.join(sorted(set(group.splits)))}, so the "
+                    f"{next(s for s in group.splits if s != 'train')} accuracy counts it twice: the model is measured "
+                    "on a photo it trained on. Exclude the training copy.", icon=":material/warning:")
     else:
         box.caption(f"The same photo {len(group.paths)} times in {group.splits[0]} (similarity "
                     f"{group.similarity:.2f}): it weighs more in training than the others.")

@@ -61,7 +61,7 @@ def test_the_package_declares_what_ftcore_imports_and_an_ftcore_command():
     extras = [d for group in project["optional-dependencies"].values() for d in group]  # onnx: `export` only
     declared = {d.split(">")[0].split("=")[0].split(";")[0].split("[")[0].strip().lower()
                 for d in project["dependencies"] + extras}
-    distribution = {"PIL": "pillow"}  # import name -> the distribution that provides it
+    distribution = {"PIL": "pillow", "sklearn": "scikit-learn"}  # import name -> the distribution that provides it
     imported = set()
     for path in (REPO / "ftcore").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
