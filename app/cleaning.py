@@ -23,8 +23,8 @@ from ftcore.data.images import jpeg_thumbnail, open_image
 from ftcore.errors import FtcoreError
 
 PROBLEM_KEY = "check-problem"  # the last edit this tab could not make, and why (shown once on the page)
-MAP_THUMBNAIL = 96  # the longest side of a photo in the map's tooltip (pixels)
-MAP_THUMBNAILS_UP_TO = 2000  # photos whose map tooltip shows the photo itself; above it, its name only
+MAP_THUMBNAIL = 72  # the longest side of a photo in the map's tooltip (pixels): the map carries them all
+MAP_THUMBNAILS_UP_TO = 1500  # photos whose map tooltip shows the photo itself; above it, its name only
 
 
 @st.cache_resource

@@ -130,8 +130,9 @@ def _parse(seq: int, line: bytes) -> Edit:
     return edit
 
 
-def set_aside(path: Path) -> Path:
-    """Move a damaged log to a name of its own beside it (`<name>.damaged-<time>.jsonl`), never over another file."""
+def set_aside(path: Path) -> Path | None:
+    """Move a damaged log to a name of its own beside it (`<name>.damaged-<time>.jsonl`), never over another file;
+    None where another reader has just moved it."""
     while True:
         aside = path.with_name(f"{path.stem}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
                                ".jsonl")
@@ -139,7 +140,9 @@ def set_aside(path: Path) -> Path:
             os.link(path, aside)  # fails where the name is taken, unlike a rename
         except FileExistsError:
             continue
-        path.unlink()
+        except FileNotFoundError:
+            return None
+        path.unlink(missing_ok=True)
         return aside
 
 
@@ -167,8 +170,9 @@ class EditLog:
                 log.append(_parse(number, line))
             except (ValueError, KeyError, TypeError) as e:
                 aside = set_aside(self.path)
+                where = f"as {aside}" if aside else f"beside {self.path}"
                 raise FtcoreError(f"the edit log of {self.root} is damaged at line {number} ({e}); it was set aside "
-                                  f"as {aside} with nothing in it lost, and edits start again from none") from None
+                                  f"{where} with nothing in it lost, and edits start again from none") from None
         return log
 
     def read(self) -> list[Edit]:
