@@ -146,7 +146,7 @@ def map_ui(root: str, found: CheckReport, edits: Edits) -> None:
     photo, a click selects it."""
     st.subheader("A map of the photos")
     st.caption("Each dot is a photo, placed by t-SNE so that photos the network sees as alike sit together, and "
-               "coloured by the class it is filed under. A photo among another class's photos is worth a look: "
+               "coloured by its class (as edited here). A photo among another class's photos is worth a look: "
                "hover for the photo, click to fix it below.")
     suspects = {s.path: s for s in found.suspects}
     leaked = {path for group in found.duplicates if group.leak for path in group.paths}
