@@ -77,7 +77,7 @@ def suspect_card(root: str, suspect: SuspectRow, classes: list[str], column, key
     caption = (f"{suspect.path}: filed as {suspect.given}, looks like {suspect.suggested} "
                f"({suspect.confidence:.0%})")
     if picture is not None:
-        column.image(picture, caption=caption, width="stretch")
+        column.image(picture, caption=caption, width="stretch", alt=f"{suspect.path}, a photo filed as {suspect.given}")
     else:
         column.caption(f"{caption}; it cannot be read any more")
     relabel_buttons(root, suspect, classes, column, key)
@@ -120,7 +120,7 @@ def duplicate_ui(root: str, group: DuplicateRow, edits: Edits, index: int) -> No
     for column, path, split in zip(box.columns(max(len(group.paths), 3)), group.paths, group.splits, strict=False):
         picture = cleaning.thumbnail(root, path)
         if picture is not None:
-            column.image(picture, caption=f"{split}: {path}", width="stretch")
+            column.image(picture, caption=f"{split}: {path}", width="stretch", alt=f"{path}, a {split} photo")
         if path in edits.excluded:
             column.caption("Excluded.")
         else:
@@ -177,7 +177,8 @@ def map_ui(root: str, found: CheckReport, edits: Edits) -> None:
         else:
             picture = cleaning.thumbnail(root, path)
             if picture is not None:
-                box.image(picture, caption=f"{path}: filed as {suspect.given}", width=240)
+                box.image(picture, caption=f"{path}: filed as {suspect.given}", width=240,
+                          alt=f"{path}, a photo filed as {suspect.given}")
             for name in [c for c in found.classes if c != suspect.given]:
                 box.button(f"Relabel as {name}", key=f"map-relabel-{path}-{name}", on_click=cleaning.record,
                            args=(root, EditKind.RELABEL, path, name))

@@ -47,12 +47,15 @@ def data_ui(trained: TrainedModel) -> tuple[str, int | None] | None:
     return root, int(limit) or None
 
 
-def gallery(items: list[tuple[str, str]]) -> None:
-    """Thumbnails with captions, GRID to a row (the photos are the test set's own files)."""
-    for start in range(0, len(items), GRID):
+def gallery(outcomes: list, caption) -> None:
+    """Thumbnails of test photos with `caption(outcome)` under each and, for a screen reader, the true class, the
+    predicted one and the confidence; GRID to a row (the photos are the test set's own files)."""
+    for start in range(0, len(outcomes), GRID):
         columns = st.columns(GRID)
-        for column, (path, caption) in zip(columns, items[start:start + GRID], strict=False):
-            column.image(cached.thumbnail(path), caption=caption, width="stretch")
+        for column, o in zip(columns, outcomes[start:start + GRID], strict=False):
+            column.image(cached.thumbnail(o.path), caption=caption(o), width="stretch",
+                         alt=f"{Path(o.path).name}: a {o.true} photo, predicted {o.predicted} with "
+                             f"{o.probability:.0%} confidence")
 
 
 def evaluate_ui(key: str, ev: Evaluation, root: str) -> None:
@@ -92,15 +95,13 @@ def evaluate_ui(key: str, ev: Evaluation, root: str) -> None:
     if photos:
         cut = f"; the first {MAX_CELL_PHOTOS} shown" if len(photos) > MAX_CELL_PHOTOS else ""
         st.caption(f"Highest loss first{cut}.")
-        gallery([(o.path, f"{Path(o.path).name}: p({o.predicted}) {o.probability:.2f}")
-                 for o in photos[:MAX_CELL_PHOTOS]])
+        gallery(photos[:MAX_CELL_PHOTOS], lambda o: f"{Path(o.path).name}: p({o.predicted}) {o.probability:.2f}")
     else:
         st.caption("No photo in this cell.")
     if n:
         st.subheader("Worst photos")
         st.caption("The test photos the model paid the highest loss on: its most confident mistakes first.")
-        gallery([(o.path, f"true {o.true} → {o.predicted} ({o.probability:.2f}), loss {o.loss:.2f}")
-                 for o in ev.worst(GRID * 2)])
+        gallery(ev.worst(GRID * 2), lambda o: f"true {o.true} → {o.predicted} ({o.probability:.2f}), loss {o.loss:.2f}")
 
 
 def feature_map_ui(key: str, trained: TrainedModel, root: str, limit: int | None) -> None:

@@ -132,7 +132,8 @@ def grid_ui(grid: list[ImageRecord]) -> None:
     for row in (grid[:half], grid[half:]):
         for column, record in zip(st.columns(8), row, strict=False):
             try:
-                column.image(cached.thumbnail(record.path), caption=record.label, width="stretch")
+                column.image(cached.thumbnail(record.path), caption=record.label, width="stretch",
+                             alt=f"a {record.label} photo, {record.path.rsplit('/', 1)[-1]}")
             except FtcoreError:  # the listing shows photos before the check has read them
                 column.caption(f"{record.label}: `{record.path.rsplit('/', 1)[-1]}` cannot be read")
 
@@ -160,8 +161,10 @@ def augmentation_ui(grid: list[ImageRecord]) -> None:
     train_views, test_view = cached.augmentation_preview(grid[choice].path, 224, 6, draws)
     columns = st.columns(7)
     for column, view in zip(columns, train_views, strict=False):
-        column.image(view, caption="train: random crop + flip", width="stretch")
-    columns[-1].image(test_view, caption="test: resize 256, centre crop 224", width="stretch")
+        column.image(view, caption="train: random crop + flip", width="stretch",
+                     alt=f"{names[choice]} through the training transform: a random crop, maybe flipped")
+    columns[-1].image(test_view, caption="test: resize 256, centre crop 224", width="stretch",
+                      alt=f"{names[choice]} through the test transform: resized to 256, centre 224 cropped")
 
 
 st.title("Dataset explorer")

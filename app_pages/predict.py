@@ -64,6 +64,8 @@ for i, result in enumerate(results):
         st.error(result.error)
         continue
     left, right = st.columns([1, 2], vertical_alignment="center")
+    label, probability = result.ranked[0]
+    said = f"{result.name}: predicted {label} with probability {probability:.1%}"
     if gradcam:
         try:
             heatmap, explained = cached.grad_cam_overlay(key, trained, result.name, photos[i].getvalue())
@@ -71,10 +73,10 @@ for i, result in enumerate(results):
             st.warning(f"{e}.")
             gradcam = False
     if gradcam:
-        left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch")
+        left.image(heatmap, caption=f"{result.name}: Grad-CAM of {explained}", width="stretch",
+                   alt=f"{said}; the Grad-CAM heatmap of {explained} over the photo shows where the model looked")
     else:
-        left.image(result.thumbnail, caption=result.name, width="stretch")
-    label, probability = result.ranked[0]
+        left.image(result.thumbnail, caption=result.name, width="stretch", alt=said)
     right.markdown(f"**{label}** ({probability:.1%})")
     if at_chance:
         right.caption("From a model at chance: see the warning above.")
