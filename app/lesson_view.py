@@ -84,4 +84,5 @@ def lesson_live_ui(polling: bool) -> None:
         (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
     st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title,
-                                                steering=[job.steering for job in snap.jobs]), key="lesson-chart")
+                                                steering=[job.steering for job in snap.jobs]), key="lesson-chart",
+                    alt=charts.accuracy_summary([(label, epochs) for label, epochs, _ in series]))

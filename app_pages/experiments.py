@@ -49,7 +49,8 @@ def snapshot_ui(snap: ExperimentSnapshot) -> None:
     if snap.kind == "sweep":
         heldout = snap.jobs[0].heldout if snap.jobs else "test"
         st.plotly_chart(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode, heldout), key="sweep-chart")
-    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title), key="series-chart")
+    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title), key="series-chart",
+                    alt=charts.accuracy_summary([(label, epochs) for label, epochs, _ in series]))
 
 
 POLLING = jobs.experiment_running()

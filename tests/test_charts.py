@@ -134,3 +134,16 @@ def test_runs_progress_draws_each_run_and_the_books_finals():
     assert [list(t.y) for t in fig.data] == [[0.8, 0.9], [0.7], [0.5], []]
     texts = [a.text for a in fig.layout.annotations]
     assert any("book fine-tune 0.939" in t for t in texts) and any("book scratch 0.374" in t for t in texts)
+
+
+def test_runs_are_told_apart_by_dash_and_marker_as_well_as_by_colour_blind_safe_colours():
+    fig = charts.runs_progress_figure([("fine-tune", epochs(0.6), []), ("scratch", epochs(0.5), [])], title="t")
+    first, second = fig.data[0], fig.data[2]  # each run's accuracy trace (its loss trace follows it)
+    assert {first.line.color, second.line.color} <= set(charts.OKABE_ITO)
+    assert first.line.dash != second.line.dash and first.marker.symbol != second.marker.symbol
+
+
+def test_the_accuracy_summary_states_each_runs_first_and_last_figures():
+    assert charts.accuracy_summary([("fine-tune", epochs(0.67, 0.77)), ("scratch", epochs(0.5, 0.5))]) == \
+        "test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"
+    assert charts.accuracy_summary([("a", [])]) == "test accuracy: a not measured yet over 0 epochs"
