@@ -16,10 +16,10 @@ import streamlit as st
 
 from app import cached, jobs, tab
 from ftcore.clean.job import CheckJob
-from ftcore.clean.report import CheckReport, latest_report, load_report, report_path
+from ftcore.clean.report import CheckReport, latest_arch, load_report, report_path
 from ftcore.config import TrainConfig, recipe
-from ftcore.data.edits import Edit, EditKind, EditLog, Edits
-from ftcore.data.images import jpeg_thumbnail, open_image
+from ftcore.data.dataset import thumbnail_bytes
+from ftcore.data.edits import Edit, EditKind, EditLog, Edits, fold
 from ftcore.errors import FtcoreError
 
 PROBLEM_KEY = "check-problem"  # the last edit this tab could not make, and why (shown once on the page)
@@ -60,8 +60,10 @@ def _report(root: str, arch: str, stamp: int) -> CheckReport | None:
 
 
 def leaked_photos(root: str) -> set[str]:
-    """The held-out photos of `root` (full paths) that the latest check found in another split too."""
-    found = latest_report(root)
+    """The held-out photos of `root` (full paths) that the latest check, with any network, found in another split
+    too."""
+    arch = latest_arch(root)
+    found = report(root, arch) if arch else None
     return {str(Path(found.root) / path) for path in found.leaked} if found is not None else set()
 
 
@@ -72,9 +74,9 @@ def edit_log(root: str) -> EditLog:
 
 def edits(root: str) -> tuple[Edits, list[Edit]]:
     """The edits in force and the whole log; a damaged log is set aside and its sentence shown once."""
-    log = edit_log(root)
     try:
-        return log.edits(), log.read()
+        log = edit_log(root).read()
+        return fold(log), log
     except FtcoreError as e:
         st.session_state[PROBLEM_KEY] = str(e)
         return Edits(), []
@@ -125,8 +127,8 @@ def map_thumbnails(paths: tuple[str, ...]) -> dict[str, str]:
     thumbnails = {}
     for path in paths[:MAP_THUMBNAILS_UP_TO]:
         try:
-            data = jpeg_thumbnail(open_image(path), MAP_THUMBNAIL)
-        except FtcoreError:
+            data = thumbnail_bytes(path, MAP_THUMBNAIL)
+        except (FtcoreError, OSError):
             continue
         thumbnails[path] = "data:image/jpeg;base64," + base64.b64encode(data).decode()
     return thumbnails

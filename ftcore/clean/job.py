@@ -12,20 +12,18 @@ from pathlib import Path
 
 from ..errors import FtcoreError
 from ..util.paths import current_umask
+from ..util.processes import FORKSERVER, take_on
 
-# The standard library's fork server, as runs use it (runs.child preloads torch there once the server starts a run);
-# spawn where a platform has none.
-CONTEXT = multiprocessing.get_context(
-    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+# The fork server runs are forked from (runs.child preloads torch there once the server starts a run); spawn where a
+# platform has none.
+CONTEXT = FORKSERVER or multiprocessing.get_context("spawn")
 POLL_SECONDS = 0.2  # how often the watching thread looks at the child
 
 
 def _check_in_child(root: str, arch: str, weights: str | None, environment: dict[str, str], umask: int,
                     done, total, messages) -> None:
     """The child's work: the check, its report saved, and one message back ("" when it went well, else why not)."""
-    os.environ.clear()  # the server's environment and umask of now, not the fork server's when it started
-    os.environ.update(environment)
-    os.umask(umask)
+    take_on(environment, umask)
     # here, in the child: the server imports this module and must not load torch for it
     from ..devices.priority import yield_cpu
     from .check import check_dataset

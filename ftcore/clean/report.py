@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..data.edits import dataset_key
+from ..data.folders import dataset_key
 from ..util.paths import atomic_write, cache_dir
 
 REPORT_FORMAT = 1  # the file's version; a file of another version is read as no report
@@ -111,8 +111,8 @@ def load_report(root: str | Path, arch: str) -> CheckReport | None:
         return None
 
 
-def latest_report(root: str | Path) -> CheckReport | None:
-    """The newest check of a dataset with any network; None when it was never checked."""
+def latest_arch(root: str | Path) -> str | None:
+    """The network of the newest check of a dataset; None when it was never checked."""
     found = sorted((cache_dir() / "photo-checks").glob(f"{dataset_key(root)}-*.json"),
                    key=lambda path: path.stat().st_mtime_ns)
-    return next((r for r in (load_report(root, p.stem.split("-", 1)[1]) for p in reversed(found)) if r), None)
+    return found[-1].stem.split("-", 1)[1] if found else None

@@ -11,7 +11,7 @@ from ..clean.check import check_dataset
 from ..clean.report import CheckReport
 from ..config import CHECK_ARCH
 from ..data.cleaned import apply_edits, check_edit, export_cleaned
-from ..data.edits import EditKind, EditLog
+from ..data.edits import EditKind, EditLog, fold
 from ..data.splits import resolve_splits
 
 
@@ -62,13 +62,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
     asked += [(EditKind.KEEP, check_edit(splits, path), "") for path in args.keep]
     for kind, path, to in asked:  # every edit is checked before the first is written
         print(log.append(kind, path, to).text())
-    if args.undo:
-        undo = log.undo()
-        taken = next(e for e in log.read() if e.seq == undo.undoes)
-        print(f"{undo.text()}: {taken.text()}")
-    edits = log.edits()
+    undo = log.undo() if args.undo else None
+    entries = log.read()
+    if undo is not None:
+        print(f"{undo.text()}: {entries[undo.undoes - 1].text()}")
+    edits = fold(entries)
     if args.edits:
-        for edit in log.read():
+        for edit in entries:
             print(edit.text())
         print(f"in force: {len(edits.relabeled)} relabeled, {len(edits.excluded)} excluded, {len(edits.kept)} "
               "marked as looking right")

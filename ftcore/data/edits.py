@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import FtcoreError
 from ..util.paths import NEW_FILE_MODE, atomic_write, cache_dir
+from .folders import dataset_key
 
 SHARED_LOG = "shared"  # the log's name where edits are not one person's: a shared server, the command line
 APPLIED_PREFIX = "applied-"  # a frozen copy of the edits a run trained with: applied-<sha256[:16]>.json
@@ -106,11 +107,6 @@ def last_undoable(log: list[Edit]) -> Edit | None:
     """The newest edit that is not an undo and not undone yet: what Undo takes back."""
     undone = {e.undoes for e in log if e.kind == EditKind.UNDO}
     return next((e for e in reversed(log) if e.kind != EditKind.UNDO and e.seq not in undone), None)
-
-
-def dataset_key(root: str | Path) -> str:
-    """The name of a dataset folder's edits: a digest of its resolved path."""
-    return hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:16]
 
 
 def edits_dir(root: str | Path) -> Path:

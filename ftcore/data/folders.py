@@ -6,6 +6,7 @@ functions, so the counts a user sees are the photos a run trains on.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
@@ -82,3 +83,9 @@ def regular_file_inside(path: str, real_root: Path) -> bool:
     if stat.S_ISLNK(mode):
         return os.path.isfile(path) and inside(path, real_root)
     return stat.S_ISREG(mode)
+
+
+def dataset_key(root: str | Path) -> str:
+    """A dataset folder's name in the lab's own files (its photo check, edit logs, check reports): a digest of its
+    resolved path."""
+    return hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:16]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..errors import FtcoreError
 from ..util.paths import atomic_write, cache_dir
+from .folders import dataset_key
 from .images import image_size
 
 CHECK_FORMAT = 1  # the facts file's version; a file of another version is read as empty
@@ -70,8 +71,7 @@ class FactsFile:
 
     def __init__(self, root: str | Path, folder: Path | None = None) -> None:
         self.root = str(Path(root).resolve())
-        name = hashlib.sha1(self.root.encode()).hexdigest()[:16]
-        self.path = (folder or cache_dir() / "photo-checks") / f"{name}.json"
+        self.path = (folder or cache_dir() / "photo-checks") / f"{dataset_key(self.root)}.json"
 
     def load(self) -> dict[str, PhotoFacts]:
         """path -> facts as last saved; empty when there is no file, or one this version cannot read."""

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from ..util.paths import REPO_ROOT, child_environment, current_umask
+from ..util.processes import FORKSERVER, take_on
 from .folder import LOG_FILE
 
 WORKER_MODULE = "ftcore.runs.worker"  # the child process of a run: python -m WORKER_MODULE <run folder>
@@ -23,8 +24,6 @@ PRELOAD = ["torch", "torchvision", "torchvision.models.feature_extraction", WORK
 # multiprocessing runs the server's entry script again in every forked process; under `streamlit run` that script
 # imports streamlit.web.cli, so the fork server imports it once too where the server has it.
 ENTRY_MODULES = ["streamlit.web.cli"]
-FORKSERVER = multiprocessing.get_context("forkserver") if "forkserver" in multiprocessing.get_all_start_methods() \
-    else None
 
 
 def worker_command(folder: Path, procs: int) -> list[str]:
@@ -46,9 +45,7 @@ def run_forked(folder: str, environment: dict[str, str], umask: int) -> None:
     """The forked run's process: what `Popen(python -m ftcore.runs.worker FOLDER)` would be, then the worker."""
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # Stop this early is read from the folder's stop file instead
     os.setsid()  # its own process group: Stop signals the run and nothing else
-    os.umask(umask)  # the server's now, not the fork server's when it started: private files stay private
-    os.environ.clear()
-    os.environ.update(environment)
+    take_on(environment, umask)
     os.chdir(REPO_ROOT)
     output = os.open(Path(folder) / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     for stream in (1, 2):
