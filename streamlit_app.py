@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app import paths, tab
+from app import a11y, paths, tab
 from ftcore import archs
 from ftcore.config import BOOK_RESULTS, BOOK_SETUP, book_lr, lr_words
 from ftcore.data import download
@@ -89,4 +89,5 @@ pages = [
 paths.keep_files_private()  # served to others: what the server writes, its own account alone reads
 tab.attach_tab()  # this tab's id in the URL: a refresh gets its job and runs back
 tab.data_root()  # pick this session's data once, before any page needs it
+a11y.keyboard_styles_ui()  # every page: what the theme cannot set for the keyboard
 st.navigation(pages).run()

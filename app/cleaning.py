@@ -140,3 +140,14 @@ def thumbnail(root: str, path: str) -> bytes | None:
         return cached.thumbnail(str(Path(root) / path))
     except (FtcoreError, OSError):
         return None
+
+
+def map_summary(rows: list[dict]) -> str:
+    """The map in one sentence, for a screen reader: how many photos of each class, and how many are marked."""
+    classes = {}
+    for row in rows:
+        classes[row["class"]] = classes.get(row["class"], 0) + 1
+    marks = {mark: sum(1 for row in rows if row["mark"] == mark) for mark in ("suspect", "leak")}
+    return (f"A map of {len(rows):,} photos, alike photos close together: "
+            + ", ".join(f"{count:,} {name}" for name, count in sorted(classes.items()))
+            + f"; {marks['suspect']:,} suspect labels drawn as triangles, {marks['leak']:,} leaked photos as squares")

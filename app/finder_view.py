@@ -43,7 +43,7 @@ def finder_live_ui(config: TrainConfig, polling: bool) -> None:
         return
     if polling and snap.done:
         st.rerun()  # once: the slider offers the suggestion, and the polling stops
-    st.progress(snap.progress, text=snap.status_line())
+    widgets.progress_ui(snap.progress, snap.status_line(), "finder", snap.done)
     if not snap.done and st.button("Stop the finder", icon=":material/stop:", key="finder-stop"):
         jobs.current_finder().stop()
     if snap.error:
@@ -52,8 +52,8 @@ def finder_live_ui(config: TrainConfig, polling: bool) -> None:
     lrs, losses, smoothed = snap.curve()
     if lrs:
         current = st.session_state.get(choices.lr_key(run.mode, run.arch))
-        st.plotly_chart(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
-                                                current, run.loss_reduction), key="finder-chart")
+        widgets.chart_ui(charts.lr_finder_figure(lrs, losses, smoothed, finding.suggestion if finding else None,
+                                                 current, run.loss_reduction), "finder-chart")
     groups = f"output layer at {run.head_lr_mult:g}x" if run.param_groups else "one lr for every layer"
     layers = "the output layer alone on cached features" if trains_output_layer_only(run) else "every layer"
     st.caption(f"Ran on {run.arch}, {choices.MODE_LABELS[run.mode].lower()}, {layers}, {run.loss_reduction} loss, "

@@ -78,11 +78,10 @@ def lesson_live_ui(polling: bool) -> None:
     jobs.runs()  # its runs join this tab's runs as they end
     if polling and snap.done:
         st.rerun()
-    st.progress(snap.progress, text=f"{snap.title}: {snap.status}")
+    widgets.progress_ui(snap.progress, f"{snap.title}: {snap.status}", "lesson", snap.done)
     for job in snap.jobs:
         line = f"**{job.label}**: {job.status_line()}"
         (st.error if job.error else st.markdown)(f"{line}. {job.error}" if job.error else line)
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
-    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title,
-                                                steering=[job.steering for job in snap.jobs]), key="lesson-chart",
-                    alt=charts.accuracy_summary([(label, epochs) for label, epochs, _ in series]))
+    widgets.chart_ui(charts.runs_progress_figure(series, title=snap.chart_title,
+                                                 steering=[job.steering for job in snap.jobs]), "lesson-chart")

@@ -22,9 +22,8 @@ def runs_ui() -> None:
                  column_config=widgets.three_decimals("train loss", "train acc", "val acc", "test acc"))
     chosen = st.multiselect("Compare", range(len(runs)), default=list(range(len(runs))),
                             format_func=lambda i: f"#{i + 1} {runs[i].label}")
-    st.plotly_chart(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),
-                    key="compare", alt=charts.accuracy_summary([(f"#{i + 1} {runs[i].label}", runs[i].history.epochs)
-                                                                for i in chosen]))
+    widgets.chart_ui(charts.compare_runs_figure([(f"#{i + 1} {runs[i].label}", runs[i].history) for i in chosen]),
+                     "compare")
     columns = st.columns(min(len(runs), 4))
     for i, run in enumerate(runs):
         columns[i % len(columns)].download_button(

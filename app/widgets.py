@@ -1,22 +1,34 @@
 """Widgets more than one page draws: the model picker of Predict and Evaluate, this tab's data with its caption,
-errors a user can fix as one red line, and number columns with three decimals; each returns what the user chose."""
+errors a user can fix as one red line, number columns with three decimals, and charts that speak (a sentence for a
+screen reader, the numbers as a table on request); each returns what the user chose."""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from app import cached, jobs, tab
 from ftcore.data.summary import DatasetSummary
 from ftcore.errors import FtcoreError
+from ftcore.insight.chart_text import summary_of, table_of
 from ftcore.models.trained import TrainedModel
 from ftcore.runs.saved import Run, best_run
 
 CHECKPOINT = "A checkpoint file (.pt)"
+TABLE_ROWS = 200  # rows a chart's table shows on the page; its download holds every row
+NUMBERS = "The numbers as a table"  # the expander that holds a chart's table
+# A run's status line is a polite live region, which a screen reader reads at each change, so it changes at most this
+# often (the bar above it and the charts move with every redraw)
+ANNOUNCE_SECONDS = 5.0
 
 
 @dataclass
@@ -118,3 +130,42 @@ def chosen_data(note: str = "") -> DatasetSummary | None:
                   "explorer); a run that meets a photo it cannot read stops and names it.")
                + (f" {note}" if note else ""))
     return summary
+
+
+def chart_ui(fig: go.Figure, key: str, where: Any = st, **kwargs: Any) -> Any:
+    """A Plotly chart with its sentence for a screen reader and its numbers as a table on request (`kwargs` go to
+    st.plotly_chart); returns the chart's selection event."""
+    event = where.plotly_chart(fig, key=key, alt=summary_of(fig), **kwargs)
+    numbers_ui(table_of(fig), key, where)
+    return event
+
+
+def numbers_ui(rows: list[dict], key: str, where: Any = st) -> None:
+    """A chart's numbers in an expander: a table (a real HTML table, which a screen reader walks cell by cell) of the
+    first rows, and every row as a CSV file."""
+    with where.expander(NUMBERS):
+        if not rows:
+            st.caption("No numbers yet.")
+            return
+        st.table(rows[:TABLE_ROWS])
+        if len(rows) > TABLE_ROWS:
+            st.caption(f"The first {TABLE_ROWS} of {len(rows):,} rows; the file below holds them all.")
+        columns = list(dict.fromkeys(name for row in rows for name in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        st.download_button("Download the numbers (CSV)", text.getvalue(), file_name=f"{key}.csv", mime="text/csv",
+                           key=f"{key}-csv", icon=":material/download:")
+
+
+def progress_ui(share: float, status: str, key: str, final: bool = False) -> None:
+    """A bar of `share` done and the status line under it, a polite live region (role status) that changes at most
+    every ANNOUNCE_SECONDS, and at once when `final` (the run has ended)."""
+    st.progress(min(max(share, 0.0), 1.0))
+    shown_key = f"status-line-{key}"
+    shown = st.session_state.get(shown_key)
+    now = time.monotonic()
+    if shown is None or shown[0] != status and (final or now - shown[1] >= ANNOUNCE_SECONDS):
+        shown = st.session_state[shown_key] = (status, now)
+    st.html(f'<p role="status" aria-live="polite" data-testid="status-line">{html.escape(shown[0])}</p>')

@@ -163,7 +163,10 @@ def map_ui(root: str, found: CheckReport, edits: Edits) -> None:
                                                                   range=["circle", "triangle-up", "square"])),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.35)),
         tooltip=["image:N", "path:N", "class:N", "split:N", "mark:N"]).add_params(pick).properties(height=480)
-    event = st.altair_chart(chart, on_select="rerun", key=f"map-{found.arch}", width="stretch")
+    event = st.altair_chart(chart, on_select="rerun", key=f"map-{found.arch}", width="stretch",
+                            alt=cleaning.map_summary(rows))
+    widgets.numbers_ui([{k: row[k] for k in ("path", "class", "split", "mark", "x", "y")} for row in rows],
+                       f"map-{found.arch}")
     chosen = (event or {}).get("selection", {}).get("photo") or []
     path = chosen[0].get("path") if chosen else None
     if path:

@@ -78,8 +78,8 @@ def evaluate_ui(key: str, ev: Evaluation, root: str) -> None:
                     column_config=widgets.three_decimals("precision", "recall", "F1"))
     n = len(ev.classes)
     chart_key = f"confusion-{key}"
-    event = st.plotly_chart(charts.confusion_matrix_figure(ev.confusion.tolist(), ev.classes), key=chart_key,
-                            on_select="rerun", selection_mode="points")
+    event = widgets.chart_ui(charts.confusion_matrix_figure(ev.confusion.tolist(), ev.classes), chart_key,
+                             on_select="rerun", selection_mode="points")
     points = event["selection"]["points"] if event else []  # one point per clicked cell marker
     clicked = next(((int(p["customdata"][0]), int(p["customdata"][1])) for p in points if p.get("customdata")),
                    None)
@@ -118,7 +118,7 @@ def feature_map_ui(key: str, trained: TrainedModel, root: str, limit: int | None
              else "random initial weights")
     figure = charts.feature_map_figure([(f"Before: {start}", *fmap["before"]), ("After training", *fmap["after"])],
                                        fmap["targets"].tolist(), trained.classes, fmap["names"])
-    st.plotly_chart(figure, key=f"feature-map-{key}")
+    widgets.chart_ui(figure, f"feature-map-{key}")
 
 
 def weight_change_ui(choice: ModelChoice, trained: TrainedModel) -> None:
@@ -142,7 +142,7 @@ def weight_change_ui(choice: ModelChoice, trained: TrainedModel) -> None:
         except FtcoreError as e:
             st.warning(f"{label}: {e}")
     if series:
-        st.plotly_chart(charts.weight_change_figure(series), key=f"weight-change-{choice.key}")
+        widgets.chart_ui(charts.weight_change_figure(series), f"weight-change-{choice.key}")
 
 
 def keep_ui(key: str, trained: TrainedModel) -> None:

@@ -39,7 +39,8 @@ def start(kind: str, configs_of) -> None:
 
 def snapshot_ui(snap: ExperimentSnapshot) -> None:
     """Progress of every run of the series and its chart."""
-    st.progress(snap.progress, text=f"{snap.title}: {snap.status}, run {len(snap.jobs)} of {len(snap.configs)}")
+    widgets.progress_ui(snap.progress, f"{snap.title}: {snap.status}, run {len(snap.jobs)} of {len(snap.configs)}",
+                        "series", snap.done)
     for job in snap.jobs:
         final = next((e.heldout_acc for e in reversed(job.epochs) if e.heldout_acc is not None), None)
         acc = f", {job.heldout} acc {final:.3f}" if final is not None else ""
@@ -48,9 +49,8 @@ def snapshot_ui(snap: ExperimentSnapshot) -> None:
     series = [(job.label, job.epochs, job.batches) for job in snap.jobs]
     if snap.kind == "sweep":
         heldout = snap.jobs[0].heldout if snap.jobs else "test"
-        st.plotly_chart(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode, heldout), key="sweep-chart")
-    st.plotly_chart(charts.runs_progress_figure(series, title=snap.chart_title), key="series-chart",
-                    alt=charts.accuracy_summary([(label, epochs) for label, epochs, _ in series]))
+        widgets.chart_ui(charts.lr_sweep_figure(sweep_points(snap), snap.configs[0].mode, heldout), "sweep-chart")
+    widgets.chart_ui(charts.runs_progress_figure(series, title=snap.chart_title), "series-chart")
 
 
 POLLING = jobs.experiment_running()

@@ -220,8 +220,8 @@ grid_ui(summary.book_grid())
 # browser draws nothing below a chart until it has it, and reading it holds up the rest (docs/benchmarks.md)
 if summary.checked:
     left, right = st.columns(2)
-    left.plotly_chart(charts.class_counts_figure(summary), key="counts")
-    right.plotly_chart(charts.image_sizes_figure(summary), key="sizes")
+    widgets.chart_ui(charts.class_counts_figure(summary), "counts", left)
+    widgets.chart_ui(charts.image_sizes_figure(summary), "sizes", right)
 else:
     st.info("No charts: they come with the photo check, which stopped (above)." if check.error else
             "Charts of the counts per class and of the photos' sizes appear here once the background check has "

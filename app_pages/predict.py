@@ -80,4 +80,4 @@ for i, result in enumerate(results):
     right.markdown(f"**{label}** ({probability:.1%})")
     if at_chance:
         right.caption("From a model at chance: see the warning above.")
-    right.plotly_chart(charts.probabilities_figure(result.ranked), key=f"probabilities-{i}")
+    widgets.chart_ui(charts.probabilities_figure(result.ranked), f"probabilities-{i}", right)

@@ -200,7 +200,7 @@ def live_ui() -> None:
         st.rerun()  # refresh the whole page once: buttons, run list, comparison, the polling interval, live controls
     waiting = "waiting for its turn" if snap.status == Status.QUEUED else "loading data and model..."
     st.markdown(f"**{snap.label}** · {snap.weights or waiting}")
-    st.progress(snap.progress, text=snap.status_line())
+    widgets.progress_ui(snap.progress, snap.status_line(), "train", snap.done)
     if snap.status == Status.QUEUED:
         return  # nothing to plot yet
     if snap.error:
@@ -220,11 +220,11 @@ def live_ui() -> None:
                             help=f"One dotted curve per class: the share of its {snap.heldout} photos the model gets "
                             "right. A class far below the others is one the model has learned to overlook (often "
                             "the smallest).")
-    left.plotly_chart(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
-                                                 snap.config.mode if snap.config.arch == "resnet18" else None,
-                                                 snap.heldout, snap.steering, snap.classes if per_class else ()),
-                      key="live-epochs")
-    right.plotly_chart(charts.batch_loss_figure(snap.batches, snap.steering), key="live-batches")
+    widgets.chart_ui(charts.epoch_curves_figure(snap.epochs, snap.config.total_epochs,
+                                                snap.config.mode if snap.config.arch == "resnet18" else None,
+                                                snap.heldout, snap.steering, snap.classes if per_class else ()),
+                     "live-epochs", left)
+    widgets.chart_ui(charts.batch_loss_figure(snap.batches, snap.steering), "live-batches", right)
 
 
 def steer_ui(snap: JobSnapshot, asked: list[str]) -> None:

@@ -256,7 +256,8 @@ def test_train_with_a_finished_run_compares_it(tiny_data, finished_run):
     assert at.dataframe[0].value["run"][0] == finished_run.label
     compare = plotly_specs(at)[-1]
     assert compare["data"][0]["y"] == [e.test_acc for e in finished_run.history.epochs]
-    assert len(at.get("download_button")) == 1
+    labels = [button.label for button in at.get("download_button")]
+    assert labels.count("Checkpoint #1") == 1 and "Download the numbers (CSV)" in labels  # and the chart's numbers
 
 
 # --------------------------------------------------------------------------------------------------

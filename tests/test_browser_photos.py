@@ -44,12 +44,12 @@ def playwright_api():
 
 
 @contextmanager
-def camera_page(api, url: str):
+def camera_page(api, url: str, viewport: dict | None = None):
     """A Chromium page on `url` whose camera is the fake one (a moving test pattern), permission granted."""
     with api() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS + CAMERA_FLAGS)
         try:
-            context = browser.new_context(viewport={"width": 1400, "height": 2000})
+            context = browser.new_context(viewport=viewport or {"width": 1400, "height": 2000})
             context.grant_permissions(["camera"], origin=url)
             page = context.new_page()
             page.goto(url)
@@ -176,9 +176,11 @@ def test_a_webcam_photo_on_predict_gives_class_probabilities(playwright_api, tmp
     save_run(result, run)
     shots = screenshots_dir(tmp_path)
     # a run saved by the command line has no owner: a server that shares runs offers it to every tab
+    # at a phone's width (390 px), where the camera is most used
     with app_server(cache, tmp_path / "streamlit.log", {"FTCORE_SHARE_RUNS": "1"}) as url, \
-            camera_page(playwright_api, url) as page:
-        open_page(page, "Predict", "Predict")
+            camera_page(playwright_api, url, {"width": 390, "height": 1400}) as page:
+        page.goto(f"{url}/predict")
+        page.get_by_role("heading", name="Predict").wait_for(timeout=WAIT)
         page.get_by_text(str(run), exact=True).wait_for(timeout=WAIT)  # the caption of the chosen saved run
         page.get_by_text("Webcam", exact=True).click()
         take_photo(page, page)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ftcore.config import BOOK_RESULTS
 from ftcore.data.summary import summarize
-from ftcore.insight import charts
+from ftcore.insight import chart_text, charts
 from ftcore.records import BatchRecord, EpochRecord, History, SteerRecord
 
 
@@ -136,6 +137,70 @@ def test_runs_progress_draws_each_run_and_the_books_finals():
     assert any("book fine-tune 0.939" in t for t in texts) and any("book scratch 0.374" in t for t in texts)
 
 
+# --------------------------------------------------------------------------------------------------
+# Charts in words, and told apart without colour.
+
+
+def test_a_chart_of_runs_says_each_runs_first_and_last_figures_and_its_steering_in_words():
+    fig = charts.runs_progress_figure([("fine-tune", epochs(0.67, 0.77), [BatchRecord(0.5, 0.69, 0.5),
+                                                                          BatchRecord(1.0, 0.31, 0.9)]),
+                                       ("scratch", epochs(0.5, 0.5), [])], title="lesson",
+                                      steering=[[SteerRecord(epoch=1.25, lr=1e-4, head_lr=1e-3)], []])
+    assert chart_text.summary_of(fig) == (
+        "test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs; train loss per batch: "
+        "fine-tune 0.69 to 0.31, scratch not measured yet; fine-tune steered at epoch 1.25 to lr 1e-4, output "
+        "layer 1e-3")
+    assert chart_text.summary_of(charts.runs_progress_figure([])) == "test accuracy: no run yet"
+
+
+@pytest.mark.parametrize("build, sentence", [
+    (lambda: charts.probabilities_figure([("hotdog", 0.912), ("not-hotdog", 0.088)]),
+     "Class probabilities: hotdog 0.912, not-hotdog 0.088"),
+    (lambda: charts.confusion_matrix_figure([[5, 2], [1, 7]], ["hotdog", "not-hotdog"]),
+     "Confusion matrix: of 7 hotdog photos, 5 predicted hotdog, 2 predicted not-hotdog; of 8 not-hotdog photos, "
+     "1 predicted hotdog, 7 predicted not-hotdog"),
+    (lambda: charts.batch_loss_figure([BatchRecord(0.5, 0.9, 0.5), BatchRecord(1.0, 0.4, 0.75)],
+                                      [SteerRecord(epoch=0.75, lr=0.0, head_lr=2e-2)]),
+     "Per batch, 2 batches: loss 0.90 to 0.40, accuracy 0.50 to 0.75; steered at epoch 0.75 to copied layers "
+     "frozen, output layer 2e-2"),
+    (lambda: charts.epoch_curves_figure(epochs(0.7, None), 5, mode="finetune"),
+     "Per epoch, 2 of 5 epochs: train loss 1 to 0.50, train acc 0.50 to 0.60, test acc 0.70"),
+    (lambda: charts.lr_finder_figure([1e-6, 1e-4, 1e-2], [0.7, 0.3, 9.0], [0.7, 0.5, 3.0], 1e-4),
+     "Learning-rate finder, 3 steps from lr 1e-6 to 1e-2: smoothed loss lowest, 0.50, at lr 1e-4; suggested lr 1e-4"),
+])
+def test_each_chart_says_its_figures_in_one_sentence(build, sentence):
+    assert chart_text.summary_of(build()) == sentence
+
+
+def test_the_dataset_weight_and_sweep_charts_say_their_figures(tiny_data):
+    from ftcore.insight.explain import BlockChange
+    from ftcore.runs.series import SweepPoint
+
+    assert chart_text.summary_of(charts.class_counts_figure(summarize(tiny_data))) == \
+        "Images per class: train blue 16, red 16; test blue 8, red 8"
+    assert chart_text.summary_of(charts.image_sizes_figure(summarize(tiny_data))).startswith(
+        "Image width against height of 48 photos: widths ")
+    assert chart_text.summary_of(charts.weight_change_figure([("ft", [BlockChange("conv1", 1e-3, 10),
+                                                                       BlockChange("fc", 0.5, 4)])])) == \
+        "Relative weight change per block: ft 1e-3 in conv1 to 0.50 in fc"
+    sweep = charts.lr_sweep_figure([SweepPoint(1e-5, 0.8, "finished"), SweepPoint(1e-1, None, "failed", "nan")])
+    assert chart_text.summary_of(sweep) == "Final test accuracy by learning rate: lr 1e-5 0.800; lr 1e-1 failed"
+
+
+def test_a_charts_table_holds_every_number_it_draws_and_no_invisible_layer():
+    fig = charts.runs_progress_figure([("ft", epochs(0.8, 0.9), [BatchRecord(0.5, 0.7, 0.6)]), ("sc", epochs(0.5), [])],
+                                      title="t")
+    rows = chart_text.table_of(fig)
+    assert [(r["series"], r["panel"], r["epoch"], r["value"]) for r in rows] == [
+        ("ft", "test accuracy per epoch", 1, 0.8), ("ft", "test accuracy per epoch", 2, 0.9),
+        ("ft", "train loss per batch", 0.5, 0.7), ("sc", "test accuracy per epoch", 1, 0.5)]
+    confusion = chart_text.table_of(charts.confusion_matrix_figure([[5, 2], [1, 7]], ["a", "b"]))
+    assert confusion == [{"true class": "a", "predicted class a": 5, "predicted class b": 2},
+                         {"true class": "b", "predicted class a": 1, "predicted class b": 7}]
+    bars = chart_text.table_of(charts.probabilities_figure([("a", 0.9), ("b", 0.1)]))
+    assert bars == [{"series": "", "probability": 0.1, "value": "b"}, {"series": "", "probability": 0.9, "value": "a"}]
+
+
 def test_runs_are_told_apart_by_dash_and_marker_as_well_as_by_colour_blind_safe_colours():
     fig = charts.runs_progress_figure([("fine-tune", epochs(0.6), []), ("scratch", epochs(0.5), [])], title="t")
     first, second = fig.data[0], fig.data[2]  # each run's accuracy trace (its loss trace follows it)
@@ -143,7 +208,28 @@ def test_runs_are_told_apart_by_dash_and_marker_as_well_as_by_colour_blind_safe_
     assert first.line.dash != second.line.dash and first.marker.symbol != second.marker.symbol
 
 
-def test_the_accuracy_summary_states_each_runs_first_and_last_figures():
-    assert charts.accuracy_summary([("fine-tune", epochs(0.67, 0.77)), ("scratch", epochs(0.5, 0.5))]) == \
-        "test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"
-    assert charts.accuracy_summary([("a", [])]) == "test accuracy: a not measured yet over 0 epochs"
+# Machado, Oliveira and Fernandes (2009): what a person with deuteranopia sees, as a matrix on linear RGB
+DEUTERANOPIA = np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413],
+                         [-0.011820, 0.042940, 0.968881]])
+APART = 20  # CIE76 colour difference that reads as two colours at a glance (2.3 is the barely noticeable one)
+
+
+def seen_with_deuteranopia(hex_colour: str) -> np.ndarray:
+    """The colour's CIELAB coordinates as a person with deuteranopia sees it."""
+    srgb = np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    seen = np.clip(DEUTERANOPIA @ linear, 0, 1)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ seen
+    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
+    f = np.where(xyz / np.array([0.95047, 1.0, 1.08883]) > 216 / 24389, f,
+                 (24389 / 27 * xyz / np.array([0.95047, 1.0, 1.08883]) + 16) / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_the_lessons_runs_stay_apart_for_a_person_with_deuteranopia():
+    lesson = [charts.run_style(i)[0] for i in range(3)]  # the lesson compares up to three runs
+    gaps = [np.linalg.norm(seen_with_deuteranopia(a) - seen_with_deuteranopia(b))
+            for i, a in enumerate(lesson) for b in lesson[i + 1:]]
+    assert min(gaps) > APART
+    # the red against green the lesson used to draw falls together, so the measure can tell
+    assert np.linalg.norm(seen_with_deuteranopia("#d62728") - seen_with_deuteranopia("#2ca02c")) < APART

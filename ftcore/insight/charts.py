@@ -11,6 +11,7 @@ from ..config import BOOK_RESULTS, lr_words
 from ..data.summary import DatasetSummary
 from ..records import BatchRecord, EpochRecord, History, Status, SteerRecord
 from ..train.steering import Rates, rates_text
+from .chart_text import from_to, number, plural, say, steering_words
 
 # Okabe and Ito's colours, which the common colour blindnesses still tell apart, ordered so that neighbours differ
 # most (blue against orange, never red against green); black last.
@@ -28,19 +29,19 @@ def run_style(i: int) -> tuple[str, str, str]:
     return OKABE_ITO[i % len(OKABE_ITO)], RUN_DASHES[i % len(RUN_DASHES)], RUN_MARKERS[i % len(RUN_MARKERS)]
 
 
-def accuracy_summary(series: Sequence[tuple[str, Sequence[EpochRecord]]]) -> str:
-    """One sentence that says what a chart of runs' held-out accuracy shows, for a screen reader: "test accuracy:
-    fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"."""
-    split = "val" if any(e.val_acc is not None for _, epochs in series for e in epochs) else "test"
-    parts, longest = [], 0
-    for label, epochs in series:
-        measured = [e for e in epochs if e.heldout_acc is not None]
-        longest = max(longest, len(measured))
-        parts.append(f"{label} {measured[0].heldout_acc:.2f} to {measured[-1].heldout_acc:.2f}" if measured
-                     else f"{label} not measured yet")
-    if not parts:
+def runs_summary(runs: Sequence[tuple[str, Sequence[EpochRecord], Sequence[float], Sequence[SteerRecord]]],
+                 loss_name: str = "train loss") -> str:
+    """One sentence that says what a chart of runs shows, for a screen reader: each run's held-out accuracy, first
+    to last ("test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"), then each run's loss,
+    then where each was steered, in words. `runs`: (label, epochs, losses, steering)."""
+    split = "val" if any(e.val_acc is not None for _, epochs, _, _ in runs for e in epochs) else "test"
+    if not runs:
         return f"{split} accuracy: no run yet"
-    return f"{split} accuracy: {', '.join(parts)} over {longest} epoch{'s' if longest != 1 else ''}"
+    longest = max(sum(1 for e in epochs if e.heldout_acc is not None) for _, epochs, _, _ in runs)
+    accuracy = ", ".join(from_to(label, [e.heldout_acc for e in epochs]) for label, epochs, _, _ in runs)
+    losses = ", ".join(from_to(label, values) for label, _, values, _ in runs)
+    steered = "".join(steering_words(steering, label) for label, _, _, steering in runs)
+    return f"{split} accuracy: {accuracy} over {plural(longest, 'epoch')}; {loss_name}: {losses}{steered}"
 
 
 def class_counts_figure(summary: DatasetSummary) -> go.Figure:
@@ -49,7 +50,9 @@ def class_counts_figure(summary: DatasetSummary) -> go.Figure:
                             text=[summary.counts[split][c] for c in summary.classes], textposition="auto")
                      for split in summary.splits])
     fig.update_layout(title="Images per class", barmode="group", yaxis_title="images", **LAYOUT)
-    return fig
+    return say(fig, "Images per class: " + "; ".join(
+        f"{split} " + ", ".join(f"{c} {summary.counts[split][c]:,}" for c in summary.classes)
+        for split in summary.splits))
 
 
 def image_sizes_figure(summary: DatasetSummary) -> go.Figure:
@@ -62,7 +65,11 @@ def image_sizes_figure(summary: DatasetSummary) -> go.Figure:
             text=[f"{r.split}/{r.label}/{r.path.rsplit('/', 1)[-1]}" for r in records],
             hovertemplate="%{text}<br>%{x} x %{y} px<extra></extra>", marker={"size": 5, "opacity": 0.6}))
     fig.update_layout(title="Image width vs height (pixels)", xaxis_title="width", yaxis_title="height", **LAYOUT)
-    return fig
+    if not summary.images:
+        return say(fig, "Image width against height: no photo measured yet")
+    widths, heights = [r.width for r in summary.images], [r.height for r in summary.images]
+    return say(fig, f"Image width against height of {plural(len(summary.images), 'photo')}: widths "
+                    f"{min(widths):,} to {max(widths):,} pixels, heights {min(heights):,} to {max(heights):,}")
 
 
 def mark_changes(fig: go.Figure, steering: Sequence[SteerRecord], color: str = "#555", short: bool = False,
@@ -101,7 +108,9 @@ def epoch_curves_figure(epochs: Sequence[EpochRecord], total_epochs: int, mode: 
     mark_changes(fig, steering)
     fig.update_layout(title="Per epoch", xaxis={"title": "epoch", "range": [0, max(total_epochs, 5) + 0.2]},
                       yaxis={"title": "loss / accuracy", "rangemode": "tozero"}, **LAYOUT)
-    return fig
+    return say(fig, f"Per epoch, {len(epochs)} of {plural(total_epochs, 'epoch')}: " + ", ".join(
+        from_to(trace.name, trace.y) for trace in fig.data if not trace.name.startswith("book")) + steering_words(
+        steering))
 
 
 def batch_loss_figure(batches: Sequence[BatchRecord], steering: Sequence[SteerRecord] = ()) -> go.Figure:
@@ -117,7 +126,9 @@ def batch_loss_figure(batches: Sequence[BatchRecord], steering: Sequence[SteerRe
     mark_changes(fig, steering)
     fig.update_layout(title="Per batch", xaxis_title="epoch", yaxis={"title": "loss / accuracy",
                                                                       "rangemode": "tozero"}, **LAYOUT)
-    return fig
+    return say(fig, f"Per batch, {plural(len(batches), 'batch', 'batches')}: "
+                    f"{from_to('loss', [b.loss for b in batches])}, {from_to('accuracy', [b.acc for b in batches])}"
+                    + steering_words(steering))
 
 
 def compare_runs_figure(runs: Sequence[tuple[str, History]]) -> go.Figure:
@@ -143,7 +154,8 @@ def compare_runs_figure(runs: Sequence[tuple[str, History]]) -> go.Figure:
                           annotation_text=f"{name} {book[key]:.3f}", row=1, col=col)
     fig.update_layout(title="Runs compared (dashed/dotted: the book's final values, ResNet-18)", **LAYOUT)
     fig.update_xaxes(title_text="epoch")
-    return fig
+    return say(fig, runs_summary([(label, h.epochs, [e.train_loss for e in h.epochs], h.steering)
+                                  for label, h in runs], "train loss"))
 
 
 def probabilities_figure(ranked: Sequence[tuple[str, float]]) -> go.Figure:
@@ -154,7 +166,7 @@ def probabilities_figure(ranked: Sequence[tuple[str, float]]) -> go.Figure:
                            textposition="auto", marker={"color": COLORS["test_acc"]}))
     fig.update_layout(xaxis={"range": [0, 1], "title": "probability"}, height=80 + 40 * len(labels),
                       margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    return fig
+    return say(fig, "Class probabilities: " + ", ".join(f"{label} {p:.3f}" for label, p in ranked))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,7 +196,10 @@ def confusion_matrix_figure(confusion: Sequence[Sequence[int]], classes: Sequenc
                       hovermode="closest", hoverdistance=-1, margin={"l": 40, "r": 20, "t": 50, "b": 40},
                       xaxis={"title": "predicted class", "range": [-0.5, n - 0.5]},
                       yaxis={"title": "true class", "range": [n - 0.5, -0.5]}, height=160 + 70 * n)
-    return fig
+    return say(fig, "Confusion matrix: " + "; ".join(
+        f"of {sum(row):,} {classes[t]} photos, " + ", ".join(f"{int(count):,} predicted {classes[p]}"
+                                                                for p, count in enumerate(row))
+        for t, row in enumerate(confusion)))
 
 
 def feature_map_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Sequence[float]]],
@@ -207,7 +222,10 @@ def feature_map_figure(panels: Sequence[tuple[str, Sequence[Sequence[float]], Se
     fig.update_layout(title="Penultimate-layer features of the test photos, projected to 2-D", **LAYOUT)
     fig.update_xaxes(title_text="component 1")
     fig.update_yaxes(title_text="component 2")
-    return fig
+    counts = ", ".join(f"{sum(1 for label in labels if label == k):,} {name}" for k, name in enumerate(classes))
+    return say(fig, f"The features of {plural(len(labels), 'test photo')} ({counts}) projected to 2-D, one panel "
+                    "each: " + "; ".join(f"{title}, whose two components hold {ratio[0]:.0%} and {ratio[1]:.0%} of "
+                                         "the variance" for title, _, ratio in panels))
 
 
 def weight_change_figure(series: Sequence[tuple[str, Sequence]]) -> go.Figure:
@@ -225,7 +243,10 @@ def weight_change_figure(series: Sequence[tuple[str, Sequence]]) -> go.Figure:
                       barmode="group", xaxis_title="block (input side left, output layer right)",
                       yaxis={"title": "relative change (log scale)", "type": "log", "dtick": 1,
                              "exponentformat": "power"}, **LAYOUT)
-    return fig
+    return say(fig, "Relative weight change per block: " + "; ".join(
+        f"{label} " + (f"{number(changes[0].relative_change)} in {changes[0].block} to "
+                       f"{number(changes[-1].relative_change)} in {changes[-1].block}" if changes else "no block")
+        for label, changes in series))
 
 
 def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "test") -> go.Figure:
@@ -252,7 +273,9 @@ def lr_sweep_figure(points: Sequence, mode: str = "finetune", heldout: str = "te
                       "type": "log", "exponentformat": "power"}, yaxis={"title": f"{heldout} accuracy",
                                                                         "range": [0, 1.05]},
                       **LAYOUT)
-    return fig
+    return say(fig, f"Final {heldout} accuracy by learning rate: " + (", ".join(
+        f"lr {lr_words(p.lr)} {p.heldout_acc:.3f}" for p in done) or "no run finished yet") + "".join(
+        f"; lr {lr_words(p.lr)} failed" for p in failed))
 
 
 def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequence[BatchRecord]]],
@@ -283,7 +306,8 @@ def runs_progress_figure(series: Sequence[tuple[str, Sequence[EpochRecord], Sequ
     fig.update_layout(title=title or "Fine-tune vs scratch (dashed/dotted: the book's final values, ResNet-18)",
                       **LAYOUT)
     fig.update_xaxes(title_text="epoch")
-    return fig
+    return say(fig, runs_summary([(label, epochs, [b.loss for b in batches], steering[i] if i < len(steering) else ())
+                                  for i, (label, epochs, batches) in enumerate(series)], "train loss per batch"))
 
 
 def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float],
@@ -308,4 +332,9 @@ def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smoothed: Se
         "learning rate of the copied layers (log scale)" + (", mean loss" if loss_reduction == "mean" else
                                                               ", summed loss")),
         yaxis_title="loss per photo", xaxis_type="log", yaxis_range=[0, top], **LAYOUT)
-    return fig
+    if not finite:
+        return say(fig, "Learning-rate finder: no step measured yet")
+    lowest = min(range(len(smoothed)), key=lambda i: smoothed[i] if smoothed[i] == smoothed[i] else float("inf"))
+    return say(fig, f"Learning-rate finder, {plural(len(lrs), 'step')} from lr {lr_words(lrs[0])} to "
+                    f"{lr_words(lrs[-1])}: smoothed loss lowest, {smoothed[lowest]:.2f}, at lr {lr_words(lrs[lowest])}"
+                    + (f"; suggested lr {lr_words(suggestion)}" if suggestion is not None else ""))
