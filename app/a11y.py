@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 # Some controls draw no focus of their own (a file uploader's icon buttons): whatever the keyboard focuses gets an
-# outline in its text colour, which a mouse's click does not draw. Two toolbars fade in on mouse hover only, so a
+# outline in its text colour, which a mouse's click does not draw; a checkbox, toggle or radio button hides its input,
+# so its label is outlined (Streamlit draws their focus only sometimes). Two toolbars fade in on mouse hover only, so a
 # keyboard's focus on their buttons is invisible (WCAG 2.4.7): an element's (a photo's or a chart's Fullscreen) and a
 # Plotly chart's (Zoom, Pan, Download as PNG); focus within either shows it as hover does. A file uploader's hidden
 # file input takes a Tab stop of its own with nothing drawn: its drop zone is outlined then. A disabled widget's
@@ -16,6 +17,7 @@ STYLES = """
 [data-testid="stElementToolbar"]:focus-within { opacity: 1; }
 .js-plotly-plot .plotly .modebar--hover:focus-within > .modebar-group { opacity: 1; }
 :focus-visible { outline: 2px solid currentColor !important; outline-offset: 2px; }
+label:has(input:focus-visible) { outline: 2px solid currentColor; outline-offset: 2px; }
 [data-testid="stFileUploaderDropzone"]:has(input:focus) { outline: 2px solid currentColor; outline-offset: 2px; }
 [data-testid="stWidgetLabel"], [data-testid="stWidgetLabel"] p { color: inherit; }
 [data-testid="stElementContainer"]:has(:disabled) [data-testid="stWidgetLabel"] { opacity: 0.8; }

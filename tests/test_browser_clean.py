@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_browser import CHROMIUM, FLAGS, browser_or_skip, no_exception, open_page
+from test_browser_a11y import no_violations
 
 from benchmarks.clean.noise import noisy_copy
 from benchmarks.harness.app_server import app_server
@@ -43,6 +44,8 @@ def hover_until_photo(page, chart) -> tuple[float, float] | None:
 
 def test_check_fix_undo_exclude_and_map_in_chromium(tmp_path, shared_hotdog, shared_mobilenet):
     """The page finds the leak and the flips, fixes by keyboard, and never writes in the photo folder."""
+    from axe_playwright_python.sync_playwright import Axe  # here: the browser tests alone need axe
+
     api = browser_or_skip()
     made = noisy_copy(shared_hotdog, tmp_path / "noisy", {"train": 30, "test": 15}, 0.1, 2, 1, seed=1)
     before = fingerprint(made.root)
@@ -63,6 +66,8 @@ def test_check_fix_undo_exclude_and_map_in_chromium(tmp_path, shared_hotdog, sha
         page.get_by_role("heading", name="Labels that look wrong").wait_for(timeout=WAIT)
         no_exception(page)
         assert page.get_by_text("2 leak(s) between splits").count() == 1
+        page.get_by_test_id("stVegaLiteChart").first.locator("canvas, svg").first.wait_for(timeout=WAIT)
+        no_violations(Axe(), page, "Check the photos with its findings")  # WCAG 2.1 AA, as on every page
 
         relabel = page.get_by_role("button", name="Relabel as").first
         relabel.focus()
