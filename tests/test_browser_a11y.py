@@ -50,6 +50,17 @@ SIDEWAYS = """() => {
 }"""
 
 
+def settle(page, most_ms: int = 3000) -> None:
+    """Wait until the app has not been running its script for two looks in a row (Streamlit shows its status widget
+    while it runs), or `most_ms` on a page that keeps polling."""
+    quiet = 0
+    for _ in range(most_ms // 250):
+        page.wait_for_timeout(250)
+        quiet = quiet + 1 if page.get_by_test_id("stStatusWidget").count() == 0 else 0
+        if quiet == 2:
+            return
+
+
 def focus_shows(page, info: dict, tries: int = 5) -> bool:
     """Whether the focused control looks different from the same control unfocused (its focus is visible); asked
     again after a moment where they look the same, as a toolbar may still be fading in or a page redrawing."""
@@ -75,7 +86,7 @@ def tab_to(page, wanted, what: str, backwards: bool = False) -> dict:
     """Press Tab (Shift+Tab when `backwards`) until the focused control is `wanted(info)`, checking on the way that
     the focus is visible on each kind of control of each page; returns the control's description."""
     seen = []
-    page.wait_for_timeout(1000)  # a page that just changed draws its last elements first
+    settle(page)  # a page that just changed draws its last elements first
     for _ in range(TAB_STOPS):
         page.keyboard.press("Shift+Tab" if backwards else "Tab")
         info = page.evaluate(FOCUSED)
@@ -201,7 +212,7 @@ def test_the_lab_by_keyboard_alone_with_no_wcag_violation_during_and_after_the_l
 
         key_to_page(page, "Evaluate & explain", "Evaluate & explain")
         page.get_by_text("Confusion matrix").first.wait_for(timeout=WAIT)
-        page.wait_for_timeout(3000)
+        settle(page)
         no_exception(page)
         no_violations(axe, page, "Evaluate after the lesson")
         key_to_page(page, "Experiments", "Experiments")
@@ -229,7 +240,7 @@ def test_every_page_cold_in_both_schemes_and_at_a_phones_width(tmp_path, shared_
                         timeout=WAIT)
                 else:
                     open_page(page, name, name if name != "Home" else "Fine-tuning lab")
-                page.wait_for_timeout(3000)  # what a page draws once its background work answers
+                settle(page)  # what a page draws once its background work answers
                 no_exception(page)
                 no_violations(axe, page, f"{name}, cold, {scheme}, {viewport['width']} px")
                 if viewport is PHONE:
