@@ -198,7 +198,8 @@ def test_a_charts_table_holds_every_number_it_draws_and_no_invisible_layer():
     assert confusion == [{"true class": "a", "predicted class a": 5, "predicted class b": 2},
                          {"true class": "b", "predicted class a": 1, "predicted class b": 7}]
     bars = chart_text.table_of(charts.probabilities_figure([("a", 0.9), ("b", 0.1)]))
-    assert bars == [{"series": "", "probability": 0.1, "value": "b"}, {"series": "", "probability": 0.9, "value": "a"}]
+    assert bars == [{"series": "", "probability": 0.1, "category": "b"},
+                    {"series": "", "probability": 0.9, "category": "a"}]
 
 
 def test_runs_are_told_apart_by_dash_and_marker_as_well_as_by_colour_blind_safe_colours():

@@ -91,6 +91,11 @@ def _is_number(text: object) -> bool:
     return True
 
 
+def _untitled(values: list, fallback: str) -> str:
+    """The column name of an axis without a title: 'category' where it holds names (classes, blocks)."""
+    return "category" if values and isinstance(values[0], str) else fallback
+
+
 def table_of(fig: go.Figure) -> list[dict]:
     """Every drawn number of a chart as rows: one row per point (series, panel where there are panels, x, y and
     the point's label), or for a heatmap one row per row of cells."""
@@ -105,10 +110,10 @@ def table_of(fig: go.Figure) -> list[dict]:
         if trace.opacity == 0 or (trace.marker is not None and trace.marker.opacity == 0):
             continue  # an invisible layer that only takes clicks draws no number
         x_axis, y_axis = trace.xaxis or "x", trace.yaxis or "y"
-        x_title = _axis_title(fig, x_axis) or "x"
-        y_title = _axis_title(fig, y_axis) or ("value" if x_title != "value" else "y")
-        labels = trace.text if isinstance(trace.text, (list, tuple)) else None
         xs, ys = list(trace.x or []), list(trace.y or [])
+        x_title = _axis_title(fig, x_axis) or _untitled(xs, "x")
+        y_title = _axis_title(fig, y_axis) or _untitled(ys, "value" if x_title != "value" else "y")
+        labels = trace.text if isinstance(trace.text, (list, tuple)) else None
         for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
             row = {"series": trace.name or ""}
             if x_axis in panels:
