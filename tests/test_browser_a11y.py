@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from test_browser import CHROMIUM, FLAGS, browser_or_skip, no_exception, open_page
 
+from app.widgets import ANNOUNCE_SECONDS  # the status line changes at most this often
 from benchmarks.a11y.axe_pages import PAGES, violations
 from benchmarks.harness.app_server import app_server
 
@@ -23,7 +24,6 @@ WAIT = 180_000  # ms: a lesson of two runs on two shared cores
 TAB_STOPS = 400  # Tab presses before a control counts as out of the keyboard's reach
 PHONE = {"width": 390, "height": 844}  # a phone's viewport in CSS pixels (WCAG 1.4.10 asks for 320 at 400 % zoom)
 ADDRESSES = ["", "explore", "check", "train", "experiments", "predict", "evaluate"]  # PAGES' paths in the URL
-ANNOUNCE_SECONDS = 5.0  # app.widgets.ANNOUNCE_SECONDS: the status line changes at most this often
 
 FOCUSED = """() => {
   const e = document.activeElement;
