@@ -148,7 +148,7 @@ def test_a_chart_of_runs_says_each_runs_first_and_last_figures_and_its_steering_
                                       steering=[[SteerRecord(epoch=1.25, lr=1e-4, head_lr=1e-3)], []])
     assert chart_text.summary_of(fig) == (
         "test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs; train loss per batch: "
-        "fine-tune 0.69 to 0.31, scratch not measured yet; fine-tune steered at epoch 1.25 to lr 1e-4, output "
+        "fine-tune 0.69 to 0.31, scratch not measured yet; fine-tune steered at epoch 1.25: lr 1e-4, output "
         "layer 1e-3")
     assert chart_text.summary_of(charts.runs_progress_figure([])) == "test accuracy: no run yet"
 
@@ -161,7 +161,7 @@ def test_a_chart_of_runs_says_each_runs_first_and_last_figures_and_its_steering_
      "1 predicted hotdog, 7 predicted not-hotdog"),
     (lambda: charts.batch_loss_figure([BatchRecord(0.5, 0.9, 0.5), BatchRecord(1.0, 0.4, 0.75)],
                                       [SteerRecord(epoch=0.75, lr=0.0, head_lr=2e-2)]),
-     "Per batch, 2 batches: loss 0.90 to 0.40, accuracy 0.50 to 0.75; steered at epoch 0.75 to copied layers "
+     "Per batch, 2 batches: loss 0.90 to 0.40, accuracy 0.50 to 0.75; steered at epoch 0.75: copied layers "
      "frozen, output layer 2e-2"),
     (lambda: charts.epoch_curves_figure(epochs(0.7, None), 5, mode="finetune"),
      "Per epoch, 2 of 5 epochs: train loss 1 to 0.50, train acc 0.50 to 0.60, test acc 0.70"),

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import plotly.graph_objects as go
 
 from ..config import lr_words
-from ..records import SteerRecord
-from ..train.steering import Rates, rates_text
+from ..records import EpochRecord, SteerRecord
+from ..train.steering import changes_text
 
 SUMMARY = "summary"  # the key of the sentence in a figure's layout.meta
 
@@ -50,17 +50,29 @@ def from_to(label: str, values: Sequence[float | None]) -> str:
 
 
 def steering_words(steering: Sequence[SteerRecord], who: str = "") -> str:
-    """Where each change of a run's rates applied, in words: '; fine-tune steered at epoch 1.25 to lr 1e-4, output
-    layer 1e-3' ('' when it was never steered)."""
-    if not steering:
-        return ""
-    changes = ", then ".join(f"at epoch {record.epoch:.2f} to {rates_text(Rates.of(record))}" for record in steering)
-    return f"; {who + ' ' if who else ''}steered {changes}"
+    """Where each change of a run's rates applied, in words, as the run's caption says it: '; fine-tune steered at
+    epoch 1.25: lr 1e-4, output layer 1e-3' ('' when it was never steered)."""
+    return f"; {who + ' ' if who else ''}steered {changes_text(steering)}" if steering else ""
 
 
 def plural(count: int, noun: str, nouns: str = "") -> str:
     """'1 epoch', '2 epochs'; `nouns` where the plural is not noun + s ('batches')."""
     return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def runs_summary(runs: Sequence[tuple[str, Sequence[EpochRecord], Sequence[float], Sequence[SteerRecord]]],
+                 loss_name: str = "train loss") -> str:
+    """One sentence that says what a chart of runs shows, for a screen reader: each run's held-out accuracy, first
+    to last ("test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"), then each run's loss,
+    then where each was steered, in words. `runs`: (label, epochs, losses, steering)."""
+    split = "val" if any(e.val_acc is not None for _, epochs, _, _ in runs for e in epochs) else "test"
+    if not runs:
+        return f"{split} accuracy: no run yet"
+    longest = max(sum(1 for e in epochs if e.heldout_acc is not None) for _, epochs, _, _ in runs)
+    accuracy = ", ".join(from_to(label, [e.heldout_acc for e in epochs]) for label, epochs, _, _ in runs)
+    losses = ", ".join(from_to(label, values) for label, _, values, _ in runs)
+    steered = "".join(steering_words(steering, label) for label, _, _, steering in runs)
+    return f"{split} accuracy: {accuracy} over {plural(longest, 'epoch')}; {loss_name}: {losses}{steered}"
 
 
 def _axis_title(fig: go.Figure, axis: str) -> str:

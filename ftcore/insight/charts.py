@@ -11,7 +11,7 @@ from ..config import BOOK_RESULTS, lr_words
 from ..data.summary import DatasetSummary
 from ..records import BatchRecord, EpochRecord, History, Status, SteerRecord
 from ..train.steering import Rates, rates_text
-from .chart_text import from_to, number, plural, say, steering_words
+from .chart_text import from_to, number, plural, runs_summary, say, steering_words
 
 # Okabe and Ito's colours, which the common colour blindnesses still tell apart, ordered so that neighbours differ
 # most (blue against orange, never red against green); black last.
@@ -27,21 +27,6 @@ LAYOUT = {"margin": {"l": 40, "r": 20, "t": 50, "b": 40}, "legend": {"orientatio
 def run_style(i: int) -> tuple[str, str, str]:
     """The colour, dash and marker of the i-th run of a chart."""
     return OKABE_ITO[i % len(OKABE_ITO)], RUN_DASHES[i % len(RUN_DASHES)], RUN_MARKERS[i % len(RUN_MARKERS)]
-
-
-def runs_summary(runs: Sequence[tuple[str, Sequence[EpochRecord], Sequence[float], Sequence[SteerRecord]]],
-                 loss_name: str = "train loss") -> str:
-    """One sentence that says what a chart of runs shows, for a screen reader: each run's held-out accuracy, first
-    to last ("test accuracy: fine-tune 0.67 to 0.77, scratch 0.50 to 0.50 over 2 epochs"), then each run's loss,
-    then where each was steered, in words. `runs`: (label, epochs, losses, steering)."""
-    split = "val" if any(e.val_acc is not None for _, epochs, _, _ in runs for e in epochs) else "test"
-    if not runs:
-        return f"{split} accuracy: no run yet"
-    longest = max(sum(1 for e in epochs if e.heldout_acc is not None) for _, epochs, _, _ in runs)
-    accuracy = ", ".join(from_to(label, [e.heldout_acc for e in epochs]) for label, epochs, _, _ in runs)
-    losses = ", ".join(from_to(label, values) for label, _, values, _ in runs)
-    steered = "".join(steering_words(steering, label) for label, _, _, steering in runs)
-    return f"{split} accuracy: {accuracy} over {plural(longest, 'epoch')}; {loss_name}: {losses}{steered}"
 
 
 def class_counts_figure(summary: DatasetSummary) -> go.Figure:
